@@ -1,0 +1,2 @@
+//! The `mtasts` command-line tool.
+fn main() {}

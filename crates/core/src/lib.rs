@@ -1,0 +1,16 @@
+//! Pure RFC 8461 (MTA-STS) and RFC 8460 (TLS-RPT) logic for mtasts.
+//!
+//! No I/O, no clock, no randomness: bytes go in, values and [`Diagnostic`]s come out. Every network
+//! and storage concern lives in other crates.
+//!
+//! # Layout
+//! - [`diag`]: positioned findings with stable ids, severities and fixes.
+//! - [`report`]: the TLS-RPT report model: tolerant parsing (JSON, gzip, MIME mail) and strict
+//!   generation.
+
+#![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
+
+pub mod diag;
+pub mod report;
+
+pub use diag::{Diagnostic, Severity};
