@@ -67,7 +67,14 @@ impl Diagnostic {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Self { id, severity, line: None, column: None, message: message.into(), fix: fix.into() }
+        Self {
+            id,
+            severity,
+            line: None,
+            column: None,
+            message: message.into(),
+            fix: fix.into(),
+        }
     }
 
     /// Ties the finding to a 1-based line.
@@ -128,10 +135,6 @@ impl Sink {
         } else {
             self.dropped += 1;
         }
-    }
-
-    pub(crate) fn has_errors(&self) -> bool {
-        self.diags.iter().any(Diagnostic::is_error)
     }
 
     pub(crate) fn finish(mut self) -> Vec<Diagnostic> {

@@ -5,12 +5,20 @@
 //!
 //! # Layout
 //! - [`diag`]: positioned findings with stable ids, severities and fixes.
+//! - [`name`]: host names and MX patterns (one-label wildcard, A-labels).
+//! - [`policy`]: the policy file parser (sender view plus checker findings).
+//! - [`record`]: the `_mta-sts` and `_smtp._tls` TXT records, RRset selection included.
+//! - [`render`]: canonical policy text and content-derived ids.
 //! - [`report`]: the TLS-RPT report model: tolerant parsing (JSON, gzip, MIME mail) and strict
 //!   generation.
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod diag;
+pub mod name;
+pub mod policy;
+pub mod record;
+pub mod render;
 pub mod report;
 
 pub use diag::{Diagnostic, Severity};
