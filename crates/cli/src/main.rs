@@ -1,2 +1,76 @@
-//! The `mtasts` command-line tool.
-fn main() {}
+//! `mtasts`: MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) for the people who run mail.
+//!
+//! The binary is thin: it parses arguments, reads input, calls the library crates and prints.
+//! Exit codes: 0 the input is valid, 1 it has error-severity findings, 2 usage error, 3 the input
+//! could not be read.
+
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a CLI prints")]
+
+mod input;
+mod output;
+mod policy_cmd;
+mod record_cmd;
+mod report_cmd;
+
+use clap::{Parser, Subcommand};
+use output::{Color, Format};
+use std::process::ExitCode;
+
+/// Exit status when every input is valid.
+pub(crate) const EXIT_OK: u8 = 0;
+/// Exit status when some input has error-severity findings.
+pub(crate) const EXIT_FINDINGS: u8 = 1;
+/// Exit status when some input could not be read.
+pub(crate) const EXIT_UNREADABLE: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(name = "mtasts", version, about, max_term_width = 100)]
+struct Cli {
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// When to colour text output.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// MTA-STS policy files: lint and render.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+    /// DNS TXT records (`_mta-sts`, `_smtp._tls`): lint.
+    #[command(subcommand)]
+    Record(record_cmd::RecordCommand),
+    /// TLS-RPT reports: parse (JSON, gzip, or report mail).
+    #[command(subcommand)]
+    Report(report_cmd::ReportCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli.color.apply();
+    let result = match cli.command {
+        Command::Policy(c) => policy_cmd::run(c, cli.format),
+        Command::Record(c) => record_cmd::run(c, cli.format),
+        Command::Report(c) => report_cmd::run(c, cli.format),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            eprintln!("mtasts: {e:#}");
+            ExitCode::from(EXIT_UNREADABLE)
+        }
+    }
+}
+
+/// `mtasts ... | head` closing the pipe early is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -18,6 +18,7 @@
 use crate::diag::{Diagnostic, Severity, Sink};
 use crate::name::{MxPattern, PatternProblem, check_pattern, normalize_host, sender_pattern};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt;
 
 /// Largest policy body read, in bytes: RFC 8461 §3.3 suggests senders cap the fetch at 64 KB,
@@ -143,9 +144,8 @@ impl Parser {
                 "policy.too-large",
                 Severity::Error,
                 format!(
-                    "the policy is {} bytes; senders stop reading at {} bytes (RFC 8461 §3.3)",
-                    input.len(),
-                    MAX_POLICY_SIZE
+                    "the policy is larger than {MAX_POLICY_SIZE} bytes, where senders stop \
+                     reading (RFC 8461 §3.3)"
                 ),
                 "serve only the policy: a few lines of `key: value`, well under 4 KiB",
             ));
@@ -568,7 +568,8 @@ impl Parser {
     /// Checks every `mx` line, and returns the patterns a sender uses (D10).
     fn patterns(&mut self) -> Vec<MxPattern> {
         let mut usable: Vec<MxPattern> = Vec::new();
-        let mut first_line: Vec<usize> = Vec::new();
+        // Pattern -> line of its first occurrence; a map keeps hostile inputs linear.
+        let mut first_line: HashMap<MxPattern, usize> = HashMap::new();
         for mx in std::mem::take(&mut self.mx) {
             if let Some(problem) = check_pattern(&mx.value).into_iter().next() {
                 self.sink.push(pattern_diagnostic(&mx, &problem));
@@ -578,19 +579,19 @@ impl Parser {
             let Some(p) = sender_pattern(&mx.value) else {
                 continue;
             };
-            if let Some(i) = usable.iter().position(|u| *u == p) {
+            if let Some(first) = first_line.get(&p) {
                 self.sink.push(
                     Diagnostic::new(
                         "policy.mx.duplicate",
                         Severity::Warning,
-                        format!("`{p}` is already listed on line {}", first_line[i]),
+                        format!("`{p}` is already listed on line {first}"),
                         "remove the repeated `mx` line",
                     )
                     .at_line(mx.line),
                 );
             } else {
+                first_line.insert(p.clone(), mx.line);
                 usable.push(p);
-                first_line.push(mx.line);
             }
         }
         usable

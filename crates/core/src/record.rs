@@ -19,6 +19,7 @@
 use crate::diag::{Diagnostic, Severity, Sink};
 use crate::policy::is_ext_name;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Longest joined TXT record read, in bytes (the largest a DNS message can carry).
 pub const MAX_RECORD_LEN: usize = 65_535;
@@ -89,6 +90,13 @@ pub fn parse_tlsrpt_rrset<S: AsRef<[u8]>>(records: &[S]) -> ParsedRecord<TlsRptR
         record,
         diagnostics: sink.finish(),
     }
+}
+
+/// Findings in record order; RRset-wide ones last.
+fn sorted(sink: Sink) -> Vec<Diagnostic> {
+    let mut d = sink.finish();
+    d.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
+    d
 }
 
 /// What differs between the two record kinds.
@@ -494,15 +502,17 @@ fn first_fields<'f, 'a>(
     sink: &mut Sink,
 ) -> Vec<&'f Field<'a>> {
     let mut seen: Vec<&Field<'_>> = Vec::new();
+    // Name -> column of its first occurrence; a map keeps hostile records linear.
+    let mut first: HashMap<&str, usize> = HashMap::new();
     for f in fields {
-        if let Some(prev) = seen.iter().find(|p| p.name == f.name) {
+        if let Some(prev_column) = first.get(f.name) {
             sink.push(
                 Diagnostic::new(
                     id!(k, "field.duplicate"),
                     Severity::Warning,
                     format!(
-                        "`{}` appears again; only the first one (column {}) counts",
-                        f.name, prev.column
+                        "`{}` appears again; only the first one (column {prev_column}) counts",
+                        f.name
                     ),
                     format!("remove the second `{}=`", f.name),
                 )
@@ -532,6 +542,7 @@ fn first_fields<'f, 'a>(
                     .at_column(f.column),
             );
         }
+        first.insert(f.name, f.column);
         seen.push(f);
     }
     seen

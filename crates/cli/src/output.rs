@@ -1,0 +1,133 @@
+//! Output formats, colours, and the shared rendering of findings.
+
+use mtasts_core::{Diagnostic, Severity};
+use owo_colors::{OwoColorize, Stream::Stdout};
+use serde::Serialize;
+use std::io::Write;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// Readable text (the default).
+    Text,
+    /// One JSON document, in the schema documented in docs/json-output.md.
+    Json,
+}
+
+/// When to colour text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Color {
+    /// Only on a terminal, and never when NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl Color {
+    pub(crate) fn apply(self) {
+        match self {
+            Self::Auto => {}
+            Self::Always => owo_colors::set_override(true),
+            Self::Never => owo_colors::set_override(false),
+        }
+    }
+}
+
+/// A finding in the JSON schema: `{"id","severity","line","message","fix"}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Finding<'a> {
+    id: &'a str,
+    severity: Severity,
+    line: Option<usize>,
+    message: &'a str,
+    fix: &'a str,
+}
+
+pub(crate) fn findings(diags: &[Diagnostic]) -> Vec<Finding<'_>> {
+    diags
+        .iter()
+        .map(|d| Finding {
+            id: d.id,
+            severity: d.severity,
+            line: d.line,
+            message: &d.message,
+            fix: &d.fix,
+        })
+        .collect()
+}
+
+/// Writes a JSON value and a newline to standard output.
+pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `1 error, 2 warnings` style counts.
+pub(crate) fn counts(diags: &[Diagnostic]) -> String {
+    let n = |s| diags.iter().filter(|d| d.severity == s).count();
+    let part = |k: usize, word: &str| format!("{k} {word}{}", if k == 1 { "" } else { "s" });
+    let mut parts = Vec::new();
+    for (sev, word) in [
+        (Severity::Error, "error"),
+        (Severity::Warning, "warning"),
+        (Severity::Info, "note"),
+    ] {
+        let k = n(sev);
+        if k > 0 {
+            parts.push(part(k, word));
+        }
+    }
+    if parts.is_empty() {
+        "no findings".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The verdict word, coloured.
+pub(crate) fn verdict(valid: bool) -> String {
+    if valid {
+        "valid".if_supports_color(Stdout, |t| t.green()).to_string()
+    } else {
+        "INVALID".if_supports_color(Stdout, |t| t.red()).to_string()
+    }
+}
+
+/// Prints findings as aligned text: position, severity, id, message, then the fix.
+pub(crate) fn print_findings(
+    out: &mut impl Write,
+    diags: &[Diagnostic],
+    what: &str,
+) -> std::io::Result<()> {
+    for d in diags {
+        let pos = match (d.line, d.column) {
+            (Some(l), Some(c)) => format!("{what} {l}:{c}"),
+            (Some(l), None) => format!("{what} {l}"),
+            _ => String::new(),
+        };
+        let sev = match d.severity {
+            Severity::Error => "error".if_supports_color(Stdout, |t| t.red()).to_string(),
+            Severity::Warning => "warning"
+                .if_supports_color(Stdout, |t| t.yellow())
+                .to_string(),
+            Severity::Info => "note".if_supports_color(Stdout, |t| t.cyan()).to_string(),
+        };
+        let pos = if pos.is_empty() {
+            String::new()
+        } else {
+            format!("{pos}: ")
+        };
+        writeln!(
+            out,
+            "  {pos}{sev}: {} [{}]",
+            d.message,
+            d.id.if_supports_color(Stdout, |t| t.dimmed())
+        )?;
+        writeln!(out, "      fix: {}", d.fix)?;
+    }
+    Ok(())
+}
