@@ -75,7 +75,7 @@ pub fn parse_sts_rrset<S: AsRef<[u8]>>(records: &[S]) -> ParsedRecord<StsRecord>
     });
     ParsedRecord {
         record,
-        diagnostics: sink.finish(),
+        diagnostics: sorted(sink),
     }
 }
 
@@ -88,7 +88,7 @@ pub fn parse_tlsrpt_rrset<S: AsRef<[u8]>>(records: &[S]) -> ParsedRecord<TlsRptR
     });
     ParsedRecord {
         record,
-        diagnostics: sink.finish(),
+        diagnostics: sorted(sink),
     }
 }
 
