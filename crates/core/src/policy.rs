@@ -275,6 +275,10 @@ impl Parser {
         }
         let indent = text.len() - text.trim_start_matches([' ', '\t']).len();
         let text = &text[indent..];
+        let Some(colon) = text.find(':') else {
+            self.error(syntax_error(no, text));
+            return;
+        };
         if indent > 0 {
             self.error(
                 Diagnostic::new(
@@ -287,10 +291,6 @@ impl Parser {
                 .at_column(1),
             );
         }
-        let Some(colon) = text.find(':') else {
-            self.error(syntax_error(no, text));
-            return;
-        };
         let raw_key = &text[..colon];
         let key = raw_key.trim_end_matches([' ', '\t']);
         if key.len() != raw_key.len() {
