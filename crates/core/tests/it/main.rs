@@ -3,6 +3,7 @@
 //! Test names start with the DECISIONS row (`d07_...`) or RFC-DIGEST requirement (`s15_...`,
 //! `t12_...`) they prove; docs/conformance.md lists them.
 
+mod catalog;
 mod corpus;
 mod hostile;
 mod policy;
