@@ -67,7 +67,14 @@ impl Diagnostic {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Self { id, severity, line: None, column: None, message: message.into(), fix: fix.into() }
+        Self {
+            id,
+            severity,
+            line: None,
+            column: None,
+            message: message.into(),
+            fix: fix.into(),
+        }
     }
 
     /// Ties the finding to a 1-based line.
