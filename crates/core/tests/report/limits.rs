@@ -80,6 +80,13 @@ fn bomb_single_member() -> Vec<u8> {
     enc.finish().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Peak resident set size of this process, from /proc (None elsewhere).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[test]
 fn gzip_bomb_is_rejected_fast() {
     let bomb = bomb_single_member();
@@ -99,6 +106,10 @@ fn gzip_bomb_is_rejected_fast() {
         "took {:?}",
         started.elapsed()
     );
+    // Bounded memory: the process never came near holding 1 GiB (Linux only).
+    if let Some(peak_kib) = peak_rss_kib() {
+        assert!(peak_kib < 768 * 1024, "peak RSS {peak_kib} KiB");
+    }
     // Inside a mail, labelled as a report, too.
     let mail = mail_with("application/tlsrpt+gzip", "bomb.json.gz", &bomb);
     match parse_reports(&mail) {
