@@ -215,3 +215,32 @@ fn walk_message(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing() {
+        assert_eq!(sniff(&[0x1f, 0x8b, 8]), Kind::Gzip);
+        assert_eq!(sniff(b"\xEF\xBB\xBF \r\n\t{}"), Kind::Json);
+        assert_eq!(sniff(b"[1]"), Kind::Json);
+        assert_eq!(sniff(b"From: a\r\n\r\n{}"), Kind::Other);
+        assert_eq!(sniff(b""), Kind::Other);
+        assert_eq!(sniff(&[0x1f]), Kind::Other);
+    }
+
+    #[test]
+    fn mail_detection() {
+        assert!(looks_like_mail(b"From: a@b\r\n\r\nx"));
+        assert!(looks_like_mail(b"Received:from x"));
+        assert!(looks_like_mail(
+            b"From a@b Mon Jan  1 00:00:00 2024\nSubject: x\n\nbody"
+        ));
+        assert!(!looks_like_mail(b"From a@b Mon Jan  1 00:00:00 2024"));
+        assert!(!looks_like_mail(b"hello world\nSubject: x"));
+        assert!(!looks_like_mail(b": no name"));
+        assert!(!looks_like_mail(b"bad name: x"));
+        assert!(!looks_like_mail(b""));
+    }
+}

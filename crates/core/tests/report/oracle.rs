@@ -27,7 +27,7 @@ fn result_type(t: &ma::ResultType) -> String {
 }
 
 /// Compares field by field; returns the names of the fields that differ.
-fn differences(ours: &ParsedReport, theirs: &TlsReport) -> Vec<String> {
+pub(crate) fn differences(ours: &ParsedReport, theirs: &TlsReport) -> Vec<String> {
     let mut diffs = Vec::new();
     let mut check = |field: String, same: bool| {
         if !same {

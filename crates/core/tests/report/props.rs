@@ -139,6 +139,24 @@ proptest! {
     }
 
     #[test]
+    fn mail_auth_reads_what_we_generate(mut report in report_strategy()) {
+        // mail-auth keeps counts in u32.
+        for p in &mut report.policies {
+            p.summary.total_successful_session_count %= 1 << 32;
+            for d in &mut p.failure_details {
+                d.failed_session_count %= 1 << 28;
+            }
+            p.summary.total_failure_session_count =
+                p.failure_details.iter().map(|d| d.failed_session_count).sum();
+        }
+        let json = generate_json(&report).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let theirs = mail_auth::report::tlsrpt::TlsReport::parse_json(json.as_bytes())
+            .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        let ours = parse_report_json(json.as_bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(crate::oracle::differences(&ours, &theirs), Vec::<String>::new());
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
         let _ = parse_reports(&bytes);
         let _ = parse_report_json(&bytes);
