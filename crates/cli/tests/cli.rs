@@ -313,3 +313,107 @@ fn text_output_snapshots() {
         insta::assert_snapshot!(name, text);
     }
 }
+
+#[test]
+fn report_parse_json_shape_bad_files_named_others_still_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    // A gzip'd report written to a file with a misleading name: sniffed from the bytes.
+    let json = std::fs::read(data("tlsrpt/mail-auth/rpt02.json")).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&json).unwrap();
+    let gz_path = dir.path().join("report.txt");
+    std::fs::write(&gz_path, enc.finish().unwrap()).unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, b"{\"hello\": 1}").unwrap();
+    let out = mtasts()
+        .args([
+            "--format",
+            "json",
+            "report",
+            "parse",
+            &data("tlsrpt/parsedmarc/rfc8460.json"),
+            bad.to_str().unwrap(),
+            gz_path.to_str().unwrap(),
+            &data("tlsrpt/mail-auth/rpt01.eml"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.json") && err.contains("no valid TLS-RPT report"),
+        "{err}"
+    );
+    let v = json_of(&out);
+    let reports = v.as_array().unwrap();
+    assert_eq!(reports.len(), 3);
+    assert_eq!(
+        keys(&reports[0]),
+        [
+            "organization-name",
+            "date-range",
+            "contact-info",
+            "report-id",
+            "policies",
+            "warnings",
+            "source"
+        ]
+    );
+    assert!(
+        reports[0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("rfc8460.json")
+    );
+    assert_eq!(
+        reports[0]["policies"][0]["policy"]["mx-host"],
+        serde_json::json!(["*.mail.company-y.example"])
+    );
+    assert_eq!(reports[0]["warnings"][0]["id"], "report.mx-host-string");
+    assert!(
+        reports[1]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("report.txt")
+    );
+    assert!(
+        reports[2]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("rpt01.eml")
+    );
+    assert!(
+        reports[0]["date-range"]["start-datetime"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+}
+
+#[test]
+fn report_parse_all_good_exit_0_and_unreadable_exit_3() {
+    let out = mtasts()
+        .args([
+            "report",
+            "parse",
+            &data("tlsrpt/mta-sts-exporter/google.json"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("policy sts"));
+    let out = mtasts()
+        .args([
+            "report",
+            "parse",
+            &data("tlsrpt/mta-sts-exporter/google.json"),
+            "/nonexistent.json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("policy sts"),
+        "the readable file is still reported"
+    );
+}

@@ -119,13 +119,11 @@ pub const MAX_DIAGNOSTICS: usize = 200;
 
 /// Collects diagnostics up to [`MAX_DIAGNOSTICS`] and counts the rest.
 #[derive(Debug, Default)]
-#[allow(dead_code)] // used by the record/policy parsers on other branches; drop on merge
 pub(crate) struct Sink {
     diags: Vec<Diagnostic>,
     dropped: usize,
 }
 
-#[allow(dead_code)] // used by the record/policy parsers on other branches; drop on merge
 impl Sink {
     pub(crate) fn push(&mut self, d: Diagnostic) {
         // Errors always decide the verdict, so a dropped one must not hide it: keep the first

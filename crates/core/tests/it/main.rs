@@ -10,6 +10,7 @@ mod policy;
 mod props;
 mod record;
 mod render;
+mod report;
 
 use mtasts_core::Diagnostic;
 

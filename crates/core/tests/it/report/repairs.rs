@@ -1,6 +1,6 @@
 //! One focused test per repair (DECISIONS D25).
 
-use crate::support::{detail, ids, only, parse_ok, report_json};
+use crate::report::support::{detail, ids, only, parse_ok, report_json};
 use mtasts_core::Severity;
 use mtasts_core::report::{PolicyType, ResultType};
 use std::net::IpAddr;

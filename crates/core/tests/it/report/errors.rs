@@ -1,6 +1,6 @@
 //! One focused test per fatal error, checking the message names what is wrong.
 
-use crate::support::{detail, report_json};
+use crate::report::support::{detail, report_json};
 use mtasts_core::report::{ReportError, parse_report_json, parse_reports};
 
 fn err(bytes: &[u8]) -> (ReportError, String) {
@@ -237,7 +237,10 @@ fn hostile_json() {
     // A JSON NUL escape inside a string is valid JSON and kept.
     let nul =
         report_json("", &detail("")).replace(r#""report-id":"r1""#, r#""report-id":"r\u0000""#);
-    assert_eq!(crate::support::parse_ok(&nul).report.report_id, "r\0");
+    assert_eq!(
+        crate::report::support::parse_ok(&nul).report.report_id,
+        "r\0"
+    );
 }
 
 #[test]
@@ -256,7 +259,7 @@ fn unrecognised_bytes() {
 
 #[test]
 fn corrupt_gzip_and_gzip_without_json() {
-    let mut bytes = crate::support::gz(report_json("", &detail("")).as_bytes());
+    let mut bytes = crate::report::support::gz(report_json("", &detail("")).as_bytes());
     let n = bytes.len();
     bytes.truncate(n - 12);
     assert!(matches!(err(&bytes).0, ReportError::Gzip { .. }));
@@ -265,7 +268,7 @@ fn corrupt_gzip_and_gzip_without_json() {
             .1
             .starts_with("gzip data is corrupt")
     );
-    let (e, msg) = err(&crate::support::gz(b"<html>oops</html>"));
+    let (e, msg) = err(&crate::report::support::gz(b"<html>oops</html>"));
     assert_eq!(
         e,
         ReportError::NotJsonInGzip {
@@ -277,7 +280,7 @@ fn corrupt_gzip_and_gzip_without_json() {
 
 #[test]
 fn parse_report_json_does_not_sniff() {
-    let gz = crate::support::gz(report_json("", &detail("")).as_bytes());
+    let gz = crate::report::support::gz(report_json("", &detail("")).as_bytes());
     assert!(matches!(
         parse_report_json(&gz),
         Err(ReportError::Json { .. })

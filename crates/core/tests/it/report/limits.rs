@@ -1,6 +1,6 @@
 //! Each resource limit, at its boundary and at its real value; the gzip bomb.
 
-use crate::support::{detail, gz, mail_with, report_json};
+use crate::report::support::{detail, gz, mail_with, report_json};
 use mtasts_core::report::{
     Limits, MAX_DECOMPRESSED_SIZE, MAX_FAILURE_DETAILS, MAX_INPUT_SIZE, MAX_MIME_DEPTH,
     MAX_MIME_PARTS, MAX_POLICIES, ReportError, parse_report_json, parse_reports,

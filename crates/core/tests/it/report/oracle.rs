@@ -2,7 +2,7 @@
 //! can read. We assert agreement on every field both model; where we differ on purpose, the
 //! difference is listed per file and our behaviour is asserted to be the better one.
 
-use crate::support::corpus;
+use crate::report::support::corpus;
 use mail_auth::report::tlsrpt::{self as ma, TlsReport};
 use mtasts_core::report::{ParsedReport, PolicyType, parse_reports};
 
@@ -172,7 +172,7 @@ fn agrees_with_mail_auth_on_every_shared_field() {
 #[test]
 fn where_we_differ_we_are_better() {
     let read = |f: &str| {
-        let bytes = std::fs::read(format!("{}/{f}", crate::support::DATA))
+        let bytes = std::fs::read(format!("{}/{f}", crate::report::support::DATA))
             .unwrap_or_else(|e| panic!("{e}"));
         let ours = parse_reports(&bytes)
             .unwrap_or_else(|e| panic!("{e}"))
@@ -206,7 +206,7 @@ fn where_we_differ_we_are_better() {
 
 #[test]
 fn bad_dates_are_errors_not_epoch_zero() {
-    let json = crate::support::report_json("", &crate::support::detail(""))
+    let json = crate::report::support::report_json("", &crate::report::support::detail(""))
         .replace("2024-01-01T00:00:00Z", "yesterday");
     let theirs = TlsReport::parse_json(json.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
     // mail-auth silently turns an unreadable date into the epoch...

@@ -1,6 +1,6 @@
 //! Strict generation (DECISIONS D26): what it writes and what it refuses.
 
-use crate::support::{detail, report_json};
+use crate::report::support::{detail, report_json};
 use mtasts_core::report::{
     GenerateError, PolicyType, Report, ResultType, generate_json, gzip, parse_report_json,
     report_filename,

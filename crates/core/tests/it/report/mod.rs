@@ -9,4 +9,4 @@ mod mime;
 mod oracle;
 mod props;
 mod repairs;
-mod support;
+pub(crate) mod support;

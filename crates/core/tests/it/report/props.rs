@@ -1,6 +1,6 @@
 //! Property tests: random bytes never panic; generated reports read back identically.
 
-use crate::support::{detail, gz, mail_with, report_json};
+use crate::report::support::{detail, gz, mail_with, report_json};
 use mtasts_core::report::{
     DateRange, Extra, FailureDetail, Policy, PolicyResult, PolicyType, Report, ResultType, Summary,
     generate_json, gzip, parse_report_json, parse_reports,
@@ -153,7 +153,7 @@ proptest! {
         let theirs = mail_auth::report::tlsrpt::TlsReport::parse_json(json.as_bytes())
             .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         let ours = parse_report_json(json.as_bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(crate::oracle::differences(&ours, &theirs), Vec::<String>::new());
+        prop_assert_eq!(crate::report::oracle::differences(&ours, &theirs), Vec::<String>::new());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Every real report in tests/data/tlsrpt parses; snapshots of what we read from each.
 
-use crate::support::{corpus, ids};
+use crate::report::support::{corpus, ids};
 use mtasts_core::report::{ResultType, parse_reports};
 
 #[test]
@@ -20,7 +20,7 @@ fn eml_files_agree_with_their_json_twins() {
         let Some(stem) = name.strip_suffix(".eml") else {
             continue;
         };
-        let twin = format!("{}/{stem}.json", crate::support::DATA);
+        let twin = format!("{}/{stem}.json", crate::report::support::DATA);
         let Ok(json) = std::fs::read(&twin) else {
             continue;
         };
@@ -33,8 +33,11 @@ fn eml_files_agree_with_their_json_twins() {
 
 #[test]
 fn rpt03_is_read_with_its_repairs() {
-    let bytes = std::fs::read(format!("{}/mail-auth/rpt03.json", crate::support::DATA))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let bytes = std::fs::read(format!(
+        "{}/mail-auth/rpt03.json",
+        crate::report::support::DATA
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
     let p = &parse_reports(&bytes).unwrap_or_else(|e| panic!("{e}"))[0];
     assert_eq!(
         ids(&p.warnings),
@@ -61,7 +64,7 @@ fn rpt03_is_read_with_its_repairs() {
 fn google_mail_report_is_found_behind_a_gateway_banner() {
     let bytes = std::fs::read(format!(
         "{}/parsedmarc/google.com_smtp_tls_report.eml",
-        crate::support::DATA
+        crate::report::support::DATA
     ))
     .unwrap_or_else(|e| panic!("{e}"));
     let reports = parse_reports(&bytes).unwrap_or_else(|e| panic!("{e}"));
@@ -74,8 +77,11 @@ fn google_mail_report_is_found_behind_a_gateway_banner() {
 
 #[test]
 fn mail_ru_counts_are_kept_as_sent() {
-    let bytes = std::fs::read(format!("{}/parsedmarc/mail.ru.json", crate::support::DATA))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let bytes = std::fs::read(format!(
+        "{}/parsedmarc/mail.ru.json",
+        crate::report::support::DATA
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
     let p = &parse_reports(&bytes).unwrap_or_else(|e| panic!("{e}"))[0];
     let pol = &p.report.policies[0];
     assert_eq!(pol.summary.total_failure_session_count, 1);

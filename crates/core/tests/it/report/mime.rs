@@ -1,6 +1,6 @@
 //! Report mails of every shape: content is sniffed, the Content-Type is never trusted.
 
-use crate::support::{base64, detail, gz, mail_with, report_json};
+use crate::report::support::{base64, detail, gz, mail_with, report_json};
 use mtasts_core::report::{ReportError, parse_report_mail, parse_reports};
 
 fn one(bytes: &[u8]) -> String {
@@ -67,8 +67,8 @@ fn single_part_mail_whose_body_is_the_report() {
 
 #[test]
 fn nested_message_rfc822() {
-    assert_eq!(one(&crate::limits::nested(1)), "r1");
-    assert_eq!(one(&crate::limits::nested(3)), "r1");
+    assert_eq!(one(&crate::report::limits::nested(1)), "r1");
+    assert_eq!(one(&crate::report::limits::nested(3)), "r1");
 }
 
 #[test]
