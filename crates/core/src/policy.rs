@@ -150,14 +150,6 @@ impl Parser {
                 "serve only the policy: a few lines of `key: value`, well under 4 KiB",
             ));
         }
-        if input.iter().all(|b| b.is_ascii_whitespace()) {
-            return self.abort(Diagnostic::new(
-                "policy.empty",
-                Severity::Error,
-                "the policy file is empty",
-                "publish `version: STSv1`, `mode`, `mx` and `max_age` lines",
-            ));
-        }
         let mut body = input;
         if let Some(rest) = body.strip_prefix(b"\xEF\xBB\xBF") {
             self.error(
@@ -172,6 +164,15 @@ impl Parser {
             );
             body = rest;
         }
+        if body.iter().all(|b| b.is_ascii_whitespace()) {
+            return self.abort(Diagnostic::new(
+                "policy.empty",
+                Severity::Error,
+                "the policy file is empty",
+                "publish `version: STSv1`, `mode`, `mx` and `max_age` lines",
+            ));
+        }
+        // The body is not all white space here, so `start` is in bounds.
         let start = body
             .iter()
             .position(|b| !b.is_ascii_whitespace())

@@ -98,3 +98,13 @@ fn record_with_thousands_of_fields_stays_linear_and_capped() {
     assert_eq!(p.record.unwrap().id, "abc");
     find(&p.diagnostics, "input.too-many-findings");
 }
+
+#[test]
+fn bom_only_body_is_a_bom_and_an_empty_policy() {
+    // Found by the policy fuzz target (fuzz/regressions/policy/bom-only): it used to panic.
+    for body in [&b"\xEF\xBB\xBF"[..], b"\xEF\xBB\xBF\r\n"] {
+        let p = parse_policy(body);
+        assert_eq!(ids(&p.diagnostics), ["policy.bom", "policy.empty"]);
+        assert!(p.policy.is_none());
+    }
+}
