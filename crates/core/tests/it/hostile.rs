@@ -108,3 +108,12 @@ fn bom_only_body_is_a_bom_and_an_empty_policy() {
         assert!(p.policy.is_none());
     }
 }
+
+#[test]
+fn mail_parser_invalid_part_id_does_not_panic() {
+    // Found by the mime fuzz target: mail-parser 0.11.9 hits a debug_assert on this input. The
+    // workspace turns that crate's debug assertions off (as in release), so it parses on.
+    let bytes = std::fs::read(crate::data_dir("hostile/mime-invalid-part-id.bin")).unwrap();
+    let _ = mtasts_core::report::parse_report_mail(&bytes);
+    let _ = mtasts_core::report::parse_reports(&bytes);
+}
