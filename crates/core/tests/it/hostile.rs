@@ -110,10 +110,13 @@ fn bom_only_body_is_a_bom_and_an_empty_policy() {
 }
 
 #[test]
-fn mail_parser_invalid_part_id_does_not_panic() {
-    // Found by the mime fuzz target: mail-parser 0.11.9 hits a debug_assert on this input. The
-    // workspace turns that crate's debug assertions off (as in release), so it parses on.
+fn fuzz_found_gzip_bytes_read_as_mail_are_a_clear_error() {
+    // Found by the mime fuzz target (on an earlier sniffer): read as mail, these bytes reached a
+    // debug_assert in mail-parser 0.11.9. The sniffer now requires a header line first, so they
+    // are rejected before mail-parser; they must stay a clear error, never a panic.
     let bytes = std::fs::read(crate::data_dir("hostile/mime-invalid-part-id.bin")).unwrap();
-    let _ = mtasts_core::report::parse_report_mail(&bytes);
-    let _ = mtasts_core::report::parse_reports(&bytes);
+    let err = mtasts_core::report::parse_report_mail(&bytes).unwrap_err();
+    assert!(err.to_string().contains("not an RFC 5322 mail"), "{err}");
+    // Sniffed, they are a gzip stream holding two members, the second corrupt.
+    assert!(mtasts_core::report::parse_reports(&bytes).is_err());
 }
