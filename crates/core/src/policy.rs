@@ -478,16 +478,18 @@ impl Parser {
                 format!("remove the `{key}` line unless you rely on an extension"),
             )
         };
-        let severity = if id == "policy.key.case" {
-            Severity::Error
+        let d = Diagnostic::new(id, Severity::Warning, message, fix)
+            .at_line(no)
+            .at_column(indent + 1);
+        if id == "policy.key.case" {
+            // D7: a known key in another case makes the policy invalid for senders too.
+            self.error(Diagnostic {
+                severity: Severity::Error,
+                ..d
+            });
         } else {
-            Severity::Warning
-        };
-        self.sink.push(
-            Diagnostic::new(id, severity, message, fix)
-                .at_line(no)
-                .at_column(indent + 1),
-        );
+            self.sink.push(d);
+        }
     }
 
     fn finish(mut self) -> ParsedPolicy {

@@ -427,13 +427,15 @@ fn tokenize<'a>(k: &Kind, n: usize, rec: &'a [u8], sink: &mut Sink) -> Option<Ve
             return None;
         }
         pos += 1;
+        // `rua` holds a comma-separated list of URIs (RFC 8460 §3), not one EXTVAL.
+        let is_uri_list = k.prefix == "tlsrpt" && name == "rua";
         let mut values = Vec::new();
         loop {
             let vstart = pos;
             while pos < b.len()
                 && b[pos] != b';'
                 && !is_wsp(b[pos])
-                && !(k.prefix == "tlsrpt" && name == "rua" && b[pos] == b',')
+                && !(is_uri_list && b[pos] == b',')
             {
                 pos += 1;
             }
@@ -449,7 +451,8 @@ fn tokenize<'a>(k: &Kind, n: usize, rec: &'a [u8], sink: &mut Sink) -> Option<Ve
             }
             if let Some(bad) = value
                 .bytes()
-                .position(|c| c == b'=' || !(0x21..=0x7e).contains(&c))
+                // EXTVAL excludes `=`; a `rua` URI (RFC 3986) may hold it, e.g. in a query.
+                .position(|c| (c == b'=' && !is_uri_list) || !(0x21..=0x7e).contains(&c))
             {
                 err(
                     sink,
@@ -462,7 +465,7 @@ fn tokenize<'a>(k: &Kind, n: usize, rec: &'a [u8], sink: &mut Sink) -> Option<Ve
                 return None;
             }
             values.push(value);
-            if !(k.prefix == "tlsrpt" && name == "rua") {
+            if !is_uri_list {
                 break;
             }
             // rua: URI *( *WSP "," *WSP URI )

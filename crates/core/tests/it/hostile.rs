@@ -117,6 +117,6 @@ fn fuzz_found_gzip_bytes_read_as_mail_are_a_clear_error() {
     let bytes = std::fs::read(crate::data_dir("hostile/mime-invalid-part-id.bin")).unwrap();
     let err = mtasts_core::report::parse_report_mail(&bytes).unwrap_err();
     assert!(err.to_string().contains("not an RFC 5322 mail"), "{err}");
-    // Sniffed, they are a gzip stream holding two members, the second corrupt.
+    // Sniffed, they are a corrupt gzip stream ("incomplete deflate stream").
     assert!(mtasts_core::report::parse_reports(&bytes).is_err());
 }

@@ -212,6 +212,12 @@ fn d07_keys_and_keywords_are_case_sensitive() {
             .fix
             .contains("`mode: enforce`")
     );
+    // A miscased key invalidates the policy even when the correct key is also there.
+    for extra in ["MX: mx3.contoso.net", "Mode: none", "Version: STSv1"] {
+        let p = lint(&format!("{GOOD}{extra}\n"));
+        assert!(p.policy.is_none(), "{extra}");
+        assert_eq!(find(&p.diagnostics, "policy.key.case").line, Some(6));
+    }
 }
 
 #[test]
@@ -253,7 +259,7 @@ fn d09_mode_none_without_mx_is_fine() {
 }
 
 #[test]
-fn s27_enforce_or_testing_without_mx_invalidates() {
+fn s13_mx_required_unless_mode_none() {
     for mode in ["enforce", "testing"] {
         let p = lint(&format!("version: STSv1\nmode: {mode}\nmax_age: 86400\n"));
         assert!(p.policy.is_none());

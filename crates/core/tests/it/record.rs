@@ -203,6 +203,22 @@ fn t2_t3_valid_tlsrpt_records() {
         ids(&p.diagnostics)
     );
     assert_eq!(p.record.unwrap().rua, ["mailto:tlsrpt@contoso.net"]);
+    // `=` is allowed inside a URI (a query), though not in other field values.
+    let p = rpt(&[
+        "v=TLSRPTv1; rua=mailto:tlsrpt@contoso.net?subject=tlsrpt,https://r.contoso.net/in?k=v",
+    ]);
+    assert_eq!(
+        p.record.unwrap().rua,
+        [
+            "mailto:tlsrpt@contoso.net?subject=tlsrpt",
+            "https://r.contoso.net/in?k=v"
+        ]
+    );
+    assert!(
+        rpt(&["v=TLSRPTv1; rua=mailto:a@contoso.net; x=a=b"])
+            .record
+            .is_none()
+    );
     let p = rpt(&["v=TLSRPTv1;rua=https://reports.contoso.net/v1/tlsrpt"]);
     assert_eq!(
         p.record.unwrap().rua,
@@ -307,4 +323,19 @@ fn t11_t15_tlsrpt_grammar() {
     let p = rpt(&["v=TLSRPTv1; rua=mailto:a@contoso.net; rua=mailto:b@contoso.net"]);
     assert_eq!(p.record.unwrap().rua, ["mailto:a@contoso.net"]);
     find(&p.diagnostics, "tlsrpt.field.duplicate");
+}
+
+#[test]
+fn extension_field_names_are_at_most_32_characters() {
+    // EXTNAME: a letter or digit, then up to 31 letters, digits, `_`, `-` or `.` (§2.1).
+    let ok = format!("v=STSv1; id=abc; {}=x", "a".repeat(32));
+    assert_eq!(sts_id(&[&ok]).as_deref(), Some("abc"));
+    let too_long = format!("v=STSv1; id=abc; {}=x", "a".repeat(33));
+    let p = sts(&[&too_long]);
+    assert!(p.record.is_none());
+    assert!(
+        find(&p.diagnostics, "sts.record.syntax")
+            .message
+            .contains("not a valid field name")
+    );
 }
