@@ -16,7 +16,12 @@
 //! ```
 
 use crate::diag::{Diagnostic, Severity, Sink};
-use crate::name::{MxPattern, PatternProblem, check_pattern, normalize_host, sender_pattern};
+use crate::name::{MxPattern, check_pattern, normalize_host, sender_pattern};
+use hints::{bad_mode, is_placeholder, near_miss, pattern_diagnostic, syntax_error};
+use lines::split_lines;
+
+mod hints;
+mod lines;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -693,138 +698,6 @@ impl Parser {
     }
 }
 
-struct Lines<'a> {
-    /// (1-based line number, line bytes without terminator).
-    lines: Vec<(usize, &'a [u8])>,
-    count: usize,
-    /// First line ending in a bare CR, and how many do.
-    bare_cr: Option<(usize, usize)>,
-}
-
-/// Splits on LF and CRLF (D4). A bare CR also ends a line, so the rest of the file can still be
-/// checked, but it is counted: the grammar does not allow it (D5).
-fn split_lines(body: &[u8]) -> Lines<'_> {
-    let mut lines = Vec::new();
-    let mut bare: Option<(usize, usize)> = None;
-    let mut start = 0;
-    let mut i = 0;
-    while i < body.len() {
-        match body[i] {
-            b'\n' => {
-                let end = if i > start && body[i - 1] == b'\r' {
-                    i - 1
-                } else {
-                    i
-                };
-                lines.push((lines.len() + 1, &body[start..end]));
-                start = i + 1;
-            }
-            b'\r' if body.get(i + 1) != Some(&b'\n') => {
-                lines.push((lines.len() + 1, &body[start..i]));
-                let no = lines.len();
-                bare = Some(bare.map_or((no, 1), |(first, n)| (first, n + 1)));
-                start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    if start < body.len() {
-        lines.push((lines.len() + 1, &body[start..]));
-    }
-    let count = lines.len();
-    Lines {
-        lines,
-        count,
-        bare_cr: bare,
-    }
-}
-
-/// A line without `:`, with a hint for the shapes seen in the wild.
-fn syntax_error(no: usize, text: &str) -> Diagnostic {
-    let t = text.trim();
-    let (message, fix) = if t == "---" {
-        (
-            "`---` looks like YAML/Jekyll front matter".to_owned(),
-            "make sure your site generator strips front matter from the served file, or remove it"
-                .to_owned(),
-        )
-    } else if t.starts_with('#') {
-        (
-            "comment lines are not allowed in a policy".to_owned(),
-            "remove the comment".to_owned(),
-        )
-    } else {
-        let shown: String = t.chars().take(60).collect();
-        (
-            format!("`{shown}` is not a `key: value` field"),
-            "remove the line".to_owned(),
-        )
-    };
-    Diagnostic::new("policy.syntax", Severity::Error, message, fix)
-        .at_line(no)
-        .at_column(1)
-}
-
-fn bad_mode(value: &str) -> Diagnostic {
-    let lower = value.to_ascii_lowercase();
-    let fix = if let Some(m) = Mode::from_keyword(&lower) {
-        format!("write `mode: {m}` in lower case; keywords are case-sensitive")
-    } else if lower == "report" {
-        "`report` is a draft-era mode; write `mode: testing`".to_owned()
-    } else if lower.starts_with("enforc")
-        || ["on", "live", "true", "strict", "yes"].contains(&lower.as_str())
-    {
-        "write `mode: enforce`".to_owned()
-    } else if lower.starts_with("test") {
-        "write `mode: testing`".to_owned()
-    } else if lower.contains('|') || lower.starts_with('[') || lower.starts_with('<') {
-        "this is a template placeholder: pick one of `enforce`, `testing` or `none`".to_owned()
-    } else {
-        "write `mode: testing`, `mode: enforce` or `mode: none`".to_owned()
-    };
-    Diagnostic::new(
-        "policy.mode.invalid",
-        Severity::Error,
-        format!(
-            "mode `{value}` is not `enforce`, `testing` or `none`; senders treat the whole policy as invalid"
-        ),
-        fix,
-    )
-}
-
-fn pattern_diagnostic(mx: &MxLine, problem: &PatternProblem) -> Diagnostic {
-    let v = &mx.value;
-    let fix = match problem {
-        PatternProblem::TrailingDot => format!("write `mx: {}` (senders strip the dot, but the RFC grammar does not allow it)", v.trim_end_matches('.')),
-        PatternProblem::ULabel(Some(a)) => format!("write `mx: {a}`"),
-        PatternProblem::CommaList => {
-            let lines: Vec<String> = v.split(',').map(|p| format!("mx: {}", p.trim())).collect();
-            format!("write one line per pattern: {}", lines.join(" / "))
-        }
-        PatternProblem::Whitespace => match v.split_whitespace().next() {
-            Some(first) => format!("write `mx: {first}`"),
-            None => "remove the line".to_owned(),
-        },
-        PatternProblem::IpLiteral => "list the MX host name (as in your MX record), not its address; senders drop this pattern".to_owned(),
-        PatternProblem::MisplacedWildcard => "use `*.` only as the whole first label (`*.example.com`), or list each host".to_owned(),
-        _ => "write the MX host name as it appears in your MX record; senders drop this pattern".to_owned(),
-    };
-    let shown = if v.is_empty() {
-        "`mx:` with no value".to_owned()
-    } else {
-        format!("`{v}`")
-    };
-    Diagnostic::new(
-        problem.id(),
-        Severity::Error,
-        format!("mx pattern {shown} {}", problem.describe()),
-        fix,
-    )
-    .at_line(mx.line)
-    .at_column(mx.column)
-}
-
 /// EXTNAME: a letter or digit, then up to 31 letters, digits, `_`, `-` or `.`.
 pub(crate) fn is_ext_name(key: &str) -> bool {
     let b = key.as_bytes();
@@ -833,52 +706,4 @@ pub(crate) fn is_ext_name(key: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
-}
-
-/// The known key that `key` most likely meant: same letters with separators changed, or one
-/// edit (insert, delete, substitute, swap) away.
-fn near_miss(key: &str) -> Option<&'static str> {
-    let squash = |s: &str| s.to_ascii_lowercase().replace(['-', '_', '.'], "");
-    KNOWN_KEYS
-        .iter()
-        .find(|k| {
-            squash(k) == squash(key)
-                || (key.len() > 1 && edit_distance_le1(&key.to_ascii_lowercase(), k))
-        })
-        .copied()
-}
-
-fn edit_distance_le1(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a == b {
-        return true;
-    }
-    let pre = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let (ra, rb) = (&a[pre..], &b[pre..]);
-    match ra.len() as isize - rb.len() as isize {
-        0 => {
-            ra[1..] == rb[1..]
-                || (ra.len() >= 2 && ra[0] == rb[1] && ra[1] == rb[0] && ra[2..] == rb[2..])
-        }
-        1 => ra[1..] == *rb,
-        -1 => *ra == rb[1..],
-        _ => false,
-    }
-}
-
-/// Host names from documentation and templates that are never a real MX.
-fn is_placeholder(domain: &str) -> bool {
-    let tld = domain.rsplit('.').next().unwrap_or("");
-    ["example", "invalid", "test", "localhost", "tld"].contains(&tld)
-        || [
-            "example.com",
-            "example.net",
-            "example.org",
-            "domain.com",
-            "yourdomain.com",
-        ]
-        .iter()
-        .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
-        || domain.contains("your-domain")
-        || domain.contains("yourdomain")
 }
