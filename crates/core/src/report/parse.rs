@@ -1,0 +1,764 @@
+//! Tolerant reading of one TLS-RPT JSON document into a [`Report`] (RFC 8460 §4.4, DECISIONS
+//! D25). See [`crate::report`] for which deviations are repaired and which are fatal.
+
+use super::datetime::parse_datetime;
+use super::error::ReportError;
+use super::json;
+use super::model::{
+    DateRange, Extra, FailureDetail, ParsedReport, Policy, PolicyResult, PolicyType, Repair,
+    Report, ResultType, Summary,
+};
+use super::{Limits, MAX_WARNINGS};
+use crate::diag::Severity;
+use serde_json::Value;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Largest integer I-JSON numbers carry exactly (RFC 7493 §2.2).
+const MAX_EXACT_INT: u64 = 1 << 53;
+
+const REPORT_KEYS: [&str; 4] = ["organization-name", "date-range", "report-id", "policies"];
+
+/// Collects repairs, at most [`MAX_WARNINGS`] of them.
+struct Ctx<'l> {
+    limits: &'l Limits,
+    warnings: Vec<Repair>,
+    dropped: usize,
+}
+
+impl Ctx<'_> {
+    fn warn(&mut self, id: &'static str, severity: Severity, path: &str, message: String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(Repair {
+                id,
+                severity,
+                path: path.to_owned(),
+                message,
+            });
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<Repair> {
+        if self.dropped > 0 {
+            self.warnings.push(Repair {
+                id: "report.too-many-warnings",
+                severity: Severity::Info,
+                path: String::new(),
+                message: format!("{} more warnings were left out", self.dropped),
+            });
+        }
+        self.warnings
+    }
+}
+
+/// Reads one JSON document (already decompressed) as a report. Does not check the input size.
+pub(crate) fn parse_document(bytes: &[u8], limits: &Limits) -> Result<ParsedReport, ReportError> {
+    let mut ctx = Ctx {
+        limits,
+        warnings: Vec::new(),
+        dropped: 0,
+    };
+    let body = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => {
+            ctx.warn(
+                "report.bom",
+                Severity::Info,
+                "",
+                "UTF-8 byte order mark before the JSON (RFC 8259 §8.1: must not be added) \
+                 was ignored"
+                    .to_owned(),
+            );
+            rest
+        }
+        None => bytes,
+    };
+    let (value, dups) = json::parse(body).map_err(|e| ReportError::json(&e))?;
+    let report = read_report(&mut ctx, value)?;
+    for path in dups {
+        ctx.warn(
+            "report.duplicate-key",
+            Severity::Warning,
+            &path,
+            "member name appears more than once (I-JSON, RFC 7493 §2.3, forbids this); the \
+             last value was used"
+                .to_owned(),
+        );
+    }
+    Ok(ParsedReport {
+        report,
+        warnings: ctx.finish(),
+        raw_json: bytes.to_vec(),
+    })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Describes a value for an error message: its type, plus the value itself when short.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Array(_) | Value::Object(_) | Value::Null => type_name(v).to_owned(),
+        other => {
+            let text = other.to_string();
+            if text.len() <= 40 {
+                format!("{} ({text})", type_name(v))
+            } else {
+                type_name(v).to_owned()
+            }
+        }
+    }
+}
+
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+fn invalid(path: String, expected: &'static str, found: &Value) -> ReportError {
+    ReportError::InvalidField {
+        path,
+        expected,
+        found: describe(found),
+    }
+}
+
+/// Removes `key`, keeping the order of the remaining members; `null` counts as absent.
+fn take(obj: &mut Extra, key: &str) -> Option<Value> {
+    obj.shift_remove(key).filter(|v| !v.is_null())
+}
+
+fn take_required(obj: &mut Extra, parent: &str, key: &str) -> Result<Value, ReportError> {
+    take(obj, key).ok_or_else(|| ReportError::MissingField {
+        path: join(parent, key),
+    })
+}
+
+fn as_object(v: Value, path: String) -> Result<Extra, ReportError> {
+    match v {
+        Value::Object(o) => Ok(o),
+        other => Err(invalid(path, "an object", &other)),
+    }
+}
+
+fn as_string(v: Value, path: String) -> Result<String, ReportError> {
+    match v {
+        Value::String(s) => Ok(s),
+        other => Err(invalid(path, "a string", &other)),
+    }
+}
+
+fn opt_string(obj: &mut Extra, parent: &str, key: &str) -> Result<Option<String>, ReportError> {
+    take(obj, key)
+        .map(|v| as_string(v, join(parent, key)))
+        .transpose()
+}
+
+fn read_report(ctx: &mut Ctx<'_>, value: Value) -> Result<Report, ReportError> {
+    let mut obj = match value {
+        Value::Object(o) => o,
+        other => {
+            return Err(ReportError::NotAnObject {
+                found: type_name(&other),
+            });
+        }
+    };
+    if !REPORT_KEYS.iter().any(|k| obj.contains_key(*k)) {
+        let mut members: Vec<&str> = obj.keys().take(10).map(String::as_str).collect();
+        if obj.len() > 10 {
+            members.push("...");
+        }
+        let members = if members.is_empty() {
+            "none".to_owned()
+        } else {
+            members.join(", ")
+        };
+        return Err(ReportError::NotAReport { members });
+    }
+
+    let policies = match take_required(&mut obj, "", "policies")? {
+        Value::Array(a) => a,
+        other => return Err(invalid("policies".to_owned(), "an array", &other)),
+    };
+    if policies.len() > ctx.limits.max_policies {
+        return Err(ReportError::TooManyElements {
+            path: "policies".to_owned(),
+            count: policies.len(),
+            limit: ctx.limits.max_policies,
+        });
+    }
+    let date_range = read_date_range(ctx, take_required(&mut obj, "", "date-range")?)?;
+    let report_id = as_string(
+        take_required(&mut obj, "", "report-id")?,
+        "report-id".to_owned(),
+    )?;
+
+    let organization_name = match opt_string(&mut obj, "", "organization-name")? {
+        Some(s) => s,
+        None => {
+            ctx.warn(
+                "report.organization-name-missing",
+                Severity::Warning,
+                "organization-name",
+                "`organization-name` is missing (required by RFC 8460 §4.4); left empty".to_owned(),
+            );
+            String::new()
+        }
+    };
+    let contact_info = opt_string(&mut obj, "", "contact-info")?;
+    if contact_info.is_none() {
+        ctx.warn(
+            "report.contact-info-missing",
+            Severity::Warning,
+            "contact-info",
+            "`contact-info` is missing or null (required by RFC 8460 §4.4)".to_owned(),
+        );
+    }
+
+    let mut results = Vec::with_capacity(policies.len());
+    for (i, p) in policies.into_iter().enumerate() {
+        results.push(read_policy_result(ctx, p, &format!("policies[{i}]"))?);
+    }
+
+    Ok(Report {
+        organization_name,
+        date_range,
+        contact_info,
+        report_id,
+        policies: results,
+        extra: obj,
+    })
+}
+
+fn read_date_range(ctx: &mut Ctx<'_>, v: Value) -> Result<DateRange, ReportError> {
+    let mut obj = as_object(v, "date-range".to_owned())?;
+    let mut read = |ctx: &mut Ctx<'_>, key: &str| -> Result<time::OffsetDateTime, ReportError> {
+        let path = join("date-range", key);
+        let text = as_string(take_required(&mut obj, "date-range", key)?, path.clone())?;
+        let (dt, notes) = parse_datetime(&text).ok_or(ReportError::InvalidDateTime {
+            path: path.clone(),
+            value: text,
+        })?;
+        for (id, severity, message) in notes {
+            ctx.warn(id, severity, &path, message);
+        }
+        Ok(dt)
+    };
+    let start = read(ctx, "start-datetime")?;
+    let end = read(ctx, "end-datetime")?;
+    if end < start {
+        ctx.warn(
+            "report.date-range-reversed",
+            Severity::Warning,
+            "date-range",
+            "`end-datetime` is before `start-datetime`".to_owned(),
+        );
+    }
+    Ok(DateRange {
+        start,
+        end,
+        extra: obj,
+    })
+}
+
+fn read_policy_result(
+    ctx: &mut Ctx<'_>,
+    v: Value,
+    path: &str,
+) -> Result<PolicyResult, ReportError> {
+    let mut obj = as_object(v, path.to_owned())?;
+    let policy_path = join(path, "policy");
+    let policy = read_policy(ctx, take_required(&mut obj, path, "policy")?, &policy_path)?;
+    let summary_path = join(path, "summary");
+    let mut summary_obj = as_object(
+        take_required(&mut obj, path, "summary")?,
+        summary_path.clone(),
+    )?;
+    let summary = Summary {
+        total_successful_session_count: read_count(
+            ctx,
+            &mut summary_obj,
+            &summary_path,
+            "total-successful-session-count",
+        )?,
+        total_failure_session_count: read_count(
+            ctx,
+            &mut summary_obj,
+            &summary_path,
+            "total-failure-session-count",
+        )?,
+        extra: summary_obj,
+    };
+
+    let fd_path = join(path, "failure-details");
+    let details = match take(&mut obj, "failure-details") {
+        None => {
+            ctx.warn(
+                "report.failure-details-missing",
+                Severity::Info,
+                &fd_path,
+                "`failure-details` is missing; read as an empty array".to_owned(),
+            );
+            Vec::new()
+        }
+        Some(Value::Array(a)) => a,
+        Some(Value::Object(o)) => {
+            ctx.warn(
+                "report.failure-details-object",
+                Severity::Warning,
+                &fd_path,
+                "`failure-details` is a single object, not an array (RFC 8460 §4.4); wrapped \
+                 in an array"
+                    .to_owned(),
+            );
+            vec![Value::Object(o)]
+        }
+        Some(other) => return Err(invalid(fd_path, "an array", &other)),
+    };
+    if details.len() > ctx.limits.max_failure_details {
+        return Err(ReportError::TooManyElements {
+            path: fd_path,
+            count: details.len(),
+            limit: ctx.limits.max_failure_details,
+        });
+    }
+    let mut failure_details = Vec::with_capacity(details.len());
+    for (j, d) in details.into_iter().enumerate() {
+        failure_details.push(read_failure_detail(ctx, d, &format!("{fd_path}[{j}]"))?);
+    }
+
+    let sum = failure_details
+        .iter()
+        .fold(0u64, |acc, d| acc.saturating_add(d.failed_session_count));
+    if sum != summary.total_failure_session_count {
+        ctx.warn(
+            "report.failure-count-mismatch",
+            Severity::Info,
+            &summary_path,
+            format!(
+                "`total-failure-session-count` is {} but the `failed-session-count`s add up \
+                 to {sum}; RFC 8460 does not require them to match (failure types may \
+                 overlap, some failures may go unreported)",
+                summary.total_failure_session_count
+            ),
+        );
+    }
+    Ok(PolicyResult {
+        policy,
+        summary,
+        failure_details,
+        extra: obj,
+    })
+}
+
+/// Matches a registered keyword, tolerating case and surrounding space with a warning.
+fn keyword<T>(
+    ctx: &mut Ctx<'_>,
+    raw: String,
+    path: &str,
+    from_name: fn(&str) -> T,
+    is_other: fn(&T) -> bool,
+    unknown_id: &'static str,
+) -> T {
+    let exact = from_name(&raw);
+    if !is_other(&exact) {
+        return exact;
+    }
+    let folded = from_name(&raw.trim().to_ascii_lowercase());
+    if !is_other(&folded) {
+        ctx.warn(
+            "report.keyword-case",
+            Severity::Warning,
+            path,
+            format!(
+                "{raw:?} is not in the exact registered spelling; read as the registered value"
+            ),
+        );
+        return folded;
+    }
+    ctx.warn(
+        unknown_id,
+        Severity::Warning,
+        path,
+        format!("{raw:?} is not a registered value (RFC 8460 §4.4, §6.6); kept verbatim"),
+    );
+    exact
+}
+
+fn read_policy(ctx: &mut Ctx<'_>, v: Value, path: &str) -> Result<Policy, ReportError> {
+    let mut obj = as_object(v, path.to_owned())?;
+    let type_path = join(path, "policy-type");
+    let raw_type = as_string(
+        take_required(&mut obj, path, "policy-type")?,
+        type_path.clone(),
+    )?;
+    let policy_type = keyword(
+        ctx,
+        raw_type,
+        &type_path,
+        PolicyType::from_name,
+        |t| matches!(t, PolicyType::Other(_)),
+        "report.policy-type-unknown",
+    );
+    let expected_severity = if policy_type == PolicyType::NoPolicyFound {
+        Severity::Info
+    } else {
+        Severity::Warning
+    };
+
+    let ps_path = join(path, "policy-string");
+    let mut policy_string = match take(&mut obj, "policy-string") {
+        None => {
+            ctx.warn(
+                "report.policy-string-missing",
+                expected_severity,
+                &ps_path,
+                "`policy-string` is missing; read as an empty array".to_owned(),
+            );
+            Vec::new()
+        }
+        Some(Value::String(s)) => {
+            ctx.warn(
+                "report.policy-string-string",
+                Severity::Warning,
+                &ps_path,
+                "`policy-string` is a string, not an array of strings (RFC 8460 §4.4); \
+                 wrapped in an array"
+                    .to_owned(),
+            );
+            vec![s]
+        }
+        Some(v) => string_array(v, &ps_path)?,
+    };
+    if policy_type == PolicyType::Tlsa && policy_string.len() == 1 {
+        if let Some(unpacked) = unpack_json_array(&policy_string[0]) {
+            ctx.warn(
+                "report.tlsa-policy-string-json",
+                Severity::Warning,
+                &ps_path,
+                format!(
+                    "`policy-string` held one string that is itself a JSON array of {} TLSA \
+                     records (seen from Microsoft); unpacked to one element per record as \
+                     RFC 8460 §4.5 wants. Original: {:?}",
+                    unpacked.len(),
+                    policy_string[0]
+                ),
+            );
+            policy_string = unpacked;
+        }
+    }
+
+    let domain_path = join(path, "policy-domain");
+    let policy_domain =
+        opt_string(&mut obj, path, "policy-domain")?.filter(|d| !d.trim().is_empty());
+    if policy_domain.is_none() {
+        ctx.warn(
+            "report.policy-domain-missing",
+            expected_severity,
+            &domain_path,
+            "`policy-domain` is missing or empty (required by RFC 8460 §4.4)".to_owned(),
+        );
+    }
+
+    let mx_path = join(path, "mx-host");
+    let mx_value = match take(&mut obj, "mx-host") {
+        Some(v) => Some(v),
+        None => {
+            let alias = take(&mut obj, "mx-host-pattern");
+            if alias.is_some() {
+                ctx.warn(
+                    "report.mx-host-pattern-key",
+                    Severity::Warning,
+                    &join(path, "mx-host-pattern"),
+                    "member is named `mx-host-pattern` (the RFC 8460 §4.4 description label) \
+                     instead of the JSON key `mx-host`; read as `mx-host`"
+                        .to_owned(),
+                );
+            }
+            alias
+        }
+    };
+    let mut mx_host = match mx_value {
+        None => Vec::new(),
+        Some(Value::String(s)) => {
+            ctx.warn(
+                "report.mx-host-string",
+                Severity::Warning,
+                &mx_path,
+                "`mx-host` is a string, not an array (RFC 8460 erratum 6241); wrapped in an \
+                 array"
+                    .to_owned(),
+            );
+            vec![s]
+        }
+        Some(v) => string_array(v, &mx_path)?,
+    };
+    for (k, host) in mx_host.iter_mut().enumerate() {
+        if let Some(stripped) = strip_mx_prefix(host) {
+            ctx.warn(
+                "report.mx-host-prefix",
+                Severity::Warning,
+                &format!("{mx_path}[{k}]"),
+                format!("{host:?} carries the policy-file key `mx:`; stripped to {stripped:?}"),
+            );
+            *host = stripped;
+        }
+    }
+
+    Ok(Policy {
+        policy_type,
+        policy_string,
+        policy_domain,
+        mx_host,
+        extra: obj,
+    })
+}
+
+fn string_array(v: Value, path: &str) -> Result<Vec<String>, ReportError> {
+    let Value::Array(items) = v else {
+        return Err(invalid(path.to_owned(), "an array of strings", &v));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| as_string(item, format!("{path}[{i}]")))
+        .collect()
+}
+
+/// `["3 1 1 AB..", "3 1 1 CD.."]` packed into one string: the unpacked strings, if that is what
+/// it is.
+fn unpack_json_array(s: &str) -> Option<Vec<String>> {
+    if !s.trim_start().starts_with('[') {
+        return None;
+    }
+    serde_json::from_str::<Vec<String>>(s)
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// `mx: host` → `host` (case-insensitive key, any space after the colon).
+fn strip_mx_prefix(host: &str) -> Option<String> {
+    let t = host.trim_start();
+    let head = t.get(..3)?;
+    if !head.eq_ignore_ascii_case("mx:") {
+        return None;
+    }
+    Some(t[3..].trim().to_owned())
+}
+
+fn read_count(
+    ctx: &mut Ctx<'_>,
+    obj: &mut Extra,
+    parent: &str,
+    key: &str,
+) -> Result<u64, ReportError> {
+    let path = join(parent, key);
+    let Some(v) = take(obj, key) else {
+        ctx.warn(
+            "report.count-missing",
+            Severity::Warning,
+            &path,
+            format!("`{key}` is missing (required by RFC 8460 §4.4); read as 0"),
+        );
+        return Ok(0);
+    };
+    let n = match &v {
+        Value::Number(n) => match n.as_u64() {
+            Some(n) => n,
+            None => match n.as_f64() {
+                Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= MAX_EXACT_INT as f64 => {
+                    ctx.warn(
+                        "report.count-not-integer",
+                        Severity::Warning,
+                        &path,
+                        format!("count written as {n} instead of an integer; read as {f}"),
+                    );
+                    // Exact: f is integral and at most 2^53.
+                    f as u64
+                }
+                _ => return Err(invalid(path, "a non-negative integer", &v)),
+            },
+        },
+        Value::String(s) => match s.trim().parse::<u64>() {
+            Ok(n) => {
+                ctx.warn(
+                    "report.count-string",
+                    Severity::Warning,
+                    &path,
+                    format!("count is the string {s:?}, not a JSON number (RFC 8460 §4.4)"),
+                );
+                n
+            }
+            Err(_) => return Err(invalid(path, "a non-negative integer", &v)),
+        },
+        _ => return Err(invalid(path, "a non-negative integer", &v)),
+    };
+    if n > MAX_EXACT_INT {
+        ctx.warn(
+            "report.count-not-interoperable",
+            Severity::Info,
+            &path,
+            format!("{n} is above 2^53, which I-JSON (RFC 7493 §2.2) cannot carry exactly"),
+        );
+    }
+    Ok(n)
+}
+
+fn read_ip(
+    ctx: &mut Ctx<'_>,
+    obj: &mut Extra,
+    parent: &str,
+    key: &str,
+) -> Result<Option<IpAddr>, ReportError> {
+    let path = join(parent, key);
+    let Some(text) = opt_string(obj, parent, key)? else {
+        return Ok(None);
+    };
+    let t = text.trim();
+    if t.is_empty() {
+        ctx.warn(
+            "report.ip-empty",
+            Severity::Warning,
+            &path,
+            "IP address is the empty string (seen from Google); removed".to_owned(),
+        );
+        return Ok(None);
+    }
+    let bare = t
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(t);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        if bare != text {
+            ctx.warn(
+                "report.ip-noncanonical",
+                Severity::Warning,
+                &path,
+                format!("IP address {text:?} has extra characters; read as {ip}"),
+            );
+        }
+        return Ok(Some(ip));
+    }
+    if let Some(ip) = lenient_ipv4(bare) {
+        ctx.warn(
+            "report.ip-noncanonical",
+            Severity::Warning,
+            &path,
+            format!("IPv4 address {text:?} has leading zeros (RFC 8460 §4.4); read as {ip}"),
+        );
+        return Ok(Some(IpAddr::V4(ip)));
+    }
+    ctx.warn(
+        "report.ip-invalid",
+        Severity::Warning,
+        &path,
+        format!("{text:?} is not an IP address; removed"),
+    );
+    Ok(None)
+}
+
+/// Dotted quad with leading zeros, read as decimal.
+fn lenient_ipv4(s: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split('.');
+    for o in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *o = p.parse().ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+}
+
+fn read_failure_detail(
+    ctx: &mut Ctx<'_>,
+    v: Value,
+    path: &str,
+) -> Result<FailureDetail, ReportError> {
+    let mut obj = as_object(v, path.to_owned())?;
+    let rt_path = join(path, "result-type");
+    let raw = as_string(
+        take_required(&mut obj, path, "result-type")?,
+        rt_path.clone(),
+    )?;
+    let result_type = keyword(
+        ctx,
+        raw,
+        &rt_path,
+        ResultType::from_name,
+        |t| matches!(t, ResultType::Other(_)),
+        "report.result-type-unknown",
+    );
+    let sending_mta_ip = read_ip(ctx, &mut obj, path, "sending-mta-ip")?;
+    let receiving_mx_hostname = opt_string(&mut obj, path, "receiving-mx-hostname")?;
+    let receiving_mx_helo = opt_string(&mut obj, path, "receiving-mx-helo")?;
+    let receiving_ip = read_ip(ctx, &mut obj, path, "receiving-ip")?;
+    let failed_session_count = read_count(ctx, &mut obj, path, "failed-session-count")?;
+    let additional_information = match opt_string(&mut obj, path, "additional-information")? {
+        Some(s) => Some(s),
+        None => {
+            let alias = opt_string(&mut obj, path, "additional-info-uri")?;
+            if alias.is_some() {
+                ctx.warn(
+                    "report.additional-info-uri-key",
+                    Severity::Warning,
+                    &join(path, "additional-info-uri"),
+                    "member is named `additional-info-uri` (the RFC 8460 §4.4 description \
+                     label) instead of the JSON key `additional-information`; read as \
+                     `additional-information`"
+                        .to_owned(),
+                );
+            }
+            alias
+        }
+    };
+    let failure_reason_code = opt_string(&mut obj, path, "failure-reason-code")?;
+
+    // Policy-fetch and policy-syntax failures happen before any SMTP session, so addresses are
+    // meaningless there; for the other types the RFC schema lists them.
+    if !matches!(
+        result_type,
+        ResultType::StsPolicyFetchError | ResultType::StsPolicyInvalid
+    ) {
+        let missing: Vec<&str> = [
+            ("sending-mta-ip", sending_mta_ip.is_none()),
+            ("receiving-mx-hostname", receiving_mx_hostname.is_none()),
+            ("receiving-ip", receiving_ip.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(k, m)| m.then_some(k))
+        .collect();
+        if !missing.is_empty() {
+            ctx.warn(
+                "report.failure-detail-incomplete",
+                Severity::Info,
+                path,
+                format!("no {} in this failure detail", missing.join(", ")),
+            );
+        }
+    }
+
+    Ok(FailureDetail {
+        result_type,
+        sending_mta_ip,
+        receiving_mx_hostname,
+        receiving_mx_helo,
+        receiving_ip,
+        failed_session_count,
+        additional_information,
+        failure_reason_code,
+        extra: obj,
+    })
+}
