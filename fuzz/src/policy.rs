@@ -31,7 +31,8 @@ pub fn check(data: &[u8]) {
     let id = policy.id();
     assert_eq!(id.len(), ID_LEN, "id {id:?}");
     assert!(
-        id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        id.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
         "id {id:?} is not lower-case hex"
     );
     assert_eq!(id, canonical.id(), "id depends on pattern order");
