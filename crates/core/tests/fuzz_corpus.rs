@@ -4,6 +4,9 @@
 //! same `check` function that `fuzz/fuzz_targets/<target>.rs` calls: the files in `fuzz/src/` are
 //! included here with `#[path]`, so CI catches a regression without libFuzzer or nightly. See
 //! `fuzz/README.md`.
+//!
+//! A regression whose file name starts with `open__` is a known, still unfixed crash: it is kept
+//! in the repository but skipped here until the fix lands (then drop the prefix).
 
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -32,7 +35,10 @@ mod report_checks;
 
 const FUZZ_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz");
 
-/// The corpus and regression inputs of one target, sorted by path.
+/// Prefix of regression inputs for crashes that are not fixed yet; they are skipped.
+const OPEN: &str = "open__";
+
+/// The corpus and regression inputs of one target (without open regressions), sorted by path.
 fn inputs(target: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for kind in ["corpus", "regressions"] {
@@ -42,7 +48,10 @@ fn inputs(target: &str) -> Vec<PathBuf> {
         };
         for entry in entries {
             let path = entry.expect("readable directory entry").path();
-            if path.is_file() {
+            let open = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(OPEN));
+            if path.is_file() && !open {
                 files.push(path);
             }
         }
