@@ -124,6 +124,9 @@ pub(crate) fn parse_datetime(input: &str) -> Option<(OffsetDateTime, Vec<Note>)>
                     format!("offset in {s:?} is not `±hh:mm` (RFC 3339)"),
                 ));
             }
+            if h > 23 || m > 59 {
+                return None;
+            }
             let (h, m) = (i8::try_from(h).ok()?, i8::try_from(m).ok()?);
             let off = if *sign == b'-' {
                 UtcOffset::from_hms(-h, -m, 0).ok()?

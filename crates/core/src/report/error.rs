@@ -113,7 +113,7 @@ pub enum ReportError {
         /// How many parts looked like gzip or JSON.
         candidates: usize,
         /// Why the first such part was rejected.
-        first_error: Option<Box<ReportError>>,
+        first_error: Option<Box<Self>>,
     },
 }
 

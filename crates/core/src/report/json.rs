@@ -12,8 +12,8 @@ use std::fmt;
 #[derive(Clone, Copy)]
 enum Seg<'a> {
     Root,
-    Key(&'a Seg<'a>, &'a str),
-    Index(&'a Seg<'a>, usize),
+    Key(&'a Self, &'a str),
+    Index(&'a Self, usize),
 }
 
 impl fmt::Display for Seg<'_> {

@@ -9,7 +9,8 @@ use super::error::ReportError;
 use super::model::ParsedReport;
 use super::parse::parse_document;
 use flate2::read::MultiGzDecoder;
-use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::decoders::base64::base64_decode;
+use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use std::io::Read;
 
 /// What some bytes look like.
@@ -105,13 +106,30 @@ struct Walk {
     reports: Vec<ParsedReport>,
 }
 
+/// True when the first line is an RFC 5322 header field (`name:`, name of printable ASCII
+/// without `:`), after an optional mbox `From ` line. mail-parser alone accepts any text.
+fn looks_like_mail(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    if rest.starts_with(b"From ") {
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(nl) => rest = &rest[nl + 1..],
+            None => return false,
+        }
+    }
+    let line = rest.split(|&b| b == b'\n').next().unwrap_or_default();
+    match line.iter().position(|&b| b == b':') {
+        Some(colon) if colon > 0 => line[..colon].iter().all(|&b| (33..=126).contains(&b)),
+        _ => false,
+    }
+}
+
 fn parse_mail_unchecked(bytes: &[u8], limits: &Limits) -> Result<Vec<ParsedReport>, ReportError> {
+    if !looks_like_mail(bytes) {
+        return Err(ReportError::Unrecognised);
+    }
     let message = MessageParser::new()
         .parse(bytes)
         .ok_or(ReportError::Unrecognised)?;
-    if message.parts.first().is_none_or(|p| p.headers.is_empty()) {
-        return Err(ReportError::Unrecognised);
-    }
     let mut walk = Walk::default();
     walk_message(&message, limits, 0, &mut walk)?;
     if walk.reports.is_empty() {
@@ -121,6 +139,20 @@ fn parse_mail_unchecked(bytes: &[u8], limits: &Limits) -> Result<Vec<ParsedRepor
         });
     }
     Ok(walk.reports)
+}
+
+/// mail-parser turns text parts into (lossy) UTF-8; a gzip sent as base64 `text/plain` is then
+/// corrupted. For base64 text parts, decode the raw body again, as bytes.
+fn raw_base64_text(message: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
+    if !matches!(part.body, PartType::Text(_) | PartType::Html(_))
+        || part.encoding != Encoding::Base64
+    {
+        return None;
+    }
+    let start = usize::try_from(part.offset_body).ok()?;
+    let end = usize::try_from(part.offset_end).ok()?;
+    let raw = message.raw_message().get(start..end)?;
+    base64_decode(raw)
 }
 
 fn walk_message(
@@ -148,7 +180,8 @@ fn walk_message(
             | PartType::Html(_)
             | PartType::Binary(_)
             | PartType::InlineBinary(_) => {
-                let data = part.contents();
+                let decoded = raw_base64_text(message, part);
+                let data = decoded.as_deref().unwrap_or_else(|| part.contents());
                 let is_message = part
                     .content_type()
                     .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("message"));
@@ -181,4 +214,33 @@ fn walk_message(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing() {
+        assert_eq!(sniff(&[0x1f, 0x8b, 8]), Kind::Gzip);
+        assert_eq!(sniff(b"\xEF\xBB\xBF \r\n\t{}"), Kind::Json);
+        assert_eq!(sniff(b"[1]"), Kind::Json);
+        assert_eq!(sniff(b"From: a\r\n\r\n{}"), Kind::Other);
+        assert_eq!(sniff(b""), Kind::Other);
+        assert_eq!(sniff(&[0x1f]), Kind::Other);
+    }
+
+    #[test]
+    fn mail_detection() {
+        assert!(looks_like_mail(b"From: a@b\r\n\r\nx"));
+        assert!(looks_like_mail(b"Received:from x"));
+        assert!(looks_like_mail(
+            b"From a@b Mon Jan  1 00:00:00 2024\nSubject: x\n\nbody"
+        ));
+        assert!(!looks_like_mail(b"From a@b Mon Jan  1 00:00:00 2024"));
+        assert!(!looks_like_mail(b"hello world\nSubject: x"));
+        assert!(!looks_like_mail(b": no name"));
+        assert!(!looks_like_mail(b"bad name: x"));
+        assert!(!looks_like_mail(b""));
+    }
 }

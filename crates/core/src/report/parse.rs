@@ -441,22 +441,23 @@ fn read_policy(ctx: &mut Ctx<'_>, v: Value, path: &str) -> Result<Policy, Report
         }
         Some(v) => string_array(v, &ps_path)?,
     };
-    if policy_type == PolicyType::Tlsa && policy_string.len() == 1 {
-        if let Some(unpacked) = unpack_json_array(&policy_string[0]) {
-            ctx.warn(
-                "report.tlsa-policy-string-json",
-                Severity::Warning,
-                &ps_path,
-                format!(
-                    "`policy-string` held one string that is itself a JSON array of {} TLSA \
+    if policy_type == PolicyType::Tlsa
+        && policy_string.len() == 1
+        && let Some(unpacked) = unpack_json_array(&policy_string[0])
+    {
+        ctx.warn(
+            "report.tlsa-policy-string-json",
+            Severity::Warning,
+            &ps_path,
+            format!(
+                "`policy-string` held one string that is itself a JSON array of {} TLSA \
                      records (seen from Microsoft); unpacked to one element per record as \
                      RFC 8460 §4.5 wants. Original: {:?}",
-                    unpacked.len(),
-                    policy_string[0]
-                ),
-            );
-            policy_string = unpacked;
-        }
+                unpacked.len(),
+                policy_string[0]
+            ),
+        );
+        policy_string = unpacked;
     }
 
     let domain_path = join(path, "policy-domain");
