@@ -1,10 +1,12 @@
 """Times parsedmarc's SMTP TLS report parser over the given report JSON files.
 
-    bench.py [--list-accepted] [-n N] FILE...
+    bench.py [--list-accepted] [--entry json|file] [-n N] FILE...
 
 The counterpart of `cargo run --release -p mtasts-core --example report_throughput`: reads every
 FILE into memory as bytes, parses each once as a warm-up, then times N (default 1000) passes over
-all of them with `parsedmarc.parse_smtp_tls_report_json` and prints one line:
+all of them with `parsedmarc.parse_smtp_tls_report_json` (or, with `--entry file`,
+`parsedmarc.parse_report_file(data, offline=True)`: parsedmarc's entry point for a report file or
+mail, as its CLI uses it, with no network look-ups) and prints one line:
 `parsedmarc reports=<files> iterations=<N> seconds=<s> reports_per_s=<r>`.
 With --list-accepted it prints instead the files parsedmarc accepts, one per line, and the
 reason for each rejection on stderr.
@@ -19,11 +21,14 @@ import parsedmarc
 def main(argv):
     iterations = 1000
     list_accepted = False
+    entry = "json"
     paths = []
     args = iter(argv)
     for arg in args:
         if arg == "--list-accepted":
             list_accepted = True
+        elif arg == "--entry":
+            entry = next(args)
         elif arg == "-n":
             iterations = int(next(args))
         else:
@@ -36,13 +41,17 @@ def main(argv):
         with open(path, "rb") as f:
             inputs.append(f.read())
 
-    parse = parsedmarc.parse_smtp_tls_report_json
+    if entry == "file":
+        def parse(data):
+            return parsedmarc.parse_report_file(data, offline=True)
+    else:
+        parse = parsedmarc.parse_smtp_tls_report_json
     if list_accepted:
         for path, data in zip(paths, inputs):
             try:
                 parse(data)
                 print(path)
-            except Exception as e:  # parsedmarc raises InvalidSMTPTLSReport
+            except Exception as e:  # InvalidSMTPTLSReport, ParserError
                 print(f"parsedmarc rejects {path}: {e}", file=sys.stderr)
         return 0
 

@@ -5,6 +5,7 @@
 
 mod catalog;
 mod corpus;
+mod fuzz_corpus;
 mod hostile;
 mod policy;
 mod props;

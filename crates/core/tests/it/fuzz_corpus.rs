@@ -12,21 +12,21 @@ use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-#[path = "../../../fuzz/src/policy.rs"]
+#[path = "../../../../fuzz/src/policy.rs"]
 #[allow(
     unreachable_pub,
     reason = "shared with the fuzz crate, where the checks are public"
 )]
 mod policy_checks;
 
-#[path = "../../../fuzz/src/record.rs"]
+#[path = "../../../../fuzz/src/record.rs"]
 #[allow(
     unreachable_pub,
     reason = "shared with the fuzz crate, where the checks are public"
 )]
 mod record_checks;
 
-#[path = "../../../fuzz/src/report.rs"]
+#[path = "../../../../fuzz/src/report.rs"]
 #[allow(
     unreachable_pub,
     reason = "shared with the fuzz crate, where the checks are public"
