@@ -1,0 +1,9 @@
+//! Network I/O for mtasts. Every step runs under a time budget and reports what it observed:
+//! a DNS failure (SERVFAIL, timeout) is told apart from "no such record" (NXDOMAIN, NODATA).
+//!
+//! # Layout
+//! - [`dns`]: TXT, MX, A/AAAA lookups through hickory-resolver.
+
+#![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
+
+pub mod dns;

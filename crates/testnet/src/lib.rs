@@ -1,0 +1,10 @@
+//! A hermetic test internet on loopback, for tests and benchmarks that must reach nothing
+//! outside the machine.
+//!
+//! # Layout
+//! - [`dns`]: an authoritative DNS server (hickory-server) serving zones written as zone-file
+//!   text, with per-name fault injection (SERVFAIL, silence, truncation).
+
+#![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
+
+pub mod dns;
