@@ -1,0 +1,4 @@
+//! Integration tests of mtasts-net against the hermetic test internet (mtasts-testnet).
+//! Everything listens on loopback; nothing leaves the machine.
+
+mod dns;
