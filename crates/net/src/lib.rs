@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - [`dns`]: TXT, MX, A/AAAA lookups through hickory-resolver.
+//! - [`smtp`]: the plaintext part of the STARTTLS probe (banner, EHLO, STARTTLS).
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
+pub mod smtp;

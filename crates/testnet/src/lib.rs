@@ -3,8 +3,10 @@
 //!
 //! # Layout
 //! - [`dns`]: an authoritative DNS server (hickory-server) serving zones written as zone-file
-//!   text, with per-name fault injection (SERVFAIL, silence, truncation).
+//!   text, with per-name fault injection (SERVFAIL, REFUSED, silence).
+//! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness).
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
+pub mod smtp;

@@ -2,3 +2,4 @@
 //! Everything listens on loopback; nothing leaves the machine.
 
 mod dns;
+mod smtp;
