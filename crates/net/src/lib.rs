@@ -4,8 +4,11 @@
 //! # Layout
 //! - [`dns`]: TXT, MX, A/AAAA lookups through hickory-resolver.
 //! - [`smtp`]: the plaintext part of the STARTTLS probe (banner, EHLO, STARTTLS).
+//! - [`tls`]: TLS handshakes through a recording certificate verifier: chain, verdict (mapped to
+//!   TLS-RPT result types), protocol version, cipher suite, days left.
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
 pub mod smtp;
+pub mod tls;

@@ -5,8 +5,11 @@
 //! - [`dns`]: an authoritative DNS server (hickory-server) serving zones written as zone-file
 //!   text, with per-name fault injection (SERVFAIL, REFUSED, silence).
 //! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness).
+//! - [`pki`]: a root CA, an intermediate and an untrusted root generated at run time (rcgen),
+//!   issuing server certificates with scripted defects (expired, wrong name, untrusted, …).
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
+pub mod pki;
 pub mod smtp;

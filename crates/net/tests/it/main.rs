@@ -3,3 +3,4 @@
 
 mod dns;
 mod smtp;
+mod tls;
