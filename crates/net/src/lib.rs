@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`dns`]: TXT, MX, A/AAAA lookups through hickory-resolver.
+//! - [`probe`]: the whole STARTTLS probe of one MX address (SMTP, then TLS, then QUIT).
 //! - [`smtp`]: the plaintext part of the STARTTLS probe (banner, EHLO, STARTTLS).
 //! - [`tls`]: TLS handshakes through a recording certificate verifier: chain, verdict (mapped to
 //!   TLS-RPT result types), protocol version, cipher suite, days left.
@@ -10,5 +11,6 @@
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
+pub mod probe;
 pub mod smtp;
 pub mod tls;

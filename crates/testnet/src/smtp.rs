@@ -151,6 +151,9 @@ async fn serve(
                 .get_mut()
                 .write_all(b"220 2.0.0 go ahead\r\n")
                 .await?;
+            // Wait for the ClientHello, then answer it with something that is not TLS.
+            let mut hello = [0u8; 512];
+            let _ = tokio::time::timeout(IDLE, stream.read(&mut hello)).await;
             stream.get_mut().write_all(b"this is not TLS\r\n").await?;
             return Ok(());
         }

@@ -2,5 +2,6 @@
 //! Everything listens on loopback; nothing leaves the machine.
 
 mod dns;
+mod probe;
 mod smtp;
 mod tls;
