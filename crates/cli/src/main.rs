@@ -6,6 +6,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a CLI prints")]
 
+mod check_cmd;
 mod input;
 mod output;
 mod policy_cmd;
@@ -38,6 +39,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check domains end to end: records, policy fetch, MX coverage, STARTTLS and certificates.
+    Check(check_cmd::CheckArgs),
     /// MTA-STS policy files: lint and render.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli.color.apply();
     let result = match cli.command {
+        Command::Check(c) => check_cmd::run(c, cli.format),
         Command::Policy(c) => policy_cmd::run(c, cli.format),
         Command::Record(c) => record_cmd::run(c, cli.format),
         Command::Report(c) => report_cmd::run(c, cli.format),

@@ -11,6 +11,7 @@
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
+pub mod https;
 pub mod probe;
 pub mod smtp;
 pub mod tls;

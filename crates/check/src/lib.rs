@@ -1,0 +1,154 @@
+//! The whole-chain MTA-STS / TLS-RPT audit of a domain.
+//!
+//! [`check_domain`] looks up the `_mta-sts`, `_smtp._tls` and MX records, fetches the policy over
+//! HTTPS, checks that the policy covers every MX host, and probes STARTTLS and the certificate on
+//! every address of every MX host. Each problem becomes a [`Finding`] with a stable id, what was
+//! observed and the fix; a step that could not be made (timeout, refused connection, DNS failure)
+//! is reported as untested, never as a failure of the domain.
+//!
+//! # Layout
+//! - [`model`]: the report (the JSON schema of `mtasts check --format json`).
+//! - `records`, `policy`, `mx`, `tls`: one stage each.
+
+#![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
+
+mod finding;
+pub mod model;
+mod mx;
+mod policy;
+mod records;
+mod tls;
+
+pub use model::{DomainReport, Finding, Verdict};
+pub use tls::{EXPIRY_ERROR_DAYS, EXPIRY_WARNING_DAYS};
+
+use mtasts_core::Severity;
+use mtasts_net::dns::Resolver;
+use mtasts_net::https::{FetchSettings, fetch_policy};
+use mtasts_net::probe::ProbeBudget;
+use mtasts_net::tls::TlsProbeConfig;
+
+/// How a check runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The SMTP port of MX hosts (25; tests use others).
+    pub smtp_port: u16,
+    /// The policy fetch (port, time budget, body cap).
+    pub fetch: FetchSettings,
+    /// Time budgets of each STARTTLS probe.
+    pub probe_budget: ProbeBudget,
+    /// Skip the STARTTLS probes (where port 25 is blocked).
+    pub no_smtp: bool,
+    /// The name sent in EHLO.
+    pub ehlo_name: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            smtp_port: 25,
+            fetch: FetchSettings::default(),
+            probe_budget: ProbeBudget::default(),
+            no_smtp: false,
+            ehlo_name: "mtasts-check.invalid".into(),
+        }
+    }
+}
+
+/// What a check needs: a resolver, the TLS trust configuration and the settings.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// DNS.
+    pub resolver: Resolver,
+    /// Trust roots (and the clock) for every certificate check.
+    pub tls: TlsProbeConfig,
+    /// The rest.
+    pub settings: Settings,
+}
+
+/// Normalises a domain as typed: lower case, no trailing dot, U-labels converted to A-labels
+/// (D28). Returns why it is not a usable domain name otherwise.
+pub fn normalize_domain(input: &str) -> Result<String, String> {
+    let trimmed = input.trim().trim_end_matches('.');
+    if trimmed.is_empty() {
+        return Err("empty domain".into());
+    }
+    let ascii = idna::domain_to_ascii_strict(trimmed)
+        .map_err(|_| format!("{input:?} is not a valid domain name"))?;
+    if !ascii.contains('.') {
+        return Err(format!("{input:?} is not a fully qualified domain name"));
+    }
+    if ascii.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!(
+            "{input:?} is an IP address; MTA-STS is published by domains"
+        ));
+    }
+    Ok(ascii)
+}
+
+/// Checks one domain end to end. Never fails: problems, including unreachable servers, are
+/// findings in the report.
+pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
+    let mut findings = Vec::new();
+    let domain = match normalize_domain(input) {
+        Ok(d) => d,
+        Err(why) => {
+            findings.push(Finding::new(
+                "domain.invalid",
+                Severity::Error,
+                why,
+                Some(input.to_owned()),
+                "pass a domain name such as example.com",
+            ));
+            return finish(input.to_owned(), findings, Default::default());
+        }
+    };
+    let r = &env.resolver;
+    let sts_name = format!("_mta-sts.{domain}");
+    let rpt_name = format!("_smtp._tls.{domain}");
+    // Every independent lookup at once: the critical path is one DNS round trip plus the fetch.
+    let (sts_answer, apex_answer, rpt_answer, mx_answer, fetch) = tokio::join!(
+        r.txt(&sts_name),
+        r.txt(&domain),
+        r.txt(&rpt_name),
+        r.mx(&domain),
+        fetch_policy(&domain, r, &env.tls, &env.settings.fetch),
+    );
+    let (sts_record, record) = records::sts(&domain, &sts_answer, &apex_answer, &mut findings);
+    let (policy_report, policy) = policy::policy(&domain, &fetch, record.is_some(), &mut findings);
+    let tlsrpt = records::tlsrpt(&domain, &rpt_answer, &mut findings);
+    let mx = mx::mx_hosts(&domain, mx_answer, policy.as_ref(), env, &mut findings).await;
+    finish(
+        domain,
+        findings,
+        Parts {
+            sts_record,
+            policy: policy_report,
+            mx,
+            tlsrpt,
+        },
+    )
+}
+
+#[derive(Default)]
+struct Parts {
+    sts_record: model::StsRecordReport,
+    policy: model::PolicyReport,
+    mx: Vec<model::MxReport>,
+    tlsrpt: model::TlsRptReport,
+}
+
+fn finish(domain: String, mut findings: Vec<Finding>, parts: Parts) -> DomainReport {
+    finding::sort(&mut findings);
+    let verdict = finding::verdict(&findings);
+    DomainReport {
+        domain,
+        sts_record: parts.sts_record,
+        policy: parts.policy,
+        mx: parts.mx,
+        tlsrpt: parts.tlsrpt,
+        dane: None,
+        findings,
+        verdict,
+    }
+}

@@ -1,0 +1,305 @@
+//! MX hosts: coverage by the policy (M34–M36), addresses, and the STARTTLS probe of every
+//! address (M37–M42).
+
+use crate::Env;
+use crate::model::{AddressReport, Finding, MxReport};
+use crate::tls::{self, Prefix};
+use futures_util::future::join_all;
+use mtasts_core::Severity;
+use mtasts_core::policy::{Mode, Policy};
+use mtasts_net::dns::{DnsError, Lookup, Mx};
+use mtasts_net::probe::{MxProbe, ProbeFailure, probe_mx};
+use std::net::{IpAddr, SocketAddr};
+
+/// Checks every MX host of `domain`.
+pub(crate) async fn mx_hosts(
+    domain: &str,
+    answer: Result<Lookup<Mx>, DnsError>,
+    policy: Option<&Policy>,
+    env: &Env,
+    findings: &mut Vec<Finding>,
+) -> Vec<MxReport> {
+    let hosts: Vec<Mx> = match answer {
+        Err(e) => {
+            findings.push(Finding::untested(
+                "mx.untested",
+                format!("could not look up the MX records of {domain}: {e}"),
+                "check that the domain's name servers answer, then run again",
+            ));
+            return Vec::new();
+        }
+        Ok(Lookup::NxDomain) => {
+            findings.push(Finding::new(
+                "domain.nxdomain",
+                Severity::Error,
+                format!("{domain} does not exist (NXDOMAIN)"),
+                None,
+                "check the spelling of the domain",
+            ));
+            return Vec::new();
+        }
+        Ok(Lookup::NoData) => {
+            findings.push(Finding::new(
+                "mx.implicit",
+                Severity::Info,
+                format!("{domain} has no MX record, so mail goes to {domain} itself (implicit MX, RFC 5321 §5.1)"),
+                None,
+                "publish MX records if the domain receives mail",
+            ));
+            vec![Mx {
+                preference: 0,
+                host: domain.to_owned(),
+            }]
+        }
+        Ok(Lookup::Records { records, .. }) => records,
+    };
+    if hosts.len() == 1 && hosts[0].host == "." {
+        findings.push(Finding::new(
+            "mx.null",
+            Severity::Info,
+            format!("{domain} publishes a null MX (RFC 7505): it accepts no mail, so MTA-STS has nothing to protect"),
+            Some("MX 0 .".into()),
+            "nothing to do; remove the MTA-STS records if they are left over",
+        ));
+        return Vec::new();
+    }
+    coverage(policy, &hosts, findings);
+    let reports = join_all(hosts.iter().map(|mx| one_host(mx, policy, env))).await;
+    let mut out = Vec::with_capacity(reports.len());
+    for (report, mut fs) in reports {
+        findings.append(&mut fs);
+        out.push(report);
+    }
+    out
+}
+
+/// M34–M36: every MX host matched by a pattern; every pattern matching a host.
+fn coverage(policy: Option<&Policy>, hosts: &[Mx], findings: &mut Vec<Finding>) {
+    let Some(policy) = policy else { return };
+    if policy.mode == Mode::None {
+        return;
+    }
+    let patterns: Vec<String> = policy.mx.iter().map(ToString::to_string).collect();
+    for mx in hosts {
+        if policy.matching_pattern(&mx.host).is_some() {
+            continue;
+        }
+        let deep = policy
+            .mx
+            .iter()
+            .find(|p| p.is_wildcard() && mx.host.ends_with(&format!(".{}", p.domain())));
+        let (severity, consequence) = if policy.mode == Mode::Enforce {
+            (
+                Severity::Error,
+                "senders applying the policy will not deliver to it",
+            )
+        } else {
+            (
+                Severity::Warning,
+                "senders will report failures for it, and refuse it once you enforce",
+            )
+        };
+        let message = match deep {
+            Some(p) => format!(
+                "MX {} is not covered: `{p}` matches exactly one label, not several (RFC 8461 §4.1); {consequence}",
+                mx.host
+            ),
+            None => format!(
+                "MX {} is not covered by any mx pattern of the policy; {consequence}",
+                mx.host
+            ),
+        };
+        findings.push(Finding::new(
+            "mx.not-covered",
+            severity,
+            message,
+            Some(format!("patterns: {}", patterns.join(", "))),
+            format!(
+                "add `mx: {}` to the policy (and change the TXT id)",
+                mx.host
+            ),
+        ));
+    }
+    for p in &policy.mx {
+        if !hosts.iter().any(|mx| p.matches(&mx.host)) {
+            findings.push(Finding::new(
+                "policy.mx.unused",
+                Severity::Warning,
+                format!("the pattern `{p}` matches none of the current MX hosts (left over from an old MX?)"),
+                Some(format!("MX hosts: {}", hosts.iter().map(|m| m.host.as_str()).collect::<Vec<_>>().join(", "))),
+                format!("remove `mx: {p}` unless that host is about to be added"),
+            ));
+        }
+    }
+}
+
+async fn one_host(mx: &Mx, policy: Option<&Policy>, env: &Env) -> (MxReport, Vec<Finding>) {
+    let mut findings = Vec::new();
+    let pattern = policy
+        .and_then(|p| p.matching_pattern(&mx.host))
+        .map(ToString::to_string);
+    let (v4, v6) = tokio::join!(env.resolver.a(&mx.host), env.resolver.aaaa(&mx.host));
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for answer in [&v4, &v6] {
+        match answer {
+            Ok(l) => ips.extend_from_slice(l.records()),
+            Err(e) => findings.push(Finding::untested(
+                "mx.address.untested",
+                format!("could not resolve MX {}: {e}", mx.host),
+                "check that the name servers of the MX host answer",
+            )),
+        }
+    }
+    if ips.is_empty() && v4.is_ok() && v6.is_ok() {
+        findings.push(Finding::new(
+            "mx.no-address",
+            Severity::Error,
+            format!(
+                "MX {} has no A or AAAA record: mail to it cannot be delivered",
+                mx.host
+            ),
+            None,
+            format!("publish addresses for {}, or remove the MX record", mx.host),
+        ));
+    }
+    let addresses: Vec<AddressReport> = if env.settings.no_smtp {
+        ips.iter()
+            .map(|ip| AddressReport {
+                ip: ip.to_string(),
+                starttls: None,
+                tls_version: None,
+                certificate: None,
+                result: "not-tested".into(),
+                error: None,
+            })
+            .collect()
+    } else {
+        let probes = join_all(ips.iter().map(|ip| {
+            let addr = SocketAddr::new(*ip, env.settings.smtp_port);
+            probe_mx(
+                addr,
+                &mx.host,
+                &env.settings.ehlo_name,
+                &env.tls,
+                env.settings.probe_budget,
+            )
+        }))
+        .await;
+        probes
+            .iter()
+            .map(|p| address(mx, p, &mut findings))
+            .collect()
+    };
+    let result = worst(&addresses);
+    let covered = pattern.is_some();
+    let enforce = policy.is_some_and(|p| p.mode == Mode::Enforce);
+    let failed_tls = !matches!(result.as_str(), "success" | "unreachable" | "not-tested");
+    let report = MxReport {
+        host: mx.host.clone(),
+        preference: mx.preference,
+        pattern,
+        addresses,
+        result,
+        must_refuse: enforce && (!covered || failed_tls),
+    };
+    (report, findings)
+}
+
+fn address(mx: &Mx, p: &MxProbe, findings: &mut Vec<Finding>) -> AddressReport {
+    let who = format!("MX {} ({})", mx.host, p.addr.ip());
+    let mut report = AddressReport {
+        ip: p.addr.ip().to_string(),
+        starttls: p.starttls_offered,
+        tls_version: p
+            .tls
+            .as_ref()
+            .map(mtasts_net::tls::TlsObservation::protocol_name),
+        certificate: p.tls.as_ref().and_then(tls::certificate),
+        result: "success".into(),
+        error: p.failure.as_ref().map(ToString::to_string),
+    };
+    if let Some(f) = &p.failure {
+        if f.is_unreachable() {
+            report.result = "unreachable".into();
+            findings.push(Finding::untested(
+                "mx.unreachable",
+                format!("could not test {who}: {f}"),
+                "if port 25 is blocked where you run this, use --no-smtp or run from a server; otherwise make the MX reachable",
+            ));
+            return report;
+        }
+        let (id, result, message, fix) = match f {
+            ProbeFailure::Tls(e) if e.is_protocol_version() => (
+                "mx.tls.old-protocol",
+                "validation-failure",
+                format!("{who} offers no TLS 1.2 or 1.3 (RFC 8461 §7.2 requires one)"),
+                "enable TLS 1.2 and 1.3 on the MX host",
+            ),
+            ProbeFailure::Tls(_) => (
+                "mx.tls.failed",
+                "validation-failure",
+                format!("the TLS handshake with {who} failed: {f}"),
+                "fix the MX host's TLS configuration",
+            ),
+            ProbeFailure::StartTlsRefused(_) => (
+                "mx.starttls.refused",
+                "starttls-not-supported",
+                format!("{who} offers STARTTLS but refuses it: {f}"),
+                "fix the MX host's STARTTLS setup",
+            ),
+            ProbeFailure::Smtp(_) => (
+                "mx.smtp.failed",
+                "validation-failure",
+                format!("the SMTP dialogue with {who} failed: {f}"),
+                "check the MX host's SMTP service",
+            ),
+            _ => (
+                "mx.smtp.failed",
+                "validation-failure",
+                format!("probing {who} failed: {f}"),
+                "check the MX host",
+            ),
+        };
+        report.result = result.into();
+        findings.push(Finding::new(
+            id,
+            Severity::Error,
+            message,
+            p.banner.as_ref().map(mtasts_net::smtp::Reply::text),
+            fix,
+        ));
+        return report;
+    }
+    if p.starttls_offered == Some(false) {
+        report.result = "starttls-not-supported".into();
+        findings.push(Finding::new(
+            "mx.starttls.missing",
+            Severity::Error,
+            format!("{who} does not offer STARTTLS: mail to it travels unencrypted, and senders enforcing MTA-STS refuse it"),
+            p.ehlo.as_ref().map(mtasts_net::smtp::Reply::text),
+            "enable STARTTLS with a valid certificate for the MX host name",
+        ));
+        return report;
+    }
+    if let Some(obs) = &p.tls {
+        report.result = tls::result(obs);
+        tls::findings(Prefix::Mx, &who, &mx.host, obs, findings);
+    }
+    report
+}
+
+/// The worst result over the addresses: a failure beats unreachable beats success.
+fn worst(addresses: &[AddressReport]) -> String {
+    let rank = |r: &str| match r {
+        "success" => 0,
+        "not-tested" => 1,
+        "unreachable" => 2,
+        _ => 3,
+    };
+    addresses
+        .iter()
+        .map(|a| a.result.as_str())
+        .max_by_key(|r| rank(r))
+        .unwrap_or("unreachable")
+        .to_owned()
+}

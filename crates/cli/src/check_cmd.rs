@@ -1,0 +1,256 @@
+//! `mtasts check`: the whole-chain audit of one or more domains.
+
+use crate::output::Format;
+use crate::{EXIT_FINDINGS, EXIT_OK};
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use mtasts_check::model::{AddressReport, DomainReport, MxReport};
+use mtasts_check::{Env, Settings, Verdict, check_domain};
+use mtasts_core::Severity;
+use mtasts_net::dns::{Resolver, ResolverSettings};
+use mtasts_net::tls::TlsProbeConfig;
+use owo_colors::{OwoColorize, Stream::Stdout};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Options of `mtasts check`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// Domains to check.
+    #[arg(value_name = "DOMAIN", required = true)]
+    domains: Vec<String>,
+    /// Exit 1 when a finding at or above this severity is found.
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    fail_on: FailOn,
+    /// DNS server to ask, IP or IP:PORT (repeatable); default: the system's.
+    #[arg(long = "nameserver", value_name = "IP[:PORT]")]
+    nameservers: Vec<String>,
+    /// Extra trusted root certificates (PEM), on top of the Mozilla roots.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<std::path::PathBuf>,
+    /// SMTP port of the MX hosts.
+    #[arg(long, default_value_t = 25)]
+    smtp_port: u16,
+    /// HTTPS port of the policy host.
+    #[arg(long, default_value_t = 443)]
+    https_port: u16,
+    /// Time budget, in seconds, for each network step (DNS query, fetch, each probe stage).
+    #[arg(long, default_value_t = 15.0, value_name = "SECS")]
+    timeout: f64,
+    /// Do not probe the MX hosts on port 25 (where outbound SMTP is blocked).
+    #[arg(long)]
+    no_smtp: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FailOn {
+    Error,
+    Warning,
+    Never,
+}
+
+pub(crate) fn run(args: CheckArgs, format: Format) -> Result<u8> {
+    let env = build_env(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut code = EXIT_OK;
+    let mut reports = Vec::new();
+    for domain in &args.domains {
+        let report = runtime.block_on(check_domain(domain, &env));
+        let threshold = match args.fail_on {
+            FailOn::Error => Some(Severity::Error),
+            FailOn::Warning => Some(Severity::Warning),
+            FailOn::Never => None,
+        };
+        if threshold.is_some_and(|t| report.findings.iter().any(|f| f.severity >= t)) {
+            code = EXIT_FINDINGS;
+        }
+        match format {
+            Format::Text => print_text(&mut std::io::stdout().lock(), &report)?,
+            Format::Json => reports.push(report),
+        }
+    }
+    if format == Format::Json {
+        crate::output::print_json(&reports)?;
+    }
+    Ok(code)
+}
+
+fn build_env(args: &CheckArgs) -> Result<Env> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
+        bail!("--timeout must be between 0 and 600 seconds");
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let nameservers = args
+        .nameservers
+        .iter()
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .or_else(|_| {
+                    s.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .with_context(|| format!("--nameserver {s}: not an IP address or IP:PORT"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let resolver = Resolver::new(&ResolverSettings {
+        nameservers,
+        timeout: Some(timeout),
+    })?;
+    let mut tls = TlsProbeConfig::new();
+    if let Some(path) = &args.ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read --ca-file {}", path.display()))?;
+        let n = tls
+            .add_pem_roots(&pem)
+            .with_context(|| format!("--ca-file {}", path.display()))?;
+        if n == 0 {
+            bail!("--ca-file {}: no certificate in it", path.display());
+        }
+    }
+    let mut settings = Settings {
+        smtp_port: args.smtp_port,
+        no_smtp: args.no_smtp,
+        ..Settings::default()
+    };
+    settings.fetch.port = args.https_port;
+    settings.fetch.timeout = timeout;
+    settings.probe_budget.connect = timeout;
+    settings.probe_budget.smtp = timeout;
+    settings.probe_budget.tls = timeout;
+    Ok(Env {
+        resolver,
+        tls,
+        settings,
+    })
+}
+
+fn print_text(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
+    let verdict = match r.verdict {
+        Verdict::Pass => "PASS".if_supports_color(Stdout, |t| t.green()).to_string(),
+        Verdict::Warn => "WARN".if_supports_color(Stdout, |t| t.yellow()).to_string(),
+        Verdict::Fail => "FAIL".if_supports_color(Stdout, |t| t.red()).to_string(),
+        Verdict::Incomplete => "INCOMPLETE"
+            .if_supports_color(Stdout, |t| t.yellow())
+            .to_string(),
+    };
+    let count = |s| r.findings.iter().filter(|f| f.severity == s).count();
+    writeln!(
+        out,
+        "{}: {verdict} ({} errors, {} warnings)",
+        r.domain,
+        count(Severity::Error),
+        count(Severity::Warning)
+    )?;
+    let rec = match (&r.sts_record.id, r.sts_record.records.is_empty()) {
+        (Some(id), _) => format!("id {id}"),
+        (None, true) => "none".into(),
+        (None, false) => "unusable".into(),
+    };
+    writeln!(out, "  MTA-STS record   _mta-sts.{}: {rec}", r.domain)?;
+    let f = &r.policy.fetch;
+    let fetched = match (f.status, &f.error) {
+        (_, Some(e)) => format!("failed: {e}"),
+        (Some(s), None) => format!(
+            "HTTP {s}{}",
+            f.content_type
+                .as_ref()
+                .map(|c| format!(", {c}"))
+                .unwrap_or_default()
+        ),
+        (None, None) => "not fetched".into(),
+    };
+    writeln!(out, "  policy           {}: {fetched}", f.url)?;
+    match (&r.policy.mode, r.policy.max_age, &r.policy.mx) {
+        (Some(mode), Some(age), Some(mx)) => writeln!(
+            out,
+            "                   senders apply: mode {mode}, max_age {age}, mx {}",
+            mx.join(", ")
+        )?,
+        _ => writeln!(
+            out,
+            "                   senders apply: no policy{}",
+            r.policy
+                .failure
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default()
+        )?,
+    }
+    for mx in &r.mx {
+        print_mx(out, mx)?;
+    }
+    let rua = if r.tlsrpt.rua.is_empty() {
+        "none".to_owned()
+    } else {
+        r.tlsrpt.rua.join(", ")
+    };
+    writeln!(out, "  TLS-RPT          _smtp._tls.{}: {rua}", r.domain)?;
+    if !r.findings.is_empty() {
+        writeln!(out, "  findings:")?;
+    }
+    for f in &r.findings {
+        let sev = match (f.untested, f.severity) {
+            (true, _) => "untested"
+                .if_supports_color(Stdout, |t| t.yellow())
+                .to_string(),
+            (_, Severity::Error) => "error".if_supports_color(Stdout, |t| t.red()).to_string(),
+            (_, Severity::Warning) => "warning"
+                .if_supports_color(Stdout, |t| t.yellow())
+                .to_string(),
+            (_, Severity::Info) => "note".if_supports_color(Stdout, |t| t.cyan()).to_string(),
+        };
+        writeln!(out, "    {sev}: {} [{}]", f.message, f.id)?;
+        if let Some(o) = &f.observed {
+            writeln!(
+                out,
+                "        observed: {}",
+                o.replace('\n', "\n                  ")
+            )?;
+        }
+        writeln!(out, "        fix: {}", f.fix)?;
+    }
+    Ok(())
+}
+
+fn print_mx(out: &mut impl Write, mx: &MxReport) -> std::io::Result<()> {
+    let covered = match &mx.pattern {
+        Some(p) => format!("covered by {p}"),
+        None => "not covered".into(),
+    };
+    let refuse = if mx.must_refuse {
+        ", senders must refuse it"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "  MX {:>3} {}  {covered}{refuse}",
+        mx.preference, mx.host
+    )?;
+    for a in &mx.addresses {
+        writeln!(out, "        {:<40} {}", a.ip, address_line(a))?;
+    }
+    Ok(())
+}
+
+fn address_line(a: &AddressReport) -> String {
+    let mut parts = Vec::new();
+    match a.starttls {
+        Some(true) => parts.push("STARTTLS".to_owned()),
+        Some(false) => parts.push("no STARTTLS".to_owned()),
+        None => {}
+    }
+    if let Some(v) = &a.tls_version {
+        parts.push(v.clone());
+    }
+    if let Some(c) = &a.certificate
+        && let Some(d) = c.days_left
+    {
+        parts.push(format!("certificate expires in {d} days"));
+    }
+    parts.push(a.result.clone());
+    parts.join(", ")
+}
