@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`dns`]: TXT, MX, A/AAAA lookups through hickory-resolver.
+//! - [`https`]: the HTTPS policy fetch (no redirects, no cache, body cap, one time budget),
+//!   through the recording TLS verifier.
 //! - [`probe`]: the whole STARTTLS probe of one MX address (SMTP, then TLS, then QUIT).
 //! - [`smtp`]: the plaintext part of the STARTTLS probe (banner, EHLO, STARTTLS).
 //! - [`tls`]: TLS handshakes through a recording certificate verifier: chain, verdict (mapped to

@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`dns`]: an authoritative DNS server (hickory-server) serving zones written as zone-file
 //!   text, with per-name fault injection (SERVFAIL, REFUSED, silence).
+//! - [`https`]: scripted HTTPS policy hosts (a policy, an error status, a redirect, an HTML
+//!   page, slowness), recording the last request.
 //! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness).
 //! - [`pki`]: a root CA, an intermediate and an untrusted root generated at run time (rcgen),
 //!   issuing server certificates with scripted defects (expired, wrong name, untrusted, …).
@@ -11,5 +13,6 @@
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
+pub mod https;
 pub mod pki;
 pub mod smtp;

@@ -1,0 +1,280 @@
+//! Scripted HTTPS policy hosts on loopback: one canned response for any path (a policy, an error
+//! status, a redirect, an HTML page, a slow answer), changeable while the host runs.
+//!
+//! The host speaks HTTP/1.1 through hyper's server connection over tokio-rustls, with whatever
+//! `rustls::ServerConfig` the test gives it (see `pki`). It records the last request it saw
+//! ([`PolicyHost::last_request`]) so tests can check what a client sent. Everything is bounded:
+//! header size and count, the time to read a request head, connections at once, and each
+//! connection's lifetime.
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HOST, USER_AGENT};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// Connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 64;
+/// The longest a connection may live (TLS handshake, request, delay, response).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// The time a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The time a client has to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head read.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// The most request headers read.
+const MAX_REQUEST_HEADERS: usize = 64;
+
+/// The response the host gives to every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Headers, sent in order (hyper adds `Content-Length` and `Date`).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// How long to wait after reading the request before answering.
+    pub delay: Option<Duration>,
+}
+
+impl HttpResponse {
+    /// 200 with `Content-Type: text/plain; charset=utf-8` and `text` as the body.
+    pub fn policy(text: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+            body: text.into(),
+            delay: None,
+        }
+    }
+
+    /// `code` with no body and no `Content-Type`.
+    pub fn status(code: u16) -> Self {
+        Self {
+            status: code,
+            headers: Vec::new(),
+            body: Vec::new(),
+            delay: None,
+        }
+    }
+
+    /// 301 with `Location: location` and a short HTML body, as web servers send.
+    pub fn redirect(location: &str) -> Self {
+        Self {
+            status: 301,
+            headers: vec![
+                ("Location".into(), location.into()),
+                ("Content-Type".into(), "text/html".into()),
+            ],
+            body: b"<html><body>Moved Permanently</body></html>\n".to_vec(),
+            delay: None,
+        }
+    }
+
+    /// 200 with `Content-Type: text/html; charset=utf-8` and `body` (an error page or a login
+    /// wall served in place of the policy).
+    pub fn html(body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+            body: body.into(),
+            delay: None,
+        }
+    }
+
+    /// The same response, answered after `delay`.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// The same response with header `name` set to `value` (replacing any of that name,
+    /// case-insensitively).
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The same response without header `name` (case-insensitive).
+    pub fn without_header(mut self, name: &str) -> Self {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self
+    }
+}
+
+/// What the host saw of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenRequest {
+    /// `GET`, …
+    pub method: String,
+    /// The request target as sent (path and query).
+    pub path: String,
+    /// `HTTP/1.1`, …
+    pub version: String,
+    /// The `Host` header.
+    pub host: Option<String>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// Every header, in order, names lower case (values with invalid UTF-8 replaced).
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    response: Mutex<HttpResponse>,
+    last: Mutex<Option<SeenRequest>>,
+    requests: AtomicUsize,
+}
+
+/// A running policy host. Stops when dropped.
+#[derive(Debug)]
+pub struct PolicyHost {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl PolicyHost {
+    /// Starts a host on `addr` (port 0 picks a free one) with TLS configuration `tls`,
+    /// answering every request with `response`.
+    pub async fn start(
+        addr: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+        response: HttpResponse,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            response: Mutex::new(response),
+            last: Mutex::new(None),
+            requests: AtomicUsize::new(0),
+        });
+        let acceptor = TlsAcceptor::from(tls);
+        let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let task = {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                loop {
+                    let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+                        return;
+                    };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let acceptor = acceptor.clone();
+                    let shared = Arc::clone(&shared);
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        let _ = tokio::time::timeout(
+                            CONNECTION_LIFETIME,
+                            serve(stream, acceptor, shared),
+                        )
+                        .await;
+                    });
+                }
+            })
+        };
+        Ok(Self { addr, shared, task })
+    }
+
+    /// The address the host listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Answers later requests with `response`.
+    pub fn set_response(&self, response: HttpResponse) {
+        *lock(&self.shared.response) = response;
+    }
+
+    /// The last request seen (its head is recorded before any delay).
+    pub fn last_request(&self) -> Option<SeenRequest> {
+        lock(&self.shared.last).clone()
+    }
+
+    /// How many requests the host has seen.
+    pub fn requests(&self) -> usize {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for PolicyHost {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn serve(stream: tokio::net::TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+    let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
+        return;
+    };
+    let service = service_fn(move |req: Request<Incoming>| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(answer(&shared, &req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .max_headers(MAX_REQUEST_HEADERS)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
+}
+
+async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let text = |v: &hyper::header::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    let seen = SeenRequest {
+        method: req.method().to_string(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().to_string(), ToString::to_string),
+        version: format!("{:?}", req.version()),
+        host: req.headers().get(HOST).map(text),
+        user_agent: req.headers().get(USER_AGENT).map(text),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), text(v)))
+            .collect(),
+    };
+    *lock(&shared.last) = Some(seen);
+    shared.requests.fetch_add(1, Ordering::Relaxed);
+    let response = lock(&shared.response).clone();
+    if let Some(delay) = response.delay {
+        tokio::time::sleep(delay).await;
+    }
+    let mut builder = Response::builder().status(
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    );
+    for (name, value) in &response.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder
+        .body(Full::new(Bytes::from(response.body)))
+        .unwrap_or_else(|e| {
+            let mut r = Response::new(Full::new(Bytes::from(format!(
+                "testnet: bad scripted response: {e}\n"
+            ))));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+}
