@@ -118,6 +118,7 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
     let (policy_report, policy) = policy::policy(&domain, &fetch, record.is_some(), &mut findings);
     let tlsrpt = records::tlsrpt(&domain, &rpt_answer, &mut findings);
     let mx = mx::mx_hosts(&domain, mx_answer, policy.as_ref(), env, &mut findings).await;
+    drop_real_placeholders(&mut findings, &mx);
     finish(
         domain,
         findings,
@@ -128,6 +129,26 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
             tlsrpt,
         },
     )
+}
+
+/// The linter flags documentation-style names (`*.example`, `.test`, ...) as likely template
+/// placeholders; in a live check, a pattern that covers one of the domain's real MX hosts is no
+/// placeholder, so that warning is dropped.
+fn drop_real_placeholders(findings: &mut Vec<Finding>, mx: &[model::MxReport]) {
+    findings.retain(|f| {
+        if f.id != "policy.mx.placeholder" {
+            return true;
+        }
+        let pattern = f
+            .observed
+            .as_deref()
+            .and_then(|o| o.strip_prefix("mx:"))
+            .map(str::trim);
+        let covers_real = pattern
+            .and_then(|p| p.parse::<mtasts_core::name::MxPattern>().ok())
+            .is_some_and(|p| mx.iter().any(|m| p.matches(&m.host)));
+        !covers_real
+    });
 }
 
 #[derive(Default)]

@@ -74,9 +74,9 @@ pub(crate) fn findings(
             format!(
                 "is not valid for {name} (it names: {})",
                 if sans.is_empty() {
-                    "no DNS names".to_owned()
+                    "no DNS names"
                 } else {
-                    sans.clone()
+                    sans.as_str()
                 }
             ),
             format!("install a certificate with {name} in its subject alternative names"),

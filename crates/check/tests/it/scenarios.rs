@@ -7,7 +7,7 @@ use mtasts_testnet::https::HttpResponse;
 use mtasts_testnet::pki::Defect;
 use mtasts_testnet::smtp::Behaviour;
 
-const POLICY: &str = "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmx: *.mail.example.test\nmax_age: 1209600\n";
+const POLICY: &str = "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 1209600\n";
 
 fn ids(r: &DomainReport) -> Vec<&'static str> {
     r.findings.iter().map(|f| f.id).collect()
@@ -18,7 +18,10 @@ fn has(r: &DomainReport, id: &str) -> bool {
 }
 
 fn get<'a>(r: &'a DomainReport, id: &str) -> &'a mtasts_check::Finding {
-    r.findings.iter().find(|f| f.id == id).unwrap_or_else(|| panic!("no {id} in {:#?}", r.findings))
+    r.findings
+        .iter()
+        .find(|f| f.id == id)
+        .unwrap_or_else(|| panic!("no {id} in {:#?}", r.findings))
 }
 
 /// A domain with everything right: record, policy, one covered MX with a valid certificate,
@@ -26,18 +29,42 @@ fn get<'a>(r: &'a DomainReport, id: &str) -> &'a mtasts_check::Finding {
 async fn clean() -> World {
     let mut w = World::new().await;
     w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=20240101T000000\"\n_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example.net\"\nmta-sts 300 IN AAAA ::1");
-    w.policy_host(Defect::Valid, HttpResponse::policy(POLICY)).await;
+    w.policy_host(Defect::Valid, HttpResponse::policy(POLICY))
+        .await;
     w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
     w
 }
 
 const ALL_IDS: &[&str] = &[
-    "sts.record.missing", "sts.record.untested", "sts.record.multiple", "sts.id.invalid", "sts.record.at-apex",
-    "policy.host.missing", "policy.host.no-ipv6", "policy.fetch.status", "policy.fetch.redirect", "policy.fetch.content-type",
-    "policy.fetch.unreachable", "policy.certificate.expired", "policy.certificate.host-mismatch", "policy.certificate.not-trusted",
-    "policy.certificate.expires-soon", "policy.mode.invalid", "policy.mode.testing", "mx.not-covered", "policy.mx.unused",
-    "mx.starttls.missing", "mx.certificate.expired", "mx.certificate.host-mismatch", "mx.certificate.not-trusted",
-    "mx.certificate.expires-soon", "mx.unreachable", "mx.tls.failed", "mx.no-address", "tlsrpt.record.missing", "tlsrpt.rua.in-domain",
+    "sts.record.missing",
+    "sts.record.untested",
+    "sts.record.multiple",
+    "sts.id.invalid",
+    "sts.record.at-apex",
+    "policy.host.missing",
+    "policy.host.no-ipv6",
+    "policy.fetch.status",
+    "policy.fetch.redirect",
+    "policy.fetch.content-type",
+    "policy.fetch.unreachable",
+    "policy.certificate.expired",
+    "policy.certificate.host-mismatch",
+    "policy.certificate.not-trusted",
+    "policy.certificate.expires-soon",
+    "policy.mode.invalid",
+    "policy.mode.testing",
+    "mx.not-covered",
+    "policy.mx.unused",
+    "mx.starttls.missing",
+    "mx.certificate.expired",
+    "mx.certificate.host-mismatch",
+    "mx.certificate.not-trusted",
+    "mx.certificate.expires-soon",
+    "mx.unreachable",
+    "mx.tls.failed",
+    "mx.no-address",
+    "tlsrpt.record.missing",
+    "tlsrpt.rua.in-domain",
 ];
 
 #[tokio::test]
@@ -55,7 +82,20 @@ async fn clean_domain_passes_with_no_finding() {
     assert_eq!(r.policy.fetch.status, Some(200));
     assert_eq!(r.mx.len(), 1);
     let mx = &r.mx[0];
-    assert_eq!((mx.host.as_str(), mx.pattern.as_deref(), mx.result.as_str(), mx.must_refuse), ("mx1.example.test", Some("mx1.example.test"), "success", false));
+    assert_eq!(
+        (
+            mx.host.as_str(),
+            mx.pattern.as_deref(),
+            mx.result.as_str(),
+            mx.must_refuse
+        ),
+        (
+            "mx1.example.test",
+            Some("mx1.example.test"),
+            "success",
+            false
+        )
+    );
     assert_eq!(mx.addresses[0].starttls, Some(true));
     assert_eq!(mx.addresses[0].tls_version.as_deref(), Some("TLSv1.3"));
     assert_eq!(r.tlsrpt.rua, ["mailto:tlsrpt@reports.example.net"]);
@@ -91,7 +131,10 @@ async fn record_at_apex_instead_of_mta_sts() {
     w.zone("@ 300 IN TXT \"v=STSv1; id=1\"");
     w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
     let r = check_domain(DOMAIN, &w.env()).await;
-    assert_eq!(get(&r, "sts.record.at-apex").observed.as_deref(), Some("v=STSv1; id=1"));
+    assert_eq!(
+        get(&r, "sts.record.at-apex").observed.as_deref(),
+        Some("v=STSv1; id=1")
+    );
 }
 
 #[tokio::test]
@@ -110,7 +153,10 @@ async fn record_but_no_policy_host_is_m47() {
 async fn policy_http_problems() {
     for (response, id) in [
         (HttpResponse::status(404), "policy.fetch.status"),
-        (HttpResponse::redirect("https://www.example.test/mta-sts.txt"), "policy.fetch.redirect"),
+        (
+            HttpResponse::redirect("https://www.example.test/mta-sts.txt"),
+            "policy.fetch.redirect",
+        ),
     ] {
         let mut w = World::new().await;
         w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
@@ -127,12 +173,15 @@ async fn policy_http_problems() {
 async fn policy_content_type_and_invalid_mode() {
     let mut w = World::new().await;
     w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
-    let mut resp = HttpResponse::policy(&POLICY.replace("enforce", "enforcing"));
+    let mut resp = HttpResponse::policy(POLICY.replace("enforce", "enforcing"));
     resp.headers = vec![("Content-Type".into(), "application/octet-stream".into())];
     w.policy_host(Defect::Valid, resp).await;
     w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
     let r = check_domain(DOMAIN, &w.env()).await;
-    assert_eq!(get(&r, "policy.fetch.content-type").severity, Severity::Warning);
+    assert_eq!(
+        get(&r, "policy.fetch.content-type").severity,
+        Severity::Warning
+    );
     let f = get(&r, "policy.mode.invalid");
     assert_eq!(f.observed.as_deref(), Some("mode: enforcing"));
     assert_eq!(r.policy.failure, Some("sts-policy-invalid"));
@@ -148,12 +197,16 @@ async fn policy_host_certificate_defects() {
     ] {
         let mut w = World::new().await;
         w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
-        w.policy_host(defect.clone(), HttpResponse::policy(POLICY)).await;
+        w.policy_host(defect.clone(), HttpResponse::policy(POLICY))
+            .await;
         w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
         let r = check_domain(DOMAIN, &w.env()).await;
         assert_eq!(get(&r, id).severity, Severity::Error, "{defect:?}");
         assert_eq!(r.policy.failure, Some("sts-webpki-invalid"), "{defect:?}");
-        assert!(r.policy.mx.is_none(), "a sender applies no policy fetched over bad TLS");
+        assert!(
+            r.policy.mx.is_none(),
+            "a sender applies no policy fetched over bad TLS"
+        );
     }
 }
 
@@ -162,42 +215,103 @@ async fn certificates_expiring_soon() {
     for (days, severity) in [(5, Severity::Error), (15, Severity::Warning)] {
         let mut w = World::new().await;
         w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"\nmta-sts 300 IN AAAA ::1");
-        w.policy_host(Defect::ExpiresInDays(days), HttpResponse::policy(POLICY)).await;
-        w.mx_with_cert("mx1", 10, 1, Defect::ExpiresInDays(days)).await;
+        w.policy_host(Defect::ExpiresInDays(days), HttpResponse::policy(POLICY))
+            .await;
+        w.mx_with_cert("mx1", 10, 1, Defect::ExpiresInDays(days))
+            .await;
         let r = check_domain(DOMAIN, &w.env()).await;
-        assert_eq!(get(&r, "policy.certificate.expires-soon").severity, severity);
+        assert_eq!(
+            get(&r, "policy.certificate.expires-soon").severity,
+            severity
+        );
         assert_eq!(get(&r, "mx.certificate.expires-soon").severity, severity);
     }
 }
 
 #[tokio::test]
 async fn mx_not_covered_and_stale_pattern() {
-    let mut w = clean().await;
+    let mut w = World::new().await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
+    let policy = "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmx: *.mail.example.test\nmx: old.example.test\nmax_age: 1209600\n";
+    w.policy_host(Defect::Valid, HttpResponse::policy(policy))
+        .await;
+    w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+    w.mx_with_cert("x.mail", 15, 4, Defect::Valid).await;
     w.mx_with_cert("mx2", 20, 2, Defect::Valid).await;
     w.mx_with_cert("a.b.mail", 30, 3, Defect::Valid).await;
     let r = check_domain(DOMAIN, &w.env()).await;
-    let not_covered: Vec<_> = r.findings.iter().filter(|f| f.id == "mx.not-covered").collect();
-    assert_eq!(not_covered.len(), 2);
+    let not_covered: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.id == "mx.not-covered")
+        .collect();
+    assert_eq!(not_covered.len(), 2, "{not_covered:#?}");
     assert!(not_covered.iter().all(|f| f.severity == Severity::Error));
-    assert!(not_covered.iter().any(|f| f.message.contains("exactly one label")), "M36");
+    assert!(
+        not_covered
+            .iter()
+            .any(|f| f.message.contains("exactly one label")),
+        "M36"
+    );
     let mx2 = r.mx.iter().find(|m| m.host == "mx2.example.test").unwrap();
     assert!(mx2.must_refuse && mx2.pattern.is_none());
-    assert_eq!(get(&r, "policy.mx.unused").severity, Severity::Warning, "*.mail.example.test covers no MX");
+    let x =
+        r.mx.iter()
+            .find(|m| m.host == "x.mail.example.test")
+            .unwrap();
+    assert_eq!(x.pattern.as_deref(), Some("*.mail.example.test"));
+    let unused = get(&r, "policy.mx.unused");
+    assert_eq!(unused.severity, Severity::Warning);
+    assert!(unused.message.contains("old.example.test"));
+    // Patterns that cover real MX hosts are not called placeholders in a live check.
+    assert!(
+        r.findings
+            .iter()
+            .filter(|f| f.id == "policy.mx.placeholder")
+            .all(|f| f.observed.as_deref() == Some("mx: old.example.test"))
+    );
+}
+
+#[tokio::test]
+async fn testing_mode_not_covered_is_a_warning() {
+    let mut w = World::new().await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
+    w.policy_host(
+        Defect::Valid,
+        HttpResponse::policy(POLICY.replace("enforce", "testing")),
+    )
+    .await;
+    w.mx_with_cert("mx2", 10, 1, Defect::Valid).await;
+    let r = check_domain(DOMAIN, &w.env()).await;
+    assert_eq!(get(&r, "mx.not-covered").severity, Severity::Warning);
+    assert_eq!(get(&r, "policy.mode.testing").severity, Severity::Warning);
+    assert!(!r.mx[0].must_refuse, "testing never refuses");
 }
 
 #[tokio::test]
 async fn mx_tls_problems() {
     let mut w2 = World::new().await;
     w2.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
-    w2.policy_host(Defect::Valid, HttpResponse::policy("version: STSv1\nmode: enforce\nmx: *.example.test\nmax_age: 1209600\n")).await;
+    w2.policy_host(
+        Defect::Valid,
+        HttpResponse::policy(
+            "version: STSv1\nmode: enforce\nmx: *.example.test\nmax_age: 1209600\n",
+        ),
+    )
+    .await;
     w2.mx("plain", 10, 1, Behaviour::NoStartTls).await;
     w2.mx_with_cert("expired", 20, 2, Defect::Expired).await;
     w2.mx_with_cert("wrongname", 30, 3, Defect::WrongName).await;
-    w2.mx_with_cert("untrusted", 40, 4, Defect::UntrustedCa).await;
+    w2.mx_with_cert("untrusted", 40, 4, Defect::UntrustedCa)
+        .await;
     w2.mx("broken", 50, 5, Behaviour::BrokenHandshake).await;
     w2.mx("silent", 60, 6, Behaviour::Silent).await;
     let r = check_domain(DOMAIN, &w2.env()).await;
-    let result = |h: &str| r.mx.iter().find(|m| m.host == format!("{h}.example.test")).unwrap();
+    let result = |h: &str| {
+        r.mx.iter()
+            .find(|m| m.host == format!("{h}.example.test"))
+            .unwrap()
+    };
     assert_eq!(result("plain").result, "starttls-not-supported");
     assert_eq!(result("expired").result, "certificate-expired");
     assert_eq!(result("wrongname").result, "certificate-host-mismatch");
@@ -207,8 +321,17 @@ async fn mx_tls_problems() {
     for h in ["plain", "expired", "wrongname", "untrusted", "broken"] {
         assert!(result(h).must_refuse, "{h}");
     }
-    assert!(!result("silent").must_refuse, "could not test is not a refusal");
-    for id in ["mx.starttls.missing", "mx.certificate.expired", "mx.certificate.host-mismatch", "mx.certificate.not-trusted", "mx.tls.failed"] {
+    assert!(
+        !result("silent").must_refuse,
+        "could not test is not a refusal"
+    );
+    for id in [
+        "mx.starttls.missing",
+        "mx.certificate.expired",
+        "mx.certificate.host-mismatch",
+        "mx.certificate.not-trusted",
+        "mx.tls.failed",
+    ] {
         assert_eq!(get(&r, id).severity, Severity::Error, "{id}");
     }
     let f = get(&r, "mx.unreachable");
@@ -220,7 +343,13 @@ async fn mx_tls_problems() {
 async fn silent_mx_only_is_incomplete_not_fail() {
     let mut w = World::new().await;
     w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"\n_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:r@reports.example.net\"\nmta-sts 300 IN AAAA ::1");
-    w.policy_host(Defect::Valid, HttpResponse::policy("version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 1209600\n")).await;
+    w.policy_host(
+        Defect::Valid,
+        HttpResponse::policy(
+            "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 1209600\n",
+        ),
+    )
+    .await;
     w.mx("mx1", 10, 1, Behaviour::Silent).await;
     let r = check_domain(DOMAIN, &w.env()).await;
     assert_eq!(ids(&r), ["mx.unreachable"]);
@@ -231,7 +360,8 @@ async fn silent_mx_only_is_incomplete_not_fail() {
 async fn tlsrpt_to_the_protected_domain_warns() {
     let mut w = World::new().await;
     w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"\n_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@example.test\"");
-    w.policy_host(Defect::Valid, HttpResponse::policy(POLICY)).await;
+    w.policy_host(Defect::Valid, HttpResponse::policy(POLICY))
+        .await;
     w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
     let r = check_domain(DOMAIN, &w.env()).await;
     assert_eq!(get(&r, "tlsrpt.rua.in-domain").severity, Severity::Warning);
@@ -250,7 +380,10 @@ async fn two_tlsrpt_records_mean_no_reports() {
 #[tokio::test]
 async fn dns_failure_is_untested_not_missing() {
     let w = clean().await;
-    w.dns.set_fault("_mta-sts.example.test", Some(mtasts_testnet::dns::Fault::ServFail));
+    w.dns.set_fault(
+        "_mta-sts.example.test",
+        Some(mtasts_testnet::dns::Fault::ServFail),
+    );
     let r = check_domain(DOMAIN, &w.env()).await;
     let f = get(&r, "sts.record.untested");
     assert!(f.untested);
