@@ -10,9 +10,12 @@
 //! - [`pki`]: a root CA, an intermediate and an untrusted root generated at run time (rcgen),
 //!   issuing server certificates with scripted defects (expired, wrong name, untrusted, …).
 
+//! - [`world`]: all of the above for one domain, on its own loopback addresses.
+
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
 pub mod https;
 pub mod pki;
 pub mod smtp;
+pub mod world;

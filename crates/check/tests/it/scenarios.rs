@@ -1,6 +1,6 @@
 //! Scenarios, each on its own little internet.
 
-use crate::world::{DOMAIN, World};
+use crate::world::{DOMAIN, World, env};
 use mtasts_check::{DomainReport, Verdict, check_domain};
 use mtasts_core::Severity;
 use mtasts_testnet::https::HttpResponse;
@@ -70,7 +70,7 @@ const ALL_IDS: &[&str] = &[
 #[tokio::test]
 async fn clean_domain_passes_with_no_finding() {
     let w = clean().await;
-    let r = check_domain(DOMAIN, &w.env()).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
     assert_eq!(ids(&r), Vec::<&str>::new(), "{:#?}", r.findings);
     assert_eq!(r.verdict, Verdict::Pass);
     for id in ALL_IDS {
@@ -105,7 +105,7 @@ async fn clean_domain_passes_with_no_finding() {
 async fn no_record_no_policy_host() {
     let mut w = World::new().await;
     w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
-    let r = check_domain(DOMAIN, &w.env()).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
     assert_eq!(get(&r, "sts.record.missing").severity, Severity::Error);
     assert_eq!(get(&r, "tlsrpt.record.missing").severity, Severity::Warning);
     // Without a record, the missing policy host is not another finding.
@@ -117,7 +117,7 @@ async fn no_record_no_policy_host() {
 async fn record_problems() {
     let mut w = clean().await;
     w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=2024-01-01\"");
-    let r = check_domain(DOMAIN, &w.env()).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
     let f = get(&r, "sts.record.multiple");
     assert_eq!(f.severity, Severity::Error);
     assert!(f.message.contains("records"), "{}", f.message);
@@ -130,7 +130,7 @@ async fn record_at_apex_instead_of_mta_sts() {
     let mut w = World::new().await;
     w.zone("@ 300 IN TXT \"v=STSv1; id=1\"");
     w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
-    let r = check_domain(DOMAIN, &w.env()).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
     assert_eq!(
         get(&r, "sts.record.at-apex").observed.as_deref(),
         Some("v=STSv1; id=1")
@@ -142,7 +142,7 @@ async fn record_but_no_policy_host_is_m47() {
     let mut w = World::new().await;
     w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
     w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
-    let r = check_domain(DOMAIN, &w.env()).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
     let f = get(&r, "policy.host.missing");
     assert_eq!(f.severity, Severity::Error);
     assert!(f.message.contains("M47"), "{}", f.message);
@@ -162,7 +162,7 @@ async fn policy_http_problems() {
         w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
         w.policy_host(Defect::Valid, response).await;
         w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
-        let r = check_domain(DOMAIN, &w.env()).await;
+        let r = check_domain(DOMAIN, &env(&w)).await;
         assert_eq!(get(&r, id).severity, Severity::Error, "{id}");
         assert_eq!(r.policy.failure, Some("sts-policy-fetch-error"), "{id}");
         assert!(r.policy.mx.is_none());
@@ -177,7 +177,7 @@ async fn policy_content_type_and_invalid_mode() {
     resp.headers = vec![("Content-Type".into(), "application/octet-stream".into())];
     w.policy_host(Defect::Valid, resp).await;
     w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
-    let r = check_domain(DOMAIN, &w.env()).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
     assert_eq!(
         get(&r, "policy.fetch.content-type").severity,
         Severity::Warning
@@ -200,7 +200,7 @@ async fn policy_host_certificate_defects() {
         w.policy_host(defect.clone(), HttpResponse::policy(POLICY))
             .await;
         w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
-        let r = check_domain(DOMAIN, &w.env()).await;
+        let r = check_domain(DOMAIN, &env(&w)).await;
         assert_eq!(get(&r, id).severity, Severity::Error, "{defect:?}");
         assert_eq!(r.policy.failure, Some("sts-webpki-invalid"), "{defect:?}");
         assert!(
@@ -219,7 +219,7 @@ async fn certificates_expiring_soon() {
             .await;
         w.mx_with_cert("mx1", 10, 1, Defect::ExpiresInDays(days))
             .await;
-        let r = check_domain(DOMAIN, &w.env()).await;
+        let r = check_domain(DOMAIN, &env(&w)).await;
         assert_eq!(
             get(&r, "policy.certificate.expires-soon").severity,
             severity
@@ -239,7 +239,7 @@ async fn mx_not_covered_and_stale_pattern() {
     w.mx_with_cert("x.mail", 15, 4, Defect::Valid).await;
     w.mx_with_cert("mx2", 20, 2, Defect::Valid).await;
     w.mx_with_cert("a.b.mail", 30, 3, Defect::Valid).await;
-    let r = check_domain(DOMAIN, &w.env()).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
     let not_covered: Vec<_> = r
         .findings
         .iter()
@@ -282,7 +282,7 @@ async fn testing_mode_not_covered_is_a_warning() {
     )
     .await;
     w.mx_with_cert("mx2", 10, 1, Defect::Valid).await;
-    let r = check_domain(DOMAIN, &w.env()).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
     assert_eq!(get(&r, "mx.not-covered").severity, Severity::Warning);
     assert_eq!(get(&r, "policy.mode.testing").severity, Severity::Warning);
     assert!(!r.mx[0].must_refuse, "testing never refuses");
@@ -306,7 +306,7 @@ async fn mx_tls_problems() {
         .await;
     w2.mx("broken", 50, 5, Behaviour::BrokenHandshake).await;
     w2.mx("silent", 60, 6, Behaviour::Silent).await;
-    let r = check_domain(DOMAIN, &w2.env()).await;
+    let r = check_domain(DOMAIN, &env(&w2)).await;
     let result = |h: &str| {
         r.mx.iter()
             .find(|m| m.host == format!("{h}.example.test"))
@@ -351,7 +351,7 @@ async fn silent_mx_only_is_incomplete_not_fail() {
     )
     .await;
     w.mx("mx1", 10, 1, Behaviour::Silent).await;
-    let r = check_domain(DOMAIN, &w.env()).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
     assert_eq!(ids(&r), ["mx.unreachable"]);
     assert_eq!(r.verdict, Verdict::Incomplete);
 }
@@ -363,7 +363,7 @@ async fn tlsrpt_to_the_protected_domain_warns() {
     w.policy_host(Defect::Valid, HttpResponse::policy(POLICY))
         .await;
     w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
-    let r = check_domain(DOMAIN, &w.env()).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
     assert_eq!(get(&r, "tlsrpt.rua.in-domain").severity, Severity::Warning);
     assert_eq!(r.tlsrpt.rua, ["mailto:tlsrpt@example.test"]);
 }
@@ -372,7 +372,7 @@ async fn tlsrpt_to_the_protected_domain_warns() {
 async fn two_tlsrpt_records_mean_no_reports() {
     let mut w = clean().await;
     w.zone("_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:other@reports.example.net\"");
-    let r = check_domain(DOMAIN, &w.env()).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
     assert_eq!(get(&r, "tlsrpt.record.multiple").severity, Severity::Error);
     assert!(r.tlsrpt.rua.is_empty());
 }
@@ -384,7 +384,7 @@ async fn dns_failure_is_untested_not_missing() {
         "_mta-sts.example.test",
         Some(mtasts_testnet::dns::Fault::ServFail),
     );
-    let r = check_domain(DOMAIN, &w.env()).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
     let f = get(&r, "sts.record.untested");
     assert!(f.untested);
     assert!(!has(&r, "sts.record.missing"));
@@ -394,18 +394,18 @@ async fn dns_failure_is_untested_not_missing() {
 async fn invalid_domain_input() {
     let w = World::new().await;
     for bad in ["", "localhost", "192.0.2.1", "exa mple.com"] {
-        let r = check_domain(bad, &w.env()).await;
+        let r = check_domain(bad, &env(&w)).await;
         assert_eq!(ids(&r), ["domain.invalid"], "{bad:?}");
     }
     // IDN input is normalised (D28).
-    let r = check_domain("bücher.example.", &w.env()).await;
+    let r = check_domain("bücher.example.", &env(&w)).await;
     assert_eq!(r.domain, "xn--bcher-kva.example");
 }
 
 #[tokio::test]
 async fn no_smtp_skips_probes() {
     let w = clean().await;
-    let mut env = w.env();
+    let mut env = env(&w);
     env.settings.no_smtp = true;
     let r = check_domain(DOMAIN, &env).await;
     assert_eq!(r.mx[0].addresses[0].result, "not-tested");

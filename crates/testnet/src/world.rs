@@ -1,0 +1,157 @@
+//! A small internet for one scenario: DNS, a PKI, a policy host and MX hosts for the domain
+//! `example.test`, each on its own loopback address (127.`net`.x.y, `net` unique per world so
+//! tests run in parallel). MX hosts share one port and policy hosts another, as 25 and 443 do on
+//! the real internet.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use mtasts_testnet::world::World;
+//! use mtasts_testnet::pki::Defect;
+//! use mtasts_testnet::https::HttpResponse;
+//! let mut w = World::new().await;
+//! w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
+//! w.policy_host(Defect::Valid, HttpResponse::policy("version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 86400\n")).await;
+//! w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+//! // query w.dns.addr(), trust w.pki.root_pem(), probe port w.smtp_port, fetch on w.https_port
+//! # }
+//! ```
+
+use crate::dns::DnsServer;
+use crate::https::{HttpResponse, PolicyHost};
+use crate::pki::{Defect, Pki};
+use crate::smtp::{Behaviour, SmtpHost};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The next `net` octet handed out by [`World::new`]; [`World::with_net`] takes values below it.
+static NEXT: AtomicU8 = AtomicU8::new(100);
+
+/// One scenario's internet.
+pub struct World {
+    /// The second octet of every address of this world.
+    pub net: u8,
+    /// The DNS authority for `example.test.`.
+    pub dns: DnsServer,
+    /// The PKI issuing every certificate.
+    pub pki: Pki,
+    /// The port every MX host listens on.
+    pub smtp_port: u16,
+    /// The port every policy host listens on.
+    pub https_port: u16,
+    hosts: Vec<SmtpHost>,
+    policy_hosts: Vec<PolicyHost>,
+    zone: String,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("net", &self.net)
+            .field("dns", &self.dns.addr())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The domain every world serves.
+pub const DOMAIN: &str = "example.test";
+
+impl World {
+    /// A world on a fresh `net` octet (100 and up).
+    pub async fn new() -> Self {
+        Self::with_net(NEXT.fetch_add(1, Ordering::Relaxed)).await
+    }
+
+    /// A world on a chosen `net` octet (use values below 100, one per test, for output that must
+    /// not depend on test order).
+    pub async fn with_net(net: u8) -> Self {
+        let dns = DnsServer::start(IpAddr::V4(Ipv4Addr::new(127, net, 0, 53)))
+            .await
+            .expect("test world setup");
+        // One port for every MX host and one for every policy host, as in the real world (25, 443).
+        let smtp_port = free_port(Ipv4Addr::new(127, net, 1, 1));
+        let https_port = free_port(Ipv4Addr::new(127, net, 2, 1));
+        Self {
+            net,
+            dns,
+            pki: Pki::new().expect("test world setup"),
+            smtp_port,
+            https_port,
+            hosts: Vec::new(),
+            policy_hosts: Vec::new(),
+            zone: String::new(),
+        }
+    }
+
+    /// The address 127.net.`third`.`fourth`.
+    pub fn ip(&self, third: u8, fourth: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, self.net, third, fourth)
+    }
+
+    /// Adds zone lines for `example.test.` (relative names).
+    pub fn zone(&mut self, lines: &str) {
+        self.zone.push_str(lines);
+        self.zone.push('\n');
+        self.dns
+            .set_zone("example.test.", &self.zone)
+            .expect("test world setup");
+    }
+
+    /// Serves `response` as the policy host `mta-sts.example.test` with a certificate `defect`.
+    pub async fn policy_host(&mut self, defect: Defect, response: HttpResponse) {
+        let ip = self.ip(2, 1);
+        let cert = self
+            .pki
+            .issue("mta-sts.example.test", defect)
+            .expect("test world setup");
+        let host = PolicyHost::start(
+            SocketAddr::new(IpAddr::V4(ip), self.https_port),
+            cert.server_config,
+            response,
+        )
+        .await
+        .expect("test world setup");
+        self.policy_hosts.push(host);
+        self.zone(&format!("mta-sts 300 IN A {ip}"));
+    }
+
+    /// Adds an MX host `name` (relative to example.test) at preference `pref` on address
+    /// 127.n.1.`idx`.
+    pub async fn mx(&mut self, name: &str, pref: u16, idx: u8, behaviour: Behaviour) {
+        let ip = self.ip(1, idx);
+        let fqdn = format!("{name}.{DOMAIN}");
+        let host = SmtpHost::start(
+            SocketAddr::new(IpAddr::V4(ip), self.smtp_port),
+            &fqdn,
+            behaviour,
+        )
+        .await
+        .expect("test world setup");
+        self.hosts.push(host);
+        self.zone(&format!("@ 300 IN MX {pref} {fqdn}.\n{name} 300 IN A {ip}"));
+    }
+
+    /// A normal MX with a certificate for its name with `defect`.
+    pub async fn mx_with_cert(&mut self, name: &str, pref: u16, idx: u8, defect: Defect) {
+        let cert = self
+            .pki
+            .issue(&format!("{name}.{DOMAIN}"), defect)
+            .expect("test world setup");
+        self.mx(
+            name,
+            pref,
+            idx,
+            Behaviour::Normal {
+                tls: cert.server_config,
+            },
+        )
+        .await;
+    }
+}
+
+fn free_port(ip: Ipv4Addr) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .expect("test world setup")
+        .local_addr()
+        .expect("test world setup")
+        .port()
+}
