@@ -31,11 +31,8 @@ pub const MAX_POLICY_BODY: usize = 64 * 1024;
 pub const POLICY_PATH: &str = "/.well-known/mta-sts.txt";
 
 /// The `User-Agent` sent with the request.
-pub const USER_AGENT_VALUE: &str = concat!(
-    "mtasts/",
-    env!("CARGO_PKG_VERSION"),
-    " (MTA-STS checker)"
-);
+pub const USER_AGENT_VALUE: &str =
+    concat!("mtasts/", env!("CARGO_PKG_VERSION"), " (MTA-STS checker)");
 
 /// The largest response head (status line and headers) accepted.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -449,6 +446,7 @@ async fn exchange(
             return;
         }
         buf.extend_from_slice(&data);
+        fetch.bytes = Some(buf.len()); // progress, should the budget run out mid-body
     }
     fetch.bytes = Some(buf.len());
     fetch.body = Some(buf);

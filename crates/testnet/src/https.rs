@@ -262,9 +262,8 @@ async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes
     if let Some(delay) = response.delay {
         tokio::time::sleep(delay).await;
     }
-    let mut builder = Response::builder().status(
-        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-    );
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
     for (name, value) in &response.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
