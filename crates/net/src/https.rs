@@ -446,6 +446,7 @@ async fn exchange(
             return;
         }
         buf.extend_from_slice(&data);
+        fetch.bytes = Some(buf.len()); // progress, should the budget run out mid-body
     }
     fetch.bytes = Some(buf.len());
     fetch.body = Some(buf);

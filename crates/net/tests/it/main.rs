@@ -2,6 +2,7 @@
 //! Everything listens on loopback; nothing leaves the machine.
 
 mod dns;
+mod https;
 mod probe;
 mod smtp;
 mod tls;
