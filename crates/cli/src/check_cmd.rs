@@ -180,7 +180,7 @@ fn print_text(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
         )?,
     }
     for mx in &r.mx {
-        print_mx(out, mx)?;
+        print_mx(out, mx, r.policy.mx.is_some())?;
     }
     let rua = if r.tlsrpt.rua.is_empty() {
         "none".to_owned()
@@ -215,10 +215,11 @@ fn print_text(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
     Ok(())
 }
 
-fn print_mx(out: &mut impl Write, mx: &MxReport) -> std::io::Result<()> {
+fn print_mx(out: &mut impl Write, mx: &MxReport, has_policy: bool) -> std::io::Result<()> {
     let covered = match &mx.pattern {
         Some(p) => format!("covered by {p}"),
-        None => "not covered".into(),
+        None if has_policy => "NOT covered by the policy".into(),
+        None => "no policy applies".into(),
     };
     let refuse = if mx.must_refuse {
         ", senders must refuse it"
@@ -249,7 +250,11 @@ fn address_line(a: &AddressReport) -> String {
     if let Some(c) = &a.certificate
         && let Some(d) = c.days_left
     {
-        parts.push(format!("certificate expires in {d} days"));
+        if d < 0 {
+            parts.push(format!("certificate expired {} days ago", -d));
+        } else {
+            parts.push(format!("certificate expires in {d} days"));
+        }
     }
     parts.push(a.result.clone());
     parts.join(", ")

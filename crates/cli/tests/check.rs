@@ -1,0 +1,182 @@
+//! `mtasts check` end to end: the real binary against worlds of the test internet, with text and
+//! JSON snapshots of a clean, a broken and a mixed domain.
+
+use assert_cmd::Command;
+use mtasts_testnet::https::HttpResponse;
+use mtasts_testnet::pki::Defect;
+use mtasts_testnet::smtp::Behaviour;
+use mtasts_testnet::world::{DOMAIN, World};
+
+const POLICY: &str = "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 1209600\n";
+
+async fn clean(net: u8) -> World {
+    let mut w = World::with_net(net).await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=20240101T000000\"\n_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example.net\"\nmta-sts 300 IN AAAA ::1");
+    w.policy_host(Defect::Valid, HttpResponse::policy(POLICY))
+        .await;
+    w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+    w
+}
+
+async fn broken(net: u8) -> World {
+    let mut w = World::with_net(net).await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=2024-01-01\"");
+    w.policy_host(Defect::Valid, HttpResponse::status(404))
+        .await;
+    w.mx("mx1", 10, 1, Behaviour::NoStartTls).await;
+    w
+}
+
+async fn mixed(net: u8) -> World {
+    let mut w = World::with_net(net).await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"\n_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@example.test\"\nmta-sts 300 IN AAAA ::1");
+    w.policy_host(Defect::Valid, HttpResponse::policy("version: STSv1\nmode: testing\nmx: mx1.example.test\nmx: mx2.example.test\nmax_age: 86400\n")).await;
+    w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+    w.mx_with_cert("mx2", 20, 2, Defect::Expired).await;
+    w.mx_with_cert("mx3", 30, 3, Defect::Valid).await;
+    w
+}
+
+/// Runs `mtasts check` against `w` (off the async runtime, which serves the world).
+async fn run(w: &World, extra: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("root.pem");
+    std::fs::write(&pem, w.pki.root_pem()).unwrap();
+    let mut args: Vec<String> = vec![
+        "check".into(),
+        DOMAIN.into(),
+        "--nameserver".into(),
+        w.dns.addr().to_string(),
+        "--ca-file".into(),
+        pem.display().to_string(),
+        "--smtp-port".into(),
+        w.smtp_port.to_string(),
+        "--https-port".into(),
+        w.https_port.to_string(),
+        "--timeout".into(),
+        "2".into(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::cargo_bin("mtasts")
+            .unwrap()
+            .env("NO_COLOR", "1")
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    drop(dir);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Removes what changes from run to run: days left and dates of generated certificates.
+fn stable_text(s: &str) -> String {
+    let re_days = |s: &str| -> String {
+        s.split('\n')
+            .map(|line| {
+                for phrase in ["certificate expires in ", "certificate expired "] {
+                    if let Some(i) = line.find(phrase) {
+                        let rest = &line[i + phrase.len()..];
+                        let end = rest.find(" days").unwrap_or(0);
+                        return format!("{}{phrase}[N]{}", &line[..i], &rest[end..]);
+                    }
+                }
+                line.to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let s = re_days(s);
+    s.split('\n')
+        .map(|l| {
+            if let Some(i) = l.find("expires 20") {
+                format!("{}expires [DATE]", &l[..i])
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_domain_text_and_json() {
+    let w = clean(41).await;
+    let (code, text, err) = run(&w, &[]).await;
+    assert_eq!(code, 0, "{text}\n{err}");
+    insta::assert_snapshot!("check_clean_text", stable_text(&text));
+    let (code, json, _) = run(&w, &["--format", "json"]).await;
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    insta::assert_json_snapshot!("check_clean_json", v, {
+        "[].**.not_after" => "[DATE]",
+        "[].**.days_left" => "[N]",
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_domain_text_and_json() {
+    let w = broken(42).await;
+    let (code, text, _) = run(&w, &[]).await;
+    assert_eq!(code, 1);
+    insta::assert_snapshot!("check_broken_text", stable_text(&text));
+    let (_, json, _) = run(&w, &["--format", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    insta::assert_json_snapshot!("check_broken_json", v, {
+        "[].**.not_after" => "[DATE]",
+        "[].**.days_left" => "[N]",
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_domain_text_and_json_and_fail_on() {
+    let w = mixed(43).await;
+    let (code, text, _) = run(&w, &[]).await;
+    assert_eq!(code, 1, "an expired MX certificate is an error");
+    insta::assert_snapshot!("check_mixed_text", stable_text(&text));
+    let (_, json, _) = run(&w, &["--format", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    insta::assert_json_snapshot!("check_mixed_json", v, {
+        "[].**.not_after" => "[DATE]",
+        "[].**.days_left" => "[N]",
+    });
+    let (code, _, _) = run(&w, &["--fail-on", "never"]).await;
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_on_warning_and_no_smtp() {
+    let mut w = World::with_net(44).await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"\nmta-sts 300 IN AAAA ::1");
+    w.policy_host(Defect::Valid, HttpResponse::policy(POLICY))
+        .await;
+    w.mx("mx1", 10, 1, Behaviour::NoStartTls).await;
+    // Only a warning (no TLS-RPT record) once the probe is skipped.
+    let (code, text, _) = run(&w, &["--no-smtp"]).await;
+    assert_eq!(code, 0, "{text}");
+    let (code, _, _) = run(&w, &["--no-smtp", "--fail-on", "warning"]).await;
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn usage_errors() {
+    let out = Command::cargo_bin("mtasts")
+        .unwrap()
+        .args(["check", "example.test", "--nameserver", "not-an-ip"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--nameserver not-an-ip"));
+    let out = Command::cargo_bin("mtasts")
+        .unwrap()
+        .args(["check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
