@@ -250,10 +250,11 @@ fn address_line(a: &AddressReport) -> String {
     if let Some(c) = &a.certificate
         && let Some(d) = c.days_left
     {
+        let days = |n: i64| format!("{n} day{}", if n == 1 { "" } else { "s" });
         if d < 0 {
-            parts.push(format!("certificate expired {} days ago", -d));
+            parts.push(format!("certificate expired {} ago", days(-d)));
         } else {
-            parts.push(format!("certificate expires in {d} days"));
+            parts.push(format!("certificate expires in {}", days(d)));
         }
     }
     parts.push(a.result.clone());

@@ -83,8 +83,11 @@ fn stable_text(s: &str) -> String {
                 for phrase in ["certificate expires in ", "certificate expired "] {
                     if let Some(i) = line.find(phrase) {
                         let rest = &line[i + phrase.len()..];
-                        let end = rest.find(" days").unwrap_or(0);
-                        return format!("{}{phrase}[N]{}", &line[..i], &rest[end..]);
+                        let end = rest.find(" day").unwrap_or(0);
+                        let rest = rest[end..]
+                            .replacen(" days", " day", 1)
+                            .replacen(" day", " day(s)", 1);
+                        return format!("{}{phrase}[N]{rest}", &line[..i]);
                     }
                 }
                 line.to_owned()
