@@ -12,6 +12,7 @@
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod bulk;
 mod finding;
 pub mod model;
 mod mx;
@@ -64,7 +65,25 @@ pub struct Env {
     pub tls: TlsProbeConfig,
     /// The rest.
     pub settings: Settings,
+    /// Caps probes in flight per MX address (shared by every check using this `Env`).
+    pub limiter: std::sync::Arc<bulk::DestinationLimiter>,
 }
+
+impl Env {
+    /// An environment with the default per-destination limit ([`DEFAULT_PER_DESTINATION`]).
+    pub fn new(resolver: Resolver, tls: TlsProbeConfig, settings: Settings) -> Self {
+        let limiter = std::sync::Arc::new(bulk::DestinationLimiter::new(DEFAULT_PER_DESTINATION));
+        Self {
+            resolver,
+            tls,
+            settings,
+            limiter,
+        }
+    }
+}
+
+/// Probes in flight to one MX address at most, by default.
+pub const DEFAULT_PER_DESTINATION: usize = 4;
 
 /// Normalises a domain as typed: lower case, no trailing dot, U-labels converted to A-labels
 /// (D28). Returns why it is not a usable domain name otherwise.
@@ -159,7 +178,7 @@ struct Parts {
     tlsrpt: model::TlsRptReport,
 }
 
-fn finish(domain: String, mut findings: Vec<Finding>, parts: Parts) -> DomainReport {
+pub(crate) fn finish(domain: String, mut findings: Vec<Finding>, parts: Parts) -> DomainReport {
     finding::sort(&mut findings);
     let verdict = finding::verdict(&findings);
     DomainReport {

@@ -176,13 +176,17 @@ async fn one_host(mx: &Mx, policy: Option<&Policy>, env: &Env) -> (MxReport, Vec
     } else {
         let probes = join_all(ips.iter().map(|ip| {
             let addr = SocketAddr::new(*ip, env.settings.smtp_port);
-            probe_mx(
-                addr,
-                &mx.host,
-                &env.settings.ehlo_name,
-                &env.tls,
-                env.settings.probe_budget,
-            )
+            async move {
+                let _slot = env.limiter.acquire(*ip).await;
+                probe_mx(
+                    addr,
+                    &mx.host,
+                    &env.settings.ehlo_name,
+                    &env.tls,
+                    env.settings.probe_budget,
+                )
+                .await
+            }
         }))
         .await;
         probes

@@ -1,11 +1,12 @@
 //! `mtasts check`: the whole-chain audit of one or more domains.
 
-use crate::output::Format;
+use crate::output::FormatArg;
 use crate::{EXIT_FINDINGS, EXIT_OK};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use mtasts_check::bulk::{ScanSettings, Summary, scan};
 use mtasts_check::model::{AddressReport, DomainReport, MxReport};
-use mtasts_check::{Env, Settings, Verdict, check_domain};
+use mtasts_check::{Env, Settings, Verdict};
 use mtasts_core::Severity;
 use mtasts_net::dns::{Resolver, ResolverSettings};
 use mtasts_net::tls::TlsProbeConfig;
@@ -18,8 +19,19 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
     /// Domains to check.
-    #[arg(value_name = "DOMAIN", required = true)]
+    #[arg(value_name = "DOMAIN", required_unless_present = "input")]
     domains: Vec<String>,
+    /// Read more domains from FILE (`-`: standard input), one per line; blank lines and lines
+    /// starting with `#` are skipped. Read as the scan goes, so the list can be any size.
+    #[arg(long, value_name = "FILE")]
+    input: Option<String>,
+    /// Domains checked at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
+    /// After the results, print an adoption table and the most common findings (to standard
+    /// error with --format jsonl or csv).
+    #[arg(long)]
+    summary: bool,
     /// Exit 1 when a finding at or above this severity is found.
     #[arg(long, value_enum, default_value_t = FailOn::Error)]
     fail_on: FailOn,
@@ -50,33 +62,145 @@ enum FailOn {
     Never,
 }
 
-pub(crate) fn run(args: CheckArgs, format: Format) -> Result<u8> {
+pub(crate) fn run(args: CheckArgs, format: FormatArg) -> Result<u8> {
     let env = build_env(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let threshold = match args.fail_on {
+        FailOn::Error => Some(Severity::Error),
+        FailOn::Warning => Some(Severity::Warning),
+        FailOn::Never => None,
+    };
+    // Each domain gets the budget of its stages in sequence, and a little more.
+    let domain_budget = Duration::from_secs_f64(args.timeout * 4.0 + 5.0);
+    let settings = ScanSettings {
+        concurrency: usize::from(args.concurrency),
+        domain_budget,
+    };
     let mut code = EXIT_OK;
-    let mut reports = Vec::new();
-    for domain in &args.domains {
-        let report = runtime.block_on(check_domain(domain, &env));
-        let threshold = match args.fail_on {
-            FailOn::Error => Some(Severity::Error),
-            FailOn::Warning => Some(Severity::Warning),
-            FailOn::Never => None,
-        };
+    let mut summary = Summary::default();
+    let mut collected = Vec::new();
+    let mut out = std::io::stdout().lock();
+    let mut write_error: Option<std::io::Error> = None;
+    if format == FormatArg::Csv {
+        writeln!(out, "{}", csv::HEADER)?;
+    }
+    let domains = domain_stream(&args)?;
+    runtime.block_on(scan(domains, &env, settings, |report| {
         if threshold.is_some_and(|t| report.findings.iter().any(|f| f.severity >= t)) {
             code = EXIT_FINDINGS;
         }
+        if args.summary {
+            summary.add(&report);
+        }
+        let written = match format {
+            FormatArg::Text => print_text(&mut out, &report),
+            FormatArg::Jsonl => serde_json::to_writer(&mut out, &report)
+                .map_err(std::io::Error::other)
+                .and_then(|()| writeln!(out)),
+            FormatArg::Csv => writeln!(out, "{}", csv::row(&report)),
+            FormatArg::Json => {
+                collected.push(report);
+                Ok(())
+            }
+        };
+        if let Err(e) = written.and_then(|()| out.flush()) {
+            write_error.get_or_insert(e);
+        }
+    }));
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    if format == FormatArg::Json {
+        crate::output::print_json(&collected)?;
+    }
+    if args.summary {
         match format {
-            Format::Text => print_text(&mut std::io::stdout().lock(), &report)?,
-            Format::Json => reports.push(report),
+            FormatArg::Text | FormatArg::Json => print_summary(&mut out, &summary)?,
+            FormatArg::Jsonl | FormatArg::Csv => {
+                print_summary(&mut std::io::stderr().lock(), &summary)?
+            }
         }
     }
-    if format == Format::Json {
-        crate::output::print_json(&reports)?;
-    }
     Ok(code)
+}
+
+/// The domains of the arguments, then those of `--input`, read lazily.
+fn domain_stream(args: &CheckArgs) -> Result<futures_util::stream::BoxStream<'static, String>> {
+    use futures_util::StreamExt;
+    let given = futures_util::stream::iter(args.domains.clone());
+    let Some(path) = &args.input else {
+        return Ok(given.boxed());
+    };
+    let reader: Box<dyn std::io::BufRead + Send> = if path == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(path).with_context(|| format!("cannot read --input {path}"))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    // Reading a line blocks only until the next domain is wanted; lines are short.
+    let lines = futures_util::stream::unfold(reader, |mut r| async move {
+        loop {
+            let mut line = String::new();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {
+                    let d = line.trim();
+                    if d.is_empty() || d.starts_with('#') {
+                        continue;
+                    }
+                    let d = d.split([',', ' ', '\t']).next().unwrap_or(d).to_owned();
+                    return Some((d, r));
+                }
+            }
+        }
+    });
+    Ok(given.chain(lines).boxed())
+}
+
+fn print_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
+    let pct = |n: usize| {
+        if s.domains == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / s.domains as f64
+        }
+    };
+    writeln!(out, "summary of {} domain(s):", s.domains)?;
+    writeln!(
+        out,
+        "  MTA-STS record        {:>8}  {:5.1} %",
+        s.sts_record,
+        pct(s.sts_record)
+    )?;
+    writeln!(
+        out,
+        "  policy senders apply  {:>8}  {:5.1} %",
+        s.valid_policy,
+        pct(s.valid_policy)
+    )?;
+    for (mode, n) in &s.modes {
+        writeln!(out, "    mode {mode:<16} {n:>8}  {:5.1} %", pct(*n))?;
+    }
+    writeln!(
+        out,
+        "  TLS-RPT record        {:>8}  {:5.1} %",
+        s.tlsrpt,
+        pct(s.tlsrpt)
+    )?;
+    writeln!(out, "  DANE                  not checked yet")?;
+    for (verdict, n) in &s.verdicts {
+        writeln!(out, "  verdict {verdict:<13} {n:>8}  {:5.1} %", pct(*n))?;
+    }
+    if !s.top_findings.is_empty() {
+        writeln!(out, "  most common findings (domains):")?;
+        for (id, n) in &s.top_findings {
+            writeln!(out, "    {id:<36} {n:>8}  {:5.1} %", pct(*n))?;
+        }
+    }
+    Ok(())
 }
 
 fn build_env(args: &CheckArgs) -> Result<Env> {
@@ -121,11 +245,7 @@ fn build_env(args: &CheckArgs) -> Result<Env> {
     settings.probe_budget.connect = timeout;
     settings.probe_budget.smtp = timeout;
     settings.probe_budget.tls = timeout;
-    Ok(Env {
-        resolver,
-        tls,
-        settings,
-    })
+    Ok(Env::new(resolver, tls, settings))
 }
 
 fn print_text(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
@@ -259,4 +379,62 @@ fn address_line(a: &AddressReport) -> String {
     }
     parts.push(a.result.clone());
     parts.join(", ")
+}
+
+/// One CSV row per domain (RFC 4180 quoting; lists joined with `|`).
+mod csv {
+    use mtasts_check::model::DomainReport;
+    use mtasts_core::Severity;
+
+    pub(super) const HEADER: &str = "domain,verdict,sts_id,policy_mode,policy_failure,max_age,mx_hosts,mx_not_covered,mx_failed,tlsrpt_rua,errors,warnings,finding_ids";
+
+    fn field(s: &str) -> String {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    }
+
+    pub(super) fn row(r: &DomainReport) -> String {
+        let count = |s| r.findings.iter().filter(|f| f.severity == s).count();
+        let mut ids: Vec<&str> = r.findings.iter().map(|f| f.id).collect();
+        ids.dedup();
+        let not_covered =
+            r.mx.iter()
+                .filter(|m| m.pattern.is_none() && r.policy.mx.is_some())
+                .map(|m| m.host.as_str())
+                .collect::<Vec<_>>();
+        let failed =
+            r.mx.iter()
+                .filter(|m| !matches!(m.result.as_str(), "success" | "not-tested"))
+                .map(|m| format!("{}={}", m.host, m.result))
+                .collect::<Vec<_>>();
+        let verdict = serde_json::to_value(r.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        [
+            field(&r.domain),
+            verdict,
+            field(r.sts_record.id.as_deref().unwrap_or("")),
+            field(r.policy.mode.as_deref().unwrap_or("")),
+            field(r.policy.failure.unwrap_or("")),
+            r.policy.max_age.map(|a| a.to_string()).unwrap_or_default(),
+            field(
+                &r.mx
+                    .iter()
+                    .map(|m| m.host.as_str())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
+            field(&not_covered.join("|")),
+            field(&failed.join("|")),
+            field(&r.tlsrpt.rua.join("|")),
+            count(Severity::Error).to_string(),
+            count(Severity::Warning).to_string(),
+            field(&ids.join("|")),
+        ]
+        .join(",")
+    }
 }

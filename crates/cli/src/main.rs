@@ -14,7 +14,7 @@ mod record_cmd;
 mod report_cmd;
 
 use clap::{Parser, Subcommand};
-use output::{Color, Format};
+use output::{Color, Format, FormatArg};
 use std::process::ExitCode;
 
 /// Exit status when every input is valid.
@@ -28,8 +28,8 @@ pub(crate) const EXIT_UNREADABLE: u8 = 3;
 #[command(name = "mtasts", version, about, max_term_width = 100)]
 struct Cli {
     /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    #[arg(long, global = true, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
     /// When to colour text output.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     color: Color,
@@ -55,11 +55,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli.color.apply();
+    let format = match (&cli.command, cli.format) {
+        (Command::Check(_), _) | (_, FormatArg::Text) => Format::Text,
+        (_, FormatArg::Json) => Format::Json,
+        (_, other) => {
+            eprintln!("mtasts: --format {other:?} is only for `mtasts check`; use text or json");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Check(c) => check_cmd::run(c, cli.format),
-        Command::Policy(c) => policy_cmd::run(c, cli.format),
-        Command::Record(c) => record_cmd::run(c, cli.format),
-        Command::Report(c) => report_cmd::run(c, cli.format),
+        Command::Policy(c) => policy_cmd::run(c, format),
+        Command::Record(c) => record_cmd::run(c, format),
+        Command::Report(c) => report_cmd::run(c, format),
     };
     match result {
         Ok(code) => ExitCode::from(code),

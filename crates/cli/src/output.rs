@@ -14,6 +14,19 @@ pub(crate) enum Format {
     Json,
 }
 
+/// The `--format` values: `jsonl` and `csv` exist for `mtasts check` (bulk output) only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FormatArg {
+    /// Readable text (the default).
+    Text,
+    /// One JSON document.
+    Json,
+    /// One JSON object per line, as results arrive (`check` only).
+    Jsonl,
+    /// One CSV row per domain, as results arrive (`check` only).
+    Csv,
+}
+
 /// When to colour text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Color {

@@ -183,3 +183,74 @@ fn usage_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_input_jsonl_csv_and_summary() {
+    let w = clean(45).await;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("domains.txt");
+    // example.test is served; the others are refused by the test DNS server (untested).
+    std::fs::write(
+        &list,
+        "# a list\nexample.test\n\nother.test, with a comment\nthird.test\n",
+    )
+    .unwrap();
+    let input = list.display().to_string();
+    let (code, jsonl, err) = run(
+        &w,
+        &[
+            "--input",
+            &input,
+            "--format",
+            "jsonl",
+            "--summary",
+            "--concurrency",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // example.test twice: once from the argument, once from the list.
+    assert_eq!(lines.len(), 4, "{jsonl}");
+    let mut domains: Vec<&str> = lines
+        .iter()
+        .map(|v| v["domain"].as_str().unwrap())
+        .collect();
+    domains.sort_unstable();
+    assert_eq!(
+        domains,
+        ["example.test", "example.test", "other.test", "third.test"]
+    );
+    let other = lines.iter().find(|v| v["domain"] == "other.test").unwrap();
+    assert_eq!(
+        other["verdict"], "incomplete",
+        "a refused lookup is untested, not a failure"
+    );
+    assert!(err.contains("summary of 4 domain(s)"), "{err}");
+    assert!(
+        err.contains("MTA-STS record               2   50.0 %"),
+        "{err}"
+    );
+
+    let (_, csv, _) = run(&w, &["--input", &input, "--format", "csv"]).await;
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 5, "header and 4 rows: {csv}");
+    assert!(rows[0].starts_with("domain,verdict,sts_id,policy_mode"));
+    assert!(rows.iter().any(|r| r.starts_with("example.test,pass,20240101T000000,enforce,,1209600,mx1.example.test,,,mailto:tlsrpt@reports.example.net,0,0,")), "{csv}");
+}
+
+#[test]
+fn jsonl_and_csv_are_only_for_check() {
+    let out = Command::cargo_bin("mtasts")
+        .unwrap()
+        .args(["--format", "csv", "policy", "lint"])
+        .write_stdin("x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only for `mtasts check`"));
+}

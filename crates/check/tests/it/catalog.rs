@@ -7,7 +7,11 @@ fn every_check_finding_id_is_documented() {
     let mut missing = Vec::new();
     let mut count = 0;
     for entry in std::fs::read_dir(root.join("src")).unwrap() {
-        let src = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let entry = entry.unwrap();
+        if entry.path().is_dir() {
+            continue;
+        }
+        let src = std::fs::read_to_string(entry.path()).unwrap();
         for id in src.split('"') {
             let shaped = id.contains('.')
                 && !id.ends_with('.')
@@ -15,7 +19,7 @@ fn every_check_finding_id_is_documented() {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'-');
             if !shaped
-                || !["domain.", "sts.", "tlsrpt.", "policy.", "mx."]
+                || !["check.", "domain.", "sts.", "tlsrpt.", "policy.", "mx."]
                     .iter()
                     .any(|p| id.starts_with(p))
             {

@@ -26,9 +26,5 @@ pub(crate) fn env(w: &World) -> Env {
         smtp: Duration::from_millis(1000),
         tls: Duration::from_millis(1000),
     };
-    Env {
-        resolver,
-        tls,
-        settings,
-    }
+    Env::new(resolver, tls, settings)
 }

@@ -1,0 +1,222 @@
+//! Checking many domains: bounded concurrency, a per-destination limit, a time budget per domain,
+//! results handed over as they complete (memory stays flat whatever the list size), and an
+//! adoption summary.
+
+use crate::model::{DomainReport, Finding, Verdict};
+use crate::{Env, check_domain};
+use futures_util::stream::{Stream, StreamExt};
+use mtasts_core::Severity;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Caps the probes in flight to one IP address, so a slow or rate-limiting provider that hosts
+/// the MX of many domains cannot hold every worker of a scan.
+#[derive(Debug)]
+pub struct DestinationLimiter {
+    per_ip: usize,
+    map: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
+}
+
+impl DestinationLimiter {
+    /// At most `per_ip` probes at a time to one address (at least 1).
+    pub fn new(per_ip: usize) -> Self {
+        Self {
+            per_ip: per_ip.max(1),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for a slot for `ip`. Entries of idle addresses are dropped again, so the map holds
+    /// only addresses with probes in flight.
+    pub async fn acquire(&self, ip: IpAddr) -> Permit<'_> {
+        let sem = {
+            let mut map = self
+                .map
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(
+                map.entry(ip)
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_ip))),
+            )
+        };
+        // The semaphore is never closed, so acquiring cannot fail.
+        let permit = Arc::clone(&sem).acquire_owned().await.ok();
+        Permit {
+            limiter: self,
+            ip,
+            sem,
+            permit,
+        }
+    }
+
+    /// Addresses with probes in flight (for tests and metrics).
+    pub fn tracked(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// A probe slot; freed on drop.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    limiter: &'a DestinationLimiter,
+    ip: IpAddr,
+    sem: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let mut map = self
+            .limiter
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Two references left: the map's and ours. Nobody else waits: forget the address.
+        if Arc::strong_count(&self.sem) == 2 && self.sem.available_permits() == self.limiter.per_ip
+        {
+            map.remove(&self.ip);
+        }
+    }
+}
+
+/// How a scan runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanSettings {
+    /// Domains checked at once.
+    pub concurrency: usize,
+    /// The most time one domain may take; past it the domain is reported as untested.
+    pub domain_budget: Duration,
+}
+
+/// Checks every domain of `domains`, `concurrency` at a time, handing each report to `emit` as
+/// soon as it is complete (not in input order). Memory is bounded by `concurrency`, not by the
+/// number of domains.
+pub async fn scan<S, F>(domains: S, env: &Env, settings: ScanSettings, mut emit: F)
+where
+    S: Stream<Item = String>,
+    F: FnMut(DomainReport),
+{
+    let concurrency = settings.concurrency.max(1);
+    let budget = settings.domain_budget;
+    let reports = domains
+        .map(|domain| async move {
+            match tokio::time::timeout(budget, check_domain(&domain, env)).await {
+                Ok(report) => report,
+                Err(_) => timed_out(domain, budget),
+            }
+        })
+        .buffer_unordered(concurrency);
+    futures_util::pin_mut!(reports);
+    while let Some(report) = reports.next().await {
+        emit(report);
+    }
+}
+
+fn timed_out(domain: String, budget: Duration) -> DomainReport {
+    let f = Finding::untested(
+        "check.timeout",
+        format!(
+            "the check of {domain} did not finish within {} s",
+            budget.as_secs()
+        ),
+        "run it again alone, or with a larger --timeout",
+    );
+    let mut r = crate::finish(domain, vec![f], Default::default());
+    r.verdict = Verdict::Incomplete;
+    r
+}
+
+/// The adoption table of a scan.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    /// Domains checked.
+    pub domains: usize,
+    /// With a usable `_mta-sts` record.
+    pub sts_record: usize,
+    /// With a policy a sender applies.
+    pub valid_policy: usize,
+    /// By mode of the applied policy.
+    pub modes: BTreeMap<String, usize>,
+    /// With a usable TLS-RPT record.
+    pub tlsrpt: usize,
+    /// By verdict.
+    pub verdicts: BTreeMap<String, usize>,
+    /// Finding ids by the number of domains they occur in, most common first (top 20).
+    pub top_findings: Vec<(String, usize)>,
+    #[serde(skip)]
+    counts: HashMap<&'static str, usize>,
+}
+
+impl Summary {
+    /// Counts one report in.
+    pub fn add(&mut self, r: &DomainReport) {
+        self.domains += 1;
+        self.sts_record += usize::from(r.sts_record.id.is_some());
+        if let Some(mode) = &r.policy.mode {
+            self.valid_policy += 1;
+            *self.modes.entry(mode.clone()).or_default() += 1;
+        }
+        self.tlsrpt += usize::from(!r.tlsrpt.rua.is_empty());
+        let verdict = serde_json::to_value(r.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *self.verdicts.entry(verdict).or_default() += 1;
+        let mut seen: Vec<&'static str> = r
+            .findings
+            .iter()
+            .filter(|f| f.severity >= Severity::Warning)
+            .map(|f| f.id)
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for id in seen {
+            *self.counts.entry(id).or_default() += 1;
+        }
+        let mut top: Vec<(String, usize)> = self
+            .counts
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(20);
+        self.top_findings = top;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn limiter_caps_per_address_and_forgets_idle_ones() {
+        let l = DestinationLimiter::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let p1 = l.acquire(a).await;
+        let p2 = l.acquire(a).await;
+        let pb = l.acquire(b).await;
+        assert_eq!(l.tracked(), 2);
+        // A third probe to `a` waits until one finishes.
+        let third = tokio::time::timeout(Duration::from_millis(50), l.acquire(a)).await;
+        assert!(
+            third.is_err(),
+            "a third slot for the same address must wait"
+        );
+        drop(p1);
+        let p3 = tokio::time::timeout(Duration::from_millis(50), l.acquire(a))
+            .await
+            .expect("a slot was freed");
+        drop((p2, p3, pb));
+        assert_eq!(
+            l.tracked(),
+            0,
+            "idle addresses are forgotten, so memory stays flat"
+        );
+    }
+}
