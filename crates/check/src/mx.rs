@@ -11,14 +11,60 @@ use mtasts_net::dns::{DnsError, Lookup, Mx};
 use mtasts_net::probe::{MxProbe, ProbeFailure, probe_mx};
 use std::net::{IpAddr, SocketAddr};
 
-/// Checks every MX host of `domain`.
-pub(crate) async fn mx_hosts(
-    domain: &str,
-    answer: Result<Lookup<Mx>, DnsError>,
+/// What the MX stage observed, before the policy is known.
+#[derive(Debug, Default)]
+pub(crate) struct Observed {
+    hosts: Vec<Mx>,
+    reports: Vec<MxReport>,
+    findings: Vec<Finding>,
+}
+
+/// Looks up the MX hosts of `domain`, their addresses, and probes every address. Independent of
+/// the policy, so it runs at the same time as the policy fetch; [`apply_policy`] adds coverage.
+pub(crate) async fn observe(domain: &str, env: &Env) -> Observed {
+    let answer = env.resolver.mx(domain).await;
+    let mut findings = Vec::new();
+    let hosts = mx_hosts(domain, answer, env, &mut findings).await;
+    let (hosts, reports) = hosts.into_iter().unzip();
+    Observed {
+        hosts,
+        reports,
+        findings,
+    }
+}
+
+/// Adds what depends on the policy: the covering pattern, `must_refuse` and the coverage
+/// findings (M34–M36).
+pub(crate) fn apply_policy(
+    obs: Observed,
     policy: Option<&Policy>,
-    env: &Env,
     findings: &mut Vec<Finding>,
 ) -> Vec<MxReport> {
+    let Observed {
+        hosts,
+        mut reports,
+        findings: mut own,
+    } = obs;
+    coverage(policy, &hosts, findings);
+    findings.append(&mut own);
+    let enforce = policy.is_some_and(|p| p.mode == Mode::Enforce);
+    for r in &mut reports {
+        r.pattern = policy
+            .and_then(|p| p.matching_pattern(&r.host))
+            .map(ToString::to_string);
+        let failed_tls = !matches!(r.result.as_str(), "success" | "unreachable" | "not-tested");
+        r.must_refuse = enforce && (r.pattern.is_none() || failed_tls);
+    }
+    reports
+}
+
+/// Checks every MX host of `domain` (addresses and probes).
+async fn mx_hosts(
+    domain: &str,
+    answer: Result<Lookup<Mx>, DnsError>,
+    env: &Env,
+    findings: &mut Vec<Finding>,
+) -> Vec<(Mx, MxReport)> {
     let hosts: Vec<Mx> = match answer {
         Err(e) => {
             findings.push(Finding::untested(
@@ -63,12 +109,11 @@ pub(crate) async fn mx_hosts(
         ));
         return Vec::new();
     }
-    coverage(policy, &hosts, findings);
-    let reports = join_all(hosts.iter().map(|mx| one_host(mx, policy, env))).await;
+    let reports = join_all(hosts.iter().map(|mx| one_host(mx, env))).await;
     let mut out = Vec::with_capacity(reports.len());
-    for (report, mut fs) in reports {
+    for (mx, (report, mut fs)) in hosts.into_iter().zip(reports) {
         findings.append(&mut fs);
-        out.push(report);
+        out.push((mx, report));
     }
     out
 }
@@ -133,11 +178,8 @@ fn coverage(policy: Option<&Policy>, hosts: &[Mx], findings: &mut Vec<Finding>) 
     }
 }
 
-async fn one_host(mx: &Mx, policy: Option<&Policy>, env: &Env) -> (MxReport, Vec<Finding>) {
+async fn one_host(mx: &Mx, env: &Env) -> (MxReport, Vec<Finding>) {
     let mut findings = Vec::new();
-    let pattern = policy
-        .and_then(|p| p.matching_pattern(&mx.host))
-        .map(ToString::to_string);
     let (v4, v6) = tokio::join!(env.resolver.a(&mx.host), env.resolver.aaaa(&mx.host));
     let mut ips: Vec<IpAddr> = Vec::new();
     for answer in [&v4, &v6] {
@@ -195,16 +237,14 @@ async fn one_host(mx: &Mx, policy: Option<&Policy>, env: &Env) -> (MxReport, Vec
             .collect()
     };
     let result = worst(&addresses);
-    let covered = pattern.is_some();
-    let enforce = policy.is_some_and(|p| p.mode == Mode::Enforce);
-    let failed_tls = !matches!(result.as_str(), "success" | "unreachable" | "not-tested");
+    // `pattern` and `must_refuse` depend on the policy: set by `apply_policy`.
     let report = MxReport {
         host: mx.host.clone(),
         preference: mx.preference,
-        pattern,
+        pattern: None,
         addresses,
         result,
-        must_refuse: enforce && (!covered || failed_tls),
+        must_refuse: false,
     };
     (report, findings)
 }
