@@ -63,6 +63,8 @@ pub enum Fault {
     Refused,
     /// Never answer: the client times out.
     Silent,
+    /// Answer normally, after this delay (latency injection for benchmarks).
+    Delay(Duration),
 }
 
 #[derive(Default)]
@@ -96,6 +98,12 @@ impl RequestHandler for Handler {
         };
         let code = match fault {
             None => {
+                return catalog
+                    .handle_request::<R, T>(request, response_handle)
+                    .await;
+            }
+            Some(Fault::Delay(d)) => {
+                tokio::time::sleep(d).await;
                 return catalog
                     .handle_request::<R, T>(request, response_handle)
                     .await;
