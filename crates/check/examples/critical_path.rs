@@ -6,10 +6,10 @@
 //!
 //! Builds one domain on the test internet and injects latency: every DNS answer waits `dns`, the
 //! policy host answers after `http`, the MX host sends its banner after `smtp`. The check's two
-//! chains are then DNS (mta-sts A/AAAA) + fetch + `http`, and DNS (MX) + DNS (MX A/AAAA) + `smtp`
-//! + TLS, so the critical path is max(dns + http, 2 dns + smtp); the record lookups (one `dns`)
-//! are shorter. For each scenario it prints the median wall time of RUNS checks and its ratio to
-//! the critical path.
+//! chains are then the DNS lookup of mta-sts, the fetch and `http`; and the MX lookup, the MX
+//! address lookup, `smtp` and TLS. So the critical path is max(dns + http, 2 dns + smtp); the
+//! record lookups (one `dns`) are shorter. For each scenario it prints the median wall time of
+//! RUNS checks and its ratio to the critical path.
 
 #![allow(
     clippy::print_stdout,
