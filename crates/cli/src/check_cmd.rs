@@ -28,6 +28,9 @@ pub(crate) struct CheckArgs {
     /// Domains checked at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     concurrency: u16,
+    /// STARTTLS probes in flight to one MX address at most (a provider's MX serves many domains).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    per_destination: u16,
     /// After the results, print an adoption table and the most common findings (to standard
     /// error with --format jsonl or csv).
     #[arg(long)]
@@ -245,7 +248,11 @@ fn build_env(args: &CheckArgs) -> Result<Env> {
     settings.probe_budget.connect = timeout;
     settings.probe_budget.smtp = timeout;
     settings.probe_budget.tls = timeout;
-    Ok(Env::new(resolver, tls, settings))
+    let mut env = Env::new(resolver, tls, settings);
+    env.limiter = std::sync::Arc::new(mtasts_check::bulk::DestinationLimiter::new(usize::from(
+        args.per_destination,
+    )));
+    Ok(env)
 }
 
 fn print_text(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {

@@ -317,6 +317,48 @@ fn server_config(
     Ok(Arc::new(config))
 }
 
+/// Issues a valid certificate for whatever name the client asks for (SNI) at each handshake: one
+/// policy host can then serve `mta-sts.<d>` for any number of domains, as a hosting provider does.
+pub struct OnDemandCerts {
+    pki: Arc<Pki>,
+}
+
+impl fmt::Debug for OnDemandCerts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnDemandCerts").finish_non_exhaustive()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for OnDemandCerts {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let name = hello.server_name()?;
+        let issued = self.pki.issue(name, Defect::Valid).ok()?;
+        let key = self
+            .pki
+            .provider
+            .key_provider
+            .load_private_key(issued.key)
+            .ok()?;
+        Some(Arc::new(rustls::sign::CertifiedKey::new(issued.chain, key)))
+    }
+}
+
+/// A TLS 1.2/1.3 server configuration that issues a valid certificate for any SNI name on demand
+/// (see [`OnDemandCerts`]).
+pub fn on_demand_server_config(pki: &Arc<Pki>) -> Arc<ServerConfig> {
+    let config = ServerConfig::builder_with_provider(Arc::clone(&pki.provider))
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(OnDemandCerts {
+            pki: Arc::clone(pki),
+        }));
+    Arc::new(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Bulk `mtasts check` on the test internet: domains per second, CPU per domain, peak RSS.
+
+    bench/check-bulk/run.py N [N...] [--concurrency C] [--per-destination P]
+
+For each N: starts `testnet-serve N` (its own process: DNS, four shared MX hosts, one policy host
+issuing certificates per SNI, all on 127.77.x.y), runs `mtasts check --input <N domains> --format
+jsonl` against it, and measures the checker process alone (wall time, user+system CPU, peak RSS via
+getrusage of the child). Every line of output is checked: N results, all `pass`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+
+
+def main(argv):
+    sizes, concurrency, per_dest = [], 64, 8
+    args = iter(argv)
+    for a in args:
+        if a == "--concurrency":
+            concurrency = int(next(args))
+        elif a == "--per-destination":
+            per_dest = int(next(args))
+        else:
+            sizes.append(int(a))
+    subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "mtasts", "-p", "mtasts-testnet", "--bin", "mtasts", "--bin", "testnet-serve"], cwd=ROOT, check=True)
+    print(f"| domains | concurrency | per MX address | wall s | domains/s | CPU ms/domain | peak RSS MiB | results |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as d:
+            server = subprocess.Popen([os.path.join(TARGET, "release", "testnet-serve"), str(n), d], stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.time() + 300
+                while not os.path.exists(os.path.join(d, "ready")):
+                    if time.time() > deadline or server.poll() is not None:
+                        sys.exit("testnet-serve did not become ready")
+                    time.sleep(0.1)
+                env = dict(line.split("=", 1) for line in open(os.path.join(d, "env")).read().split())
+                cmd = [os.path.join(TARGET, "release", "mtasts"), "check", "--input", os.path.join(d, "domains.txt"),
+                       "--format", "jsonl", "--nameserver", env["NAMESERVER"], "--ca-file", os.path.join(d, "root.pem"),
+                       "--smtp-port", env["SMTP_PORT"], "--https-port", env["HTTPS_PORT"], "--timeout", "10",
+                       "--concurrency", str(concurrency), "--per-destination", str(per_dest)]
+                results = os.path.join(d, "results.jsonl")
+                errors = os.path.join(d, "stderr.txt")
+                with open(results, "wb") as out_f, open(errors, "wb") as err_f:
+                    start = time.perf_counter()
+                    checker = subprocess.Popen(cmd, stdout=out_f, stderr=err_f)
+                    # wait4: the resource usage of this one process (not of cargo or the server).
+                    _, status, usage = os.wait4(checker.pid, 0)
+                    wall = time.perf_counter() - start
+                lines = open(results).read().splitlines()
+                stderr_tail = open(errors).read()[-2000:]
+            finally:
+                server.stdin.close()
+                server.wait(timeout=60)
+        verdicts = {}
+        for line in lines:
+            v = json.loads(line)["verdict"]
+            verdicts[v] = verdicts.get(v, 0) + 1
+        cpu = usage.ru_utime + usage.ru_stime
+        rss_mib = usage.ru_maxrss / 1024
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items()))
+        print(f"| {n} | {concurrency} | {per_dest} | {wall:.1f} | {n / wall:.0f} | {1000 * cpu / n:.2f} | {rss_mib:.1f} | {summary} |")
+        if len(lines) != n:
+            sys.exit(f"expected {n} results, got {len(lines)}: {stderr_tail}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
