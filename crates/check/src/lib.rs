@@ -128,16 +128,18 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
     // Two independent chains run at once: the records and the policy fetch on one side, the MX
     // lookup, address lookups and STARTTLS probes on the other. Only MX coverage needs both, so
     // the wall time is the longer chain, not their sum.
-    let (sts_answer, apex_answer, rpt_answer, fetch, mx_observed) = tokio::join!(
+    let old_rpt_name = format!("_smtp-tlsrpt.{domain}");
+    let (sts_answer, apex_answer, rpt_answer, old_rpt_answer, fetch, mx_observed) = tokio::join!(
         r.txt(&sts_name),
         r.txt(&domain),
         r.txt(&rpt_name),
+        r.txt(&old_rpt_name),
         fetch_policy(&domain, r, &env.tls, &env.settings.fetch),
         mx::observe(&domain, env),
     );
     let (sts_record, record) = records::sts(&domain, &sts_answer, &apex_answer, &mut findings);
     let (policy_report, policy) = policy::policy(&domain, &fetch, record.is_some(), &mut findings);
-    let tlsrpt = records::tlsrpt(&domain, &rpt_answer, &mut findings);
+    let tlsrpt = records::tlsrpt(&domain, &rpt_answer, &old_rpt_answer, &mut findings);
     let mx = mx::apply_policy(mx_observed, policy.as_ref(), &mut findings);
     drop_real_placeholders(&mut findings, &mx);
     finish(

@@ -84,8 +84,23 @@ pub(crate) fn sts(
 pub(crate) fn tlsrpt(
     domain: &str,
     answer: &Result<Lookup<Txt>, DnsError>,
+    old_name: &Result<Lookup<Txt>, DnsError>,
     findings: &mut Vec<Finding>,
 ) -> TlsRptReport {
+    // R06: the draft-era name `_smtp-tlsrpt` is read by no sender.
+    if let Ok(old) = old_name
+        && let Some(r) = texts(old.records())
+            .into_iter()
+            .find(|t| t.starts_with("v=TLSRPTv1"))
+    {
+        findings.push(Finding::new(
+            "tlsrpt.record.old-name",
+            Severity::Warning,
+            format!("a TLS-RPT record is published at _smtp-tlsrpt.{domain}, a draft-era name senders do not read"),
+            Some(r),
+            format!("publish it at _smtp._tls.{domain} and remove the old one"),
+        ));
+    }
     let owner = format!("_smtp._tls.{domain}");
     let records = match answer {
         Err(e) => {

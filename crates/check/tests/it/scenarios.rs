@@ -65,6 +65,7 @@ const ALL_IDS: &[&str] = &[
     "mx.no-address",
     "tlsrpt.record.missing",
     "tlsrpt.rua.in-domain",
+    "tlsrpt.record.old-name",
 ];
 
 #[tokio::test]
@@ -411,4 +412,18 @@ async fn no_smtp_skips_probes() {
     assert_eq!(r.mx[0].addresses[0].result, "not-tested");
     assert!(r.mx[0].addresses[0].starttls.is_none());
     assert_eq!(r.verdict, Verdict::Pass);
+}
+
+#[tokio::test]
+async fn tlsrpt_at_the_old_name_is_flagged() {
+    let mut w = World::new().await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"\n_smtp-tlsrpt 300 IN TXT \"v=TLSRPTv1; rua=mailto:r@reports.example.net\"\nmta-sts 300 IN AAAA ::1");
+    w.policy_host(Defect::Valid, HttpResponse::policy(POLICY))
+        .await;
+    w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    let f = get(&r, "tlsrpt.record.old-name");
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.fix.contains("_smtp._tls.example.test"));
+    assert!(has(&r, "tlsrpt.record.missing"));
 }
