@@ -146,10 +146,8 @@ pub struct Summary {
     pub tlsrpt: usize,
     /// By verdict.
     pub verdicts: BTreeMap<String, usize>,
-    /// Finding ids by the number of domains they occur in, most common first (top 20).
-    pub top_findings: Vec<(String, usize)>,
-    #[serde(skip)]
-    counts: HashMap<&'static str, usize>,
+    /// Warning and error finding ids, by the number of domains they occur in.
+    pub findings: BTreeMap<&'static str, usize>,
 }
 
 impl Summary {
@@ -176,16 +174,17 @@ impl Summary {
         seen.sort_unstable();
         seen.dedup();
         for id in seen {
-            *self.counts.entry(id).or_default() += 1;
+            *self.findings.entry(id).or_default() += 1;
         }
-        let mut top: Vec<(String, usize)> = self
-            .counts
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), *v))
-            .collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        top.truncate(20);
-        self.top_findings = top;
+    }
+
+    /// The `n` most common finding ids, most common first (ties by id).
+    pub fn top_findings(&self, n: usize) -> Vec<(&'static str, usize)> {
+        let mut top: Vec<(&'static str, usize)> =
+            self.findings.iter().map(|(k, v)| (*k, *v)).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        top.truncate(n);
+        top
     }
 }
 

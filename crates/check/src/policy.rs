@@ -101,9 +101,8 @@ pub(crate) fn policy(
             ));
         }
     }
-    if fetch.status == Some(200) && fetch.content_type_is_text_plain() == Some(false)
-        || fetch.status == Some(200) && fetch.content_type.is_none()
-    {
+    // `None` (no Content-Type header) counts as not text/plain too.
+    if fetch.status == Some(200) && fetch.content_type_is_text_plain() != Some(true) {
         findings.push(Finding::new(
             "policy.fetch.content-type",
             Severity::Warning,

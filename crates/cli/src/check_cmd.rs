@@ -197,9 +197,10 @@ fn print_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
     for (verdict, n) in &s.verdicts {
         writeln!(out, "  verdict {verdict:<13} {n:>8}  {:5.1} %", pct(*n))?;
     }
-    if !s.top_findings.is_empty() {
+    let top = s.top_findings(20);
+    if !top.is_empty() {
         writeln!(out, "  most common findings (domains):")?;
-        for (id, n) in &s.top_findings {
+        for (id, n) in &top {
             writeln!(out, "    {id:<36} {n:>8}  {:5.1} %", pct(*n))?;
         }
     }

@@ -182,7 +182,6 @@ impl Parser {
             .iter()
             .position(|b| !b.is_ascii_whitespace())
             .unwrap_or(0);
-        // `get`: a body that was only a BOM is empty here.
         if body.get(start) == Some(&b'<') {
             return self.abort(
                 Diagnostic::new(
