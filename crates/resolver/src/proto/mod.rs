@@ -1,0 +1,1 @@
+//! Postfix wire protocols: socketmap (netstrings) and tcp_table.
