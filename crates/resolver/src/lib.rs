@@ -6,7 +6,15 @@
 //!
 //! The protocol servers only know the [`Handler`] trait: one lookup in, one [`Reply`] out.
 
+pub mod discover;
+pub mod engine;
+pub mod key;
 pub mod proto;
+pub mod reply;
+pub mod stats;
+pub mod store;
+
+pub use engine::{Engine, Settings, Zone};
 
 use std::future::Future;
 

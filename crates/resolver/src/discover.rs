@@ -1,0 +1,98 @@
+//! The network side of one refresh: the `_mta-sts` TXT id, then the policy fetch (RFC 8461 §3).
+
+use crate::reply::{PolicyFailure, policy_lines};
+use mtasts_core::policy::{Policy, parse_policy};
+use mtasts_core::record::parse_sts_rrset;
+use mtasts_net::dns::{Lookup, Resolver};
+use mtasts_net::https::{FetchSettings, fetch_policy};
+use mtasts_net::tls::TlsProbeConfig;
+
+/// What the resolver needs from the network.
+#[derive(Debug, Clone)]
+pub struct Net {
+    /// DNS.
+    pub dns: Resolver,
+    /// Trust roots for the policy host's certificate.
+    pub tls: TlsProbeConfig,
+    /// The policy fetch: port, time budget (60 s for senders, D14), size cap.
+    pub fetch: FetchSettings,
+}
+
+/// The `_mta-sts` record as a sender reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TxtOutcome {
+    /// One valid record with this id.
+    Id(String),
+    /// No usable record (NXDOMAIN, NODATA, none or several `v=STSv1` records, a bad one: D11–D13).
+    NoRecord,
+    /// SERVFAIL, time-out, refused: nothing can be concluded (D16).
+    DnsError(String),
+}
+
+/// A fetched policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FetchedPolicy {
+    pub(crate) policy: Policy,
+    pub(crate) body: String,
+    pub(crate) lines: Vec<String>,
+}
+
+impl FetchedPolicy {
+    /// Reads a body as a sender does: `None` when it is not a policy a sender applies.
+    pub(crate) fn from_body(body: &[u8]) -> Option<Self> {
+        let policy = parse_policy(body).policy?;
+        let body = String::from_utf8(body.to_vec()).ok()?;
+        Some(Self {
+            policy,
+            lines: policy_lines(&body),
+            body,
+        })
+    }
+}
+
+pub(crate) async fn txt_id(net: &Net, domain: &str) -> TxtOutcome {
+    match net.dns.txt(&format!("_mta-sts.{domain}")).await {
+        Ok(Lookup::Records { records, .. }) => {
+            let joined: Vec<Vec<u8>> = records.iter().map(|t| t.joined()).collect();
+            match parse_sts_rrset(&joined).record {
+                Some(r) => TxtOutcome::Id(r.id),
+                None => TxtOutcome::NoRecord,
+            }
+        }
+        Ok(Lookup::NoData | Lookup::NxDomain) => TxtOutcome::NoRecord,
+        Err(e) => TxtOutcome::DnsError(e.to_string()),
+    }
+}
+
+/// Fetches and parses the policy; on failure, the TLS-RPT failure type and what happened.
+pub(crate) async fn fetch(
+    net: &Net,
+    domain: &str,
+) -> Result<FetchedPolicy, (PolicyFailure, String)> {
+    let f = fetch_policy(domain, &net.dns, &net.tls, &net.fetch).await;
+    if let Some(tls) = f.tls.as_ref().filter(|t| !t.verdict.is_valid()) {
+        return Err((
+            PolicyFailure::WebPkiInvalid,
+            format!(
+                "{}: the certificate is not valid ({:?})",
+                f.url, tls.verdict
+            ),
+        ));
+    }
+    if let Some(failure) = &f.failure {
+        return Err((PolicyFailure::FetchError, format!("{}: {failure}", f.url)));
+    }
+    if f.status != Some(200) {
+        let status = f
+            .status
+            .map_or_else(|| "no status".to_owned(), |s| format!("HTTP {s}"));
+        return Err((PolicyFailure::FetchError, format!("{}: {status}", f.url)));
+    }
+    let body = f.body.as_deref().unwrap_or_default();
+    FetchedPolicy::from_body(body).ok_or_else(|| {
+        (
+            PolicyFailure::Invalid,
+            format!("{}: the body is not a valid policy", f.url),
+        )
+    })
+}

@@ -1,0 +1,172 @@
+//! Persistence of cached policies across restarts: a SQLite file by default.
+//!
+//! The engine never waits on the store: it sends [`StoreOp`]s down a channel and a writer task
+//! applies them. At start-up [`SqliteStore::load`] gives the policies back for
+//! [`crate::Engine::preload`]. Only policies are kept (negative answers are cheap to learn again).
+
+use crate::engine::CachedPolicy;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A policy as persisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicy {
+    /// The policy domain (A-labels).
+    pub domain: String,
+    /// The TXT id it was fetched under.
+    pub id: String,
+    /// The body as fetched.
+    pub body: String,
+    /// When it expires, in seconds since the Unix epoch.
+    pub expires_unix: i64,
+}
+
+impl StoredPolicy {
+    pub(crate) fn new(domain: &str, p: &CachedPolicy, now: Instant) -> Self {
+        let left = p.expires.saturating_duration_since(now).as_secs();
+        Self {
+            domain: domain.to_owned(),
+            id: p.id.clone(),
+            body: p.body().to_owned(),
+            expires_unix: crate::engine::unix_now()
+                .saturating_add(i64::try_from(left).unwrap_or(i64::MAX / 2)),
+        }
+    }
+}
+
+/// A change to persist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOp {
+    /// Insert or replace a domain's policy.
+    Put(StoredPolicy),
+    /// The domain no longer has a policy.
+    Delete(String),
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[error("policy cache {path}: {source}")]
+pub struct StoreError {
+    path: String,
+    #[source]
+    source: sqlx::Error,
+}
+
+/// The SQLite policy cache.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file at `path`.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let shown = path.display().to_string();
+        let err = |source| StoreError {
+            path: shown.clone(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(err)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(err)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS sts_policy (
+                domain TEXT PRIMARY KEY NOT NULL,
+                id TEXT NOT NULL,
+                body TEXT NOT NULL,
+                expires_unix INTEGER NOT NULL
+            )",
+        )
+        .execute(&pool)
+        .await
+        .map_err(err)?;
+        Ok(Self { pool, path: shown })
+    }
+
+    fn err(&self, source: sqlx::Error) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Every unexpired policy.
+    pub async fn load(&self) -> Result<Vec<StoredPolicy>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT domain, id, body, expires_unix FROM sts_policy WHERE expires_unix > ?",
+        )
+        .bind(crate::engine::unix_now())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredPolicy {
+                    domain: r.try_get(0)?,
+                    id: r.try_get(1)?,
+                    body: r.try_get(2)?,
+                    expires_unix: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Applies one change.
+    pub async fn apply(&self, op: &StoreOp) -> Result<(), StoreError> {
+        let q = match op {
+            StoreOp::Put(p) => sqlx::query(
+                "INSERT INTO sts_policy (domain, id, body, expires_unix) VALUES (?, ?, ?, ?)
+                 ON CONFLICT(domain) DO UPDATE SET id = excluded.id, body = excluded.body,
+                 expires_unix = excluded.expires_unix",
+            )
+            .bind(&p.domain)
+            .bind(&p.id)
+            .bind(&p.body)
+            .bind(p.expires_unix),
+            StoreOp::Delete(d) => sqlx::query("DELETE FROM sts_policy WHERE domain = ?").bind(d),
+        };
+        q.execute(&self.pool).await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Drops expired rows; returns how many.
+    pub async fn prune(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM sts_policy WHERE expires_unix <= ?")
+            .bind(crate::engine::unix_now())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Starts the writer task; send changes to the returned channel (the engine does). The
+    /// task ends when every sender is dropped, after writing what was queued. Write errors are
+    /// counted in the returned task's result and never stop the engine.
+    pub fn spawn_writer(self) -> (mpsc::UnboundedSender<StoreOp>, tokio::task::JoinHandle<u64>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<StoreOp>();
+        let task = tokio::spawn(async move {
+            let mut errors = 0;
+            while let Some(op) = rx.recv().await {
+                if self.apply(&op).await.is_err() {
+                    errors += 1;
+                }
+            }
+            errors
+        });
+        (tx, task)
+    }
+}
