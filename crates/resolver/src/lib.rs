@@ -6,9 +6,11 @@
 //!
 //! The protocol servers only know the [`Handler`] trait: one lookup in, one [`Reply`] out.
 
+pub mod config;
 pub mod discover;
 pub mod engine;
 pub mod key;
+pub mod metrics;
 pub mod proto;
 pub mod reply;
 pub mod stats;

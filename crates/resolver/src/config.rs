@@ -1,0 +1,271 @@
+//! The daemon's configuration: a TOML file, every option also a flag or an environment variable
+//! (the CLI overlays those; precedence: flag > environment > file > default).
+//!
+//! ```toml
+//! listen = ["127.0.0.1:8461", "unix:/run/mtasts/resolver.sock"]
+//! nameservers = ["127.0.0.1:53"]
+//! cache = "/var/lib/mtasts/resolver.sqlite"   # or "memory"
+//! metrics = "127.0.0.1:9461"
+//! postfix_version = "3.7"
+//! on_dns_error = "deliver"                    # or "defer"
+//!
+//! [zones.postfix]                             # the socketmap name in main.cf
+//! postfix_version = "3.10.5"
+//! overrides = { "broken-partner.example" = "none" }
+//! ```
+
+use crate::engine::{Override, Settings, Zone};
+use crate::reply::{OnDnsError, PostfixVersion, ReplySettings};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The socketmap name used when the configuration names none.
+pub const DEFAULT_ZONE: &str = "postfix";
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8461";
+
+/// The configuration file, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Socketmap listeners: `IP:PORT`, `[IPv6]:PORT` or `unix:PATH`.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// tcp_table listeners, `IP:PORT`; each serves the zone [`DEFAULT_ZONE`] unless written
+    /// `IP:PORT=ZONE`.
+    #[serde(default)]
+    pub tcp_table: Vec<String>,
+    /// Name servers (`IP` or `IP:PORT`); empty: the system's.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// Extra trust roots (PEM) for policy hosts, beside the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// The persisted cache: a SQLite file path, or `memory` for none.
+    pub cache: Option<String>,
+    /// Where `/metrics` is served (`IP:PORT`); none when absent.
+    pub metrics: Option<String>,
+    /// The Postfix version of zones that do not set their own.
+    pub postfix_version: Option<String>,
+    /// D16 for zones that do not set their own: `deliver` (default) or `defer`.
+    pub on_dns_error: Option<String>,
+    /// Seconds allowed for one policy fetch (default 60, D14).
+    pub fetch_timeout: Option<u64>,
+    /// Seconds a lookup for an uncached domain waits (default 15).
+    pub miss_wait: Option<u64>,
+    /// Seconds between TXT id checks of a cached policy (default 3600).
+    pub refresh_interval: Option<u64>,
+    /// Seconds "no policy" is cached (default 3600).
+    pub negative_ttl: Option<u64>,
+    /// The HTTPS port of policy hosts (443; for test set-ups).
+    pub https_port: Option<u16>,
+    /// Per socketmap name settings.
+    #[serde(default)]
+    pub zones: BTreeMap<String, ZoneConfig>,
+}
+
+/// One socketmap name's settings, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// The Postfix version that uses this name.
+    pub postfix_version: Option<String>,
+    /// Send the TLSRPT attributes (Postfix 3.10+; default true).
+    pub tlsrpt: Option<bool>,
+    /// The level of non-blocking answers (default `may`).
+    pub base_level: Option<String>,
+    /// `<level> policy_type=no-policy-found` for domains without a policy (default: off).
+    pub no_policy_level: Option<String>,
+    /// `deliver` or `defer`.
+    pub on_dns_error: Option<String>,
+    /// Longest reply in bytes (socketmap 100000; use 4000 for tcp_table).
+    pub max_reply: Option<usize>,
+    /// Domain -> `none` (ignore MTA-STS) or `testing` (never block).
+    #[serde(default)]
+    pub overrides: BTreeMap<String, String>,
+}
+
+/// A configuration error, saying which option and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {why}")]
+pub struct ConfigError {
+    what: String,
+    why: String,
+}
+
+fn bad(what: impl Into<String>, why: impl std::fmt::Display) -> ConfigError {
+    ConfigError {
+        what: what.into(),
+        why: why.to_string(),
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| bad(path.display().to_string(), e))?;
+        Self::from_toml(&text).map_err(|e| bad(path.display().to_string(), e))
+    }
+
+    /// Reads TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| bad("configuration", e.to_string().trim_end()))
+    }
+
+    /// The engine settings.
+    pub fn settings(&self) -> Settings {
+        let d = Settings::default();
+        let secs = |v: Option<u64>, def: Duration| v.map_or(def, Duration::from_secs);
+        Settings {
+            miss_wait: secs(self.miss_wait, d.miss_wait),
+            refresh_interval: secs(self.refresh_interval, d.refresh_interval),
+            negative_ttl: secs(self.negative_ttl, d.negative_ttl),
+            ..d
+        }
+    }
+
+    /// The policy fetch budget (D14: 60 s for senders).
+    pub fn fetch_timeout(&self) -> Duration {
+        Duration::from_secs(self.fetch_timeout.unwrap_or(60))
+    }
+
+    /// The zones, checked; [`DEFAULT_ZONE`] with the global settings when none is configured.
+    pub fn zones(&self) -> Result<HashMap<String, Zone>, ConfigError> {
+        let global_version = parse_version("postfix_version", self.postfix_version.as_deref())?;
+        let global_dns = parse_on_dns_error("on_dns_error", self.on_dns_error.as_deref())?;
+        let mut configured = self.zones.clone();
+        if configured.is_empty() {
+            configured.insert(DEFAULT_ZONE.to_owned(), ZoneConfig::default());
+        }
+        configured
+            .into_iter()
+            .map(|(name, z)| {
+                if name.is_empty() || name.contains(char::is_whitespace) {
+                    return Err(bad(format!("zones.{name:?}"), "a socketmap name is one word"));
+                }
+                let at = |o: &str| format!("zones.{name}.{o}");
+                let d = ReplySettings::default();
+                let reply = ReplySettings {
+                    postfix: match &z.postfix_version {
+                        Some(v) => parse_version(&at("postfix_version"), Some(v))?,
+                        None => global_version,
+                    },
+                    tlsrpt: z.tlsrpt.unwrap_or(d.tlsrpt),
+                    base_level: check_level(&at("base_level"), z.base_level)?.unwrap_or(d.base_level),
+                    no_policy_level: check_level(&at("no_policy_level"), z.no_policy_level)?,
+                    on_dns_error: match &z.on_dns_error {
+                        Some(v) => parse_on_dns_error(&at("on_dns_error"), Some(v))?,
+                        None => global_dns,
+                    },
+                    max_reply: z.max_reply.unwrap_or(d.max_reply),
+                };
+                let mut overrides = HashMap::new();
+                for (domain, what) in &z.overrides {
+                    let key = crate::key::policy_domain(domain)
+                        .map_err(|s| bad(at("overrides"), format!("{domain:?} is not a domain ({})", s.as_str())))?;
+                    let o = match what.as_str() {
+                        "none" => Override::None,
+                        "testing" => Override::Testing,
+                        other => {
+                            return Err(bad(
+                                at("overrides"),
+                                format!("{domain}: {other:?} is not an override (use \"none\" or \"testing\")"),
+                            ));
+                        }
+                    };
+                    overrides.insert(key, o);
+                }
+                Ok((name, Zone { reply, overrides }))
+            })
+            .collect()
+    }
+}
+
+fn parse_version(what: &str, v: Option<&str>) -> Result<PostfixVersion, ConfigError> {
+    v.map_or(Ok(PostfixVersion::default()), |v| {
+        v.parse().map_err(|e| bad(what, e))
+    })
+}
+
+fn parse_on_dns_error(what: &str, v: Option<&str>) -> Result<OnDnsError, ConfigError> {
+    match v {
+        None | Some("deliver") => Ok(OnDnsError::Deliver),
+        Some("defer") => Ok(OnDnsError::Defer),
+        Some(other) => Err(bad(
+            what,
+            format!("{other:?}: use \"deliver\" or \"defer\""),
+        )),
+    }
+}
+
+/// The Postfix TLS levels a non-blocking answer may use.
+const LEVELS: [&str; 5] = ["none", "may", "encrypt", "dane", "verify"];
+
+fn check_level(what: &str, v: Option<String>) -> Result<Option<String>, ConfigError> {
+    match v {
+        Some(l) if !LEVELS.contains(&l.as_str()) => Err(bad(
+            what,
+            format!(
+                "{l:?} is not a level for this (use one of {})",
+                LEVELS.join(", ")
+            ),
+        )),
+        v => Ok(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_give_one_zone() {
+        let c = Config::from_toml("").unwrap();
+        let zones = c.zones().unwrap();
+        assert_eq!(zones.len(), 1);
+        assert_eq!(zones[DEFAULT_ZONE].reply.postfix, PostfixVersion::default());
+        assert_eq!(c.fetch_timeout(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_full_file() {
+        let c = Config::from_toml(
+            r#"
+            listen = ["127.0.0.1:8461", "unix:/run/r.sock"]
+            postfix_version = "3.9"
+            on_dns_error = "defer"
+            miss_wait = 5
+            [zones.postfix]
+            postfix_version = "3.10.5"
+            no_policy_level = "may"
+            overrides = { "Broken.Example" = "none", "soft.example" = "testing" }
+            [zones.old]
+            "#,
+        )
+        .unwrap();
+        let z = c.zones().unwrap();
+        assert_eq!(z["postfix"].reply.postfix, PostfixVersion::new(3, 10, 5));
+        assert_eq!(z["old"].reply.postfix, PostfixVersion::new(3, 9, 0));
+        assert_eq!(z["old"].reply.on_dns_error, OnDnsError::Defer);
+        assert_eq!(z["postfix"].overrides["broken.example"], Override::None);
+        assert_eq!(z["postfix"].overrides["soft.example"], Override::Testing);
+        assert_eq!(c.settings().miss_wait, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |t: &str| {
+            Config::from_toml(t)
+                .and_then(|c| c.zones().map(|_| ()))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("lisen = []").contains("lisen"));
+        assert!(err("postfix_version = \"three\"").contains("postfix_version"));
+        assert!(err("[zones.a]\nbase_level = \"secure\"").contains("zones.a.base_level"));
+        assert!(err("[zones.a]\noverrides = { \"x.example\" = \"off\" }").contains("\"off\""));
+        assert!(err("[zones.a]\noverrides = { \"1.2.3.4\" = \"none\" }").contains("ip-literal"));
+        assert!(err("on_dns_error = \"maybe\"").contains("on_dns_error"));
+    }
+}
