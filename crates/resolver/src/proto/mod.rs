@@ -1,1 +1,3 @@
 //! Postfix wire protocols: socketmap (netstrings) and tcp_table.
+
+pub mod netstring;
