@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`netstring`]: the netstring codec (sans-I/O, with a maximum length).
 //! - [`socketmap`]: the socketmap server and its request/reply syntax.
-
+//! - [`tcp_table`]: the tcp_table server, its line codec and `%XX` coding.
 //! - [`ListenAddr`] / [`Listener`]: TCP or unix socket listeners; [`Limits`]: the limits and
 //!   time-outs both servers apply.
 //!
@@ -34,7 +34,7 @@ mod listen;
 pub mod netstring;
 mod server;
 pub mod socketmap;
-
+pub mod tcp_table;
 
 pub use listen::{DEFAULT_UNIX_MODE, ListenAddr, ListenAddrError, Listener, SocketFile};
 pub use server::Limits;
