@@ -175,12 +175,13 @@ async fn hostile_bytes_get_perm_and_close() {
     server.stop().await;
 }
 
-/// An idle connection is closed after the idle time-out; a request under way is never cut by
-/// it (the handler takes longer than the idle time-out here).
+/// An idle connection is closed after the idle time-out; a request being answered is never cut
+/// by a time-out (the handler takes longer than both the idle and the request time-out here).
 #[tokio::test]
 async fn idle_timeout_closes_idle_connections_only() {
     let limits = Limits {
         idle_timeout: Duration::from_millis(200),
+        request_timeout: Duration::from_millis(200),
         ..Limits::socketmap()
     };
     let handler = MapHandler::example().with_delay(Duration::from_millis(600));
@@ -291,6 +292,24 @@ async fn shutdown_answers_the_request_in_flight() {
         connect(&addr).await.is_err(),
         "still accepting after shutdown"
     );
+}
+
+/// Shutdown while a request is only half received: it is read to its end and answered.
+#[tokio::test]
+async fn shutdown_waits_for_a_half_received_request() {
+    let mut server = example(Limits::socketmap()).await;
+    let mut c = server.connect().await;
+    c.exchange(&ns(b"postfix .com"), &ns(b"NOTFOUND ")).await;
+    c.send(b"19:postfix exam").await;
+    // Let the server take in the first half before shutdown is signalled (there is no hook to
+    // observe that; half a second is ample even on a loaded machine).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.signal_stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.send(b"ple.com,").await;
+    let rest = c.read_to_close(PATIENCE).await;
+    assert_eq!(rest, ns(format!("OK {EXAMPLE_POLICY}").as_bytes()));
+    server.stop().await;
 }
 
 /// A handler that never finishes cannot hold shutdown beyond the grace period.
