@@ -1,0 +1,467 @@
+//! A socketmap load generator that behaves like Postfix (POSTFIX.md §4.3–4.4).
+//!
+//! `C` persistent connections, each with one request in flight at a time (as each smtp(8)
+//! process has), reconnecting once on EOF as `dict_sockmap.c` does. Keys come from a file (one a
+//! line) or are generated as Postfix would send them for a mix of deliveries, with Zipf-like
+//! popularity: domains with a policy (`pN.example.com`, one lookup), domains without one
+//! (`nN.example.net`, then the parent probes `.example.net` and `.net`), IDN domains
+//! (`bücherN.example`, then `.example`) and bracketed next-hops (`[mxN.example.org]:587`, one
+//! lookup). The run stops at `--requests` requests or `--duration` seconds, whichever comes
+//! first, and reports requests/s, latency percentiles, reply statuses and errors, optionally
+//! the server process's CPU time per request (`--pid`, from `/proc/PID/stat`), as text and as
+//! one JSON line (the last line of output) for scripts comparing runs.
+//!
+//! ```sh
+//! # against a running server
+//! cargo run --release -p mtasts-resolver --example socketmap_load -- \
+//!     --addr 127.0.0.1:8461 -c 100 --requests 200000 --duration 30 --pid "$(pidof mtasts)"
+//! # against a trivial in-process server (a smoke test of the tool and the protocol layer)
+//! cargo run --release -p mtasts-resolver --example socketmap_load -- -c 8 --requests 100000
+//! ```
+
+#![allow(
+    clippy::print_stdout,
+    reason = "a command-line tool: the report goes to stdout"
+)]
+
+use anyhow::{Context, bail};
+use bytes::BytesMut;
+use clap::Parser;
+use mtasts_resolver::proto::netstring::NetstringCodec;
+use mtasts_resolver::proto::{Limits, ListenAddr, socketmap};
+use mtasts_resolver::{Handler, Reply};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::Decoder;
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(about = "Postfix-like socketmap load generator")]
+struct Args {
+    /// Server address: IP:PORT, [IPv6]:PORT or unix:/PATH. Without it, a trivial in-process
+    /// server is started (and --pid defaults to this process).
+    #[arg(long)]
+    addr: Option<String>,
+    /// The socketmap name sent with every key.
+    #[arg(long, default_value = "postfix")]
+    name: String,
+    /// Persistent connections (each with one request in flight).
+    #[arg(short = 'c', long, default_value_t = 8)]
+    connections: usize,
+    /// Stop after this many requests.
+    #[arg(long, default_value_t = 100_000)]
+    requests: u64,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    /// Keys to send, one a line, in order (each connection starts at its own offset).
+    #[arg(long)]
+    keys: Option<std::path::PathBuf>,
+    /// Generated mix: number of distinct domains per kind.
+    #[arg(long, default_value_t = 10_000)]
+    domains: u64,
+    /// Seed of the generated mix.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// A server process whose CPU time per request to report (Linux /proc).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Client runtime threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// A label copied into the JSON line.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+/// xorshift64*: a small deterministic generator, so runs with the same seed send the same keys.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A rank in [0, n) with probability roughly proportional to 1/(rank+1) (Zipf, s = 1).
+    fn zipf(&mut self, n: u64) -> u64 {
+        let r = ((n as f64 + 1.0).ln() * self.unit()).exp() as u64;
+        r.saturating_sub(1).min(n.saturating_sub(1))
+    }
+}
+
+/// Where a connection's keys come from.
+#[derive(Debug, Clone)]
+enum Keys {
+    /// A file's lines, starting at an offset.
+    List(Arc<Vec<String>>, usize),
+    /// The generated delivery mix; `pending` holds the rest of the current delivery's probes.
+    Mix {
+        rng: Rng,
+        domains: u64,
+        pending: Vec<String>,
+    },
+}
+
+impl Keys {
+    fn next(&mut self) -> String {
+        match self {
+            Self::List(list, at) => {
+                let key = list[*at % list.len()].clone();
+                *at += 1;
+                key
+            }
+            Self::Mix {
+                rng,
+                domains,
+                pending,
+            } => {
+                if let Some(key) = pending.pop() {
+                    return key;
+                }
+                let kind = rng.unit();
+                let i = rng.zipf(*domains);
+                // Keys of one delivery, in reverse order (popped from the end).
+                *pending = if kind < 0.30 {
+                    vec![format!("p{i}.example.com")]
+                } else if kind < 0.80 {
+                    vec![
+                        ".net".into(),
+                        ".example.net".into(),
+                        format!("n{i}.example.net"),
+                    ]
+                } else if kind < 0.90 {
+                    vec![".example".into(), format!("bücher{i}.example")]
+                } else {
+                    vec![format!("[mx{i}.example.org]:587")]
+                };
+                pending.pop().unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// A client connection over TCP or a unix socket.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+async fn connect(addr: &ListenAddr) -> std::io::Result<Box<dyn Stream>> {
+    Ok(match addr {
+        ListenAddr::Tcp(a) => {
+            let s = tokio::net::TcpStream::connect(a).await?;
+            s.set_nodelay(true)?;
+            Box::new(s)
+        }
+        ListenAddr::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
+    })
+}
+
+/// Per-connection tallies.
+#[derive(Debug, Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    ok: u64,
+    notfound: u64,
+    temp: u64,
+    timeout: u64,
+    perm: u64,
+    malformed: u64,
+    io_errors: u64,
+    reconnects: u64,
+}
+
+/// One request/reply exchange on `conn`; `Err` on I/O trouble or EOF.
+async fn exchange(
+    conn: &mut Box<dyn Stream>,
+    request: &[u8],
+    buf: &mut BytesMut,
+) -> anyhow::Result<Result<Reply, String>> {
+    conn.write_all(request).await?;
+    let mut codec = NetstringCodec::new(200_000);
+    buf.clear();
+    loop {
+        match codec.decode(buf) {
+            Ok(Some(payload)) => {
+                return Ok(socketmap::parse_reply(&payload).map_err(|e| e.to_string()));
+            }
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+        if conn.read_buf(buf).await? == 0 {
+            bail!("server closed the connection");
+        }
+    }
+}
+
+/// One Postfix-like client: requests until the shared budget or the deadline runs out.
+async fn client(
+    addr: ListenAddr,
+    name: String,
+    mut keys: Keys,
+    issued: Arc<AtomicU64>,
+    max: u64,
+    deadline: Instant,
+) -> Tally {
+    let mut t = Tally::default();
+    let mut conn = None;
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut request = BytesMut::new();
+    while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max {
+        request.clear();
+        socketmap::encode_request(&name, &keys.next(), &mut request);
+        let started = Instant::now();
+        // Like dict_sockmap.c: on EOF or an I/O error, reconnect once and retry the request.
+        let mut reply = None;
+        for attempt in 0..2 {
+            if conn.is_none() {
+                conn = connect(&addr).await.ok();
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            match tokio::time::timeout_at(deadline.into(), exchange(c, &request, &mut buf)).await {
+                Ok(Ok(r)) => {
+                    reply = Some(r);
+                    break;
+                }
+                Ok(Err(_)) => {
+                    conn = None;
+                    if attempt == 0 {
+                        t.reconnects += 1;
+                    }
+                }
+                Err(_) => return t,
+            }
+        }
+        let elapsed = started.elapsed();
+        match reply {
+            None => t.io_errors += 1,
+            Some(Err(_)) => t.malformed += 1,
+            Some(Ok(r)) => {
+                t.latencies_us
+                    .push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
+                match r {
+                    Reply::Ok(_) => t.ok += 1,
+                    Reply::NotFound => t.notfound += 1,
+                    Reply::Temp(_) => t.temp += 1,
+                    Reply::Timeout(_) => t.timeout += 1,
+                    Reply::Perm(_) => t.perm += 1,
+                }
+            }
+        }
+    }
+    t
+}
+
+/// utime + stime of `pid` in seconds (`/proc/PID/stat` fields 14 and 15, in USER_HZ = 100
+/// ticks per second on Linux).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).context("short stat")?.parse::<u64>()? as f64)
+    };
+    // `rest` starts at field 3 (state), so field 14 is index 11.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// Resident set size of `pid` in KiB (`VmRSS` in `/proc/PID/status`).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The trivial in-process server's table: `pN.example.com` has a policy, nothing else does.
+#[derive(Debug)]
+struct Trivial;
+
+impl Handler for Trivial {
+    async fn lookup(&self, _name: &str, key: &str) -> Reply {
+        match key.strip_suffix(".example.com") {
+            Some(d) if d.starts_with('p') && !d.contains('.') => {
+                Reply::Ok(format!("secure match=mx1.{key}:.{key} servername=hostname"))
+            }
+            _ => Reply::NotFound,
+        }
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.connections == 0 {
+        bail!("--connections must be at least 1");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let (addr, pid, server) = match &args.addr {
+        Some(a) => (a.parse::<ListenAddr>()?, args.pid, None),
+        None => {
+            let listener = "127.0.0.1:0".parse::<ListenAddr>()?.bind().await?;
+            let addr = listener.local_addr()?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(socketmap::serve(
+                listener,
+                Arc::new(Trivial),
+                Limits::socketmap(),
+                async move {
+                    let _ = rx.await;
+                },
+            ));
+            (
+                addr,
+                Some(args.pid.unwrap_or_else(std::process::id)),
+                Some((tx, task)),
+            )
+        }
+    };
+    let list = match &args.keys {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let keys: Vec<String> = text
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if keys.is_empty() {
+                bail!("{} holds no keys", path.display());
+            }
+            Some(Arc::new(keys))
+        }
+        None => None,
+    };
+    let cpu_before = pid.map(cpu_seconds).transpose()?;
+    let issued = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.duration.max(0.0));
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..args.connections {
+        let keys = match &list {
+            Some(l) => Keys::List(Arc::clone(l), i * l.len() / args.connections),
+            None => Keys::Mix {
+                rng: Rng::new(args.seed.wrapping_add(i as u64)),
+                domains: args.domains.max(1),
+                pending: Vec::new(),
+            },
+        };
+        clients.spawn(client(
+            addr.clone(),
+            args.name.clone(),
+            keys,
+            Arc::clone(&issued),
+            args.requests,
+            deadline,
+        ));
+    }
+    let mut all = Tally::default();
+    while let Some(t) = clients.join_next().await {
+        let t = t?;
+        all.latencies_us.extend(t.latencies_us);
+        all.ok += t.ok;
+        all.notfound += t.notfound;
+        all.temp += t.temp;
+        all.timeout += t.timeout;
+        all.perm += t.perm;
+        all.malformed += t.malformed;
+        all.io_errors += t.io_errors;
+        all.reconnects += t.reconnects;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu_after = pid.map(cpu_seconds).transpose()?;
+    if let Some((tx, task)) = server {
+        let _ = tx.send(());
+        task.await??;
+    }
+    all.latencies_us.sort_unstable();
+    let answered = all.latencies_us.len() as u64;
+    let rps = answered as f64 / wall.max(1e-9);
+    let [p50, p99, p999] = [0.50, 0.99, 0.999].map(|p| percentile(&all.latencies_us, p));
+    let max = all.latencies_us.last().copied().unwrap_or(0);
+    let cpu = cpu_before.zip(cpu_after).map(|(b, a)| a - b);
+    let cpu_us_per_req = cpu.map(|c| c * 1e6 / answered.max(1) as f64);
+    let rss = pid.and_then(rss_kib);
+    let errors = all.malformed + all.io_errors;
+
+    println!(
+        "{} requests answered in {wall:.2} s over {} connections: {rps:.0} req/s",
+        answered, args.connections
+    );
+    println!("latency µs: p50 {p50}  p99 {p99}  p99.9 {p999}  max {max}");
+    println!(
+        "replies: OK {}  NOTFOUND {}  TEMP {}  TIMEOUT {}  PERM {}; errors: malformed {}  I/O {}; reconnects {}",
+        all.ok,
+        all.notfound,
+        all.temp,
+        all.timeout,
+        all.perm,
+        all.malformed,
+        all.io_errors,
+        all.reconnects
+    );
+    if let (Some(pid), Some(cpu), Some(per)) = (pid, cpu, cpu_us_per_req) {
+        let whose = if args.addr.is_none() {
+            " (in-process: client and server together)"
+        } else {
+            ""
+        };
+        println!(
+            "server pid {pid}: CPU {cpu:.2} s, {per:.1} µs per request{whose}, RSS {} KiB",
+            rss.unwrap_or(0)
+        );
+    }
+    let json = serde_json::json!({
+        "label": args.label,
+        "addr": addr.to_string(),
+        "in_process": args.addr.is_none(),
+        "connections": args.connections,
+        "requests": answered,
+        "wall_s": wall,
+        "rps": rps,
+        "p50_us": p50,
+        "p99_us": p99,
+        "p999_us": p999,
+        "max_us": max,
+        "ok": all.ok,
+        "notfound": all.notfound,
+        "temp": all.temp,
+        "timeout": all.timeout,
+        "perm": all.perm,
+        "errors": errors,
+        "reconnects": all.reconnects,
+        "server_cpu_s": cpu,
+        "server_cpu_us_per_req": cpu_us_per_req,
+        "server_rss_kib": rss,
+    });
+    println!("{json}");
+    Ok(())
+}
