@@ -12,6 +12,7 @@ mod output;
 mod policy_cmd;
 mod record_cmd;
 mod report_cmd;
+mod resolver_cmd;
 
 use clap::{Parser, Subcommand};
 use output::{Color, Format, FormatArg};
@@ -50,6 +51,9 @@ enum Command {
     /// TLS-RPT reports: parse (JSON, gzip, or report mail).
     #[command(subcommand)]
     Report(report_cmd::ReportCommand),
+    /// The MTA-STS policy daemon for Postfix (socketmap, tcp_table); `resolver query` explains
+    /// one answer.
+    Resolver(Box<resolver_cmd::ResolverArgs>),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Policy(c) => policy_cmd::run(c, format),
         Command::Record(c) => record_cmd::run(c, format),
         Command::Report(c) => report_cmd::run(c, format),
+        Command::Resolver(c) => resolver_cmd::run(*c, format),
     };
     match result {
         Ok(code) => ExitCode::from(code),

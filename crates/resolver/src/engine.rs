@@ -184,7 +184,7 @@ pub struct Engine {
 struct Inner {
     net: Net,
     settings: Settings,
-    zones: HashMap<String, Zone>,
+    zones: std::sync::RwLock<Arc<HashMap<String, Zone>>>,
     shards: Vec<Mutex<HashMap<String, Slot>>>,
     hasher: RandomState,
     background: Semaphore,
@@ -213,7 +213,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 net,
                 settings,
-                zones,
+                zones: std::sync::RwLock::new(Arc::new(zones)),
                 shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
                 hasher: RandomState::new(),
                 background,
@@ -292,9 +292,30 @@ impl Engine {
         self.inner.stats.render(self.len())
     }
 
-    /// The socketmap names served.
-    pub fn zone_names(&self) -> impl Iterator<Item = &str> {
-        self.inner.zones.keys().map(String::as_str)
+    /// The socketmap names served, sorted.
+    pub fn zone_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.zones().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Replaces the zones (configuration reload); the cache is kept.
+    pub fn set_zones(&self, zones: HashMap<String, Zone>) {
+        *self
+            .inner
+            .zones
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(zones);
+    }
+
+    fn zones(&self) -> Arc<HashMap<String, Zone>> {
+        Arc::clone(
+            &self
+                .inner
+                .zones
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// Answers `key` for the socketmap name `zone`, with the reason.
@@ -308,7 +329,8 @@ impl Engine {
     }
 
     async fn answer(&self, zone_name: &str, key: &str) -> Answer {
-        let Some(zone) = self.inner.zones.get(zone_name) else {
+        let zones = self.zones();
+        let Some(zone) = zones.get(zone_name) else {
             return Answer {
                 domain: None,
                 reply: Reply::Perm(format!("no table named {zone_name:?} is configured")),
@@ -549,6 +571,7 @@ impl Inner {
         let mut store = None;
         match outcome {
             Outcome::Policy(p) => {
+                tracing::info!(domain, id = %p.id, mode = %p.policy().mode, max_age = p.policy().max_age, "policy fetched");
                 slot.failures = 0;
                 slot.next_check = p
                     .expires
@@ -561,6 +584,10 @@ impl Inner {
                 slot.next_check = now + self.jittered(domain, s.refresh_interval);
             }
             Outcome::Extended(until) => {
+                tracing::warn!(
+                    domain,
+                    "policy past max_age kept: TXT id unchanged, refetch failed (D18)"
+                );
                 slot.failures += 1;
                 slot.next_check = now + self.backoff(slot.failures);
                 if let Some(Known::Policy(p)) = &slot.known {
@@ -574,6 +601,12 @@ impl Inner {
                 }
             }
             Outcome::Keep { failed } => {
+                if failed {
+                    tracing::warn!(
+                        domain,
+                        "refresh failed; the cached policy still applies (D17)"
+                    );
+                }
                 let expires = match &slot.known {
                     Some(Known::Policy(p)) => p.expires,
                     _ => now,
@@ -587,6 +620,7 @@ impl Inner {
             }
             Outcome::NoPolicy => {
                 if matches!(slot.known, Some(Known::Policy(_))) {
+                    tracing::info!(domain, "policy gone: no MTA-STS record any more");
                     store = Some(StoreOp::Delete(domain.to_owned()));
                 }
                 slot.failures = 0;
@@ -594,11 +628,13 @@ impl Inner {
                 slot.next_check = now + s.negative_ttl;
             }
             Outcome::Failure(kind, why) => {
+                tracing::warn!(domain, result = kind.as_str(), %why, "no policy could be had");
                 slot.failures += 1;
                 slot.known = Some(Known::Failure(kind, why.into()));
                 slot.next_check = now + self.backoff(slot.failures);
             }
             Outcome::DnsError(why) => {
+                tracing::warn!(domain, %why, "MTA-STS TXT lookup failed, nothing cached (D16)");
                 slot.failures += 1;
                 slot.known = Some(Known::DnsError(why.into()));
                 let n = slot.failures.min(16);
