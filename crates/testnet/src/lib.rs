@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`dns`]: an authoritative DNS server (hickory-server) serving zones written as zone-file
-//!   text, with per-name fault injection (SERVFAIL, REFUSED, silence).
+//!   text, with fault injection per name or per (name, record type): SERVFAIL, REFUSED,
+//!   silence, delay, truncated UDP answers.
 //! - [`https`]: scripted HTTPS policy hosts (a policy, an error status, a redirect, an HTML
 //!   page, slowness), recording the last request.
 //! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness).
