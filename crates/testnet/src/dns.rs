@@ -246,7 +246,23 @@ impl DnsServer {
                 }
             }
         };
-        let addr = udp.local_addr().map_err(bind)?;
+        Self::serve(udp, tcp).map_err(bind)
+    }
+
+    /// Starts an empty server on exactly `addr` (UDP and TCP), e.g. port 53 for clients that
+    /// cannot be told another port (binding it needs the right to).
+    pub async fn start_on(addr: SocketAddr) -> Result<Self, DnsError> {
+        let bind = |source| DnsError::Bind {
+            ip: addr.ip(),
+            source,
+        };
+        let udp = UdpSocket::bind(addr).await.map_err(bind)?;
+        let tcp = TcpListener::bind(addr).await.map_err(bind)?;
+        Self::serve(udp, tcp).map_err(bind)
+    }
+
+    fn serve(udp: UdpSocket, tcp: TcpListener) -> std::io::Result<Self> {
+        let addr = udp.local_addr()?;
         let state = Arc::new(RwLock::new(State::default()));
         let counters = Arc::new(Counters::default());
         let mut server = Server::new(Handler {

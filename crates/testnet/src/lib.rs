@@ -10,13 +10,15 @@
 //! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness).
 //! - [`pki`]: a root CA, an intermediate and an untrusted root generated at run time (rcgen),
 //!   issuing server certificates with scripted defects (expired, wrong name, untrusted, …).
-
 //! - [`world`]: all of the above for one domain, on its own loopback addresses.
+//! - [`scenarios`]: a clean domain and one per kind of breakage, served at once (optionally on
+//!   the standard ports 53, 25 and 443).
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
 pub mod https;
 pub mod pki;
+pub mod scenarios;
 pub mod smtp;
 pub mod world;
