@@ -6,7 +6,8 @@
 For each N: starts `testnet-serve N` (its own process: DNS, four shared MX hosts, one policy host
 issuing certificates per SNI, all on 127.77.x.y), runs `mtasts check --input <N domains> --format
 jsonl` against it, and measures the checker process alone (wall time, user+system CPU, peak RSS via
-getrusage of the child). Every line of output is checked: N results, all `pass`.
+wait4 on the child), plus the test server's setup time and peak RSS (VmHWM). Every line of
+output is checked: N results, all `pass`.
 """
 
 import json
@@ -20,6 +21,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 
 
+def server_peak_rss_mib(pid):
+    """The test server's peak resident set (VmHWM), read while it still runs."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main(argv):
     sizes, concurrency, per_dest = [], 64, 8
     args = iter(argv)
@@ -31,17 +40,19 @@ def main(argv):
         else:
             sizes.append(int(a))
     subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "mtasts", "-p", "mtasts-testnet", "--bin", "mtasts", "--bin", "testnet-serve"], cwd=ROOT, check=True)
-    print(f"| domains | concurrency | per MX address | wall s | domains/s | CPU ms/domain | peak RSS MiB | results |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| domains | concurrency | per MX address | wall s | domains/s | CPU ms/domain | peak RSS MiB | results | server setup s | server peak RSS MiB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for n in sizes:
         with tempfile.TemporaryDirectory() as d:
             server = subprocess.Popen([os.path.join(TARGET, "release", "testnet-serve"), str(n), d], stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
             try:
+                setup_start = time.perf_counter()
                 deadline = time.time() + 300
                 while not os.path.exists(os.path.join(d, "ready")):
                     if time.time() > deadline or server.poll() is not None:
                         sys.exit("testnet-serve did not become ready")
                     time.sleep(0.1)
+                setup = time.perf_counter() - setup_start
                 env = dict(line.split("=", 1) for line in open(os.path.join(d, "env")).read().split())
                 cmd = [os.path.join(TARGET, "release", "mtasts"), "check", "--input", os.path.join(d, "domains.txt"),
                        "--format", "jsonl", "--nameserver", env["NAMESERVER"], "--ca-file", os.path.join(d, "root.pem"),
@@ -57,6 +68,7 @@ def main(argv):
                     wall = time.perf_counter() - start
                 lines = open(results).read().splitlines()
                 stderr_tail = open(errors).read()[-2000:]
+                server_hwm = server_peak_rss_mib(server.pid)
             finally:
                 server.stdin.close()
                 server.wait(timeout=60)
@@ -67,7 +79,7 @@ def main(argv):
         cpu = usage.ru_utime + usage.ru_stime
         rss_mib = usage.ru_maxrss / 1024
         summary = ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items()))
-        print(f"| {n} | {concurrency} | {per_dest} | {wall:.1f} | {n / wall:.0f} | {1000 * cpu / n:.2f} | {rss_mib:.1f} | {summary} |")
+        print(f"| {n} | {concurrency} | {per_dest} | {wall:.1f} | {n / wall:.0f} | {1000 * cpu / n:.2f} | {rss_mib:.1f} | {summary} | {setup:.1f} | {server_hwm:.0f} |")
         if len(lines) != n:
             sys.exit(f"expected {n} results, got {len(lines)}: {stderr_tail}")
 

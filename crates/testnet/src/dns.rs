@@ -1,24 +1,31 @@
 //! An authoritative DNS server on loopback, serving zones written as zone-file text, with faults
-//! injected per name.
+//! injected per name or per (name, record type).
 //!
 //! Zones and faults can be changed while the server runs (a TXT id changes, a record disappears,
-//! the server starts failing), so tests can play out what happens over time.
+//! the server starts failing), so tests can play out what happens over time. Many small zones
+//! (one per domain) are cheap: [`DnsServer::set_zones`] adds them in one step, and a lookup costs
+//! the same at 100 000 zones as at one (a single huge zone does not: hickory's in-memory zone
+//! scans all its names for every negative answer).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mtasts_testnet::dns::DnsError> {
-//! use mtasts_testnet::dns::{DnsServer, Fault};
+//! use mtasts_testnet::dns::{DnsServer, Fault, RecordType};
 //! let dns = DnsServer::start("127.0.0.1".parse().unwrap()).await?;
 //! dns.set_zone("example.test.", "@ 300 IN TXT \"hello\"\n_mta-sts 300 IN TXT \"v=STSv1; id=1\"\n")?;
 //! dns.set_fault("_smtp._tls.example.test.", Some(Fault::ServFail));
+//! // UDP answers for this TXT come back truncated (TC=1, empty); TCP answers in full.
+//! dns.set_type_fault("_mta-sts.example.test.", RecordType::TXT, Some(Fault::Truncate));
 //! // point a resolver at dns.addr()
 //! # Ok(()) }
 //! ```
 
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
+pub use hickory_proto::rr::RecordType;
 use hickory_proto::rr::{LowerName, Name, RecordSet, RrKey};
 use hickory_proto::serialize::txt::Parser;
 use hickory_server::Server;
 use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
+use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{
@@ -27,6 +34,7 @@ use hickory_server::zone_handler::{
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
@@ -65,19 +73,43 @@ pub enum Fault {
     Silent,
     /// Answer normally, after this delay (latency injection for benchmarks).
     Delay(Duration),
+    /// Over UDP, answer with the TC (truncated) bit set and no records, as a server does when the
+    /// answer does not fit in a datagram; over TCP, answer in full. A resolver must retry over TCP.
+    Truncate,
 }
+
+/// How many queries the server has received, by transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueryCounts {
+    /// Queries received over UDP.
+    pub udp: u64,
+    /// Queries received over TCP.
+    pub tcp: u64,
+}
+
+/// A fault applies to one name and either every record type (`None`) or one.
+type FaultKey = (LowerName, Option<RecordType>);
 
 #[derive(Default)]
 struct State {
-    /// Origin (FQDN, lower case) -> zone text.
-    zones: BTreeMap<String, String>,
+    /// Origin (FQDN, lower case) -> its parsed zone, kept so that changing one zone does not
+    /// re-parse the others.
+    zones: BTreeMap<String, Arc<dyn ZoneHandler>>,
     catalog: Arc<Catalog>,
-    faults: HashMap<LowerName, Fault>,
+    faults: HashMap<FaultKey, Fault>,
+}
+
+#[derive(Default)]
+struct Counters {
+    udp: AtomicU64,
+    tcp: AtomicU64,
 }
 
 /// The request handler: faults first, then the catalog.
 struct Handler {
     state: Arc<RwLock<State>>,
+    counters: Arc<Counters>,
 }
 
 #[async_trait::async_trait]
@@ -87,17 +119,45 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let name = request.queries.queries().first().map(|q| q.name().clone());
+        let protocol = request.protocol();
+        match protocol {
+            Protocol::Tcp => &self.counters.tcp,
+            _ => &self.counters.udp,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        let query = request
+            .queries
+            .queries()
+            .first()
+            .map(|q| (q.name().clone(), q.query_type()));
         let (fault, catalog) = {
             let state = self
                 .state
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let fault = name.as_ref().and_then(|n| state.faults.get(n).copied());
+            let fault = query.and_then(|(name, rtype)| {
+                if state.faults.is_empty() {
+                    return None;
+                }
+                let key = (name, Some(rtype));
+                state.faults.get(&key).copied().or_else(|| {
+                    let (name, _) = key;
+                    state.faults.get(&(name, None)).copied()
+                })
+            });
             (fault, Arc::clone(&state.catalog))
         };
         let code = match fault {
-            None => {
+            Some(Fault::Truncate) if protocol == Protocol::Udp => {
+                let mut response = MessageResponseBuilder::new(&request.queries, None)
+                    .error_msg(&request.metadata, ResponseCode::NoError);
+                response.metadata_mut().truncation = true;
+                return match response_handle.send_response(response).await {
+                    Ok(info) => info,
+                    Err(_) => failed_info(request, ResponseCode::NoError),
+                };
+            }
+            None | Some(Fault::Truncate) => {
                 return catalog
                     .handle_request::<R, T>(request, response_handle)
                     .await;
@@ -128,26 +188,30 @@ impl RequestHandler for Handler {
             MessageResponseBuilder::new(&request.queries, None).error_msg(&request.metadata, code);
         match response_handle.send_response(response).await {
             Ok(info) => info,
-            Err(_) => {
-                let mut metadata = Metadata::new(
-                    request.metadata.id,
-                    MessageType::Response,
-                    request.metadata.op_code,
-                );
-                metadata.response_code = code;
-                ResponseInfo::from(Header {
-                    metadata,
-                    counts: HeaderCounts::default(),
-                })
-            }
+            Err(_) => failed_info(request, code),
         }
     }
+}
+
+/// What the server records when a response could not be sent.
+fn failed_info(request: &Request, code: ResponseCode) -> ResponseInfo {
+    let mut metadata = Metadata::new(
+        request.metadata.id,
+        MessageType::Response,
+        request.metadata.op_code,
+    );
+    metadata.response_code = code;
+    ResponseInfo::from(Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    })
 }
 
 /// A running authoritative DNS server (UDP and TCP on the same address and port).
 pub struct DnsServer {
     addr: SocketAddr,
     state: Arc<RwLock<State>>,
+    counters: Arc<Counters>,
     server: Server<Handler>,
 }
 
@@ -182,16 +246,35 @@ impl DnsServer {
                 }
             }
         };
-        let addr = udp.local_addr().map_err(bind)?;
+        Self::serve(udp, tcp).map_err(bind)
+    }
+
+    /// Starts an empty server on exactly `addr` (UDP and TCP), e.g. port 53 for clients that
+    /// cannot be told another port (binding it needs the right to).
+    pub async fn start_on(addr: SocketAddr) -> Result<Self, DnsError> {
+        let bind = |source| DnsError::Bind {
+            ip: addr.ip(),
+            source,
+        };
+        let udp = UdpSocket::bind(addr).await.map_err(bind)?;
+        let tcp = TcpListener::bind(addr).await.map_err(bind)?;
+        Self::serve(udp, tcp).map_err(bind)
+    }
+
+    fn serve(udp: UdpSocket, tcp: TcpListener) -> std::io::Result<Self> {
+        let addr = udp.local_addr()?;
         let state = Arc::new(RwLock::new(State::default()));
+        let counters = Arc::new(Counters::default());
         let mut server = Server::new(Handler {
             state: Arc::clone(&state),
+            counters: Arc::clone(&counters),
         });
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE, 64 * 1024);
         Ok(Self {
             addr,
             state,
+            counters,
             server,
         })
     }
@@ -205,45 +288,88 @@ impl DnsServer {
     /// (RFC 1035 §5; `@` is the origin, names without a final dot are relative to it). An SOA
     /// record is added when the text has none.
     pub fn set_zone(&self, origin: &str, text: &str) -> Result<(), DnsError> {
-        let origin = fqdn(origin);
-        let mut state = self
-            .state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut zones = state.zones.clone();
-        zones.insert(origin, text.to_owned());
-        state.catalog = Arc::new(build_catalog(&zones)?);
-        state.zones = zones;
+        self.set_zones([(origin, text)])
+    }
+
+    /// Adds or replaces many zones at once, `(origin, text)` as for [`DnsServer::set_zone`]:
+    /// every text is parsed before any is served, and the zone table is rebuilt once, so this is
+    /// the way to load thousands of zones. On an error no zone changes.
+    pub fn set_zones<O, T>(&self, zones: impl IntoIterator<Item = (O, T)>) -> Result<(), DnsError>
+    where
+        O: AsRef<str>,
+        T: AsRef<str>,
+    {
+        let parsed = zones
+            .into_iter()
+            .map(|(origin, text)| {
+                let origin = fqdn(origin.as_ref());
+                let handler = parse_zone(&origin, text.as_ref())?;
+                Ok((origin, handler))
+            })
+            .collect::<Result<Vec<_>, DnsError>>()?;
+        self.update(|zones| zones.extend(parsed));
         Ok(())
     }
 
     /// Removes the zone `origin`: the server then answers REFUSED for names in it.
     pub fn remove_zone(&self, origin: &str) -> Result<(), DnsError> {
+        let origin = fqdn(origin);
+        self.update(|zones| {
+            zones.remove(&origin);
+        });
+        Ok(())
+    }
+
+    /// Changes the zone table and rebuilds the catalog the handler reads (cheap: the zones are
+    /// shared, not copied).
+    fn update(&self, change: impl FnOnce(&mut BTreeMap<String, Arc<dyn ZoneHandler>>)) {
         let mut state = self
             .state
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut zones = state.zones.clone();
-        zones.remove(&fqdn(origin));
-        state.catalog = Arc::new(build_catalog(&zones)?);
-        state.zones = zones;
-        Ok(())
+        change(&mut state.zones);
+        let mut catalog = Catalog::new();
+        for handler in state.zones.values() {
+            catalog.upsert(handler.origin().clone(), vec![Arc::clone(handler)]);
+        }
+        state.catalog = Arc::new(catalog);
     }
 
-    /// Makes queries for exactly `name` misbehave (`None` clears the fault).
+    /// Makes queries for exactly `name`, of any record type, misbehave (`None` clears the
+    /// fault). A fault set for the name and one type with [`DnsServer::set_type_fault`] wins
+    /// over this one for that type.
     pub fn set_fault(&self, name: &str, fault: Option<Fault>) {
+        self.set_fault_key(name, None, fault);
+    }
+
+    /// Makes queries for exactly `name` and record type `rtype` misbehave (`None` clears this
+    /// fault); other types at the same name are answered normally (or by the name's fault set
+    /// with [`DnsServer::set_fault`]).
+    pub fn set_type_fault(&self, name: &str, rtype: RecordType, fault: Option<Fault>) {
+        self.set_fault_key(name, Some(rtype), fault);
+    }
+
+    fn set_fault_key(&self, name: &str, rtype: Option<RecordType>, fault: Option<Fault>) {
         let Ok(name) = Name::from_str(&fqdn(name)) else {
             return;
         };
-        let name = LowerName::from(name);
+        let key = (LowerName::from(name), rtype);
         let mut state = self
             .state
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match fault {
-            Some(f) => state.faults.insert(name, f),
-            None => state.faults.remove(&name),
+            Some(f) => state.faults.insert(key, f),
+            None => state.faults.remove(&key),
         };
+    }
+
+    /// How many queries the server has received so far, over UDP and over TCP.
+    pub fn query_counts(&self) -> QueryCounts {
+        QueryCounts {
+            udp: self.counters.udp.load(Ordering::Relaxed),
+            tcp: self.counters.tcp.load(Ordering::Relaxed),
+        }
     }
 
     /// Stops the server and waits for its tasks to end.
@@ -261,33 +387,28 @@ fn fqdn(name: &str) -> String {
     }
 }
 
-fn build_catalog(zones: &BTreeMap<String, String>) -> Result<Catalog, DnsError> {
-    let mut catalog = Catalog::new();
-    for (origin, text) in zones {
-        let zone_err = |message: String| DnsError::Zone {
-            origin: origin.clone(),
-            message,
-        };
-        let origin_name = Name::from_str(origin).map_err(|e| zone_err(e.to_string()))?;
-        let text = if text.contains("SOA") {
-            text.clone()
-        } else {
-            format!("@ 300 IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 60\n{text}")
-        };
-        let (name, records): (Name, BTreeMap<RrKey, RecordSet>) =
-            Parser::new(text, None, Some(origin_name))
-                .parse()
-                .map_err(|e| zone_err(e.to_string()))?;
-        let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
-            name.clone(),
-            records,
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-            None,
-        )
-        .map_err(zone_err)?;
-        let handlers: Vec<Arc<dyn ZoneHandler>> = vec![Arc::new(handler)];
-        catalog.upsert(LowerName::from(name), handlers);
-    }
-    Ok(catalog)
+fn parse_zone(origin: &str, text: &str) -> Result<Arc<dyn ZoneHandler>, DnsError> {
+    let zone_err = |message: String| DnsError::Zone {
+        origin: origin.to_owned(),
+        message,
+    };
+    let origin_name = Name::from_str(origin).map_err(|e| zone_err(e.to_string()))?;
+    let text = if text.contains("SOA") {
+        text.to_owned()
+    } else {
+        format!("@ 300 IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 60\n{text}")
+    };
+    let (name, records): (Name, BTreeMap<RrKey, RecordSet>) =
+        Parser::new(text, None, Some(origin_name))
+            .parse()
+            .map_err(|e| zone_err(e.to_string()))?;
+    let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+        name,
+        records,
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+        None,
+    )
+    .map_err(zone_err)?;
+    Ok(Arc::new(handler))
 }

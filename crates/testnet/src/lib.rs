@@ -3,19 +3,22 @@
 //!
 //! # Layout
 //! - [`dns`]: an authoritative DNS server (hickory-server) serving zones written as zone-file
-//!   text, with per-name fault injection (SERVFAIL, REFUSED, silence).
+//!   text, with fault injection per name or per (name, record type): SERVFAIL, REFUSED,
+//!   silence, delay, truncated UDP answers.
 //! - [`https`]: scripted HTTPS policy hosts (a policy, an error status, a redirect, an HTML
 //!   page, slowness), recording the last request.
 //! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness).
 //! - [`pki`]: a root CA, an intermediate and an untrusted root generated at run time (rcgen),
 //!   issuing server certificates with scripted defects (expired, wrong name, untrusted, …).
-
 //! - [`world`]: all of the above for one domain, on its own loopback addresses.
+//! - [`scenarios`]: a clean domain and one per kind of breakage, served at once (optionally on
+//!   the standard ports 53, 25 and 443).
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
 pub mod https;
 pub mod pki;
+pub mod scenarios;
 pub mod smtp;
 pub mod world;

@@ -18,9 +18,10 @@
 //! assert!(pki.root_pem().starts_with("-----BEGIN CERTIFICATE-----"));
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -317,10 +318,12 @@ fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Issues a valid certificate for whatever name the client asks for (SNI) at each handshake: one
-/// policy host can then serve `mta-sts.<d>` for any number of domains, as a hosting provider does.
+/// Issues a valid certificate for whatever name the client asks for (SNI): one policy host can
+/// then serve `mta-sts.<d>` for any number of domains, as a hosting provider does. Each name's
+/// certificate is issued at its first handshake and kept for the next ones.
 pub struct OnDemandCerts {
     pki: Arc<Pki>,
+    issued: Mutex<HashMap<String, Arc<rustls::sign::CertifiedKey>>>,
 }
 
 impl fmt::Debug for OnDemandCerts {
@@ -334,20 +337,30 @@ impl rustls::server::ResolvesServerCert for OnDemandCerts {
         &self,
         hello: rustls::server::ClientHello<'_>,
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        let name = hello.server_name()?;
-        let issued = self.pki.issue(name, Defect::Valid).ok()?;
+        let name = hello.server_name()?.to_ascii_lowercase();
+        let lock = || {
+            self.issued
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(known) = lock().get(&name) {
+            return Some(Arc::clone(known));
+        }
+        // Issue outside the lock; if two handshakes race for one new name, the first kept wins.
+        let issued = self.pki.issue(&name, Defect::Valid).ok()?;
         let key = self
             .pki
             .provider
             .key_provider
             .load_private_key(issued.key)
             .ok()?;
-        Some(Arc::new(rustls::sign::CertifiedKey::new(issued.chain, key)))
+        let certified = Arc::new(rustls::sign::CertifiedKey::new(issued.chain, key));
+        Some(Arc::clone(lock().entry(name).or_insert(certified)))
     }
 }
 
-/// A TLS 1.2/1.3 server configuration that issues a valid certificate for any SNI name on demand
-/// (see [`OnDemandCerts`]).
+/// A TLS 1.2/1.3 server configuration that issues a valid certificate for any SNI name on demand,
+/// once per name (see [`OnDemandCerts`]).
 pub fn on_demand_server_config(pki: &Arc<Pki>) -> Arc<ServerConfig> {
     let config = ServerConfig::builder_with_provider(Arc::clone(&pki.provider))
         .with_safe_default_protocol_versions()
@@ -355,6 +368,7 @@ pub fn on_demand_server_config(pki: &Arc<Pki>) -> Arc<ServerConfig> {
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(OnDemandCerts {
             pki: Arc::clone(pki),
+            issued: Mutex::new(HashMap::new()),
         }));
     Arc::new(config)
 }
@@ -377,6 +391,49 @@ mod tests {
         assert_eq!(&valid.chain[1], pki.intermediate_cert());
         assert_eq!(pki.root_store().len(), 1);
         valid.server_config_tls12_only().unwrap();
+    }
+
+    /// A full TLS handshake in memory against `server` for `name`; the leaf the server sent.
+    fn leaf_served(pki: &Pki, server: &Arc<ServerConfig>, name: &str) -> CertificateDer<'static> {
+        let client = rustls::ClientConfig::builder_with_provider(Arc::clone(&pki.provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(pki.root_store())
+            .with_no_client_auth();
+        let sni = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let mut c = rustls::ClientConnection::new(Arc::new(client), sni).unwrap();
+        let mut s = rustls::ServerConnection::new(Arc::clone(server)).unwrap();
+        for _ in 0..10 {
+            if !c.is_handshaking() && !s.is_handshaking() {
+                break;
+            }
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).unwrap();
+            s.read_tls(&mut buf.as_slice()).unwrap();
+            s.process_new_packets().unwrap();
+            let mut buf = Vec::new();
+            s.write_tls(&mut buf).unwrap();
+            c.read_tls(&mut buf.as_slice()).unwrap();
+            c.process_new_packets().unwrap();
+        }
+        assert!(!c.is_handshaking(), "handshake did not finish");
+        c.peer_certificates().unwrap()[0].clone()
+    }
+
+    #[test]
+    fn on_demand_certificates_are_issued_once_per_name() {
+        let pki = Arc::new(Pki::new().unwrap());
+        let server = on_demand_server_config(&pki);
+        let a1 = leaf_served(&pki, &server, "mta-sts.a.test");
+        let a2 = leaf_served(&pki, &server, "MTA-STS.A.test");
+        let b = leaf_served(&pki, &server, "mta-sts.b.test");
+        assert_eq!(
+            a1, a2,
+            "the second handshake for a name got a new certificate"
+        );
+        assert_ne!(a1, b);
+        // Two leaves issued in all: serials 1000 and 1001, the next one is 1002.
+        assert_eq!(pki.next_serial.load(Ordering::Relaxed), 1002);
     }
 
     #[test]

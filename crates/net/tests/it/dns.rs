@@ -1,8 +1,9 @@
-//! DNS lookups against an in-process authority: answers, NODATA vs NXDOMAIN, and failures told
-//! apart (SERVFAIL, REFUSED, timeout).
+//! DNS lookups against an in-process authority: answers, NODATA vs NXDOMAIN, failures told
+//! apart (SERVFAIL, REFUSED, timeout), truncated UDP answers retried over TCP, and faults that
+//! hit one record type only.
 
 use mtasts_net::dns::{DnsError, Lookup, Mx, Resolver, ResolverSettings};
-use mtasts_testnet::dns::{DnsServer, Fault};
+use mtasts_testnet::dns::{DnsServer, Fault, RecordType};
 use std::time::{Duration, Instant};
 
 const ZONE: &str = r#"
@@ -185,4 +186,115 @@ async fn bad_zone_text_is_a_clear_error() {
         .set_zone("broken.test.", "@ 300 IN MX not-a-number\n")
         .unwrap_err();
     assert!(err.to_string().contains("broken.test."), "{err}");
+}
+
+/// A DNS query for `name` TXT, written by hand (RFC 1035 §4.1), so the test sees the raw header.
+fn raw_txt_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = Vec::new();
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]); // RD; one question
+    for label in name.split('.') {
+        q.push(u8::try_from(label.len()).unwrap());
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 16, 0, 1]); // root, TXT, IN
+    q
+}
+
+#[tokio::test]
+async fn truncated_udp_answers_are_retried_over_tcp() {
+    let (dns, r) = setup().await;
+    dns.set_type_fault(
+        "_mta-sts.example.test",
+        RecordType::TXT,
+        Some(Fault::Truncate),
+    );
+    // Over UDP the server really does answer TC=1 with no records.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&raw_txt_query(0x4d54, "_mta-sts.example.test"), dns.addr())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n >= 12, "short answer: {n} bytes");
+    assert_eq!(&buf[..2], &0x4d54u16.to_be_bytes());
+    assert_ne!(buf[2] & 0x02, 0, "TC bit not set");
+    assert_eq!(&buf[6..8], &[0, 0], "answers in a truncated reply");
+    // The resolver gets the whole record set anyway, over TCP.
+    let before = dns.query_counts();
+    let Lookup::Records { records, .. } = r.txt("_mta-sts.example.test").await.unwrap() else {
+        panic!("no records after the TCP retry")
+    };
+    assert_eq!(records[0].joined(), b"v=STSv1; id=20240101");
+    let after = dns.query_counts();
+    assert!(after.udp > before.udp, "{before:?} -> {after:?}");
+    assert!(
+        after.tcp > before.tcp,
+        "no TCP retry: {before:?} -> {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fault_can_hit_one_record_type_only() {
+    let (dns, r) = setup().await;
+    dns.set_type_fault("mx1.example.test", RecordType::AAAA, Some(Fault::ServFail));
+    let err = r.aaaa("mx1.example.test").await.unwrap_err();
+    assert!(matches!(err, DnsError::ServFail { .. }), "{err:?}");
+    // A at the same name is answered.
+    assert_eq!(
+        r.a("mx1.example.test").await.unwrap().records(),
+        ["192.0.2.10".parse::<std::net::IpAddr>().unwrap()]
+    );
+    // A fault for the whole name applies to the other types; the per-type one wins for its type.
+    dns.set_fault("mx1.example.test", Some(Fault::Refused));
+    let fresh = resolver_for(&dns, Duration::from_millis(400));
+    let err = fresh.a("mx1.example.test").await.unwrap_err();
+    assert!(matches!(err, DnsError::Refused { .. }), "{err:?}");
+    let err = fresh.aaaa("mx1.example.test").await.unwrap_err();
+    assert!(matches!(err, DnsError::ServFail { .. }), "{err:?}");
+    // Clearing both restores normal answers.
+    dns.set_fault("mx1.example.test", None);
+    dns.set_type_fault("mx1.example.test", RecordType::AAAA, None);
+    let fresh = resolver_for(&dns, Duration::from_millis(400));
+    assert_eq!(
+        fresh.aaaa("mx1.example.test").await.unwrap().records(),
+        ["2001:db8::10".parse::<std::net::IpAddr>().unwrap()]
+    );
+}
+
+#[tokio::test]
+async fn many_zones_load_at_once() {
+    let dns = DnsServer::start("127.0.0.1".parse().unwrap())
+        .await
+        .unwrap();
+    let zones: Vec<(String, String)> = (0..2000)
+        .map(|i| {
+            (
+                format!("d{i}.bulk.test."),
+                format!("_mta-sts 300 IN TXT \"v=STSv1; id={i}\"\n"),
+            )
+        })
+        .collect();
+    dns.set_zones(zones).unwrap();
+    let r = resolver_for(&dns, Duration::from_millis(400));
+    let txt = r.txt("_mta-sts.d1234.bulk.test").await.unwrap();
+    assert_eq!(txt.records()[0].joined(), b"v=STSv1; id=1234");
+    assert_eq!(
+        r.txt("_smtp._tls.d7.bulk.test").await.unwrap(),
+        Lookup::NxDomain
+    );
+    // One bad zone text rejects the whole batch and changes nothing.
+    let err = dns
+        .set_zones([
+            ("d1.bulk.test.", "_mta-sts 300 IN TXT \"v=STSv1; id=new\"\n"),
+            ("bad.test.", "@ 300 IN MX nope\n"),
+        ])
+        .unwrap_err();
+    assert!(err.to_string().contains("bad.test."), "{err}");
+    let fresh = resolver_for(&dns, Duration::from_millis(400));
+    let txt = fresh.txt("_mta-sts.d1.bulk.test").await.unwrap();
+    assert_eq!(txt.records()[0].joined(), b"v=STSv1; id=1");
 }

@@ -2,13 +2,24 @@
 //! can be measured alone.
 //!
 //! ```text
-//! testnet-serve DOMAINS DIR
+//! testnet-serve DOMAINS DIR                  # a bulk world of DOMAINS domains
+//! testnet-serve --scenarios DIR              # the scenario set, on free ports
+//! testnet-serve --standard-ports DIR         # the scenario set on ports 53, 25 and 443 (root)
 //! ```
 //!
+//! **Scenario set** (`mtasts_testnet::scenarios`): a clean domain and one domain per kind of
+//! breakage the checker detects, `<name>.scenarios.test`, on 127.25.x.y. With `--standard-ports`
+//! the DNS authority is 127.25.0.53 port 53 (UDP and TCP), the MX hosts listen on 25 and the
+//! policy hosts on 443, so tools that cannot be told other ports can be measured on the same
+//! domains. Writes `DIR/root.pem`, `DIR/domains.txt`, `DIR/scenarios.tsv` (name, domain, the
+//! finding `mtasts check` reports, what is wrong), `DIR/env` and `DIR/ready` as below.
+//!
+//! **Bulk world:**
 //! Serves DOMAINS domains `d0.bulk.test` … each with an `_mta-sts` record, a policy (`mode:
 //! enforce`, `mx: *.provider.test`), a TLS-RPT record, and an MX on one of four shared MX hosts
 //! `mx0..3.provider.test` (valid STARTTLS); one policy host serves every `mta-sts.<domain>` with a
-//! certificate issued for the SNI name. Writes `DIR/root.pem` (the CA to trust), `DIR/domains.txt`
+//! certificate issued for the SNI name at its first handshake (then kept). Each domain is its own
+//! DNS zone. Writes `DIR/root.pem` (the CA to trust), `DIR/domains.txt`
 //! and `DIR/env` (`NAMESERVER=`, `SMTP_PORT=`, `HTTPS_PORT=`), then `DIR/ready`, and serves until
 //! standard input closes or it is killed. Everything listens on 127.77.x.y.
 
@@ -21,6 +32,7 @@
 use mtasts_testnet::dns::DnsServer;
 use mtasts_testnet::https::{HttpResponse, PolicyHost};
 use mtasts_testnet::pki::{Defect, Pki, on_demand_server_config};
+use mtasts_testnet::scenarios::{Ports, ScenarioSet};
 use mtasts_testnet::smtp::{Behaviour, SmtpHost};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,12 +43,65 @@ const POLICY: &str = "version: STSv1\nmode: enforce\nmx: *.provider.test\nmax_ag
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["--scenarios", dir] => scenarios(Ports::ANY, dir).await,
+        ["--standard-ports", dir] | ["--scenarios", "--standard-ports", dir] => {
+            scenarios(Ports::STANDARD, dir).await
+        }
+        _ => bulk(args).await,
+    }
+}
+
+/// Serves the scenario set until standard input closes.
+async fn scenarios(ports: Ports, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir)?;
+    let set = ScenarioSet::start(25, ports).await?;
+    std::fs::write(dir.join("root.pem"), set.pki.root_pem())?;
+    std::fs::write(dir.join("domains.txt"), set.domain_list())?;
+    std::fs::write(dir.join("scenarios.tsv"), set.table())?;
+    std::fs::write(
+        dir.join("env"),
+        format!(
+            "NAMESERVER={}\nSMTP_PORT={}\nHTTPS_PORT={}\n",
+            set.dns.addr(),
+            set.smtp_port,
+            set.https_port
+        ),
+    )?;
+    std::fs::write(dir.join("ready"), "")?;
+    eprintln!(
+        "testnet-serve: {} scenario domains ready; DNS {}, SMTP port {}, HTTPS port {}",
+        set.scenarios.len(),
+        set.dns.addr(),
+        set.smtp_port,
+        set.https_port
+    );
+    wait_for_stdin_close().await?;
+    set.dns.stop().await;
+    Ok(())
+}
+
+/// Blocks until standard input closes (the parent's signal to stop).
+async fn wait_for_stdin_close() -> Result<(), tokio::task::JoinError> {
+    tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    })
+    .await
+}
+
+/// Serves the bulk world until standard input closes.
+async fn bulk(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = args.into_iter();
     let (Some(n), Some(dir)) = (
         args.next().and_then(|n| n.parse::<usize>().ok()),
         args.next(),
     ) else {
-        eprintln!("usage: testnet-serve DOMAINS DIR");
+        eprintln!(
+            "usage: testnet-serve DOMAINS DIR | testnet-serve --scenarios DIR | testnet-serve --standard-ports DIR"
+        );
         std::process::exit(2);
     };
     let dir = PathBuf::from(dir);
@@ -76,21 +141,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
 
-    let mut zone = String::with_capacity(n * 200);
+    // One small zone per domain: hickory's in-memory zone scans every name it holds for each
+    // negative answer, so one zone of 500 000 records slowed every NXDOMAIN down.
+    let mut zones = Vec::with_capacity(n);
     let mut list = String::with_capacity(n * 16);
     for i in 0..n {
-        let d = format!("d{i}");
-        writeln!(zone, "{d} 300 IN MX 10 mx{}.provider.test.", i % 4)?;
-        writeln!(zone, "_mta-sts.{d} 300 IN TXT \"v=STSv1; id=1\"")?;
+        let d = format!("d{i}.bulk.test.");
+        let mut zone = String::with_capacity(320);
+        writeln!(zone, "@ 300 IN MX 10 mx{}.provider.test.", i % 4)?;
+        writeln!(zone, "_mta-sts 300 IN TXT \"v=STSv1; id=1\"")?;
         writeln!(
             zone,
-            "_smtp._tls.{d} 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example.net\""
+            "_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example.net\""
         )?;
-        writeln!(zone, "mta-sts.{d} 300 IN A {}", ip(2, 1))?;
-        writeln!(zone, "mta-sts.{d} 300 IN AAAA ::1")?;
-        writeln!(list, "{d}.bulk.test")?;
+        writeln!(zone, "mta-sts 300 IN A {}", ip(2, 1))?;
+        writeln!(zone, "mta-sts 300 IN AAAA ::1")?;
+        writeln!(list, "d{i}.bulk.test")?;
+        zones.push((d, zone));
     }
-    dns.set_zone("bulk.test.", &zone)?;
+    dns.set_zones(zones)?;
     std::fs::write(dir.join("root.pem"), pki.root_pem())?;
     std::fs::write(dir.join("domains.txt"), list)?;
     std::fs::write(
@@ -105,12 +174,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "testnet-serve: {n} domains ready; DNS {}, SMTP port {smtp_port}, HTTPS port {https_port}",
         dns.addr()
     );
-    // Serve until standard input closes.
-    tokio::task::spawn_blocking(|| {
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-    })
-    .await?;
+    wait_for_stdin_close().await?;
     drop((hosts, policy_host));
     dns.stop().await;
     Ok(())
