@@ -425,8 +425,14 @@ async fn postmap_as_a_real_client() {
         unreachable!("the test server listens on TCP")
     };
     let map = format!("socketmap:inet:{}:{}:postfix", addr.ip(), addr.port());
+    // An empty main.cf of its own: the package may be installed without a configuration.
+    let config = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(config.path().join("main.cf"), "").expect("main.cf written");
+    let config_dir = config.path().to_owned();
     let run = tokio::task::spawn_blocking(move || {
         std::process::Command::new(postmap)
+            .arg("-c")
+            .arg(&config_dir)
             .args(["-q", "example.com", &map])
             .output()
     });
@@ -435,6 +441,11 @@ async fn postmap_as_a_real_client() {
         .expect("postmap finishes within 10 s")
         .expect("the blocking task does not panic")
         .expect("postmap runs");
+    assert!(
+        out.status.success(),
+        "postmap failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim_end(),
         EXAMPLE_POLICY
