@@ -194,9 +194,11 @@ fn fetch_failure(domain: &str, host: &str, failure: &FetchFailure, has_record: b
         FetchFailure::Tls { error, .. } if error.is_protocol_version() => Finding::new(
             "policy.tls.old-protocol",
             Severity::Error,
-            format!("{host} does not offer TLS 1.2 or 1.3, which senders require (RFC 8461 §7.2)"),
+            format!(
+                "{host} offers only TLS versions older than 1.2 (TLS 1.0/1.1): senders require TLS 1.2 or 1.3 for the policy fetch (RFC 8461 §3.3, RFC 8996), so they get no policy"
+            ),
             Some(error.to_string()),
-            "enable TLS 1.2 and 1.3 on the policy host",
+            "enable TLS 1.2 and 1.3 on the policy host (and turn off TLS 1.0 and 1.1)",
         ),
         other => Finding::new(
             "policy.fetch.failed",

@@ -114,6 +114,17 @@ impl World {
         self.zone(&format!("mta-sts 300 IN A {ip}"));
     }
 
+    /// Serves `mta-sts.example.test` from a host that knows nothing newer than TLS 1.0 (see
+    /// [`OldTls`](crate::oldtls::OldTls)).
+    pub async fn policy_host_old_tls(&mut self, old: crate::oldtls::OldTls) {
+        let ip = self.ip(2, 1);
+        let host = PolicyHost::start_old_tls(SocketAddr::new(IpAddr::V4(ip), self.https_port), old)
+            .await
+            .expect("test world setup");
+        self.policy_hosts.push(host);
+        self.zone(&format!("mta-sts 300 IN A {ip}"));
+    }
+
     /// Adds an MX host `name` (relative to example.test) at preference `pref` on address
     /// 127.n.1.`idx`.
     pub async fn mx(&mut self, name: &str, pref: u16, idx: u8, behaviour: Behaviour) {

@@ -3,4 +3,5 @@
 
 mod catalog;
 mod scenarios;
+mod scenarios_net;
 mod world;

@@ -1,0 +1,78 @@
+//! Scenarios of servers that misbehave below HTTP: TLS older than 1.2 on the policy host and on
+//! an MX host (M14, M40).
+
+use crate::scenarios::{get, has};
+use crate::world::{DOMAIN, World, env};
+use mtasts_check::check_domain;
+use mtasts_core::Severity;
+use mtasts_testnet::oldtls::OldTls;
+use mtasts_testnet::pki::Defect;
+use mtasts_testnet::smtp::Behaviour;
+
+#[tokio::test]
+async fn policy_host_with_only_old_tls_is_m14() {
+    for old in [OldTls::Tls10ServerHello, OldTls::ProtocolVersionAlert] {
+        let mut w = World::new().await;
+        w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
+        w.policy_host_old_tls(old).await;
+        w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+        let r = check_domain(DOMAIN, &env(&w)).await;
+        let f = get(&r, "policy.tls.old-protocol");
+        assert_eq!(f.severity, Severity::Error, "{old:?}");
+        assert!(f.message.contains("TLS 1.0/1.1"), "{}", f.message);
+        assert!(
+            !has(&r, "policy.fetch.failed"),
+            "{old:?}: {:#?}",
+            r.findings
+        );
+        assert_eq!(r.policy.failure, Some("sts-webpki-invalid"));
+        assert!(r.policy.mx.is_none());
+    }
+}
+
+#[tokio::test]
+async fn mx_with_only_old_tls_is_m40() {
+    let mut w = World::new().await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
+    w.policy_host(
+        Defect::Valid,
+        mtasts_testnet::https::HttpResponse::policy(
+            "version: STSv1\nmode: enforce\nmx: *.example.test\nmax_age: 1209600\n",
+        ),
+    )
+    .await;
+    w.mx(
+        "hello10",
+        10,
+        1,
+        Behaviour::OldTls(OldTls::Tls10ServerHello),
+    )
+    .await;
+    w.mx(
+        "alert",
+        20,
+        2,
+        Behaviour::OldTls(OldTls::ProtocolVersionAlert),
+    )
+    .await;
+    w.mx_with_cert("good", 30, 3, Defect::Valid).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    let old: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.id == "mx.tls.old-protocol")
+        .collect();
+    assert_eq!(old.len(), 2, "{:#?}", r.findings);
+    assert!(old.iter().all(|f| f.severity == Severity::Error));
+    assert!(!has(&r, "mx.tls.failed"), "{:#?}", r.findings);
+    for h in ["hello10", "alert"] {
+        let mx =
+            r.mx.iter()
+                .find(|m| m.host == format!("{h}.example.test"))
+                .unwrap();
+        assert_eq!(mx.result, "validation-failure", "{h}");
+        assert!(mx.must_refuse, "{h}");
+    }
+    let good = r.mx.iter().find(|m| m.host == "good.example.test").unwrap();
+    assert_eq!(good.result, "success");
+}
