@@ -12,6 +12,7 @@
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+mod botwall;
 pub mod bulk;
 mod finding;
 pub mod model;

@@ -15,7 +15,9 @@ use crate::dns::{DnsError, Lookup, Resolver};
 use crate::tls::{CertVerdict, TlsError, TlsObservation, TlsProbeConfig, tls_connect};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use hyper::header::{ACCEPT, CONNECTION, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
+use hyper::header::{
+    ACCEPT, CONNECTION, CONTENT_TYPE, HOST, HeaderName, LOCATION, SERVER, USER_AGENT,
+};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use std::net::{IpAddr, SocketAddr};
@@ -30,9 +32,15 @@ pub const MAX_POLICY_BODY: usize = 64 * 1024;
 /// The path every policy lives at.
 pub const POLICY_PATH: &str = "/.well-known/mta-sts.txt";
 
-/// The `User-Agent` sent with the request.
+/// The `User-Agent` sent with the request: a tool's name, like the sending MTAs' resolvers
+/// send (or none at all), never a browser's, so that the fetch meets the bot protection a sender
+/// meets.
 pub const USER_AGENT_VALUE: &str =
     concat!("mtasts/", env!("CARGO_PKG_VERSION"), " (MTA-STS checker)");
+
+/// How much of the body of a non-200 answer is kept ([`PolicyFetch::error_body`]): enough to
+/// recognise an error page or a bot challenge.
+pub const ERROR_BODY_PEEK: usize = 4 * 1024;
 
 /// The largest response head (status line and headers) accepted.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -82,6 +90,13 @@ pub struct PolicyFetch {
     pub content_type: Option<String>,
     /// The `Location` header of a 3xx response (never followed, RFC 8461 §3.3).
     pub location: Option<String>,
+    /// The `Server` header (e.g. `cloudflare`), to recognise a bot wall.
+    pub server: Option<String>,
+    /// The `cf-mitigated` header (`challenge` when Cloudflare answered with a bot challenge).
+    pub cf_mitigated: Option<String>,
+    /// For a status other than 200 and 3xx: the first [`ERROR_BODY_PEEK`] bytes of the body (an
+    /// error page, a bot challenge), read within the time budget.
+    pub error_body: Option<Vec<u8>>,
     /// The body, only for status 200 and only when within [`FetchSettings::max_body`].
     pub body: Option<Vec<u8>>,
     /// For status 200: the body length read, or how far reading got before the cap or the
@@ -104,6 +119,9 @@ impl PolicyFetch {
             status: None,
             content_type: None,
             location: None,
+            server: None,
+            cf_mitigated: None,
+            error_body: None,
             body: None,
             bytes: None,
             failure: None,
@@ -410,20 +428,24 @@ async fn exchange(
     };
     let status = response.status().as_u16();
     fetch.status = Some(status);
-    let header = |name: hyper::header::HeaderName| {
+    let header = |name: HeaderName| {
         response
             .headers()
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
     fetch.content_type = header(CONTENT_TYPE);
+    fetch.server = header(SERVER);
+    fetch.cf_mitigated = header(HeaderName::from_static("cf-mitigated"));
     if response.status().is_redirection() {
         fetch.location = header(LOCATION);
-    }
-    if status != 200 {
         return;
     }
     let mut body = response.into_body();
+    if status != 200 {
+        fetch.error_body = Some(peek(&mut body).await);
+        return;
+    }
     let mut buf = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = match frame {
@@ -450,6 +472,21 @@ async fn exchange(
     }
     fetch.bytes = Some(buf.len());
     fetch.body = Some(buf);
+}
+
+/// Up to [`ERROR_BODY_PEEK`] bytes of `body`; a read error ends the peek with what came.
+async fn peek(body: &mut hyper::body::Incoming) -> Vec<u8> {
+    let mut buf = Vec::new();
+    while buf.len() < ERROR_BODY_PEEK {
+        let Some(Ok(frame)) = body.frame().await else {
+            break;
+        };
+        if let Ok(data) = frame.into_data() {
+            let take = data.len().min(ERROR_BODY_PEEK - buf.len());
+            buf.extend_from_slice(&data[..take]);
+        }
+    }
+    buf
 }
 
 /// `error: cause: cause …`, as hyper's own Display leaves the causes out.

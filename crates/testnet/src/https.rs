@@ -96,6 +96,23 @@ impl HttpResponse {
         }
     }
 
+    /// A bot-protection challenge as Cloudflare serves it to clients it takes for bots: 403,
+    /// `Server: cloudflare`, `cf-mitigated: challenge`, and an HTML "Just a moment..." page
+    /// that loads the challenge script.
+    pub fn bot_challenge() -> Self {
+        Self {
+            status: 403,
+            headers: vec![
+                ("Content-Type".into(), "text/html; charset=UTF-8".into()),
+                ("Server".into(), "cloudflare".into()),
+                ("cf-mitigated".into(), "challenge".into()),
+                ("Cache-Control".into(), "private, max-age=0, no-store".into()),
+            ],
+            body: b"<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head><body><noscript>Enable JavaScript and cookies to continue</noscript><script>window._cf_chl_opt={cType:'managed'};</script><script src=\"/cdn-cgi/challenge-platform/h/b/orchestrate/chl_page/v1\"></script></body></html>\n".to_vec(),
+            delay: None,
+        }
+    }
+
     /// The same response, answered after `delay`.
     pub fn with_delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);

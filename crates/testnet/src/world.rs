@@ -114,6 +114,11 @@ impl World {
         self.zone(&format!("mta-sts 300 IN A {ip}"));
     }
 
+    /// The last request the (first) policy host saw.
+    pub fn policy_request(&self) -> Option<crate::https::SeenRequest> {
+        self.policy_hosts.first().and_then(PolicyHost::last_request)
+    }
+
     /// Serves `mta-sts.example.test` from a host that knows nothing newer than TLS 1.0 (see
     /// [`OldTls`](crate::oldtls::OldTls)).
     pub async fn policy_host_old_tls(&mut self, old: crate::oldtls::OldTls) {

@@ -5,6 +5,7 @@ use crate::scenarios::{get, has};
 use crate::world::{DOMAIN, World, env};
 use mtasts_check::check_domain;
 use mtasts_core::Severity;
+use mtasts_testnet::https::HttpResponse;
 use mtasts_testnet::oldtls::OldTls;
 use mtasts_testnet::pki::Defect;
 use mtasts_testnet::smtp::Behaviour;
@@ -36,7 +37,7 @@ async fn mx_with_only_old_tls_is_m40() {
     w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
     w.policy_host(
         Defect::Valid,
-        mtasts_testnet::https::HttpResponse::policy(
+        HttpResponse::policy(
             "version: STSv1\nmode: enforce\nmx: *.example.test\nmax_age: 1209600\n",
         ),
     )
@@ -75,4 +76,75 @@ async fn mx_with_only_old_tls_is_m40() {
     }
     let good = r.mx.iter().find(|m| m.host == "good.example.test").unwrap();
     assert_eq!(good.result, "success");
+}
+
+async fn bot_world(response: HttpResponse) -> mtasts_check::DomainReport {
+    let mut w = World::new().await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"");
+    w.policy_host(Defect::Valid, response).await;
+    w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+    check_domain(DOMAIN, &env(&w)).await
+}
+
+#[tokio::test]
+async fn bot_challenge_is_m21_not_a_plain_status() {
+    let r = bot_world(HttpResponse::bot_challenge()).await;
+    let f = get(&r, "policy.fetch.bot-wall");
+    assert_eq!(f.severity, Severity::Error);
+    assert_eq!(
+        f.observed.as_deref(),
+        Some("HTTP 403, cf-mitigated: challenge")
+    );
+    assert!(f.fix.contains("/.well-known/mta-sts.txt"), "{}", f.fix);
+    assert!(!has(&r, "policy.fetch.status"), "{:#?}", r.findings);
+    assert_eq!(r.policy.failure, Some("sts-policy-fetch-error"));
+    // Without the cf-mitigated header, the page itself gives the wall away.
+    let r = bot_world(HttpResponse::bot_challenge().without_header("cf-mitigated")).await;
+    let f = get(&r, "policy.fetch.bot-wall");
+    assert!(f.observed.as_deref().unwrap().contains("cf_chl"), "{f:?}");
+    // A Cloudflare 503 page with no challenge marker, and a 200 challenge page.
+    let cf503 = HttpResponse {
+        status: 503,
+        ..HttpResponse::html("<html><body>Service unavailable</body></html>")
+    }
+    .with_header("Server", "cloudflare");
+    let r = bot_world(cf503).await;
+    assert!(has(&r, "policy.fetch.bot-wall"), "{:#?}", r.findings);
+    let r = bot_world(HttpResponse::html(
+        "<html><head><title>Attention Required! | Cloudflare</title></head></html>",
+    ))
+    .await;
+    assert!(has(&r, "policy.fetch.bot-wall"), "{:#?}", r.findings);
+    assert!(has(&r, "policy.html"), "the generic finding stays");
+}
+
+#[tokio::test]
+async fn plain_error_pages_are_no_bot_wall() {
+    for response in [
+        HttpResponse::status(403),
+        HttpResponse {
+            status: 503,
+            ..HttpResponse::html("<html><body>Maintenance</body></html>")
+        },
+        HttpResponse::html("<html><body>Welcome to nginx!</body></html>"),
+    ] {
+        let status = response.status;
+        let r = bot_world(response).await;
+        assert!(!has(&r, "policy.fetch.bot-wall"), "{:#?}", r.findings);
+        assert_eq!(
+            has(&r, "policy.fetch.status"),
+            status != 200,
+            "{:#?}",
+            r.findings
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_policy_fetch_sends_no_browser_user_agent() {
+    let w = crate::scenarios::clean().await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    assert!(!has(&r, "policy.fetch.bot-wall"));
+    let ua = w.policy_request().unwrap().user_agent.unwrap();
+    assert!(ua.starts_with("mtasts/") && !ua.contains("Mozilla"), "{ua}");
 }
