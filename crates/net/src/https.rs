@@ -319,17 +319,58 @@ async fn run(
     settings: &FetchSettings,
     deadline: Instant,
 ) {
-    // An address that is not the last gets at most a third of the budget for connect and for
-    // the TLS handshake, so one black hole does not eat the time of the others.
-    let per_address = settings.timeout / 3;
-    let addresses = fetch.addresses.clone();
-    let mut stream = None;
+    let connected = connect_tls(
+        &fetch.host,
+        &fetch.addresses,
+        settings.port,
+        tls,
+        settings.timeout,
+        deadline,
+    )
+    .await;
+    let (stream, addr, observation) = match connected {
+        Ok(c) => c,
+        Err(failure) => {
+            fetch.failure = Some(failure);
+            return;
+        }
+    };
+    fetch.addr = Some(addr);
+    fetch.tls = Some(observation);
+    if tokio::time::timeout_at(deadline, exchange(fetch, stream, addr, settings))
+        .await
+        .is_err()
+    {
+        fetch.failure = Some(FetchFailure::Timeout);
+    }
+}
+
+/// A TLS connection to `host` and what its handshake showed.
+pub(crate) type Connected = (
+    tokio_rustls::client::TlsStream<TcpStream>,
+    SocketAddr,
+    TlsObservation,
+);
+
+/// Connects to `addresses` (on `port`) in order until a TLS handshake with `host` completes,
+/// before `deadline`. An address that is not the last gets at most a third of `timeout` for
+/// connect and handshake, so one black hole does not eat the time of the others. The error is
+/// the failure of the last address tried, or [`FetchFailure::Timeout`].
+pub(crate) async fn connect_tls(
+    host: &str,
+    addresses: &[IpAddr],
+    port: u16,
+    tls: &TlsProbeConfig,
+    timeout: Duration,
+    deadline: Instant,
+) -> Result<Connected, FetchFailure> {
+    let per_address = timeout / 3;
+    let mut failure = FetchFailure::NoAddress;
     for (i, ip) in addresses.iter().enumerate() {
-        let addr = SocketAddr::new(*ip, settings.port);
+        let addr = SocketAddr::new(*ip, port);
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            fetch.failure = Some(FetchFailure::Timeout);
-            return;
+            return Err(FetchFailure::Timeout);
         }
         let budget = if i + 1 == addresses.len() {
             remaining
@@ -340,39 +381,24 @@ async fn run(
         let tcp = match tokio::time::timeout(budget, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(error)) => {
-                fetch.failure = Some(FetchFailure::Connect { addr, error });
+                failure = FetchFailure::Connect { addr, error };
                 continue;
             }
             Err(_) => {
-                fetch.failure = Some(FetchFailure::ConnectTimeout { addr });
+                failure = FetchFailure::ConnectTimeout { addr };
                 continue;
             }
         };
         let budget = budget.saturating_sub(started.elapsed());
-        match tls_connect(tcp, &fetch.host, tls, budget).await {
-            Ok((s, observation)) => {
-                fetch.failure = None;
-                fetch.addr = Some(addr);
-                fetch.tls = Some(observation);
-                stream = Some(s);
-                break;
-            }
+        match tls_connect(tcp, host, tls, budget).await {
+            Ok((s, observation)) => return Ok((s, addr, observation)),
             Err(TlsError::Timeout(_)) if Instant::now() >= deadline => {
-                fetch.failure = Some(FetchFailure::Timeout);
-                return;
+                return Err(FetchFailure::Timeout);
             }
-            Err(error) => fetch.failure = Some(FetchFailure::Tls { addr, error }),
+            Err(error) => failure = FetchFailure::Tls { addr, error },
         }
     }
-    let (Some(stream), Some(addr)) = (stream, fetch.addr) else {
-        return;
-    };
-    if tokio::time::timeout_at(deadline, exchange(fetch, stream, addr, settings))
-        .await
-        .is_err()
-    {
-        fetch.failure = Some(FetchFailure::Timeout);
-    }
+    Err(failure)
 }
 
 /// `GET /.well-known/mta-sts.txt` over the TLS stream; records the response into `fetch`.
@@ -490,7 +516,7 @@ async fn peek(body: &mut hyper::body::Incoming) -> Vec<u8> {
 }
 
 /// `error: cause: cause …`, as hyper's own Display leaves the causes out.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -114,9 +114,40 @@ impl World {
         self.zone(&format!("mta-sts 300 IN A {ip}"));
     }
 
+    /// Serves `response` as the HTTPS host `name.example.test` on address 127.net.3.`idx`
+    /// (port [`World::https_port`]) with a certificate `defect`, e.g. a TLS-RPT report
+    /// endpoint. Returns `https://name.example.test:PORT` (append the path).
+    pub async fn https_host(
+        &mut self,
+        name: &str,
+        idx: u8,
+        defect: Defect,
+        response: HttpResponse,
+    ) -> String {
+        let ip = self.ip(3, idx);
+        let fqdn = format!("{name}.{DOMAIN}");
+        let cert = self.pki.issue(&fqdn, defect).expect("test world setup");
+        let host = PolicyHost::start(
+            SocketAddr::new(IpAddr::V4(ip), self.https_port),
+            cert.server_config,
+            response,
+        )
+        .await
+        .expect("test world setup");
+        self.policy_hosts.push(host);
+        self.zone(&format!("{name} 300 IN A {ip}"));
+        format!("https://{fqdn}:{}", self.https_port)
+    }
+
     /// The last request the (first) policy host saw.
     pub fn policy_request(&self) -> Option<crate::https::SeenRequest> {
-        self.policy_hosts.first().and_then(PolicyHost::last_request)
+        self.request_at(0)
+    }
+
+    /// The last request the `i`-th HTTPS host started (policy hosts and [`World::https_host`]
+    /// hosts, in the order they were added) saw.
+    pub fn request_at(&self, i: usize) -> Option<crate::https::SeenRequest> {
+        self.policy_hosts.get(i).and_then(PolicyHost::last_request)
     }
 
     /// Serves `mta-sts.example.test` from a host that knows nothing newer than TLS 1.0 (see

@@ -1,9 +1,9 @@
 //! Scenarios of servers that misbehave below HTTP: TLS older than 1.2 on the policy host and on
 //! an MX host (M14, M40).
 
-use crate::scenarios::{get, has};
+use crate::scenarios::{POLICY, get, has, ids};
 use crate::world::{DOMAIN, World, env};
-use mtasts_check::check_domain;
+use mtasts_check::{Verdict, check_domain};
 use mtasts_core::Severity;
 use mtasts_testnet::https::HttpResponse;
 use mtasts_testnet::oldtls::OldTls;
@@ -147,4 +147,75 @@ async fn the_policy_fetch_sends_no_browser_user_agent() {
     assert!(!has(&r, "policy.fetch.bot-wall"));
     let ua = w.policy_request().unwrap().user_agent.unwrap();
     assert!(ua.starts_with("mtasts/") && !ua.contains("Mozilla"), "{ua}");
+}
+
+/// The clean domain, with TLS-RPT reports going to `rua` instead.
+async fn with_rua(w: &mut World, rua: &str) -> mtasts_check::DomainReport {
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"\nmta-sts 300 IN AAAA ::1");
+    w.zone(&format!("_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua={rua}\""));
+    w.policy_host(Defect::Valid, HttpResponse::policy(POLICY))
+        .await;
+    w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+    check_domain(DOMAIN, &env(w)).await
+}
+
+#[tokio::test]
+async fn good_https_report_endpoint_is_quiet() {
+    let mut w = World::new().await;
+    let base = w
+        .https_host("reports", 1, Defect::Valid, HttpResponse::status(405))
+        .await;
+    let r = with_rua(&mut w, &format!("{base}/v1/tlsrpt")).await;
+    assert_eq!(ids(&r), Vec::<&str>::new(), "{:#?}", r.findings);
+    let e = &r.tlsrpt.endpoints[0];
+    assert_eq!((e.status, e.error.as_deref()), (Some(405), None));
+    assert_eq!(e.tls_version.as_deref(), Some("TLSv1.3"));
+    // A harmless OPTIONS to the URI's path, never a POST.
+    let seen = w.request_at(0).unwrap();
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        ("OPTIONS", "/v1/tlsrpt")
+    );
+}
+
+#[tokio::test]
+async fn unreachable_https_report_endpoint_is_r08() {
+    let mut w = World::new().await;
+    // An address where nothing listens: the connection is refused.
+    w.zone("gone 300 IN A 127.0.0.1");
+    let port = w.https_port;
+    let uri = format!("https://gone.example.test:{port}/tlsrpt");
+    let r = with_rua(&mut w, &uri).await;
+    let f = get(&r, "tlsrpt.rua.endpoint.unreachable");
+    assert!(f.untested && f.severity == Severity::Warning, "{f:?}");
+    assert!(f.message.contains(&uri), "{}", f.message);
+    // A host without an address.
+    let mut w = World::new().await;
+    let r = with_rua(&mut w, "https://nowhere.example.test/tlsrpt").await;
+    assert_eq!(
+        get(&r, "tlsrpt.rua.endpoint.no-address").severity,
+        Severity::Warning
+    );
+}
+
+#[tokio::test]
+async fn bad_certificate_or_status_of_report_endpoint_is_r08() {
+    for defect in [Defect::Expired, Defect::UntrustedCa, Defect::WrongName] {
+        let mut w = World::new().await;
+        let base = w
+            .https_host("reports", 1, defect.clone(), HttpResponse::status(200))
+            .await;
+        let r = with_rua(&mut w, &format!("{base}/r")).await;
+        let f = get(&r, "tlsrpt.rua.endpoint.certificate");
+        assert_eq!(f.severity, Severity::Warning, "{defect:?}");
+        assert!(f.message.contains("certificate-"), "{}", f.message);
+        assert_eq!(r.verdict, Verdict::Warn, "{defect:?}");
+    }
+    let mut w = World::new().await;
+    let base = w
+        .https_host("reports", 1, Defect::Valid, HttpResponse::status(404))
+        .await;
+    let r = with_rua(&mut w, &format!("{base}/r")).await;
+    let f = get(&r, "tlsrpt.rua.endpoint.status");
+    assert!(f.message.contains("HTTP 404"), "{}", f.message);
 }
