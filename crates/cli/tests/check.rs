@@ -39,6 +39,12 @@ async fn mixed(net: u8) -> World {
 
 /// Runs `mtasts check` against `w` (off the async runtime, which serves the world).
 async fn run(w: &World, extra: &[&str]) -> (i32, String, String) {
+    run_with_stdin(w, extra, "").await
+}
+
+/// [`run`] with `stdin` as standard input.
+async fn run_with_stdin(w: &World, extra: &[&str], stdin: &str) -> (i32, String, String) {
+    let stdin = stdin.to_owned();
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("root.pem");
     std::fs::write(&pem, w.pki.root_pem()).unwrap();
@@ -62,6 +68,7 @@ async fn run(w: &World, extra: &[&str]) -> (i32, String, String) {
             .unwrap()
             .env("NO_COLOR", "1")
             .args(&args)
+            .write_stdin(stdin)
             .output()
             .unwrap()
     })
@@ -232,9 +239,22 @@ async fn bulk_input_jsonl_csv_and_summary() {
     );
     assert!(err.contains("summary of 4 domain(s)"), "{err}");
     assert!(
+        !err.contains("ETA") && !err.contains("domains checked"),
+        "no progress bar when standard error is not a terminal: {err}"
+    );
+    assert!(
         err.contains("MTA-STS record               2   50.0 %"),
         "{err}"
     );
+
+    // The same list on standard input, read by the input thread.
+    let (code, jsonl, err) = run_with_stdin(
+        &w,
+        &["--input", "-", "--format", "jsonl"],
+        &std::fs::read_to_string(&list).unwrap(),
+    )
+    .await;
+    assert_eq!((code, jsonl.lines().count()), (0, 4), "{err}");
 
     let (_, csv, _) = run(&w, &["--input", &input, "--format", "csv"]).await;
     let rows: Vec<&str> = csv.lines().collect();
