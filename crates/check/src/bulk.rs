@@ -148,6 +148,9 @@ pub struct Summary {
     pub verdicts: BTreeMap<String, usize>,
     /// Warning and error finding ids, by the number of domains they occur in.
     pub findings: BTreeMap<&'static str, usize>,
+    /// MX hosts shared by domains whose policies disagree (M43).
+    #[serde(skip)]
+    pub shared_mx: crate::shared_mx::SharedMx,
 }
 
 impl Summary {
@@ -176,6 +179,7 @@ impl Summary {
         for id in seen {
             *self.findings.entry(id).or_default() += 1;
         }
+        self.shared_mx.add(r);
     }
 
     /// The `n` most common finding ids, most common first (ties by id).

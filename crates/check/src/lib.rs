@@ -21,6 +21,7 @@ mod mx;
 mod policy;
 mod records;
 mod rua;
+pub mod shared_mx;
 mod tls;
 
 pub use model::{DomainReport, Finding, Verdict};

@@ -232,6 +232,39 @@ fn print_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
             writeln!(out, "    {id:<36} {n:>8}  {:5.1} %", pct(*n))?;
         }
     }
+    print_shared_mx(out, &s.shared_mx)
+}
+
+/// M43: MX hosts whose domains ask senders for different treatments.
+fn print_shared_mx(
+    out: &mut impl Write,
+    shared: &mtasts_check::shared_mx::SharedMx,
+) -> std::io::Result<()> {
+    let (top, count) = shared.conflicts(10);
+    writeln!(
+        out,
+        "  MX hosts shared by domains whose policies disagree (M43): {count} of {} shared host(s)",
+        shared.shared()
+    )?;
+    for (host, u) in top {
+        writeln!(
+            out,
+            "    {host} ({} domains): enforce {}, enforce but not covered {}, testing {}, none or no policy {}; e.g. {}",
+            u.domains,
+            u.enforce,
+            u.refused,
+            u.testing,
+            u.none,
+            u.examples.join(", ")
+        )?;
+    }
+    if shared.capped() {
+        writeln!(
+            out,
+            "    (only the first {} MX hosts were tracked: conflicts among the others are not counted)",
+            mtasts_check::shared_mx::MAX_TRACKED_MX
+        )?;
+    }
     Ok(())
 }
 

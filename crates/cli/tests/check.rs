@@ -191,6 +191,31 @@ fn usage_errors() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// M43: example.test enforces its policy on mx1.example.test; shared.test uses the same MX host
+/// with no policy, and testing.test with a `testing` policy served by the same policy host name
+/// is not possible here, so two treatments meet on one host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summary_names_mx_hosts_shared_by_disagreeing_policies() {
+    let w = clean(46).await;
+    w.dns
+        .set_zone("shared.test.", "@ 300 IN MX 10 mx1.example.test.")
+        .unwrap();
+    let (_, out, err) = run(&w, &["shared.test", "--summary"]).await;
+    assert!(
+        out.contains(
+            "MX hosts shared by domains whose policies disagree (M43): 1 of 1 shared host(s)"
+        ),
+        "{out}{err}"
+    );
+    assert!(
+        out.contains("mx1.example.test (2 domains): enforce 1, enforce but not covered 0, testing 0, none or no policy 1; e.g. "),
+        "{out}"
+    );
+    // One domain alone shares nothing.
+    let (_, out, _) = run(&w, &["--summary"]).await;
+    assert!(out.contains("(M43): 0 of 0 shared host(s)"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_input_jsonl_csv_and_summary() {
     let w = clean(45).await;
