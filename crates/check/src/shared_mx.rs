@@ -153,7 +153,11 @@ mod tests {
             &[("smtp.p.test", true), ("own.a.test", true)],
         ));
         s.add(&report("b.test", None, &[("smtp.p.test", false)]));
-        s.add(&report("c.test", Some("enforce"), &[("smtp.p.test", false)]));
+        s.add(&report(
+            "c.test",
+            Some("enforce"),
+            &[("smtp.p.test", false)],
+        ));
         s.add(&report("d.test", None, &[("smtp.q.test", false)]));
         s.add(&report("e.test", Some("none"), &[("smtp.q.test", false)]));
         let (top, count) = s.conflicts(10);

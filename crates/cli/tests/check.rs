@@ -191,9 +191,8 @@ fn usage_errors() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// M43: example.test enforces its policy on mx1.example.test; shared.test uses the same MX host
-/// with no policy, and testing.test with a `testing` policy served by the same policy host name
-/// is not possible here, so two treatments meet on one host.
+/// M43: example.test enforces its policy on mx1.example.test, and shared.test uses the same MX
+/// host with no policy: two treatments meet on one host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summary_names_mx_hosts_shared_by_disagreeing_policies() {
     let w = clean(46).await;

@@ -139,6 +139,13 @@ impl World {
         format!("https://{fqdn}:{}", self.https_port)
     }
 
+    /// Answers later requests to the (first) policy host with `response`.
+    pub fn set_policy_response(&self, response: HttpResponse) {
+        if let Some(h) = self.policy_hosts.first() {
+            h.set_response(response);
+        }
+    }
+
     /// The last request the (first) policy host saw.
     pub fn policy_request(&self) -> Option<crate::https::SeenRequest> {
         self.request_at(0)

@@ -2,6 +2,7 @@
 //! produces it, and a clean domain that shows none of them.
 
 mod catalog;
+mod rows;
 mod scenarios;
 mod scenarios_net;
 mod world;
