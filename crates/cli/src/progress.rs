@@ -2,7 +2,7 @@
 //! than one domain is checked; never on standard output (results there are drawn around it with
 //! [`Progress::suspend`]).
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::time::Duration;
 
 /// A progress bar, or nothing.
@@ -27,16 +27,19 @@ impl Progress {
         let (bar, template) = match total {
             Some(n) => (
                 ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
-                "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} domains, {per_sec}, ETA {eta}",
+                "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} domains, {rate}, ETA {eta}",
             ),
             None => (
                 ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-                "{spinner} {elapsed_precise} {human_pos} domains checked, {per_sec}",
+                "{spinner} {elapsed_precise} {human_pos} domains checked, {rate}",
             ),
         };
         // The templates are constant and valid; a bad one would only lose the styling.
         if let Ok(style) = ProgressStyle::with_template(template) {
-            bar.set_style(style.progress_chars("=> "));
+            let rate = |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1} domains/s", s.per_sec());
+            };
+            bar.set_style(style.progress_chars("=> ").with_key("rate", rate));
         }
         bar.enable_steady_tick(Duration::from_millis(200));
         Self(Some(bar))
