@@ -71,6 +71,8 @@ pub struct Env {
     pub settings: Settings,
     /// Caps probes in flight per MX address (shared by every check using this `Env`).
     pub limiter: std::sync::Arc<bulk::DestinationLimiter>,
+    /// TLS-RPT `https:` endpoints already checked (shared by every check using this `Env`).
+    pub endpoints: std::sync::Arc<bulk::EndpointCache>,
 }
 
 impl Env {
@@ -82,6 +84,7 @@ impl Env {
             tls,
             settings,
             limiter,
+            endpoints: std::sync::Arc::default(),
         }
     }
 }
@@ -144,7 +147,7 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
     let (sts_record, record) = records::sts(&domain, &sts_answer, &apex_answer, &mut findings);
     let (policy_report, policy) = policy::policy(&domain, &fetch, record.is_some(), &mut findings);
     let mut tlsrpt = records::tlsrpt(&domain, &rpt_answer, &old_rpt_answer, &mut findings);
-    tlsrpt.endpoints = rua::endpoints(&endpoints, &mut findings);
+    tlsrpt.endpoints = rua::endpoints(endpoints, &mut findings);
     let mx = mx::apply_policy(mx_observed, policy.as_ref(), &mut findings);
     drop_real_placeholders(&mut findings, &mx);
     finish(

@@ -4,6 +4,7 @@
 //! the policy fetch and the MX probes.
 
 use crate::Env;
+use crate::bulk::EndpointOutcome;
 use crate::model::{EndpointReport, Finding};
 use futures_util::future::join_all;
 use mtasts_core::Severity;
@@ -17,18 +18,24 @@ use mtasts_net::tls::CertVerdict;
 pub(crate) const MAX_ENDPOINTS: usize = 4;
 
 /// Looks up `name` (`_smtp._tls.<domain>`), then checks the `https:` URIs of the record a
-/// sender would use, all at once, each within the fetch budget.
+/// sender would use, all at once, each within the fetch budget and at most once per run
+/// ([`crate::bulk::EndpointCache`]).
 pub(crate) async fn lookup(
     name: &str,
     env: &Env,
-) -> (Result<Lookup<Txt>, DnsError>, Vec<EndpointProbe>) {
+) -> (Result<Lookup<Txt>, DnsError>, Vec<EndpointOutcome>) {
     let answer = env.resolver.txt(name).await;
     let uris = https_uris(&answer);
-    let probes = join_all(uris.iter().take(MAX_ENDPOINTS).map(|uri| {
-        probe_report_endpoint(uri, &env.resolver, &env.tls, env.settings.fetch.timeout)
+    let outcomes = join_all(uris.iter().take(MAX_ENDPOINTS).map(|uri| {
+        env.endpoints.get_or_check(uri, || async {
+            let probe =
+                probe_report_endpoint(uri, &env.resolver, &env.tls, env.settings.fetch.timeout)
+                    .await;
+            outcome(&probe)
+        })
     }))
     .await;
-    (answer, probes)
+    (answer, outcomes)
 }
 
 fn https_uris(answer: &Result<Lookup<Txt>, DnsError>) -> Vec<String> {
@@ -45,29 +52,32 @@ fn https_uris(answer: &Result<Lookup<Txt>, DnsError>) -> Vec<String> {
         .collect()
 }
 
-/// The report of each endpoint, and a warning for each one a sender could not deliver to.
+/// The report of each endpoint; a warning for each one a sender could not deliver to.
 pub(crate) fn endpoints(
-    probes: &[EndpointProbe],
+    outcomes: Vec<EndpointOutcome>,
     findings: &mut Vec<Finding>,
 ) -> Vec<EndpointReport> {
-    probes
-        .iter()
-        .map(|p| {
-            if let Some(f) = finding(p) {
-                findings.push(f);
-            }
-            EndpointReport {
-                uri: p.uri.clone(),
-                status: p.status,
-                tls_version: p
-                    .tls
-                    .as_ref()
-                    .map(mtasts_net::tls::TlsObservation::protocol_name),
-                certificate: p.tls.as_ref().and_then(crate::tls::certificate),
-                error: p.failure.as_ref().map(ToString::to_string),
-            }
+    outcomes
+        .into_iter()
+        .map(|(report, finding)| {
+            findings.extend(finding);
+            report
         })
         .collect()
+}
+
+fn outcome(p: &EndpointProbe) -> EndpointOutcome {
+    let report = EndpointReport {
+        uri: p.uri.clone(),
+        status: p.status,
+        tls_version: p
+            .tls
+            .as_ref()
+            .map(mtasts_net::tls::TlsObservation::protocol_name),
+        certificate: p.tls.as_ref().and_then(crate::tls::certificate),
+        error: p.failure.as_ref().map(ToString::to_string),
+    };
+    (report, finding(p))
 }
 
 fn finding(p: &EndpointProbe) -> Option<Finding> {

@@ -151,6 +151,11 @@ impl World {
         self.request_at(0)
     }
 
+    /// How many requests the `i`-th HTTPS host (as in [`World::request_at`]) has seen.
+    pub fn requests_at(&self, i: usize) -> usize {
+        self.policy_hosts.get(i).map_or(0, PolicyHost::requests)
+    }
+
     /// The last request the `i`-th HTTPS host started (policy hosts and [`World::https_host`]
     /// hosts, in the order they were added) saw.
     pub fn request_at(&self, i: usize) -> Option<crate::https::SeenRequest> {

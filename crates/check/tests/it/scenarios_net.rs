@@ -176,6 +176,17 @@ async fn good_https_report_endpoint_is_quiet() {
         (seen.method.as_str(), seen.path.as_str()),
         ("OPTIONS", "/v1/tlsrpt")
     );
+    // Checked once per run, however many domains report to it.
+    let env = env(&w);
+    for _ in 0..3 {
+        let again = check_domain(DOMAIN, &env).await;
+        assert_eq!(again.tlsrpt.endpoints[0].status, Some(405));
+    }
+    assert_eq!(
+        w.requests_at(0),
+        2,
+        "one for the first run, one for the shared env"
+    );
 }
 
 #[tokio::test]
