@@ -377,6 +377,20 @@ fn print_text(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
         r.tlsrpt.rua.join(", ")
     };
     writeln!(out, "  TLS-RPT          _smtp._tls.{}: {rua}", r.domain)?;
+    for e in &r.tlsrpt.endpoints {
+        let what = match (&e.error, e.status) {
+            (Some(err), _) => format!("failed: {err}"),
+            (None, Some(s)) => format!(
+                "OPTIONS answered HTTP {s}{}",
+                e.tls_version
+                    .as_ref()
+                    .map(|v| format!(" over {v}"))
+                    .unwrap_or_default()
+            ),
+            (None, None) => "not checked".into(),
+        };
+        writeln!(out, "                   endpoint {}: {what}", e.uri)?;
+    }
     if !r.findings.is_empty() {
         writeln!(out, "  findings:")?;
     }
