@@ -150,6 +150,7 @@ async fn options(
         message: format!("{what} {addr}: {}", error_chain(e)),
     };
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_header_size(16 * 1024)
         .max_headers(100)
         .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
         .await
