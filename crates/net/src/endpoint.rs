@@ -179,3 +179,65 @@ async fn options(
     conn.abort();
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_status(status: Option<u16>) -> EndpointProbe {
+        EndpointProbe {
+            uri: "https://r.example/".into(),
+            host: "r.example".into(),
+            addresses: Vec::new(),
+            addr: None,
+            tls: None,
+            status,
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn statuses_of_a_live_collector_are_fine_the_others_are_named() {
+        for ok in [200, 204, 400, 405, 411, 413, 415, 422] {
+            assert_eq!(with_status(Some(ok)).status_problem(), None, "{ok}");
+        }
+        for (bad, why) in [
+            (301, "a redirect"),
+            (308, "a redirect"),
+            (401, "access is refused"),
+            (403, "access is refused"),
+            (404, "nothing is there"),
+            (410, "nothing is there"),
+            (500, "a server error"),
+            (503, "a server error"),
+            (418, "an unexpected status"),
+        ] {
+            let got = with_status(Some(bad)).status_problem().unwrap();
+            assert!(got.starts_with(why), "{bad}: {got}");
+        }
+        assert_eq!(with_status(None).status_problem(), None);
+    }
+
+    #[tokio::test]
+    async fn a_uri_that_is_not_https_with_a_host_is_an_http_failure() {
+        let resolver = Resolver::new(&crate::dns::ResolverSettings {
+            nameservers: vec!["127.0.0.1:9".parse().unwrap()],
+            timeout: Some(Duration::from_millis(100)),
+        })
+        .unwrap();
+        let tls = TlsProbeConfig::new();
+        for uri in [
+            "mailto:a@b.example",
+            "https:///path",
+            "not a uri",
+            "http://r.example/",
+        ] {
+            let p = probe_report_endpoint(uri, &resolver, &tls, Duration::from_millis(200)).await;
+            assert!(
+                matches!(p.failure, Some(FetchFailure::Http { .. })),
+                "{uri}: {:?}",
+                p.failure
+            );
+        }
+    }
+}
