@@ -42,6 +42,9 @@ pub const USER_AGENT_VALUE: &str =
 /// recognise an error page or a bot challenge.
 pub const ERROR_BODY_PEEK: usize = 4 * 1024;
 
+/// The longest the body of a non-200 answer is read for.
+const ERROR_BODY_WAIT: Duration = Duration::from_secs(1);
+
 /// The largest response head (status line and headers) accepted.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// The most response headers accepted.
@@ -500,11 +503,14 @@ async fn exchange(
     fetch.body = Some(buf);
 }
 
-/// Up to [`ERROR_BODY_PEEK`] bytes of `body`; a read error ends the peek with what came.
+/// Up to [`ERROR_BODY_PEEK`] bytes of `body`, read for at most [`ERROR_BODY_WAIT`]; a read
+/// error or the end of that time ends the peek with what came (a slow error page must not turn
+/// a clear status into a timeout).
 async fn peek(body: &mut hyper::body::Incoming) -> Vec<u8> {
+    let until = Instant::now() + ERROR_BODY_WAIT;
     let mut buf = Vec::new();
     while buf.len() < ERROR_BODY_PEEK {
-        let Some(Ok(frame)) = body.frame().await else {
+        let Ok(Some(Ok(frame))) = tokio::time::timeout_at(until, body.frame()).await else {
             break;
         };
         if let Ok(data) = frame.into_data() {
