@@ -84,6 +84,42 @@ impl Drop for Permit<'_> {
     }
 }
 
+/// The outcome of checking one TLS-RPT `https:` report endpoint: its report entry and the
+/// finding, if any.
+pub type EndpointOutcome = (crate::model::EndpointReport, Option<Finding>);
+
+/// Endpoints cached at most; when full, the cache starts over.
+pub const ENDPOINT_CACHE: usize = 4096;
+
+/// Each TLS-RPT `https:` report endpoint is checked once per run, however many domains send
+/// their reports to it (a hosted collector serves thousands): a scan must not send thousands
+/// of requests to one third party. Domains asking at the same time wait for the one check.
+#[derive(Debug, Default)]
+pub struct EndpointCache {
+    map: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<EndpointOutcome>>>>,
+}
+
+impl EndpointCache {
+    /// The outcome for `uri`: cached, or computed by `check` (once, whoever asks first).
+    pub async fn get_or_check<F, Fut>(&self, uri: &str, check: F) -> EndpointOutcome
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = EndpointOutcome>,
+    {
+        let cell = {
+            let mut map = self
+                .map
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if map.len() >= ENDPOINT_CACHE && !map.contains_key(uri) {
+                map.clear();
+            }
+            Arc::clone(map.entry(uri.to_owned()).or_default())
+        };
+        cell.get_or_init(check).await.clone()
+    }
+}
+
 /// How a scan runs.
 #[derive(Debug, Clone, Copy)]
 pub struct ScanSettings {
@@ -148,6 +184,9 @@ pub struct Summary {
     pub verdicts: BTreeMap<String, usize>,
     /// Warning and error finding ids, by the number of domains they occur in.
     pub findings: BTreeMap<&'static str, usize>,
+    /// MX hosts shared by domains whose policies disagree (M43).
+    #[serde(skip)]
+    pub shared_mx: crate::shared_mx::SharedMx,
 }
 
 impl Summary {
@@ -176,6 +215,7 @@ impl Summary {
         for id in seen {
             *self.findings.entry(id).or_default() += 1;
         }
+        self.shared_mx.add(r);
     }
 
     /// The `n` most common finding ids, most common first (ties by id).

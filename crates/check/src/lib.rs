@@ -8,16 +8,20 @@
 //!
 //! # Layout
 //! - [`model`]: the report (the JSON schema of `mtasts check --format json`).
-//! - `records`, `policy`, `mx`, `tls`: one stage each.
+//! - `records`, `policy`, `mx`, `tls`, `rua` (TLS-RPT https endpoints), `botwall`: one stage
+//!   or one concern each.
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+mod botwall;
 pub mod bulk;
 mod finding;
 pub mod model;
 mod mx;
 mod policy;
 mod records;
+mod rua;
+pub mod shared_mx;
 mod tls;
 
 pub use model::{DomainReport, Finding, Verdict};
@@ -67,6 +71,8 @@ pub struct Env {
     pub settings: Settings,
     /// Caps probes in flight per MX address (shared by every check using this `Env`).
     pub limiter: std::sync::Arc<bulk::DestinationLimiter>,
+    /// TLS-RPT `https:` endpoints already checked (shared by every check using this `Env`).
+    pub endpoints: std::sync::Arc<bulk::EndpointCache>,
 }
 
 impl Env {
@@ -78,6 +84,7 @@ impl Env {
             tls,
             settings,
             limiter,
+            endpoints: std::sync::Arc::default(),
         }
     }
 }
@@ -129,17 +136,18 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
     // lookup, address lookups and STARTTLS probes on the other. Only MX coverage needs both, so
     // the wall time is the longer chain, not their sum.
     let old_rpt_name = format!("_smtp-tlsrpt.{domain}");
-    let (sts_answer, apex_answer, rpt_answer, old_rpt_answer, fetch, mx_observed) = tokio::join!(
+    let (sts_answer, apex_answer, (rpt_answer, endpoints), old_rpt_answer, fetch, mx_observed) = tokio::join!(
         r.txt(&sts_name),
         r.txt(&domain),
-        r.txt(&rpt_name),
+        rua::lookup(&rpt_name, env),
         r.txt(&old_rpt_name),
         fetch_policy(&domain, r, &env.tls, &env.settings.fetch),
         mx::observe(&domain, env),
     );
     let (sts_record, record) = records::sts(&domain, &sts_answer, &apex_answer, &mut findings);
     let (policy_report, policy) = policy::policy(&domain, &fetch, record.is_some(), &mut findings);
-    let tlsrpt = records::tlsrpt(&domain, &rpt_answer, &old_rpt_answer, &mut findings);
+    let mut tlsrpt = records::tlsrpt(&domain, &rpt_answer, &old_rpt_answer, &mut findings);
+    tlsrpt.endpoints = rua::endpoints(endpoints, &mut findings);
     let mx = mx::apply_policy(mx_observed, policy.as_ref(), &mut findings);
     drop_real_placeholders(&mut findings, &mx);
     finish(

@@ -160,4 +160,23 @@ pub struct TlsRptReport {
     pub valid: bool,
     /// The usable report URIs.
     pub rua: Vec<String>,
+    /// The `https:` report URIs checked (R08); absent when there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointReport>,
+}
+
+/// One `https:` report endpoint, as checked (resolve, TLS verified against the URI host,
+/// `OPTIONS`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointReport {
+    /// The URI from the record.
+    pub uri: String,
+    /// The status of the `OPTIONS` answer.
+    pub status: Option<u16>,
+    /// The TLS version negotiated.
+    pub tls_version: Option<String>,
+    /// The certificate presented.
+    pub certificate: Option<CertificateReport>,
+    /// What failed, when something did.
+    pub error: Option<String>,
 }

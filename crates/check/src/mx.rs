@@ -276,8 +276,10 @@ fn address(mx: &Mx, p: &MxProbe, findings: &mut Vec<Finding>) -> AddressReport {
             ProbeFailure::Tls(e) if e.is_protocol_version() => (
                 "mx.tls.old-protocol",
                 "validation-failure",
-                format!("{who} offers no TLS 1.2 or 1.3 (RFC 8461 §7.2 requires one)"),
-                "enable TLS 1.2 and 1.3 on the MX host",
+                format!(
+                    "{who} offers only TLS versions older than 1.2 (TLS 1.0/1.1): senders that require TLS 1.2, as MTA-STS senders do (RFC 8461 §4.2, RFC 8996), cannot deliver to it securely"
+                ),
+                "enable TLS 1.2 and 1.3 on the MX host (and turn off TLS 1.0 and 1.1)",
             ),
             ProbeFailure::Tls(_) => (
                 "mx.tls.failed",

@@ -1,5 +1,6 @@
 //! The policy host and the policy file (M11–M33, M47).
 
+use crate::botwall;
 use crate::model::{FetchReport, Finding, PolicyReport};
 use crate::tls::{self, Prefix};
 use mtasts_core::Severity;
@@ -89,6 +90,10 @@ pub(crate) fn policy(
         }
         Some(code) => {
             report.failure.get_or_insert("sts-policy-fetch-error");
+            if let Some(sign) = botwall::sign(fetch) {
+                findings.push(bot_wall(fetch, sign));
+                return (report, None);
+            }
             findings.push(Finding::new(
                 "policy.fetch.status",
                 Severity::Error,
@@ -117,6 +122,9 @@ pub(crate) fn policy(
     let Some(body) = &fetch.body else {
         return (report, None);
     };
+    if let Some(sign) = botwall::sign(fetch) {
+        findings.push(bot_wall(fetch, sign));
+    }
     if body.len() > LARGE_BODY {
         findings.push(Finding::new(
             "policy.fetch.large",
@@ -194,9 +202,11 @@ fn fetch_failure(domain: &str, host: &str, failure: &FetchFailure, has_record: b
         FetchFailure::Tls { error, .. } if error.is_protocol_version() => Finding::new(
             "policy.tls.old-protocol",
             Severity::Error,
-            format!("{host} does not offer TLS 1.2 or 1.3, which senders require (RFC 8461 §7.2)"),
+            format!(
+                "{host} offers only TLS versions older than 1.2 (TLS 1.0/1.1): senders require TLS 1.2 or 1.3 for the policy fetch (RFC 8461 §3.3, RFC 8996), so they get no policy"
+            ),
             Some(error.to_string()),
-            "enable TLS 1.2 and 1.3 on the policy host",
+            "enable TLS 1.2 and 1.3 on the policy host (and turn off TLS 1.0 and 1.1)",
         ),
         other => Finding::new(
             "policy.fetch.failed",
@@ -208,4 +218,22 @@ fn fetch_failure(domain: &str, host: &str, failure: &FetchFailure, has_record: b
             ),
         ),
     }
+}
+
+/// M21: a bot wall answered instead of the policy.
+fn bot_wall(fetch: &PolicyFetch, sign: String) -> Finding {
+    Finding::new(
+        "policy.fetch.bot-wall",
+        Severity::Error,
+        format!(
+            "{} answers a non-browser client with a bot-protection challenge instead of the policy: sending MTAs are not browsers, so they get the challenge too and no policy",
+            fetch.url
+        ),
+        Some(sign),
+        format!(
+            "exempt https://{}{} from bot protection (e.g. a WAF skip rule, or Bot Fight Mode / Browser Integrity Check / \"Under Attack\" off for that path), then fetch it with curl to check",
+            fetch.host,
+            mtasts_net::https::POLICY_PATH
+        ),
+    )
 }

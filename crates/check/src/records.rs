@@ -148,5 +148,9 @@ pub(crate) fn tlsrpt(
             ));
         }
     }
-    TlsRptReport { valid, rua }
+    TlsRptReport {
+        valid,
+        rua,
+        endpoints: Vec::new(),
+    }
 }

@@ -11,7 +11,7 @@ use mtasts_core::Severity;
 use mtasts_net::dns::{Resolver, ResolverSettings};
 use mtasts_net::tls::TlsProbeConfig;
 use owo_colors::{OwoColorize, Stream::Stdout};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -90,31 +90,56 @@ pub(crate) fn run(args: CheckArgs, format: FormatArg) -> Result<u8> {
     if format == FormatArg::Csv {
         writeln!(out, "{}", csv::HEADER)?;
     }
-    let domains = domain_stream(&args)?;
+    let (domains, read_error) = domain_stream(&args)?;
+    let progress = if crate::progress::wanted(
+        std::io::stderr().is_terminal(),
+        args.input.is_some(),
+        args.domains.len(),
+    ) {
+        crate::progress::Progress::start(total(&args))
+    } else {
+        crate::progress::Progress::none()
+    };
     runtime.block_on(scan(domains, &env, settings, |report| {
+        progress.inc();
         if threshold.is_some_and(|t| report.findings.iter().any(|f| f.severity >= t)) {
             code = EXIT_FINDINGS;
         }
         if args.summary {
             summary.add(&report);
         }
-        let written = match format {
-            FormatArg::Text => print_text(&mut out, &report),
-            FormatArg::Jsonl => serde_json::to_writer(&mut out, &report)
-                .map_err(std::io::Error::other)
-                .and_then(|()| writeln!(out)),
-            FormatArg::Csv => writeln!(out, "{}", csv::row(&report)),
-            FormatArg::Json => {
-                collected.push(report);
-                Ok(())
+        let written = progress.suspend(|| {
+            match format {
+                FormatArg::Text => print_text(&mut out, &report),
+                FormatArg::Jsonl => serde_json::to_writer(&mut out, &report)
+                    .map_err(std::io::Error::other)
+                    .and_then(|()| writeln!(out)),
+                FormatArg::Csv => writeln!(out, "{}", csv::row(&report)),
+                FormatArg::Json => {
+                    collected.push(report);
+                    Ok(())
+                }
             }
-        };
-        if let Err(e) = written.and_then(|()| out.flush()) {
+            .and_then(|()| out.flush())
+        });
+        if let Err(e) = written {
             write_error.get_or_insert(e);
         }
     }));
+    progress.finish();
     if let Some(e) = write_error {
         return Err(e.into());
+    }
+    let read_error = read_error.and_then(|e| {
+        e.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    });
+    if let Some(e) = read_error {
+        let name = crate::input::display_name(args.input.as_deref().unwrap_or("-"));
+        return Err(anyhow::Error::new(e).context(format!(
+            "reading the domain list {name} failed; the domains read before were checked"
+        )));
     }
     if format == FormatArg::Json {
         crate::output::print_json(&collected)?;
@@ -130,12 +155,18 @@ pub(crate) fn run(args: CheckArgs, format: FormatArg) -> Result<u8> {
     Ok(code)
 }
 
-/// The domains of the arguments, then those of `--input`, read lazily.
-fn domain_stream(args: &CheckArgs) -> Result<futures_util::stream::BoxStream<'static, String>> {
+/// The domains of the arguments, then those of `--input`, read as the scan goes (on a thread of
+/// its own, see [`crate::input::domain_lines`]), and where a read error of the list is left.
+fn domain_stream(
+    args: &CheckArgs,
+) -> Result<(
+    futures_util::stream::BoxStream<'static, String>,
+    Option<crate::input::ReadError>,
+)> {
     use futures_util::StreamExt;
     let given = futures_util::stream::iter(args.domains.clone());
     let Some(path) = &args.input else {
-        return Ok(given.boxed());
+        return Ok((given.boxed(), None));
     };
     let reader: Box<dyn std::io::BufRead + Send> = if path == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
@@ -143,24 +174,21 @@ fn domain_stream(args: &CheckArgs) -> Result<futures_util::stream::BoxStream<'st
         let f = std::fs::File::open(path).with_context(|| format!("cannot read --input {path}"))?;
         Box::new(std::io::BufReader::new(f))
     };
-    // Reading a line blocks only until the next domain is wanted; lines are short.
-    let lines = futures_util::stream::unfold(reader, |mut r| async move {
-        loop {
-            let mut line = String::new();
-            match r.read_line(&mut line) {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {
-                    let d = line.trim();
-                    if d.is_empty() || d.starts_with('#') {
-                        continue;
-                    }
-                    let d = d.split([',', ' ', '\t']).next().unwrap_or(d).to_owned();
-                    return Some((d, r));
-                }
-            }
-        }
-    });
-    Ok(given.chain(lines).boxed())
+    let (lines, error) = crate::input::domain_lines(reader)?;
+    Ok((given.chain(lines).boxed(), Some(error)))
+}
+
+/// The number of domains, when it can be known before the scan: the arguments plus the lines of
+/// an `--input` file (counted in a first pass); unknown for standard input.
+fn total(args: &CheckArgs) -> Option<u64> {
+    let given = u64::try_from(args.domains.len()).unwrap_or(u64::MAX);
+    match args.input.as_deref() {
+        None => Some(given),
+        Some("-") => None,
+        Some(path) => crate::input::count_domains(path)
+            .ok()
+            .map(|n| n.saturating_add(given)),
+    }
 }
 
 fn print_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
@@ -203,6 +231,39 @@ fn print_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
         for (id, n) in &top {
             writeln!(out, "    {id:<36} {n:>8}  {:5.1} %", pct(*n))?;
         }
+    }
+    print_shared_mx(out, &s.shared_mx)
+}
+
+/// M43: MX hosts whose domains ask senders for different treatments.
+fn print_shared_mx(
+    out: &mut impl Write,
+    shared: &mtasts_check::shared_mx::SharedMx,
+) -> std::io::Result<()> {
+    let (top, count) = shared.conflicts(10);
+    writeln!(
+        out,
+        "  MX hosts shared by domains whose policies disagree (M43): {count} of {} shared host(s)",
+        shared.shared()
+    )?;
+    for (host, u) in top {
+        writeln!(
+            out,
+            "    {host} ({} domains): enforce {}, enforce but not covered {}, testing {}, none or no policy {}; e.g. {}",
+            u.domains,
+            u.enforce,
+            u.refused,
+            u.testing,
+            u.none,
+            u.examples.join(", ")
+        )?;
+    }
+    if shared.capped() {
+        writeln!(
+            out,
+            "    (only the first {} MX hosts were tracked: conflicts among the others are not counted)",
+            mtasts_check::shared_mx::MAX_TRACKED_MX
+        )?;
     }
     Ok(())
 }
@@ -316,6 +377,20 @@ fn print_text(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
         r.tlsrpt.rua.join(", ")
     };
     writeln!(out, "  TLS-RPT          _smtp._tls.{}: {rua}", r.domain)?;
+    for e in &r.tlsrpt.endpoints {
+        let what = match (&e.error, e.status) {
+            (Some(err), _) => format!("failed: {err}"),
+            (None, Some(s)) => format!(
+                "OPTIONS answered HTTP {s}{}",
+                e.tls_version
+                    .as_ref()
+                    .map(|v| format!(" over {v}"))
+                    .unwrap_or_default()
+            ),
+            (None, None) => "not checked".into(),
+        };
+        writeln!(out, "                   endpoint {}: {what}", e.uri)?;
+    }
     if !r.findings.is_empty() {
         writeln!(out, "  findings:")?;
     }

@@ -32,3 +32,140 @@ pub(crate) fn read_capped(path: &str, limit: usize) -> Result<Vec<u8>> {
 pub(crate) fn display_name(path: &str) -> &str {
     if path == "-" { "<stdin>" } else { path }
 }
+
+/// The longest input line read as a domain; the rest of a longer line is skipped.
+const MAX_DOMAIN_LINE: usize = 1024;
+/// Domains read ahead of the scan at most.
+const READ_AHEAD: usize = 256;
+
+/// A read error of the domain list, kept for the end of the scan.
+pub(crate) type ReadError = std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>;
+
+/// The domains of a list (`--input`): one per line, the first field of a CSV-like line, blank
+/// lines and `#` comments skipped, invalid UTF-8 replaced (the checker then rejects the name).
+///
+/// The reading (blocking: a file, or a slow pipe on standard input) runs on its own thread that
+/// feeds a bounded channel, so it never holds a runtime worker and reads at most
+/// [`READ_AHEAD`] domains ahead of the scan. A read error ends the list and is left in the
+/// returned [`ReadError`].
+pub(crate) fn domain_lines(
+    reader: Box<dyn std::io::BufRead + Send>,
+) -> Result<(futures_util::stream::BoxStream<'static, String>, ReadError)> {
+    use futures_util::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(READ_AHEAD);
+    let error: ReadError = ReadError::default();
+    let thread_error = std::sync::Arc::clone(&error);
+    std::thread::Builder::new()
+        .name("mtasts-input".into())
+        .spawn(move || {
+            if let Err(e) = read_domains(reader, |d| tx.blocking_send(d).is_ok()) {
+                *thread_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+            }
+        })
+        .context("cannot start the input reader")?;
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|d| (d, rx)) });
+    Ok((stream.boxed(), error))
+}
+
+/// Reads domains from `reader`, handing each to `send` until it returns false or the input
+/// ends.
+pub(crate) fn read_domains(
+    mut reader: impl std::io::BufRead,
+    mut send: impl FnMut(String) -> bool,
+) -> std::io::Result<()> {
+    use std::io::BufRead;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_DOMAIN_LINE as u64)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if !line.ends_with(b"\n") && n == MAX_DOMAIN_LINE {
+            // Skip the rest of an over-long line, a bounded chunk at a time.
+            loop {
+                let buf = reader.fill_buf()?;
+                if buf.is_empty() {
+                    break;
+                }
+                let (used, done) = match buf.iter().position(|&b| b == b'\n') {
+                    Some(i) => (i + 1, true),
+                    None => (buf.len(), false),
+                };
+                reader.consume(used);
+                if done {
+                    break;
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&line);
+        let d = text.trim();
+        if d.is_empty() || d.starts_with('#') {
+            continue;
+        }
+        let d = d.split([',', ' ', '\t']).next().unwrap_or(d).to_owned();
+        if !send(d) {
+            return Ok(());
+        }
+    }
+}
+
+/// How many domains [`read_domains`] would read from the file at `path` (for a progress bar's
+/// total).
+pub(crate) fn count_domains(path: &str) -> std::io::Result<u64> {
+    let f = std::fs::File::open(path)?;
+    let mut n = 0u64;
+    read_domains(std::io::BufReader::new(f), |_| {
+        n += 1;
+        true
+    })?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(input: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        read_domains(input, |d| {
+            out.push(d);
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn domain_lists_skip_comments_blank_and_overlong_lines() {
+        let long = "x".repeat(5000);
+        let input = format!(
+            "a.example\n\n# comment\n  b.example , extra\n{long}.example\nc.example\td\nlast.example"
+        );
+        let got = read(input.as_bytes());
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert_eq!(&got[..2], ["a.example", "b.example"]);
+        assert_eq!(got[2].len(), MAX_DOMAIN_LINE, "an over-long line is cut");
+        assert_eq!(&got[3..], ["c.example", "last.example"]);
+        let mut invalid = b"a.example\n".to_vec();
+        invalid.extend_from_slice(&[0xff, 0xfe, b'\n']);
+        assert_eq!(read(&invalid), ["a.example", "\u{fffd}\u{fffd}"]);
+    }
+
+    #[tokio::test]
+    async fn the_reader_thread_feeds_the_stream_and_stops_with_it() {
+        use futures_util::StreamExt;
+        let many: String = (0..2000).map(|i| format!("d{i}.example\n")).collect();
+        let (stream, error) =
+            domain_lines(Box::new(std::io::Cursor::new(many.into_bytes()))).unwrap();
+        let got: Vec<String> = stream.collect().await;
+        assert_eq!(got.len(), 2000);
+        assert_eq!(got[1999], "d1999.example");
+        assert!(error.lock().unwrap().is_none());
+    }
+}

@@ -10,6 +10,7 @@ mod check_cmd;
 mod input;
 mod output;
 mod policy_cmd;
+mod progress;
 mod record_cmd;
 mod report_cmd;
 mod resolver_cmd;

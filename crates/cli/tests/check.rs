@@ -39,6 +39,12 @@ async fn mixed(net: u8) -> World {
 
 /// Runs `mtasts check` against `w` (off the async runtime, which serves the world).
 async fn run(w: &World, extra: &[&str]) -> (i32, String, String) {
+    run_with_stdin(w, extra, "").await
+}
+
+/// [`run`] with `stdin` as standard input.
+async fn run_with_stdin(w: &World, extra: &[&str], stdin: &str) -> (i32, String, String) {
+    let stdin = stdin.to_owned();
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("root.pem");
     std::fs::write(&pem, w.pki.root_pem()).unwrap();
@@ -62,6 +68,7 @@ async fn run(w: &World, extra: &[&str]) -> (i32, String, String) {
             .unwrap()
             .env("NO_COLOR", "1")
             .args(&args)
+            .write_stdin(stdin)
             .output()
             .unwrap()
     })
@@ -184,6 +191,30 @@ fn usage_errors() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// M43: example.test enforces its policy on mx1.example.test, and shared.test uses the same MX
+/// host with no policy: two treatments meet on one host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summary_names_mx_hosts_shared_by_disagreeing_policies() {
+    let w = clean(46).await;
+    w.dns
+        .set_zone("shared.test.", "@ 300 IN MX 10 mx1.example.test.")
+        .unwrap();
+    let (_, out, err) = run(&w, &["shared.test", "--summary"]).await;
+    assert!(
+        out.contains(
+            "MX hosts shared by domains whose policies disagree (M43): 1 of 1 shared host(s)"
+        ),
+        "{out}{err}"
+    );
+    assert!(
+        out.contains("mx1.example.test (2 domains): enforce 1, enforce but not covered 0, testing 0, none or no policy 1; e.g. "),
+        "{out}"
+    );
+    // One domain alone shares nothing.
+    let (_, out, _) = run(&w, &["--summary"]).await;
+    assert!(out.contains("(M43): 0 of 0 shared host(s)"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_input_jsonl_csv_and_summary() {
     let w = clean(45).await;
@@ -232,9 +263,22 @@ async fn bulk_input_jsonl_csv_and_summary() {
     );
     assert!(err.contains("summary of 4 domain(s)"), "{err}");
     assert!(
+        !err.contains("ETA") && !err.contains("domains checked"),
+        "no progress bar when standard error is not a terminal: {err}"
+    );
+    assert!(
         err.contains("MTA-STS record               2   50.0 %"),
         "{err}"
     );
+
+    // The same list on standard input, read by the input thread.
+    let (code, jsonl, err) = run_with_stdin(
+        &w,
+        &["--input", "-", "--format", "jsonl"],
+        &std::fs::read_to_string(&list).unwrap(),
+    )
+    .await;
+    assert_eq!((code, jsonl.lines().count()), (0, 4), "{err}");
 
     let (_, csv, _) = run(&w, &["--input", &input, "--format", "csv"]).await;
     let rows: Vec<&str> = csv.lines().collect();

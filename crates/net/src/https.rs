@@ -15,7 +15,9 @@ use crate::dns::{DnsError, Lookup, Resolver};
 use crate::tls::{CertVerdict, TlsError, TlsObservation, TlsProbeConfig, tls_connect};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use hyper::header::{ACCEPT, CONNECTION, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
+use hyper::header::{
+    ACCEPT, CONNECTION, CONTENT_TYPE, HOST, HeaderName, LOCATION, SERVER, USER_AGENT,
+};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use std::net::{IpAddr, SocketAddr};
@@ -30,9 +32,18 @@ pub const MAX_POLICY_BODY: usize = 64 * 1024;
 /// The path every policy lives at.
 pub const POLICY_PATH: &str = "/.well-known/mta-sts.txt";
 
-/// The `User-Agent` sent with the request.
+/// The `User-Agent` sent with the request: a tool's name, like the sending MTAs' resolvers
+/// send (or none at all), never a browser's, so that the fetch meets the bot protection a sender
+/// meets.
 pub const USER_AGENT_VALUE: &str =
     concat!("mtasts/", env!("CARGO_PKG_VERSION"), " (MTA-STS checker)");
+
+/// How much of the body of a non-200 answer is kept ([`PolicyFetch::error_body`]): enough to
+/// recognise an error page or a bot challenge.
+pub const ERROR_BODY_PEEK: usize = 4 * 1024;
+
+/// The longest the body of a non-200 answer is read for.
+const ERROR_BODY_WAIT: Duration = Duration::from_secs(1);
 
 /// The largest response head (status line and headers) accepted.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -82,6 +93,13 @@ pub struct PolicyFetch {
     pub content_type: Option<String>,
     /// The `Location` header of a 3xx response (never followed, RFC 8461 §3.3).
     pub location: Option<String>,
+    /// The `Server` header (e.g. `cloudflare`), to recognise a bot wall.
+    pub server: Option<String>,
+    /// The `cf-mitigated` header (`challenge` when Cloudflare answered with a bot challenge).
+    pub cf_mitigated: Option<String>,
+    /// For a status other than 200 and 3xx: the first [`ERROR_BODY_PEEK`] bytes of the body (an
+    /// error page, a bot challenge), read within the time budget.
+    pub error_body: Option<Vec<u8>>,
     /// The body, only for status 200 and only when within [`FetchSettings::max_body`].
     pub body: Option<Vec<u8>>,
     /// For status 200: the body length read, or how far reading got before the cap or the
@@ -104,6 +122,9 @@ impl PolicyFetch {
             status: None,
             content_type: None,
             location: None,
+            server: None,
+            cf_mitigated: None,
+            error_body: None,
             body: None,
             bytes: None,
             failure: None,
@@ -301,17 +322,58 @@ async fn run(
     settings: &FetchSettings,
     deadline: Instant,
 ) {
-    // An address that is not the last gets at most a third of the budget for connect and for
-    // the TLS handshake, so one black hole does not eat the time of the others.
-    let per_address = settings.timeout / 3;
-    let addresses = fetch.addresses.clone();
-    let mut stream = None;
+    let connected = connect_tls(
+        &fetch.host,
+        &fetch.addresses,
+        settings.port,
+        tls,
+        settings.timeout,
+        deadline,
+    )
+    .await;
+    let (stream, addr, observation) = match connected {
+        Ok(c) => c,
+        Err(failure) => {
+            fetch.failure = Some(failure);
+            return;
+        }
+    };
+    fetch.addr = Some(addr);
+    fetch.tls = Some(observation);
+    if tokio::time::timeout_at(deadline, exchange(fetch, stream, addr, settings))
+        .await
+        .is_err()
+    {
+        fetch.failure = Some(FetchFailure::Timeout);
+    }
+}
+
+/// A TLS connection to `host` and what its handshake showed.
+pub(crate) type Connected = (
+    tokio_rustls::client::TlsStream<TcpStream>,
+    SocketAddr,
+    TlsObservation,
+);
+
+/// Connects to `addresses` (on `port`) in order until a TLS handshake with `host` completes,
+/// before `deadline`. An address that is not the last gets at most a third of `timeout` for
+/// connect and handshake, so one black hole does not eat the time of the others. The error is
+/// the failure of the last address tried, or [`FetchFailure::Timeout`].
+pub(crate) async fn connect_tls(
+    host: &str,
+    addresses: &[IpAddr],
+    port: u16,
+    tls: &TlsProbeConfig,
+    timeout: Duration,
+    deadline: Instant,
+) -> Result<Connected, FetchFailure> {
+    let per_address = timeout / 3;
+    let mut failure = FetchFailure::NoAddress;
     for (i, ip) in addresses.iter().enumerate() {
-        let addr = SocketAddr::new(*ip, settings.port);
+        let addr = SocketAddr::new(*ip, port);
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            fetch.failure = Some(FetchFailure::Timeout);
-            return;
+            return Err(FetchFailure::Timeout);
         }
         let budget = if i + 1 == addresses.len() {
             remaining
@@ -322,39 +384,24 @@ async fn run(
         let tcp = match tokio::time::timeout(budget, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(error)) => {
-                fetch.failure = Some(FetchFailure::Connect { addr, error });
+                failure = FetchFailure::Connect { addr, error };
                 continue;
             }
             Err(_) => {
-                fetch.failure = Some(FetchFailure::ConnectTimeout { addr });
+                failure = FetchFailure::ConnectTimeout { addr };
                 continue;
             }
         };
         let budget = budget.saturating_sub(started.elapsed());
-        match tls_connect(tcp, &fetch.host, tls, budget).await {
-            Ok((s, observation)) => {
-                fetch.failure = None;
-                fetch.addr = Some(addr);
-                fetch.tls = Some(observation);
-                stream = Some(s);
-                break;
-            }
+        match tls_connect(tcp, host, tls, budget).await {
+            Ok((s, observation)) => return Ok((s, addr, observation)),
             Err(TlsError::Timeout(_)) if Instant::now() >= deadline => {
-                fetch.failure = Some(FetchFailure::Timeout);
-                return;
+                return Err(FetchFailure::Timeout);
             }
-            Err(error) => fetch.failure = Some(FetchFailure::Tls { addr, error }),
+            Err(error) => failure = FetchFailure::Tls { addr, error },
         }
     }
-    let (Some(stream), Some(addr)) = (stream, fetch.addr) else {
-        return;
-    };
-    if tokio::time::timeout_at(deadline, exchange(fetch, stream, addr, settings))
-        .await
-        .is_err()
-    {
-        fetch.failure = Some(FetchFailure::Timeout);
-    }
+    Err(failure)
 }
 
 /// `GET /.well-known/mta-sts.txt` over the TLS stream; records the response into `fetch`.
@@ -410,20 +457,24 @@ async fn exchange(
     };
     let status = response.status().as_u16();
     fetch.status = Some(status);
-    let header = |name: hyper::header::HeaderName| {
+    let header = |name: HeaderName| {
         response
             .headers()
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
     fetch.content_type = header(CONTENT_TYPE);
+    fetch.server = header(SERVER);
+    fetch.cf_mitigated = header(HeaderName::from_static("cf-mitigated"));
     if response.status().is_redirection() {
         fetch.location = header(LOCATION);
-    }
-    if status != 200 {
         return;
     }
     let mut body = response.into_body();
+    if status != 200 {
+        fetch.error_body = Some(peek(&mut body).await);
+        return;
+    }
     let mut buf = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = match frame {
@@ -452,8 +503,26 @@ async fn exchange(
     fetch.body = Some(buf);
 }
 
+/// Up to [`ERROR_BODY_PEEK`] bytes of `body`, read for at most [`ERROR_BODY_WAIT`]; a read
+/// error or the end of that time ends the peek with what came (a slow error page must not turn
+/// a clear status into a timeout).
+async fn peek(body: &mut hyper::body::Incoming) -> Vec<u8> {
+    let until = Instant::now() + ERROR_BODY_WAIT;
+    let mut buf = Vec::new();
+    while buf.len() < ERROR_BODY_PEEK {
+        let Ok(Some(Ok(frame))) = tokio::time::timeout_at(until, body.frame()).await else {
+            break;
+        };
+        if let Ok(data) = frame.into_data() {
+            let take = data.len().min(ERROR_BODY_PEEK - buf.len());
+            buf.extend_from_slice(&data[..take]);
+        }
+    }
+    buf
+}
+
 /// `error: cause: cause …`, as hyper's own Display leaves the causes out.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`dns`]: TXT, MX, A/AAAA lookups through hickory-resolver.
+//! - [`endpoint`]: a harmless check (`OPTIONS`, verified TLS) of a TLS-RPT `https:` endpoint.
 //! - [`https`]: the HTTPS policy fetch (no redirects, no cache, body cap, one time budget),
 //!   through the recording TLS verifier.
 //! - [`probe`]: the whole STARTTLS probe of one MX address (SMTP, then TLS, then QUIT).
@@ -13,6 +14,7 @@
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
+pub mod endpoint;
 pub mod https;
 pub mod probe;
 pub mod smtp;

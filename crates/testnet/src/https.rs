@@ -23,6 +23,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+pub use crate::oldtls::OldTls;
+
 /// Connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 64;
 /// The longest a connection may live (TLS handshake, request, delay, response).
@@ -90,6 +92,23 @@ impl HttpResponse {
             status: 200,
             headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
             body: body.into(),
+            delay: None,
+        }
+    }
+
+    /// A bot-protection challenge as Cloudflare serves it to clients it takes for bots: 403,
+    /// `Server: cloudflare`, `cf-mitigated: challenge`, and an HTML "Just a moment..." page
+    /// that loads the challenge script.
+    pub fn bot_challenge() -> Self {
+        Self {
+            status: 403,
+            headers: vec![
+                ("Content-Type".into(), "text/html; charset=UTF-8".into()),
+                ("Server".into(), "cloudflare".into()),
+                ("cf-mitigated".into(), "challenge".into()),
+                ("Cache-Control".into(), "private, max-age=0, no-store".into()),
+            ],
+            body: b"<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head><body><noscript>Enable JavaScript and cookies to continue</noscript><script>window._cf_chl_opt={cType:'managed'};</script><script src=\"/cdn-cgi/challenge-platform/h/b/orchestrate/chl_page/v1\"></script></body></html>\n".to_vec(),
             delay: None,
         }
     }
@@ -163,30 +182,28 @@ impl PolicyHost {
             requests: AtomicUsize::new(0),
         });
         let acceptor = TlsAcceptor::from(tls);
-        let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let task = {
             let shared = Arc::clone(&shared);
-            tokio::spawn(async move {
-                loop {
-                    let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-                        return;
-                    };
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let acceptor = acceptor.clone();
-                    let shared = Arc::clone(&shared);
-                    tokio::spawn(async move {
-                        let _permit = permit;
-                        let _ = tokio::time::timeout(
-                            CONNECTION_LIFETIME,
-                            serve(stream, acceptor, shared),
-                        )
-                        .await;
-                    });
-                }
+            accept_loop(listener, move |stream| {
+                serve(stream, acceptor.clone(), Arc::clone(&shared))
             })
         };
+        Ok(Self { addr, shared, task })
+    }
+
+    /// Starts a host on `addr` that knows nothing newer than TLS 1.0: it answers every
+    /// ClientHello as `old` says and never gets to HTTP (it records no request).
+    pub async fn start_old_tls(addr: SocketAddr, old: OldTls) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            response: Mutex::new(HttpResponse::status(500)),
+            last: Mutex::new(None),
+            requests: AtomicUsize::new(0),
+        });
+        let task = accept_loop(listener, move |mut stream| async move {
+            let _ = crate::oldtls::answer(&mut stream, old).await;
+        });
         Ok(Self { addr, shared, task })
     }
 
@@ -215,6 +232,31 @@ impl Drop for PolicyHost {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Accepts connections, at most [`MAX_CONNECTIONS`] at once, each served by `serve` within
+/// [`CONNECTION_LIFETIME`].
+fn accept_loop<F, Fut>(listener: TcpListener, serve: F) -> JoinHandle<()>
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::spawn(async move {
+        loop {
+            let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+                return;
+            };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let conn = serve(stream);
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            });
+        }
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

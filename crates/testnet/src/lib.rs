@@ -8,6 +8,7 @@
 //! - [`https`]: scripted HTTPS policy hosts (a policy, an error status, a redirect, an HTML
 //!   page, slowness), recording the last request.
 //! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness).
+//! - [`oldtls`]: handcrafted answers of a server that knows nothing newer than TLS 1.0.
 //! - [`pki`]: a root CA, an intermediate and an untrusted root generated at run time (rcgen),
 //!   issuing server certificates with scripted defects (expired, wrong name, untrusted, …).
 //! - [`world`]: all of the above for one domain, on its own loopback addresses.
@@ -18,6 +19,7 @@
 
 pub mod dns;
 pub mod https;
+pub mod oldtls;
 pub mod pki;
 pub mod scenarios;
 pub mod smtp;

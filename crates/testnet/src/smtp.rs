@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+pub use crate::oldtls::OldTls;
+
 /// How the host behaves.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -43,6 +45,9 @@ pub enum Behaviour {
         /// The TLS configuration.
         tls: Arc<rustls::ServerConfig>,
     },
+    /// Offers STARTTLS, answers 220, then answers the ClientHello like a server that knows
+    /// nothing newer than TLS 1.0 (see [`OldTls`]).
+    OldTls(OldTls),
 }
 
 impl std::fmt::Debug for Behaviour {
@@ -55,6 +60,7 @@ impl std::fmt::Debug for Behaviour {
             Self::SlowBanner { .. } => "SlowBanner",
             Self::Reject => "Reject",
             Self::InjectAfterStartTls { .. } => "InjectAfterStartTls",
+            Self::OldTls(_) => "OldTls",
         };
         f.write_str(name)
     }
@@ -156,6 +162,13 @@ async fn serve(
             let _ = tokio::time::timeout(IDLE, stream.read(&mut hello)).await;
             stream.get_mut().write_all(b"this is not TLS\r\n").await?;
             return Ok(());
+        }
+        Behaviour::OldTls(old) => {
+            stream
+                .get_mut()
+                .write_all(b"220 2.0.0 go ahead\r\n")
+                .await?;
+            return crate::oldtls::answer(stream.get_mut(), *old).await;
         }
         Behaviour::InjectAfterStartTls { tls } => {
             stream

@@ -114,6 +114,65 @@ impl World {
         self.zone(&format!("mta-sts 300 IN A {ip}"));
     }
 
+    /// Serves `response` as the HTTPS host `name.example.test` on address 127.net.3.`idx`
+    /// (port [`World::https_port`]) with a certificate `defect`, e.g. a TLS-RPT report
+    /// endpoint. Returns `https://name.example.test:PORT` (append the path).
+    pub async fn https_host(
+        &mut self,
+        name: &str,
+        idx: u8,
+        defect: Defect,
+        response: HttpResponse,
+    ) -> String {
+        let ip = self.ip(3, idx);
+        let fqdn = format!("{name}.{DOMAIN}");
+        let cert = self.pki.issue(&fqdn, defect).expect("test world setup");
+        let host = PolicyHost::start(
+            SocketAddr::new(IpAddr::V4(ip), self.https_port),
+            cert.server_config,
+            response,
+        )
+        .await
+        .expect("test world setup");
+        self.policy_hosts.push(host);
+        self.zone(&format!("{name} 300 IN A {ip}"));
+        format!("https://{fqdn}:{}", self.https_port)
+    }
+
+    /// Answers later requests to the (first) policy host with `response`.
+    pub fn set_policy_response(&self, response: HttpResponse) {
+        if let Some(h) = self.policy_hosts.first() {
+            h.set_response(response);
+        }
+    }
+
+    /// The last request the (first) policy host saw.
+    pub fn policy_request(&self) -> Option<crate::https::SeenRequest> {
+        self.request_at(0)
+    }
+
+    /// How many requests the `i`-th HTTPS host (as in [`World::request_at`]) has seen.
+    pub fn requests_at(&self, i: usize) -> usize {
+        self.policy_hosts.get(i).map_or(0, PolicyHost::requests)
+    }
+
+    /// The last request the `i`-th HTTPS host started (policy hosts and [`World::https_host`]
+    /// hosts, in the order they were added) saw.
+    pub fn request_at(&self, i: usize) -> Option<crate::https::SeenRequest> {
+        self.policy_hosts.get(i).and_then(PolicyHost::last_request)
+    }
+
+    /// Serves `mta-sts.example.test` from a host that knows nothing newer than TLS 1.0 (see
+    /// [`OldTls`](crate::oldtls::OldTls)).
+    pub async fn policy_host_old_tls(&mut self, old: crate::oldtls::OldTls) {
+        let ip = self.ip(2, 1);
+        let host = PolicyHost::start_old_tls(SocketAddr::new(IpAddr::V4(ip), self.https_port), old)
+            .await
+            .expect("test world setup");
+        self.policy_hosts.push(host);
+        self.zone(&format!("mta-sts 300 IN A {ip}"));
+    }
+
     /// Adds an MX host `name` (relative to example.test) at preference `pref` on address
     /// 127.n.1.`idx`.
     pub async fn mx(&mut self, name: &str, pref: u16, idx: u8, behaviour: Behaviour) {

@@ -2,6 +2,8 @@
 //! produces it, and a clean domain that shows none of them.
 
 mod catalog;
+mod rows;
 mod scenario_set;
 mod scenarios;
+mod scenarios_net;
 mod world;

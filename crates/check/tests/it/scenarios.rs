@@ -7,17 +7,18 @@ use mtasts_testnet::https::HttpResponse;
 use mtasts_testnet::pki::Defect;
 use mtasts_testnet::smtp::Behaviour;
 
-const POLICY: &str = "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 1209600\n";
+pub(crate) const POLICY: &str =
+    "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 1209600\n";
 
-fn ids(r: &DomainReport) -> Vec<&'static str> {
+pub(crate) fn ids(r: &DomainReport) -> Vec<&'static str> {
     r.findings.iter().map(|f| f.id).collect()
 }
 
-fn has(r: &DomainReport, id: &str) -> bool {
+pub(crate) fn has(r: &DomainReport, id: &str) -> bool {
     r.findings.iter().any(|f| f.id == id)
 }
 
-fn get<'a>(r: &'a DomainReport, id: &str) -> &'a mtasts_check::Finding {
+pub(crate) fn get<'a>(r: &'a DomainReport, id: &str) -> &'a mtasts_check::Finding {
     r.findings
         .iter()
         .find(|f| f.id == id)
@@ -26,7 +27,7 @@ fn get<'a>(r: &'a DomainReport, id: &str) -> &'a mtasts_check::Finding {
 
 /// A domain with everything right: record, policy, one covered MX with a valid certificate,
 /// TLS-RPT to another domain.
-async fn clean() -> World {
+pub(crate) async fn clean() -> World {
     let mut w = World::new().await;
     w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=20240101T000000\"\n_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example.net\"\nmta-sts 300 IN AAAA ::1");
     w.policy_host(Defect::Valid, HttpResponse::policy(POLICY))
@@ -47,6 +48,8 @@ const ALL_IDS: &[&str] = &[
     "policy.fetch.redirect",
     "policy.fetch.content-type",
     "policy.fetch.unreachable",
+    "policy.fetch.bot-wall",
+    "policy.tls.old-protocol",
     "policy.certificate.expired",
     "policy.certificate.host-mismatch",
     "policy.certificate.not-trusted",
@@ -62,6 +65,7 @@ const ALL_IDS: &[&str] = &[
     "mx.certificate.expires-soon",
     "mx.unreachable",
     "mx.tls.failed",
+    "mx.tls.old-protocol",
     "mx.no-address",
     "tlsrpt.record.missing",
     "tlsrpt.rua.in-domain",

@@ -184,14 +184,16 @@ pub enum TlsError {
 
 impl TlsError {
     /// Whether the failure means the server offers no protocol version we speak (TLS 1.2 or
-    /// 1.3): it sent a `protocol_version` alert, or chose a version we do not offer.
+    /// 1.3): it sent a `protocol_version` alert, or its ServerHello chose an older version
+    /// (rustls: `PeerIncompatible::ServerDoesNotSupportTls12Or13`, e.g. TLS 1.0 or 1.1).
     pub fn is_protocol_version(&self) -> bool {
         matches!(
             self,
             Self::Handshake(
                 rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)
                     | rustls::Error::PeerIncompatible(
-                        PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig
+                        PeerIncompatible::ServerDoesNotSupportTls12Or13
+                            | PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig
                             | PeerIncompatible::SupportedVersionsExtensionRequired
                     )
             )
