@@ -227,6 +227,7 @@ fn build_env(args: &CheckArgs) -> Result<Env> {
     let resolver = Resolver::new(&ResolverSettings {
         nameservers,
         timeout: Some(timeout),
+        ..ResolverSettings::default()
     })?;
     let mut tls = TlsProbeConfig::new();
     if let Some(path) = &args.ca_file {

@@ -2,7 +2,8 @@
 //! a DNS failure (SERVFAIL, timeout) is told apart from "no such record" (NXDOMAIN, NODATA).
 //!
 //! # Layout
-//! - [`dns`]: TXT, MX, A/AAAA lookups through hickory-resolver.
+//! - [`dane`]: DANE for SMTP (RFC 7672): TLSA usability, chain matching, the state of an MX host.
+//! - [`dns`]: TXT, MX, A/AAAA lookups through hickory-resolver; validated MX and TLSA lookups.
 //! - [`https`]: the HTTPS policy fetch (no redirects, no cache, body cap, one time budget),
 //!   through the recording TLS verifier.
 //! - [`probe`]: the whole STARTTLS probe of one MX address (SMTP, then TLS, then QUIT).
@@ -12,6 +13,7 @@
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod dane;
 pub mod dns;
 pub mod https;
 pub mod probe;

@@ -14,10 +14,12 @@
 //! # Ok(()) }
 //! ```
 
+use crate::dnssec::{Tamper, ZoneKey};
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
-use hickory_proto::rr::{LowerName, Name, RecordSet, RrKey};
+use hickory_proto::rr::{LowerName, Name, RecordSet, RecordType, RrKey};
 use hickory_proto::serialize::txt::Parser;
 use hickory_server::Server;
+use hickory_server::dnssec::NxProofKind;
 use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
@@ -67,11 +69,28 @@ pub enum Fault {
     Delay(Duration),
 }
 
+/// One zone as given: its text and, when signed, how.
+#[derive(Clone)]
+struct ZoneSpec {
+    text: String,
+    signing: Option<Signing>,
+}
+
+/// A signed zone's key, and the RRsets whose signatures are spoiled.
+#[derive(Clone)]
+struct Signing {
+    key: Arc<ZoneKey>,
+    tamper: Vec<(String, RecordType, Tamper)>,
+}
+
 #[derive(Default)]
 struct State {
-    /// Origin (FQDN, lower case) -> zone text.
-    zones: BTreeMap<String, String>,
+    /// Origin (FQDN, lower case) -> zone.
+    zones: BTreeMap<String, ZoneSpec>,
     catalog: Arc<Catalog>,
+    /// Child zone apex -> a catalog of its parent zone alone: DS records live in the parent
+    /// (RFC 4035 §3.1.4.1), which the catalog, picking the closest zone, would not ask.
+    ds_catalogs: HashMap<LowerName, Arc<Catalog>>,
     faults: HashMap<LowerName, Fault>,
 }
 
@@ -87,14 +106,20 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let name = request.queries.queries().first().map(|q| q.name().clone());
+        let query = request.queries.queries().first();
+        let name = query.map(|q| q.name().clone());
+        let is_ds = query.is_some_and(|q| q.query_type() == RecordType::DS);
         let (fault, catalog) = {
             let state = self
                 .state
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let fault = name.as_ref().and_then(|n| state.faults.get(n).copied());
-            (fault, Arc::clone(&state.catalog))
+            let parent = name
+                .as_ref()
+                .filter(|_| is_ds)
+                .and_then(|n| state.ds_catalogs.get(n));
+            (fault, Arc::clone(parent.unwrap_or(&state.catalog)))
         };
         let code = match fault {
             None => {
@@ -202,17 +227,59 @@ impl DnsServer {
     }
 
     /// Adds or replaces the zone `origin` (e.g. `example.test.`), written as zone-file text
-    /// (RFC 1035 §5; `@` is the origin, names without a final dot are relative to it). An SOA
-    /// record is added when the text has none.
+    /// (RFC 1035 §5; `@` is the origin, names without a final dot are relative to it). SOA and
+    /// NS records are added at the apex when the text has none.
     pub fn set_zone(&self, origin: &str, text: &str) -> Result<(), DnsError> {
+        self.put_zone(origin, text, None)
+    }
+
+    /// Adds or replaces the zone `origin`, signed with `key` (DNSKEY, RRSIG and NSEC records
+    /// are generated; signatures last 30 days from now). Each `(name, type, how)` in `tamper`
+    /// spoils the signatures of one RRset, e.g. `("_25._tcp.mx1.example.test.", "TLSA",
+    /// Tamper::BadSignature)`, so a validating resolver finds it bogus. The parent zone must
+    /// publish [`ZoneKey::ds_record`] for the chain of trust to reach it.
+    pub fn set_signed_zone(
+        &self,
+        origin: &str,
+        text: &str,
+        key: &Arc<ZoneKey>,
+        tamper: &[(&str, &str, Tamper)],
+    ) -> Result<(), DnsError> {
+        let zone_err = |message: String| DnsError::Zone {
+            origin: origin.to_owned(),
+            message,
+        };
+        let tamper = tamper
+            .iter()
+            .map(|(name, rtype, how)| {
+                let rtype = RecordType::from_str(rtype).map_err(|e| zone_err(e.to_string()))?;
+                Ok((fqdn(name), rtype, *how))
+            })
+            .collect::<Result<_, DnsError>>()?;
+        let signing = Signing {
+            key: Arc::clone(key),
+            tamper,
+        };
+        self.put_zone(origin, text, Some(signing))
+    }
+
+    fn put_zone(&self, origin: &str, text: &str, signing: Option<Signing>) -> Result<(), DnsError> {
         let origin = fqdn(origin);
         let mut state = self
             .state
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut zones = state.zones.clone();
-        zones.insert(origin, text.to_owned());
-        state.catalog = Arc::new(build_catalog(&zones)?);
+        zones.insert(
+            origin,
+            ZoneSpec {
+                text: text.to_owned(),
+                signing,
+            },
+        );
+        let (catalog, ds_catalogs) = build_catalog(&zones)?;
+        state.catalog = Arc::new(catalog);
+        state.ds_catalogs = ds_catalogs;
         state.zones = zones;
         Ok(())
     }
@@ -225,7 +292,9 @@ impl DnsServer {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut zones = state.zones.clone();
         zones.remove(&fqdn(origin));
-        state.catalog = Arc::new(build_catalog(&zones)?);
+        let (catalog, ds_catalogs) = build_catalog(&zones)?;
+        state.catalog = Arc::new(catalog);
+        state.ds_catalogs = ds_catalogs;
         state.zones = zones;
         Ok(())
     }
@@ -261,33 +330,98 @@ fn fqdn(name: &str) -> String {
     }
 }
 
-fn build_catalog(zones: &BTreeMap<String, String>) -> Result<Catalog, DnsError> {
+type Catalogs = (Catalog, HashMap<LowerName, Arc<Catalog>>);
+
+fn build_catalog(zones: &BTreeMap<String, ZoneSpec>) -> Result<Catalogs, DnsError> {
     let mut catalog = Catalog::new();
-    for (origin, text) in zones {
-        let zone_err = |message: String| DnsError::Zone {
-            origin: origin.clone(),
-            message,
-        };
-        let origin_name = Name::from_str(origin).map_err(|e| zone_err(e.to_string()))?;
-        let text = if text.contains("SOA") {
-            text.clone()
-        } else {
-            format!("@ 300 IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 60\n{text}")
-        };
-        let (name, records): (Name, BTreeMap<RrKey, RecordSet>) =
-            Parser::new(text, None, Some(origin_name))
-                .parse()
-                .map_err(|e| zone_err(e.to_string()))?;
-        let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
-            name.clone(),
-            records,
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-            None,
-        )
-        .map_err(zone_err)?;
-        let handlers: Vec<Arc<dyn ZoneHandler>> = vec![Arc::new(handler)];
-        catalog.upsert(LowerName::from(name), handlers);
+    let mut handlers: BTreeMap<LowerName, Arc<dyn ZoneHandler>> = BTreeMap::new();
+    for (origin, spec) in zones {
+        let handler = build_zone(origin, spec)?;
+        handlers.insert(handler.origin().clone(), Arc::clone(&handler));
+        catalog.upsert(handler.origin().clone(), vec![handler]);
     }
-    Ok(catalog)
+    let mut ds_catalogs = HashMap::new();
+    for apex in handlers.keys().filter(|a| !a.is_root()) {
+        let mut parent = apex.base_name();
+        loop {
+            if let Some(handler) = handlers.get(&parent) {
+                let mut single = Catalog::new();
+                single.upsert(parent.clone(), vec![Arc::clone(handler)]);
+                ds_catalogs.insert(apex.clone(), Arc::new(single));
+                break;
+            }
+            if parent.is_root() {
+                break;
+            }
+            parent = parent.base_name();
+        }
+    }
+    Ok((catalog, ds_catalogs))
+}
+
+fn build_zone(origin: &str, spec: &ZoneSpec) -> Result<Arc<dyn ZoneHandler>, DnsError> {
+    let zone_err = |message: String| DnsError::Zone {
+        origin: origin.to_owned(),
+        message,
+    };
+    let origin_name = Name::from_str(origin).map_err(|e| zone_err(e.to_string()))?;
+    let (ns_host, mailbox) = if origin == "." {
+        ("ns.root.".to_owned(), "hostmaster.root.".to_owned())
+    } else {
+        (format!("ns.{origin}"), format!("hostmaster.{origin}"))
+    };
+    let mut text = String::new();
+    if !spec.text.contains("SOA") {
+        text.push_str(&format!(
+            "@ 300 IN SOA {ns_host} {mailbox} 1 3600 600 86400 60\n"
+        ));
+    }
+    if !has_apex_ns(&spec.text) {
+        text.push_str(&format!("@ 300 IN NS {ns_host}\n"));
+    }
+    text.push_str(&spec.text);
+    let (name, records): (Name, BTreeMap<RrKey, RecordSet>) =
+        Parser::new(text, None, Some(origin_name))
+            .parse()
+            .map_err(|e| zone_err(e.to_string()))?;
+    let proof = spec.signing.as_ref().map(|_| NxProofKind::Nsec);
+    let mut handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+        name.clone(),
+        records,
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+        proof,
+    )
+    .map_err(zone_err)?;
+    if let Some(signing) = &spec.signing {
+        let signer = signing
+            .key
+            .zone_signer(&name)
+            .map_err(|e| zone_err(e.to_string()))?;
+        handler
+            .add_zone_signing_key_mut(signer)
+            .map_err(|e| zone_err(e.to_string()))?;
+        handler
+            .secure_zone_mut()
+            .map_err(|e| zone_err(e.to_string()))?;
+        let records = handler.records_get_mut();
+        for (owner, rtype, how) in &signing.tamper {
+            let owner = Name::from_str(owner).map_err(|e| zone_err(e.to_string()))?;
+            let key = RrKey::new(LowerName::from(owner.clone()), *rtype);
+            let rrset = records
+                .get_mut(&key)
+                .ok_or_else(|| zone_err(format!("no {rtype} RRset at {owner} to tamper with")))?;
+            crate::dnssec::tamper(Arc::make_mut(rrset), *how, &signing.key, &name)
+                .map_err(|e| zone_err(e.to_string()))?;
+        }
+    }
+    Ok(Arc::new(handler))
+}
+
+/// Whether the zone text has an NS record at the apex (`@ ... NS ...`).
+fn has_apex_ns(text: &str) -> bool {
+    text.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        words.next() == Some("@") && words.any(|w| w.eq_ignore_ascii_case("NS"))
+    })
 }

@@ -3,19 +3,22 @@
 //!
 //! # Layout
 //! - [`dns`]: an authoritative DNS server (hickory-server) serving zones written as zone-file
-//!   text, with per-name fault injection (SERVFAIL, REFUSED, silence).
+//!   text, signed or not, with per-name fault injection (SERVFAIL, REFUSED, silence).
+//! - [`dnssec`]: zone keys, DS and trust-anchor lines, spoiled signatures (bogus answers).
+//! - [`tlsa`]: TLSA record data computed from a test certificate.
 //! - [`https`]: scripted HTTPS policy hosts (a policy, an error status, a redirect, an HTML
 //!   page, slowness), recording the last request.
 //! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness).
 //! - [`pki`]: a root CA, an intermediate and an untrusted root generated at run time (rcgen),
 //!   issuing server certificates with scripted defects (expired, wrong name, untrusted, …).
-
 //! - [`world`]: all of the above for one domain, on its own loopback addresses.
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
+pub mod dnssec;
 pub mod https;
 pub mod pki;
 pub mod smtp;
+pub mod tlsa;
 pub mod world;
