@@ -8,11 +8,12 @@
 //!
 //! # Layout
 //! - [`model`]: the report (the JSON schema of `mtasts check --format json`).
-//! - `records`, `policy`, `mx`, `tls`: one stage each.
+//! - `records`, `policy`, `mx`, `tls`, `dane`: one stage each.
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod bulk;
+mod dane;
 mod finding;
 pub mod model;
 mod mx;
@@ -129,18 +130,30 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
     // lookup, address lookups and STARTTLS probes on the other. Only MX coverage needs both, so
     // the wall time is the longer chain, not their sum.
     let old_rpt_name = format!("_smtp-tlsrpt.{domain}");
-    let (sts_answer, apex_answer, rpt_answer, old_rpt_answer, fetch, mx_observed) = tokio::join!(
+    // DANE's lookups (validated MX, then TLSA) need only host names, so they form a third chain.
+    let (
+        sts_answer,
+        apex_answer,
+        rpt_answer,
+        old_rpt_answer,
+        fetch,
+        mut mx_observed,
+        dane_observed,
+    ) = tokio::join!(
         r.txt(&sts_name),
         r.txt(&domain),
         r.txt(&rpt_name),
         r.txt(&old_rpt_name),
         fetch_policy(&domain, r, &env.tls, &env.settings.fetch),
         mx::observe(&domain, env),
+        dane::observe(&domain, env),
     );
     let (sts_record, record) = records::sts(&domain, &sts_answer, &apex_answer, &mut findings);
     let (policy_report, policy) = policy::policy(&domain, &fetch, record.is_some(), &mut findings);
     let tlsrpt = records::tlsrpt(&domain, &rpt_answer, &old_rpt_answer, &mut findings);
+    let served = mx_observed.take_served();
     let mx = mx::apply_policy(mx_observed, policy.as_ref(), &mut findings);
+    let dane = dane::apply(dane_observed, &served, &mut findings);
     drop_real_placeholders(&mut findings, &mx);
     finish(
         domain,
@@ -150,6 +163,7 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
             policy: policy_report,
             mx,
             tlsrpt,
+            dane,
         },
     )
 }
@@ -180,6 +194,7 @@ struct Parts {
     policy: model::PolicyReport,
     mx: Vec<model::MxReport>,
     tlsrpt: model::TlsRptReport,
+    dane: Option<model::DaneReport>,
 }
 
 pub(crate) fn finish(domain: String, mut findings: Vec<Finding>, parts: Parts) -> DomainReport {
@@ -191,7 +206,7 @@ pub(crate) fn finish(domain: String, mut findings: Vec<Finding>, parts: Parts) -
         policy: parts.policy,
         mx: parts.mx,
         tlsrpt: parts.tlsrpt,
-        dane: None,
+        dane: parts.dane,
         findings,
         verdict,
     }

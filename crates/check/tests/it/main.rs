@@ -2,5 +2,6 @@
 //! produces it, and a clean domain that shows none of them.
 
 mod catalog;
+mod dane;
 mod scenarios;
 mod world;
