@@ -200,10 +200,12 @@ impl Proof {
 /// An answer and its DNSSEC proof.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Validated<T> {
-    /// The answer.
+    /// The answer. A bogus answer carries no records: hickory drops them (it is reported as
+    /// [`Lookup::NoData`] with [`Proof::Bogus`]).
     pub lookup: Lookup<T>,
     /// How far it can be trusted: the weakest proof over the records of the answer (CNAMEs
-    /// included), or over the denial of existence for NODATA and NXDOMAIN.
+    /// included), or over the records of the denial of existence (SOA, NSEC) for NODATA and
+    /// NXDOMAIN.
     pub proof: Proof,
 }
 
@@ -428,8 +430,18 @@ impl Resolver {
             };
             return answer(lookup, Proof::from_hickory(*proof));
         }
+        // hickory's caching layer turns any bogus answer, positive or negative, into this error
+        // and drops its records: the records of a bogus RRset are not reported.
         if let NetError::Dns(ProtoDnsError::DnssecBogus) = e {
             return answer(Lookup::NoData, Proof::Bogus);
+        }
+        if let NetError::Dns(ProtoDnsError::NoRecordsFound(no)) = e {
+            let proof = weakest(no.authorities.iter().flat_map(|a| a.iter()));
+            match no.response_code {
+                ResponseCode::NoError => return answer(Lookup::NoData, proof),
+                ResponseCode::NXDomain => return answer(Lookup::NxDomain, proof),
+                _ => {}
+            }
         }
         if e.is_nx_domain() {
             return answer(Lookup::NxDomain, Proof::Indeterminate);
@@ -441,14 +453,6 @@ impl Resolver {
         };
         match e {
             NetError::Dns(ProtoDnsError::NoRecordsFound(no)) => match no.response_code {
-                ResponseCode::NoError => answer(
-                    Lookup::NoData,
-                    weakest(no.authorities.iter().flat_map(|a| a.iter())),
-                ),
-                ResponseCode::NXDomain => answer(
-                    Lookup::NxDomain,
-                    weakest(no.authorities.iter().flat_map(|a| a.iter())),
-                ),
                 ResponseCode::ServFail => Err(DnsError::ServFail {
                     name: name.to_owned(),
                     rtype: rtype.to_string(),

@@ -91,7 +91,25 @@ struct State {
     /// Child zone apex -> a catalog of its parent zone alone: DS records live in the parent
     /// (RFC 4035 §3.1.4.1), which the catalog, picking the closest zone, would not ask.
     ds_catalogs: HashMap<LowerName, Arc<Catalog>>,
+    /// The apex of every served zone but the root.
+    apexes: Vec<LowerName>,
     faults: HashMap<LowerName, Fault>,
+}
+
+impl State {
+    fn set_zones(&mut self, zones: BTreeMap<String, ZoneSpec>) -> Result<(), DnsError> {
+        let (catalog, ds_catalogs) = build_catalog(&zones)?;
+        self.catalog = Arc::new(catalog);
+        self.ds_catalogs = ds_catalogs;
+        self.apexes = zones
+            .keys()
+            .filter(|o| o.as_str() != ".")
+            .filter_map(|o| Name::from_str(o).ok())
+            .map(LowerName::from)
+            .collect();
+        self.zones = zones;
+        Ok(())
+    }
 }
 
 /// The request handler: faults first, then the catalog.
@@ -119,6 +137,17 @@ impl RequestHandler for Handler {
                 .as_ref()
                 .filter(|_| is_ds)
                 .and_then(|n| state.ds_catalogs.get(n));
+            // The root zone answers for the root and for DS records of its children; any other
+            // name outside the served zones is refused, as with no root zone.
+            let outside = parent.is_none()
+                && name.as_ref().is_some_and(|n| {
+                    !n.is_root() && !state.apexes.iter().any(|apex| apex.zone_of(n))
+                });
+            let fault = if outside {
+                fault.or(Some(Fault::Refused))
+            } else {
+                fault
+            };
             (fault, Arc::clone(parent.unwrap_or(&state.catalog)))
         };
         let code = match fault {
@@ -277,10 +306,7 @@ impl DnsServer {
                 signing,
             },
         );
-        let (catalog, ds_catalogs) = build_catalog(&zones)?;
-        state.catalog = Arc::new(catalog);
-        state.ds_catalogs = ds_catalogs;
-        state.zones = zones;
+        state.set_zones(zones)?;
         Ok(())
     }
 
@@ -292,10 +318,7 @@ impl DnsServer {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut zones = state.zones.clone();
         zones.remove(&fqdn(origin));
-        let (catalog, ds_catalogs) = build_catalog(&zones)?;
-        state.catalog = Arc::new(catalog);
-        state.ds_catalogs = ds_catalogs;
-        state.zones = zones;
+        state.set_zones(zones)?;
         Ok(())
     }
 
