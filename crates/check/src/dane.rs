@@ -2,8 +2,8 @@
 //! proof, and whether each probed address serves a chain it authenticates.
 //!
 //! The lookups ([`observe`]) need only the MX host names, so they run next to the MX probes:
-//! a validated MX lookup, then every host's `_25._tcp` TLSA RRset at once. Matching
-//! ([`apply`]) waits for the chains the probes captured.
+//! a validated MX lookup and, from the plain MX answer, every host's `_25._tcp` TLSA RRset at
+//! once. Matching ([`apply`]) waits for the chains the probes captured.
 
 use crate::Env;
 use crate::model::{DaneAddressReport, DaneHostReport, DaneReport, Finding};
@@ -11,7 +11,7 @@ use crate::mx::Served;
 use futures_util::future::join_all;
 use mtasts_core::Severity;
 use mtasts_net::dane::{ChainMatch, DaneState, SMTP_PORT, match_chain, record_for, usability};
-use mtasts_net::dns::{DnsError, Lookup, Proof, Tlsa, Validated};
+use mtasts_net::dns::{DnsError, Lookup, Mx, Proof, Tlsa, Validated};
 
 /// What the DANE lookups found, before any chain is matched.
 #[derive(Debug)]
@@ -21,30 +21,57 @@ pub(crate) struct Observed {
     hosts: Vec<(String, Result<Validated<Tlsa>, DnsError>)>,
 }
 
-/// The validated MX lookup of `domain`, then the TLSA RRset of each host. `None` when there
-/// is nothing DANE could apply to (no such domain, null MX).
-pub(crate) async fn observe(domain: &str, env: &Env) -> Option<Observed> {
+/// The validated MX lookup of `domain` and, at the same time, the TLSA RRsets of the hosts of
+/// the plain MX answer `plain_mx` (which the MX chain also uses, so it costs no query): the TLSA
+/// lookups need not wait for the slower validated answer. A host only the validated answer names
+/// is looked up afterwards. `None` when there is nothing DANE could apply to (no such domain,
+/// null MX).
+pub(crate) async fn observe(
+    domain: &str,
+    env: &Env,
+    plain_mx: impl Future<Output = Result<Lookup<Mx>, DnsError>>,
+) -> Option<Observed> {
     let r = &env.resolver;
-    let (mx, hosts) = match r.mx_validated(domain).await {
-        Err(e) => (Err(e), Vec::new()),
-        Ok(v) => {
-            let hosts: Vec<String> = match &v.lookup {
-                Lookup::NxDomain => return None,
-                Lookup::NoData => vec![domain.to_owned()],
-                Lookup::Records { records, .. } => records.iter().map(|m| m.host.clone()).collect(),
-            };
-            if hosts.iter().any(|h| h == ".") {
-                return None;
-            }
-            (Ok(v.proof), hosts)
-        }
+    let early = async {
+        let hosts = plain_mx
+            .await
+            .map(|l| hosts_of(domain, &l))
+            .unwrap_or_default();
+        let hosts = hosts.unwrap_or_default();
+        let answers = join_all(hosts.iter().map(|h| r.tlsa(h, SMTP_PORT))).await;
+        hosts.into_iter().zip(answers).collect::<Vec<_>>()
     };
-    let answers = join_all(hosts.iter().map(|h| r.tlsa(h, SMTP_PORT))).await;
+    let (validated, mut early) = tokio::join!(r.mx_validated(domain), early);
+    let (mx, hosts) = match validated {
+        Err(e) => (Err(e), Vec::new()),
+        Ok(v) => (Ok(v.proof), hosts_of(domain, &v.lookup)?),
+    };
+    let mut out = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        let answer = match early.iter().position(|(h, _)| *h == host) {
+            Some(i) => early.swap_remove(i).1,
+            None => r.tlsa(&host, SMTP_PORT).await,
+        };
+        out.push((host, answer));
+    }
     Some(Observed {
         domain: domain.to_owned(),
         mx,
-        hosts: hosts.into_iter().zip(answers).collect(),
+        hosts: out,
     })
+}
+
+/// The hosts an MX answer sends mail to; `None` for no domain or a null MX.
+fn hosts_of(domain: &str, answer: &Lookup<Mx>) -> Option<Vec<String>> {
+    let hosts: Vec<String> = match answer {
+        Lookup::NxDomain => return None,
+        Lookup::NoData => vec![domain.to_owned()],
+        Lookup::Records { records, .. } => records.iter().map(|m| m.host.clone()).collect(),
+    };
+    if hosts.iter().any(|h| h == ".") {
+        return None;
+    }
+    Some(hosts)
 }
 
 /// Matches the served chains and turns everything into the report and findings D01–D04.
@@ -149,8 +176,11 @@ fn one_host(
         }
         DaneState::Insecure(_) => {
             report.state = "insecure";
-            let (message, fix) = if proof == Some(Proof::Secure) {
+            // Signed TLSA records behind an MX RRset that is not secure (a DANE provider's MX for
+            // an unsigned customer domain) are a missed chance, not a broken setup: a note.
+            let (severity, message, fix) = if proof == Some(Proof::Secure) {
                 (
+                    Severity::Info,
                     format!(
                         "MX {host} has TLSA records, but the MX records of {domain} are not DNSSEC-signed: senders ignore them (RFC 7672 §2.2.1)"
                     ),
@@ -160,6 +190,7 @@ fn one_host(
                 )
             } else {
                 (
+                    Severity::Warning,
                     format!(
                         "MX {host} has TLSA records that are not DNSSEC-signed: senders ignore them, so DANE does not protect mail to it"
                     ),
@@ -170,7 +201,7 @@ fn one_host(
             };
             findings.push(Finding::new(
                 "dane.tlsa.insecure",
-                Severity::Warning,
+                severity,
                 message,
                 Some(format!("{tlsa_name}: {listed}")),
                 fix,

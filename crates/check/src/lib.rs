@@ -130,7 +130,9 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
     // lookup, address lookups and STARTTLS probes on the other. Only MX coverage needs both, so
     // the wall time is the longer chain, not their sum.
     let old_rpt_name = format!("_smtp-tlsrpt.{domain}");
-    // DANE's lookups (validated MX, then TLSA) need only host names, so they form a third chain.
+    // DANE's lookups (validated MX; TLSA of the hosts of the plain MX answer, shared with the
+    // MX chain) need only host names, so they form a third chain.
+    let mx_answer = futures_util::FutureExt::shared(Box::pin(r.mx(&domain)));
     let (
         sts_answer,
         apex_answer,
@@ -145,8 +147,8 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
         r.txt(&rpt_name),
         r.txt(&old_rpt_name),
         fetch_policy(&domain, r, &env.tls, &env.settings.fetch),
-        mx::observe(&domain, env),
-        dane::observe(&domain, env),
+        mx::observe(&domain, env, mx_answer.clone()),
+        dane::observe(&domain, env, mx_answer),
     );
     let (sts_record, record) = records::sts(&domain, &sts_answer, &apex_answer, &mut findings);
     let (policy_report, policy) = policy::policy(&domain, &fetch, record.is_some(), &mut findings);

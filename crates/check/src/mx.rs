@@ -44,8 +44,12 @@ impl Observed {
 
 /// Looks up the MX hosts of `domain`, their addresses, and probes every address. Independent of
 /// the policy, so it runs at the same time as the policy fetch; [`apply_policy`] adds coverage.
-pub(crate) async fn observe(domain: &str, env: &Env) -> Observed {
-    let answer = env.resolver.mx(domain).await;
+pub(crate) async fn observe(
+    domain: &str,
+    env: &Env,
+    answer: impl Future<Output = Result<Lookup<Mx>, DnsError>>,
+) -> Observed {
+    let answer = answer.await;
     let mut findings = Vec::new();
     let hosts = mx_hosts(domain, answer, env, &mut findings).await;
     let mut served = Vec::new();

@@ -409,7 +409,7 @@ fn dane_line(h: &DaneHostReport) -> String {
         }
         "unusable" => format!("{records}, {dnssec}, none usable for SMTP"),
         "insecure" => format!("{records}, {dnssec}: ignored by senders"),
-        _ => format!("{records}, {dnssec}: senders will not deliver"),
+        _ => format!("{dnssec} (validation failed): DANE senders will not deliver"),
     };
     format!("{}: {state}", h.tlsa_name)
 }

@@ -8,9 +8,12 @@
 //! Serves DOMAINS domains `d0.bulk.test` … each with an `_mta-sts` record, a policy (`mode:
 //! enforce`, `mx: *.provider.test`), a TLS-RPT record, and an MX on one of four shared MX hosts
 //! `mx0..3.provider.test` (valid STARTTLS); one policy host serves every `mta-sts.<domain>` with a
-//! certificate issued for the SNI name. Writes `DIR/root.pem` (the CA to trust), `DIR/domains.txt`
-//! and `DIR/env` (`NAMESERVER=`, `SMTP_PORT=`, `HTTPS_PORT=`), then `DIR/ready`, and serves until
-//! standard input closes or it is killed. Everything listens on 127.77.x.y.
+//! certificate issued for the SNI name. A signed root zone delegates `bulk.test` and
+//! `provider.test` without DS records (unsigned, provably insecure), so DANE lookups validate.
+//! Writes `DIR/root.pem` (the CA to trust), `DIR/root.key` (the DNSSEC trust anchor),
+//! `DIR/domains.txt` and `DIR/env` (`NAMESERVER=`, `SMTP_PORT=`, `HTTPS_PORT=`), then
+//! `DIR/ready`, and serves until standard input closes or it is killed. Everything listens on
+//! 127.77.x.y.
 
 #![allow(
     clippy::print_stdout,
@@ -19,6 +22,7 @@
 )]
 
 use mtasts_testnet::dns::DnsServer;
+use mtasts_testnet::dnssec::ZoneKey;
 use mtasts_testnet::https::{HttpResponse, PolicyHost};
 use mtasts_testnet::pki::{Defect, Pki, on_demand_server_config};
 use mtasts_testnet::smtp::{Behaviour, SmtpHost};
@@ -91,6 +95,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         writeln!(list, "{d}.bulk.test")?;
     }
     dns.set_zone("bulk.test.", &zone)?;
+    let root_key = Arc::new(ZoneKey::generate()?);
+    dns.set_signed_zone(
+        ".",
+        "bulk.test. 300 IN NS ns.bulk.test.\nprovider.test. 300 IN NS ns.provider.test.\n",
+        &root_key,
+        &[],
+    )?;
+    std::fs::write(dir.join("root.key"), root_key.trust_anchor("."))?;
     std::fs::write(dir.join("root.pem"), pki.root_pem())?;
     std::fs::write(dir.join("domains.txt"), list)?;
     std::fs::write(
