@@ -41,6 +41,8 @@ pub struct Settings {
     pub probe_budget: ProbeBudget,
     /// Skip the STARTTLS probes (where port 25 is blocked).
     pub no_smtp: bool,
+    /// Skip DANE (the validated MX and TLSA lookups): the report's `dane` is null.
+    pub no_dane: bool,
     /// The name sent in EHLO.
     pub ehlo_name: String,
 }
@@ -52,6 +54,7 @@ impl Default for Settings {
             fetch: FetchSettings::default(),
             probe_budget: ProbeBudget::default(),
             no_smtp: false,
+            no_dane: false,
             ehlo_name: "mtasts-check.invalid".into(),
         }
     }
@@ -148,7 +151,13 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
         r.txt(&old_rpt_name),
         fetch_policy(&domain, r, &env.tls, &env.settings.fetch),
         mx::observe(&domain, env, mx_answer.clone()),
-        dane::observe(&domain, env, mx_answer),
+        async {
+            if env.settings.no_dane {
+                None
+            } else {
+                dane::observe(&domain, env, mx_answer).await
+            }
+        },
     );
     let (sts_record, record) = records::sts(&domain, &sts_answer, &apex_answer, &mut findings);
     let (policy_report, policy) = policy::policy(&domain, &fetch, record.is_some(), &mut findings);

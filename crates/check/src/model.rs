@@ -17,7 +17,7 @@ pub struct DomainReport {
     /// The `_smtp._tls` TXT record.
     pub tlsrpt: TlsRptReport,
     /// DANE (RFC 7672) as a DANE-aware sender sees the MX hosts; null only when DANE was not
-    /// tested (invalid or non-existent domain, null MX).
+    /// tested (invalid or non-existent domain, null MX, `Settings::no_dane`).
     pub dane: Option<DaneReport>,
     /// Every finding, most severe first.
     pub findings: Vec<Finding>,

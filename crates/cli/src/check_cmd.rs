@@ -60,6 +60,9 @@ pub(crate) struct CheckArgs {
     /// Do not probe the MX hosts on port 25 (where outbound SMTP is blocked).
     #[arg(long)]
     no_smtp: bool,
+    /// Skip DANE (the DNSSEC-validated MX and TLSA lookups), e.g. for faster bulk scans.
+    #[arg(long)]
+    no_dane: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -260,6 +263,7 @@ fn build_env(args: &CheckArgs) -> Result<Env> {
     let mut settings = Settings {
         smtp_port: args.smtp_port,
         no_smtp: args.no_smtp,
+        no_dane: args.no_dane,
         ..Settings::default()
     };
     settings.fetch.port = args.https_port;

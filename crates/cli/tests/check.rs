@@ -277,6 +277,9 @@ async fn dane_in_text_json_and_summary() {
     assert_eq!(dane["adopted"], true);
     assert_eq!(dane["hosts"][0]["tlsa"][0], ee.as_str());
     assert_eq!(dane["hosts"][0]["addresses"][0]["matched"], true);
+    let (_, json, _) = run(&w, &["--format", "json", "--no-dane"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v[0]["dane"].is_null(), "{json}");
     // Without the test root's key, the IANA root keys cannot validate the test zones: bogus.
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.key");
