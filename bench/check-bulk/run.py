@@ -56,6 +56,7 @@ def main(argv):
                 env = dict(line.split("=", 1) for line in open(os.path.join(d, "env")).read().split())
                 cmd = [os.path.join(TARGET, "release", "mtasts"), "check", "--input", os.path.join(d, "domains.txt"),
                        "--format", "jsonl", "--nameserver", env["NAMESERVER"], "--ca-file", os.path.join(d, "root.pem"),
+                       "--trust-anchor", os.path.join(d, "root.key"),
                        "--smtp-port", env["SMTP_PORT"], "--https-port", env["HTTPS_PORT"], "--timeout", "10",
                        "--concurrency", str(concurrency), "--per-destination", str(per_dest)]
                 results = os.path.join(d, "results.jsonl")

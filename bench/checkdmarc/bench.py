@@ -142,7 +142,8 @@ def main():
                     scenarios.append((name, domain, None if expect == "-" else expect, what))
             domains = [s[1] for s in scenarios]
             ours_cmd = [a.mtasts, "check", "--input", os.path.join(d, "domains.txt"), "--format", "jsonl",
-                        "--nameserver", DNS_IP, "--ca-file", ca]
+                        "--nameserver", DNS_IP, "--ca-file", ca,
+                        "--trust-anchor", os.path.join(d, "root.key")]
             theirs_cmd = [a.checkdmarc, "--check-mx-tls", "-n", DNS_IP, "-f", "json"] + domains
             no_tls_cmd = [a.checkdmarc, "-n", DNS_IP, "-f", "json"] + domains
             seq_cmd = ours_cmd + ["--concurrency", "1"]

@@ -17,7 +17,7 @@
 )]
 
 use mtasts_check::{Env, Settings, check_domain};
-use mtasts_net::dns::{Resolver, ResolverSettings};
+use mtasts_net::dns::{Resolver, ResolverSettings, TrustAnchor};
 use mtasts_net::tls::TlsProbeConfig;
 use mtasts_testnet::dns::Fault;
 use mtasts_testnet::https::HttpResponse;
@@ -84,6 +84,7 @@ async fn main() {
             let resolver = Resolver::new(&ResolverSettings {
                 nameservers: vec![w.dns.addr()],
                 timeout: Some(Duration::from_secs(5)),
+                trust_anchor: TrustAnchor::Keys(w.trust_anchor()),
             })
             .expect("resolver");
             let tls = TlsProbeConfig::with_roots(w.pki.root_store()).with_now(w.pki.now());

@@ -180,6 +180,8 @@ pub struct Summary {
     pub modes: BTreeMap<String, usize>,
     /// With a usable TLS-RPT record.
     pub tlsrpt: usize,
+    /// With DANE in use: an MX host with a usable, DNSSEC-secure TLSA RRset.
+    pub dane: usize,
     /// By verdict.
     pub verdicts: BTreeMap<String, usize>,
     /// Warning and error finding ids, by the number of domains they occur in.
@@ -199,6 +201,7 @@ impl Summary {
             *self.modes.entry(mode.clone()).or_default() += 1;
         }
         self.tlsrpt += usize::from(!r.tlsrpt.rua.is_empty());
+        self.dane += usize::from(r.dane.as_ref().is_some_and(|d| d.adopted));
         let verdict = serde_json::to_value(r.verdict)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))

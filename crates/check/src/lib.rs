@@ -8,13 +8,14 @@
 //!
 //! # Layout
 //! - [`model`]: the report (the JSON schema of `mtasts check --format json`).
-//! - `records`, `policy`, `mx`, `tls`, `rua` (TLS-RPT https endpoints), `botwall`: one stage
-//!   or one concern each.
+//! - `records`, `policy`, `mx`, `tls`, `dane`, `rua` (TLS-RPT https endpoints), `botwall`: one
+//!   stage or one concern each.
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 mod botwall;
 pub mod bulk;
+mod dane;
 mod finding;
 pub mod model;
 mod mx;
@@ -44,6 +45,8 @@ pub struct Settings {
     pub probe_budget: ProbeBudget,
     /// Skip the STARTTLS probes (where port 25 is blocked).
     pub no_smtp: bool,
+    /// Skip DANE (the validated MX and TLSA lookups): the report's `dane` is null.
+    pub no_dane: bool,
     /// The name sent in EHLO.
     pub ehlo_name: String,
 }
@@ -55,6 +58,7 @@ impl Default for Settings {
             fetch: FetchSettings::default(),
             probe_budget: ProbeBudget::default(),
             no_smtp: false,
+            no_dane: false,
             ehlo_name: "mtasts-check.invalid".into(),
         }
     }
@@ -136,19 +140,39 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
     // lookup, address lookups and STARTTLS probes on the other. Only MX coverage needs both, so
     // the wall time is the longer chain, not their sum.
     let old_rpt_name = format!("_smtp-tlsrpt.{domain}");
-    let (sts_answer, apex_answer, (rpt_answer, endpoints), old_rpt_answer, fetch, mx_observed) = tokio::join!(
+    // DANE's lookups (validated MX; TLSA of the hosts of the plain MX answer, shared with the
+    // MX chain) need only host names, so they form a third chain.
+    let mx_answer = futures_util::FutureExt::shared(Box::pin(r.mx(&domain)));
+    let (
+        sts_answer,
+        apex_answer,
+        (rpt_answer, endpoints),
+        old_rpt_answer,
+        fetch,
+        mut mx_observed,
+        dane_observed,
+    ) = tokio::join!(
         r.txt(&sts_name),
         r.txt(&domain),
         rua::lookup(&rpt_name, env),
         r.txt(&old_rpt_name),
         fetch_policy(&domain, r, &env.tls, &env.settings.fetch),
-        mx::observe(&domain, env),
+        mx::observe(&domain, env, mx_answer.clone()),
+        async {
+            if env.settings.no_dane {
+                None
+            } else {
+                dane::observe(&domain, env, mx_answer).await
+            }
+        },
     );
     let (sts_record, record) = records::sts(&domain, &sts_answer, &apex_answer, &mut findings);
     let (policy_report, policy) = policy::policy(&domain, &fetch, record.is_some(), &mut findings);
     let mut tlsrpt = records::tlsrpt(&domain, &rpt_answer, &old_rpt_answer, &mut findings);
     tlsrpt.endpoints = rua::endpoints(endpoints, &mut findings);
+    let served = mx_observed.take_served();
     let mx = mx::apply_policy(mx_observed, policy.as_ref(), &mut findings);
+    let dane = dane::apply(dane_observed, &served, &mut findings);
     drop_real_placeholders(&mut findings, &mx);
     finish(
         domain,
@@ -158,6 +182,7 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
             policy: policy_report,
             mx,
             tlsrpt,
+            dane,
         },
     )
 }
@@ -188,6 +213,7 @@ struct Parts {
     policy: model::PolicyReport,
     mx: Vec<model::MxReport>,
     tlsrpt: model::TlsRptReport,
+    dane: Option<model::DaneReport>,
 }
 
 pub(crate) fn finish(domain: String, mut findings: Vec<Finding>, parts: Parts) -> DomainReport {
@@ -199,7 +225,7 @@ pub(crate) fn finish(domain: String, mut findings: Vec<Finding>, parts: Parts) -
         policy: parts.policy,
         mx: parts.mx,
         tlsrpt: parts.tlsrpt,
-        dane: None,
+        dane: parts.dane,
         findings,
         verdict,
     }

@@ -16,8 +16,9 @@ pub struct DomainReport {
     pub mx: Vec<MxReport>,
     /// The `_smtp._tls` TXT record.
     pub tlsrpt: TlsRptReport,
-    /// DANE (RFC 7672): not checked yet, always null.
-    pub dane: Option<serde_json::Value>,
+    /// DANE (RFC 7672) as a DANE-aware sender sees the MX hosts; null only when DANE was not
+    /// tested (invalid or non-existent domain, null MX, `Settings::no_dane`).
+    pub dane: Option<DaneReport>,
     /// Every finding, most severe first.
     pub findings: Vec<Finding>,
     /// `pass` (nothing to report), `warn` (warnings only), `fail` (an error), or `incomplete`
@@ -179,4 +180,54 @@ pub struct EndpointReport {
     pub certificate: Option<CertificateReport>,
     /// What failed, when something did.
     pub error: Option<String>,
+}
+
+/// DANE for SMTP (RFC 7672): the DNSSEC proof of the MX RRset and the TLSA RRset of each MX host.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaneReport {
+    /// The DNSSEC proof of the MX RRset (`secure`, `insecure`, `bogus`, `indeterminate`); DANE
+    /// applies to the MX hosts only when it is `secure` (RFC 7672 §2.2.1). Null when the
+    /// validated MX lookup failed.
+    pub mx_dnssec: Option<&'static str>,
+    /// At least one MX host has a usable, DNSSEC-secure TLSA RRset: DANE senders authenticate
+    /// TLS to it (what `--summary` counts as DANE adoption).
+    pub adopted: bool,
+    /// Each MX host (from the validated MX lookup), in preference order.
+    pub hosts: Vec<DaneHostReport>,
+    /// Why the validated MX lookup failed, when it did.
+    pub error: Option<String>,
+}
+
+/// The TLSA RRset of one MX host.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaneHostReport {
+    /// The MX host name.
+    pub host: String,
+    /// Where its TLSA records are looked up: `_25._tcp.<host>`.
+    pub tlsa_name: String,
+    /// `usable` (secure, at least one usable record), `unusable` (secure, none usable),
+    /// `no-tlsa`, `insecure` (records not protected by DNSSEC: ignored by senders), `bogus`
+    /// (validation failed: DANE senders do not deliver), or `lookup-failed`.
+    pub state: &'static str,
+    /// The DNSSEC proof of the TLSA answer; null when the lookup failed.
+    pub dnssec: Option<&'static str>,
+    /// The TLSA records, presentation form (`3 1 1 <HEX>`).
+    pub tlsa: Vec<String>,
+    /// Same as `state == "usable"`: senders must authenticate TLS by these records.
+    pub usable: bool,
+    /// Why the lookup failed, when it did.
+    pub error: Option<String>,
+    /// Each probed address and whether its certificate chain matched (only when `usable`).
+    pub addresses: Vec<DaneAddressReport>,
+}
+
+/// One address of an MX host against its TLSA records.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaneAddressReport {
+    /// The IP address.
+    pub ip: String,
+    /// Whether the presented chain matched a usable record.
+    pub matched: bool,
+    /// The record that matched.
+    pub record: Option<String>,
 }

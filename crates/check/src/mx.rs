@@ -9,7 +9,9 @@ use mtasts_core::Severity;
 use mtasts_core::policy::{Mode, Policy};
 use mtasts_net::dns::{DnsError, Lookup, Mx};
 use mtasts_net::probe::{MxProbe, ProbeFailure, probe_mx};
+use rustls_pki_types::CertificateDer;
 use std::net::{IpAddr, SocketAddr};
+use time::OffsetDateTime;
 
 /// What the MX stage observed, before the policy is known.
 #[derive(Debug, Default)]
@@ -17,19 +19,52 @@ pub(crate) struct Observed {
     hosts: Vec<Mx>,
     reports: Vec<MxReport>,
     findings: Vec<Finding>,
+    served: Vec<Served>,
+}
+
+/// The chain one MX address presented in its TLS handshake, for DANE matching.
+#[derive(Debug, Clone)]
+pub(crate) struct Served {
+    /// The MX host name.
+    pub(crate) host: String,
+    /// The address.
+    pub(crate) ip: String,
+    /// End entity first, as sent.
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    /// When the chain was checked (the clock DANE-TA validity uses).
+    pub(crate) at: OffsetDateTime,
+}
+
+impl Observed {
+    /// Takes the chains the probes captured (the rest of the observation is unchanged).
+    pub(crate) fn take_served(&mut self) -> Vec<Served> {
+        std::mem::take(&mut self.served)
+    }
 }
 
 /// Looks up the MX hosts of `domain`, their addresses, and probes every address. Independent of
 /// the policy, so it runs at the same time as the policy fetch; [`apply_policy`] adds coverage.
-pub(crate) async fn observe(domain: &str, env: &Env) -> Observed {
-    let answer = env.resolver.mx(domain).await;
+pub(crate) async fn observe(
+    domain: &str,
+    env: &Env,
+    answer: impl Future<Output = Result<Lookup<Mx>, DnsError>>,
+) -> Observed {
+    let answer = answer.await;
     let mut findings = Vec::new();
     let hosts = mx_hosts(domain, answer, env, &mut findings).await;
-    let (hosts, reports) = hosts.into_iter().unzip();
+    let mut served = Vec::new();
+    let (hosts, reports) = hosts
+        .into_iter()
+        .map(|(mx, report, mut chains)| {
+            served.append(&mut chains);
+            (mx, report)
+        })
+        .unzip();
     Observed {
         hosts,
         reports,
         findings,
+        served,
     }
 }
 
@@ -44,6 +79,7 @@ pub(crate) fn apply_policy(
         hosts,
         mut reports,
         findings: mut own,
+        ..
     } = obs;
     coverage(policy, &hosts, findings);
     findings.append(&mut own);
@@ -64,7 +100,7 @@ async fn mx_hosts(
     answer: Result<Lookup<Mx>, DnsError>,
     env: &Env,
     findings: &mut Vec<Finding>,
-) -> Vec<(Mx, MxReport)> {
+) -> Vec<(Mx, MxReport, Vec<Served>)> {
     let hosts: Vec<Mx> = match answer {
         Err(e) => {
             findings.push(Finding::untested(
@@ -111,9 +147,9 @@ async fn mx_hosts(
     }
     let reports = join_all(hosts.iter().map(|mx| one_host(mx, env))).await;
     let mut out = Vec::with_capacity(reports.len());
-    for (mx, (report, mut fs)) in hosts.into_iter().zip(reports) {
+    for (mx, (report, mut fs, served)) in hosts.into_iter().zip(reports) {
         findings.append(&mut fs);
-        out.push((mx, report));
+        out.push((mx, report, served));
     }
     out
 }
@@ -178,7 +214,7 @@ fn coverage(policy: Option<&Policy>, hosts: &[Mx], findings: &mut Vec<Finding>) 
     }
 }
 
-async fn one_host(mx: &Mx, env: &Env) -> (MxReport, Vec<Finding>) {
+async fn one_host(mx: &Mx, env: &Env) -> (MxReport, Vec<Finding>, Vec<Served>) {
     let mut findings = Vec::new();
     let (v4, v6) = tokio::join!(env.resolver.a(&mx.host), env.resolver.aaaa(&mx.host));
     let mut ips: Vec<IpAddr> = Vec::new();
@@ -204,6 +240,7 @@ async fn one_host(mx: &Mx, env: &Env) -> (MxReport, Vec<Finding>) {
             format!("publish addresses for {}, or remove the MX record", mx.host),
         ));
     }
+    let mut served = Vec::new();
     let addresses: Vec<AddressReport> = if env.settings.no_smtp {
         ips.iter()
             .map(|ip| AddressReport {
@@ -231,6 +268,16 @@ async fn one_host(mx: &Mx, env: &Env) -> (MxReport, Vec<Finding>) {
             }
         }))
         .await;
+        for p in &probes {
+            if let Some(tls) = &p.tls {
+                served.push(Served {
+                    host: mx.host.clone(),
+                    ip: p.addr.ip().to_string(),
+                    chain: tls.chain.iter().map(|c| c.der.clone()).collect(),
+                    at: tls.verification.checked_at,
+                });
+            }
+        }
         probes
             .iter()
             .map(|p| address(mx, p, &mut findings))
@@ -246,7 +293,7 @@ async fn one_host(mx: &Mx, env: &Env) -> (MxReport, Vec<Finding>) {
         result,
         must_refuse: false,
     };
-    (report, findings)
+    (report, findings, served)
 }
 
 fn address(mx: &Mx, p: &MxProbe, findings: &mut Vec<Finding>) -> AddressReport {

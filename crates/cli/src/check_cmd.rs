@@ -5,10 +5,10 @@ use crate::{EXIT_FINDINGS, EXIT_OK};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use mtasts_check::bulk::{ScanSettings, Summary, scan};
-use mtasts_check::model::{AddressReport, DomainReport, MxReport};
+use mtasts_check::model::{AddressReport, DaneHostReport, DomainReport, MxReport};
 use mtasts_check::{Env, Settings, Verdict};
 use mtasts_core::Severity;
-use mtasts_net::dns::{Resolver, ResolverSettings};
+use mtasts_net::dns::{Resolver, ResolverSettings, TrustAnchor};
 use mtasts_net::tls::TlsProbeConfig;
 use owo_colors::{OwoColorize, Stream::Stdout};
 use std::io::{IsTerminal, Write};
@@ -41,6 +41,10 @@ pub(crate) struct CheckArgs {
     /// DNS server to ask, IP or IP:PORT (repeatable); default: the system's.
     #[arg(long = "nameserver", value_name = "IP[:PORT]")]
     nameservers: Vec<String>,
+    /// DNSSEC trust anchor for the DANE lookups: a file of DNSKEY records in zone-file form
+    /// (`. 3600 IN DNSKEY 257 3 13 ...`); default: the IANA root keys.
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Option<std::path::PathBuf>,
     /// Extra trusted root certificates (PEM), on top of the Mozilla roots.
     #[arg(long, value_name = "PEM")]
     ca_file: Option<std::path::PathBuf>,
@@ -56,6 +60,9 @@ pub(crate) struct CheckArgs {
     /// Do not probe the MX hosts on port 25 (where outbound SMTP is blocked).
     #[arg(long)]
     no_smtp: bool,
+    /// Skip DANE (the DNSSEC-validated MX and TLSA lookups), e.g. for faster bulk scans.
+    #[arg(long)]
+    no_dane: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -221,7 +228,12 @@ fn print_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
         s.tlsrpt,
         pct(s.tlsrpt)
     )?;
-    writeln!(out, "  DANE                  not checked yet")?;
+    writeln!(
+        out,
+        "  DANE (usable TLSA)    {:>8}  {:5.1} %",
+        s.dane,
+        pct(s.dane)
+    )?;
     for (verdict, n) in &s.verdicts {
         writeln!(out, "  verdict {verdict:<13} {n:>8}  {:5.1} %", pct(*n))?;
     }
@@ -285,10 +297,19 @@ fn build_env(args: &CheckArgs) -> Result<Env> {
                 .with_context(|| format!("--nameserver {s}: not an IP address or IP:PORT"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let trust_anchor = match &args.trust_anchor {
+        None => TrustAnchor::IanaRoot,
+        Some(path) => TrustAnchor::Keys(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --trust-anchor {}", path.display()))?,
+        ),
+    };
     let resolver = Resolver::new(&ResolverSettings {
         nameservers,
         timeout: Some(timeout),
-    })?;
+        trust_anchor,
+    })
+    .with_context(|| "--trust-anchor: not a file of DNSKEY records")?;
     let mut tls = TlsProbeConfig::new();
     if let Some(path) = &args.ca_file {
         let pem = std::fs::read(path)
@@ -303,6 +324,7 @@ fn build_env(args: &CheckArgs) -> Result<Env> {
     let mut settings = Settings {
         smtp_port: args.smtp_port,
         no_smtp: args.no_smtp,
+        no_dane: args.no_dane,
         ..Settings::default()
     };
     settings.fetch.port = args.https_port;
@@ -370,6 +392,13 @@ fn print_text(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
     }
     for mx in &r.mx {
         print_mx(out, mx, r.policy.mx.is_some())?;
+        let dane = r
+            .dane
+            .as_ref()
+            .and_then(|d| d.hosts.iter().find(|h| h.host == mx.host));
+        if let Some(h) = dane {
+            writeln!(out, "        DANE {}", dane_line(h))?;
+        }
     }
     let rua = if r.tlsrpt.rua.is_empty() {
         "none".to_owned()
@@ -438,6 +467,30 @@ fn print_mx(out: &mut impl Write, mx: &MxReport, has_policy: bool) -> std::io::R
         writeln!(out, "        {:<40} {}", a.ip, address_line(a))?;
     }
     Ok(())
+}
+
+fn dane_line(h: &DaneHostReport) -> String {
+    let n = h.tlsa.len();
+    let records = format!("{n} TLSA record{}", if n == 1 { "" } else { "s" });
+    let dnssec = h.dnssec.map(|p| format!("DNSSEC {p}")).unwrap_or_default();
+    let state = match h.state {
+        "no-tlsa" => "no TLSA record".to_owned(),
+        "lookup-failed" => format!(
+            "TLSA lookup failed: {}",
+            h.error.as_deref().unwrap_or("unknown error")
+        ),
+        "usable" => {
+            let matched = h.addresses.iter().filter(|a| a.matched).count();
+            format!(
+                "{records}, {dnssec}, usable; {matched}/{} address(es) matched",
+                h.addresses.len()
+            )
+        }
+        "unusable" => format!("{records}, {dnssec}, none usable for SMTP"),
+        "insecure" => format!("{records}, {dnssec}: ignored by senders"),
+        _ => format!("{dnssec} (validation failed): DANE senders will not deliver"),
+    };
+    format!("{}: {state}", h.tlsa_name)
 }
 
 fn address_line(a: &AddressReport) -> String {

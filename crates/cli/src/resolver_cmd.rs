@@ -226,6 +226,7 @@ fn net(c: &Config) -> Result<Net> {
     let dns = Resolver::new(&ResolverSettings {
         nameservers,
         timeout: Some(Duration::from_secs(5)),
+        ..ResolverSettings::default()
     })?;
     let mut tls = TlsProbeConfig::new();
     if let Some(path) = &c.ca_file {

@@ -5,7 +5,8 @@ use assert_cmd::Command;
 use mtasts_testnet::https::HttpResponse;
 use mtasts_testnet::pki::Defect;
 use mtasts_testnet::smtp::Behaviour;
-use mtasts_testnet::world::{DOMAIN, World};
+use mtasts_testnet::tlsa::{Matching, Selector, Usage, tlsa_data};
+use mtasts_testnet::world::{DOMAIN, Dnssec, World};
 
 const POLICY: &str = "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 1209600\n";
 
@@ -48,6 +49,8 @@ async fn run_with_stdin(w: &World, extra: &[&str], stdin: &str) -> (i32, String,
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("root.pem");
     std::fs::write(&pem, w.pki.root_pem()).unwrap();
+    let anchor = dir.path().join("root.key");
+    std::fs::write(&anchor, w.trust_anchor()).unwrap();
     let mut args: Vec<String> = vec![
         "check".into(),
         DOMAIN.into(),
@@ -62,6 +65,9 @@ async fn run_with_stdin(w: &World, extra: &[&str], stdin: &str) -> (i32, String,
         "--timeout".into(),
         "2".into(),
     ];
+    if !extra.contains(&"--trust-anchor") {
+        args.extend(["--trust-anchor".into(), anchor.display().to_string()]);
+    }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let out = tokio::task::spawn_blocking(move || {
         Command::cargo_bin("mtasts")
@@ -115,6 +121,16 @@ fn stable_text(s: &str) -> String {
         .join("\n")
 }
 
+/// [`stable_text`] on every string of a JSON report (the `observed` texts carry dates).
+fn stable_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains("expires 20") => *s = stable_text(s),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(stable_json),
+        serde_json::Value::Object(o) => o.values_mut().for_each(stable_json),
+        _ => {}
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_domain_text_and_json() {
     let w = clean(41).await;
@@ -123,7 +139,8 @@ async fn clean_domain_text_and_json() {
     insta::assert_snapshot!("check_clean_text", stable_text(&text));
     let (code, json, _) = run(&w, &["--format", "json"]).await;
     assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    stable_json(&mut v);
     insta::assert_json_snapshot!("check_clean_json", v, {
         "[].**.not_after" => "[DATE]",
         "[].**.days_left" => "[N]",
@@ -137,7 +154,8 @@ async fn broken_domain_text_and_json() {
     assert_eq!(code, 1);
     insta::assert_snapshot!("check_broken_text", stable_text(&text));
     let (_, json, _) = run(&w, &["--format", "json"]).await;
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    stable_json(&mut v);
     insta::assert_json_snapshot!("check_broken_json", v, {
         "[].**.not_after" => "[DATE]",
         "[].**.days_left" => "[N]",
@@ -151,7 +169,8 @@ async fn mixed_domain_text_and_json_and_fail_on() {
     assert_eq!(code, 1, "an expired MX certificate is an error");
     insta::assert_snapshot!("check_mixed_text", stable_text(&text));
     let (_, json, _) = run(&w, &["--format", "json"]).await;
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    stable_json(&mut v);
     insta::assert_json_snapshot!("check_mixed_json", v, {
         "[].**.not_after" => "[DATE]",
         "[].**.days_left" => "[N]",
@@ -285,6 +304,46 @@ async fn bulk_input_jsonl_csv_and_summary() {
     assert_eq!(rows.len(), 5, "header and 4 rows: {csv}");
     assert!(rows[0].starts_with("domain,verdict,sts_id,policy_mode"));
     assert!(rows.iter().any(|r| r.starts_with("example.test,pass,20240101T000000,enforce,,1209600,mx1.example.test,,,mailto:tlsrpt@reports.example.net,0,0,")), "{csv}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dane_in_text_json_and_summary() {
+    let mut w = World::with_net(46).await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=20240101T000000\"\n_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example.net\"\nmta-sts 300 IN AAAA ::1");
+    w.policy_host(Defect::Valid, HttpResponse::policy(POLICY))
+        .await;
+    let chain = w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+    let ee = tlsa_data(&chain[0], Usage::DaneEe, Selector::Spki, Matching::Sha256).unwrap();
+    w.zone(&format!("_25._tcp.mx1 300 IN TLSA {ee}"));
+    w.dnssec(Dnssec::Signed);
+    let (code, text, err) = run(&w, &["--summary"]).await;
+    assert_eq!(code, 0, "{text}\n{err}");
+    assert!(
+        text.contains("        DANE _25._tcp.mx1.example.test: 1 TLSA record, DNSSEC secure, usable; 1/1 address(es) matched"),
+        "{text}"
+    );
+    assert!(text.contains("[dane.tlsa.no-rollover]"), "{text}");
+    assert!(
+        text.contains("  DANE (usable TLSA)           1  100.0 %"),
+        "{text}"
+    );
+    let (_, json, _) = run(&w, &["--format", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let dane = &v[0]["dane"];
+    assert_eq!(dane["mx_dnssec"], "secure");
+    assert_eq!(dane["adopted"], true);
+    assert_eq!(dane["hosts"][0]["tlsa"][0], ee.as_str());
+    assert_eq!(dane["hosts"][0]["addresses"][0]["matched"], true);
+    let (_, json, _) = run(&w, &["--format", "json", "--no-dane"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v[0]["dane"].is_null(), "{json}");
+    // Without the test root's key, the IANA root keys cannot validate the test zones: bogus.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.key");
+    std::fs::write(&bad, "not a key").unwrap();
+    let (code, _, err) = run(&w, &["--trust-anchor", &bad.display().to_string()]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--trust-anchor"), "{err}");
 }
 
 #[test]

@@ -4,14 +4,22 @@
 //! ([`Lookup::NoData`]) is an answer. A server failure or a timeout is a [`DnsError`]: the
 //! question could not be answered, which a checker reports as "could not test", never as "no
 //! record" (DECISIONS D16, USER-EXPECTATIONS M10).
+//!
+//! DNSSEC: the plain lookups ([`Resolver::txt`], [`Resolver::mx`], ...) do not validate, so they
+//! cost one query each. [`Resolver::mx_validated`] and [`Resolver::tlsa`] go through a second,
+//! validating resolver (hickory's validator, from the [`TrustAnchor`] of the settings) and
+//! return the [`Proof`] of the answer, as DANE needs (RFC 7672 §2.2).
 
+use hickory_proto::dnssec::{Proof as HickoryProof, TrustAnchors};
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::{RData, Record, RecordType};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as ProtoDnsError, NetError};
 use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default time budget for one query (all attempts).
@@ -123,12 +131,110 @@ pub struct ResolverSettings {
     pub nameservers: Vec<SocketAddr>,
     /// Time budget per query; [`DEFAULT_TIMEOUT`] when `None`.
     pub timeout: Option<Duration>,
+    /// Where DNSSEC validation starts (validated lookups only).
+    pub trust_anchor: TrustAnchor,
+}
+
+/// The keys DNSSEC validation trusts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrustAnchor {
+    /// The IANA root zone keys hickory ships (KSK-2017 and KSK-2024).
+    #[default]
+    IanaRoot,
+    /// DNSKEY records in zone-file form (a trust-anchor file), e.g. a test root:
+    /// `. 3600 IN DNSKEY 257 3 13 <base64>`.
+    Keys(String),
+}
+
+/// The DNSSEC status of an answer (RFC 4035 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proof {
+    /// Validated from a trust anchor.
+    Secure,
+    /// Provably unsigned: a secure parent says the zone is not signed.
+    Insecure,
+    /// Should validate but does not (bad or expired signature, missing keys, DS mismatch).
+    Bogus,
+    /// No trust anchor covers the name, so nothing could be decided.
+    Indeterminate,
+}
+
+impl Proof {
+    /// The word used in reports: `secure`, `insecure`, `bogus`, `indeterminate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secure => "secure",
+            Self::Insecure => "insecure",
+            Self::Bogus => "bogus",
+            Self::Indeterminate => "indeterminate",
+        }
+    }
+
+    fn from_hickory(p: HickoryProof) -> Self {
+        match p {
+            HickoryProof::Secure => Self::Secure,
+            HickoryProof::Insecure => Self::Insecure,
+            HickoryProof::Bogus => Self::Bogus,
+            _ => Self::Indeterminate,
+        }
+    }
+
+    /// The weaker of two proofs, for an answer made of several RRsets: bogus beats
+    /// indeterminate beats insecure beats secure.
+    fn weaker(self, other: Self) -> Self {
+        let rank = |p: Self| match p {
+            Self::Secure => 0,
+            Self::Insecure => 1,
+            Self::Indeterminate => 2,
+            Self::Bogus => 3,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// An answer and its DNSSEC proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated<T> {
+    /// The answer. A bogus answer carries no records: hickory drops them (it is reported as
+    /// [`Lookup::NoData`] with [`Proof::Bogus`]).
+    pub lookup: Lookup<T>,
+    /// How far it can be trusted: the weakest proof over the records of the answer (CNAMEs
+    /// included), or over the records of the denial of existence (SOA, NSEC) for NODATA and
+    /// NXDOMAIN.
+    pub proof: Proof,
+}
+
+/// A TLSA record (RFC 6698 §2.1), fields as published (unknown values kept).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tlsa {
+    /// Certificate usage: 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE.
+    pub usage: u8,
+    /// Selector: 0 full certificate, 1 SubjectPublicKeyInfo.
+    pub selector: u8,
+    /// Matching type: 0 exact, 1 SHA-256, 2 SHA-512.
+    pub matching: u8,
+    /// Certificate association data.
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Display for Tlsa {
+    /// Presentation form, `3 1 1 0A1B...` (upper-case hex, RFC 6698 §2.2).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {} ", self.usage, self.selector, self.matching)?;
+        self.data.iter().try_for_each(|b| write!(f, "{b:02X}"))
+    }
 }
 
 /// A stub resolver.
 #[derive(Clone)]
 pub struct Resolver {
     inner: TokioResolver,
+    validating: TokioResolver,
     timeout: Duration,
 }
 
@@ -145,40 +251,23 @@ impl Resolver {
     /// asked for and cannot be read.
     pub fn new(settings: &ResolverSettings) -> Result<Self, DnsError> {
         let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let mut builder = if settings.nameservers.is_empty() {
-            TokioResolver::builder_tokio().map_err(|e| DnsError::Other {
-                name: "/etc/resolv.conf".into(),
-                rtype: "config".into(),
-                message: e.to_string(),
-            })?
-        } else {
-            let servers = settings
-                .nameservers
-                .iter()
-                .map(|sa| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = sa.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = sa.port();
-                    NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
-            )
+        let inner = build(settings, timeout, None)?;
+        let anchors = match &settings.trust_anchor {
+            TrustAnchor::IanaRoot => TrustAnchors::default(),
+            TrustAnchor::Keys(text) => {
+                TrustAnchors::from_str(text).map_err(|e| DnsError::Other {
+                    name: "trust anchor".into(),
+                    rtype: "DNSKEY".into(),
+                    message: e.to_string(),
+                })?
+            }
         };
-        let opts = builder.options_mut();
-        opts.timeout = timeout;
-        opts.attempts = 1;
-        opts.use_hosts_file = ResolveHosts::Never;
-        opts.ndots = 0;
-        let inner = builder.build().map_err(|e| DnsError::Other {
-            name: String::new(),
-            rtype: "config".into(),
-            message: e.to_string(),
-        })?;
-        Ok(Self { inner, timeout })
+        let validating = build(settings, timeout, Some(Arc::new(anchors)))?;
+        Ok(Self {
+            inner,
+            validating,
+            timeout,
+        })
     }
 
     /// TXT records of `name`.
@@ -194,15 +283,7 @@ impl Resolver {
 
     /// MX records of `name`, sorted by preference then host.
     pub async fn mx(&self, name: &str) -> Result<Lookup<Mx>, DnsError> {
-        let mut out = self
-            .lookup(name, RecordType::MX, |data| match data {
-                RData::MX(mx) => Some(Mx {
-                    preference: mx.preference,
-                    host: host_name(&mx.exchange.to_ascii()),
-                }),
-                _ => None,
-            })
-            .await?;
+        let mut out = self.lookup(name, RecordType::MX, pick_mx).await?;
         if let Lookup::Records { records, .. } = &mut out {
             records.sort();
         }
@@ -227,18 +308,65 @@ impl Resolver {
         .await
     }
 
+    /// MX records of `name` through the validating resolver, sorted as [`Resolver::mx`], with
+    /// their DNSSEC proof: DANE applies to the MX hosts only when it is secure (RFC 7672 §2.2.1).
+    pub async fn mx_validated(&self, name: &str) -> Result<Validated<Mx>, DnsError> {
+        let mut out = self
+            .query(&self.validating, name, RecordType::MX, pick_mx)
+            .await?;
+        if let Lookup::Records { records, .. } = &mut out.lookup {
+            records.sort();
+        }
+        Ok(out)
+    }
+
+    /// The TLSA records of `host` for TCP `port` (`_25._tcp.mx1.example.com`, RFC 7672 §2.2.3),
+    /// through the validating resolver, with their DNSSEC proof. A CNAME at the TLSA name is
+    /// followed by the resolver (its targets are in [`Lookup::Records::cnames`]); the proof is
+    /// the weakest over the CNAMEs and the records.
+    pub async fn tlsa(&self, host: &str, port: u16) -> Result<Validated<Tlsa>, DnsError> {
+        let name = format!("_{port}._tcp.{}", host.trim_end_matches('.'));
+        self.query(
+            &self.validating,
+            &name,
+            RecordType::TLSA,
+            |data| match data {
+                RData::TLSA(t) => Some(Tlsa {
+                    usage: t.cert_usage.into(),
+                    selector: t.selector.into(),
+                    matching: t.matching.into(),
+                    data: t.cert_data.clone(),
+                }),
+                _ => None,
+            },
+        )
+        .await
+    }
+
     async fn lookup<T>(
         &self,
         name: &str,
         rtype: RecordType,
         pick: impl Fn(&RData) -> Option<T>,
     ) -> Result<Lookup<T>, DnsError> {
+        self.query(&self.inner, name, rtype, pick)
+            .await
+            .map(|v| v.lookup)
+    }
+
+    async fn query<T>(
+        &self,
+        resolver: &TokioResolver,
+        name: &str,
+        rtype: RecordType,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Result<Validated<T>, DnsError> {
         let fq = if name.ends_with('.') {
             name.to_owned()
         } else {
             format!("{name}.")
         };
-        let query = self.inner.lookup(fq.as_str(), rtype);
+        let query = resolver.lookup(fq.as_str(), rtype);
         let budget = self.timeout + Duration::from_millis(50);
         let Ok(result) = tokio::time::timeout(budget, query).await else {
             return Err(self.timeout_error(name, rtype));
@@ -247,17 +375,29 @@ impl Resolver {
             Ok(lookup) => {
                 let mut records = Vec::new();
                 let mut cnames = Vec::new();
-                for record in lookup.answers() {
+                let answers: Vec<&Record> = lookup
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() != RecordType::RRSIG)
+                    .collect();
+                for record in &answers {
                     if let RData::CNAME(target) = &record.data {
                         cnames.push(host_name(&target.0.to_ascii()));
                     } else if let Some(v) = pick(&record.data) {
                         records.push(v);
                     }
                 }
+                let proof = weakest(answers.iter().copied());
                 if records.is_empty() {
-                    Ok(Lookup::NoData)
+                    Ok(Validated {
+                        lookup: Lookup::NoData,
+                        proof,
+                    })
                 } else {
-                    Ok(Lookup::Records { records, cnames })
+                    Ok(Validated {
+                        lookup: Lookup::Records { records, cnames },
+                        proof,
+                    })
                 }
             }
             Err(e) => self.classify(name, rtype, &e),
@@ -277,9 +417,34 @@ impl Resolver {
         name: &str,
         rtype: RecordType,
         e: &NetError,
-    ) -> Result<Lookup<T>, DnsError> {
+    ) -> Result<Validated<T>, DnsError> {
+        let answer = |lookup: Lookup<T>, proof: Proof| Ok(Validated { lookup, proof });
+        if let NetError::Dns(ProtoDnsError::Nsec {
+            response, proof, ..
+        }) = e
+        {
+            let lookup = if response.response_code == ResponseCode::NXDomain {
+                Lookup::NxDomain
+            } else {
+                Lookup::NoData
+            };
+            return answer(lookup, Proof::from_hickory(*proof));
+        }
+        // hickory's caching layer turns any bogus answer, positive or negative, into this error
+        // and drops its records: the records of a bogus RRset are not reported.
+        if let NetError::Dns(ProtoDnsError::DnssecBogus) = e {
+            return answer(Lookup::NoData, Proof::Bogus);
+        }
+        if let NetError::Dns(ProtoDnsError::NoRecordsFound(no)) = e {
+            let proof = weakest(no.authorities.iter().flat_map(|a| a.iter()));
+            match no.response_code {
+                ResponseCode::NoError => return answer(Lookup::NoData, proof),
+                ResponseCode::NXDomain => return answer(Lookup::NxDomain, proof),
+                _ => {}
+            }
+        }
         if e.is_nx_domain() {
-            return Ok(Lookup::NxDomain);
+            return answer(Lookup::NxDomain, Proof::Indeterminate);
         }
         let other = |message: String| DnsError::Other {
             name: name.to_owned(),
@@ -288,8 +453,6 @@ impl Resolver {
         };
         match e {
             NetError::Dns(ProtoDnsError::NoRecordsFound(no)) => match no.response_code {
-                ResponseCode::NoError => Ok(Lookup::NoData),
-                ResponseCode::NXDomain => Ok(Lookup::NxDomain),
                 ResponseCode::ServFail => Err(DnsError::ServFail {
                     name: name.to_owned(),
                     rtype: rtype.to_string(),
@@ -316,6 +479,70 @@ impl Resolver {
             other_err => Err(other(other_err.to_string())),
         }
     }
+}
+
+fn pick_mx(data: &RData) -> Option<Mx> {
+    match data {
+        RData::MX(mx) => Some(Mx {
+            preference: mx.preference,
+            host: host_name(&mx.exchange.to_ascii()),
+        }),
+        _ => None,
+    }
+}
+
+/// The weakest proof over `records` (signatures left out); indeterminate when there is none.
+fn weakest<'a>(records: impl Iterator<Item = &'a Record>) -> Proof {
+    records
+        .filter(|r| r.record_type() != RecordType::RRSIG)
+        .map(|r| Proof::from_hickory(r.proof))
+        .reduce(Proof::weaker)
+        .unwrap_or(Proof::Indeterminate)
+}
+
+/// One hickory resolver; validating when `anchors` is given.
+fn build(
+    settings: &ResolverSettings,
+    timeout: Duration,
+    anchors: Option<Arc<TrustAnchors>>,
+) -> Result<TokioResolver, DnsError> {
+    let mut builder = if settings.nameservers.is_empty() {
+        TokioResolver::builder_tokio().map_err(|e| DnsError::Other {
+            name: "/etc/resolv.conf".into(),
+            rtype: "config".into(),
+            message: e.to_string(),
+        })?
+    } else {
+        let servers = settings
+            .nameservers
+            .iter()
+            .map(|sa| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = sa.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = sa.port();
+                NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        TokioResolver::builder_with_config(
+            ResolverConfig::from_name_servers(servers),
+            TokioRuntimeProvider::default(),
+        )
+    };
+    let opts = builder.options_mut();
+    opts.timeout = timeout;
+    opts.attempts = 1;
+    opts.use_hosts_file = ResolveHosts::Never;
+    opts.ndots = 0;
+    if let Some(anchors) = anchors {
+        opts.validate = true;
+        builder = builder.with_trust_anchor(anchors);
+    }
+    builder.build().map_err(|e| DnsError::Other {
+        name: String::new(),
+        rtype: "config".into(),
+        message: e.to_string(),
+    })
 }
 
 /// Lower case, without the trailing root dot; the root itself stays `.`.

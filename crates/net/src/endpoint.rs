@@ -223,6 +223,7 @@ mod tests {
         let resolver = Resolver::new(&crate::dns::ResolverSettings {
             nameservers: vec!["127.0.0.1:9".parse().unwrap()],
             timeout: Some(Duration::from_millis(100)),
+            ..crate::dns::ResolverSettings::default()
         })
         .unwrap();
         let tls = TlsProbeConfig::new();

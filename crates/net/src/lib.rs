@@ -2,7 +2,8 @@
 //! a DNS failure (SERVFAIL, timeout) is told apart from "no such record" (NXDOMAIN, NODATA).
 //!
 //! # Layout
-//! - [`dns`]: TXT, MX, A/AAAA lookups through hickory-resolver.
+//! - [`dane`]: DANE for SMTP (RFC 7672): TLSA usability, chain matching, the state of an MX host.
+//! - [`dns`]: TXT, MX, A/AAAA lookups through hickory-resolver; validated MX and TLSA lookups.
 //! - [`endpoint`]: a harmless check (`OPTIONS`, verified TLS) of a TLS-RPT `https:` endpoint.
 //! - [`https`]: the HTTPS policy fetch (no redirects, no cache, body cap, one time budget),
 //!   through the recording TLS verifier.
@@ -13,6 +14,7 @@
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod dane;
 pub mod dns;
 pub mod endpoint;
 pub mod https;

@@ -19,11 +19,13 @@
 //! # Ok(()) }
 //! ```
 
+use crate::dnssec::{Tamper, ZoneKey};
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
 pub use hickory_proto::rr::RecordType;
 use hickory_proto::rr::{LowerName, Name, RecordSet, RrKey};
 use hickory_proto::serialize::txt::Parser;
 use hickory_server::Server;
+use hickory_server::dnssec::NxProofKind;
 use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -91,11 +93,20 @@ pub struct QueryCounts {
 /// A fault applies to one name and either every record type (`None`) or one.
 type FaultKey = (LowerName, Option<RecordType>);
 
+/// A signed zone's key, and the RRsets whose signatures are spoiled.
+#[derive(Clone)]
+struct Signing {
+    key: Arc<ZoneKey>,
+    tamper: Vec<(String, RecordType, Tamper)>,
+}
+
 #[derive(Default)]
 struct State {
-    /// Origin (FQDN, lower case) -> its parsed zone, kept so that changing one zone does not
-    /// re-parse the others.
+    /// Origin (FQDN, lower case) -> its parsed (and, when asked, signed) zone, kept so that
+    /// changing one zone does not re-parse or re-sign the others.
     zones: BTreeMap<String, Arc<dyn ZoneHandler>>,
+    /// The same zones by apex name, for the DS and "outside every zone" checks.
+    by_apex: HashMap<LowerName, Arc<dyn ZoneHandler>>,
     catalog: Arc<Catalog>,
     faults: HashMap<FaultKey, Fault>,
 }
@@ -104,6 +115,41 @@ struct State {
 struct Counters {
     udp: AtomicU64,
     tcp: AtomicU64,
+}
+
+impl State {
+    /// Whether `name` is inside a served zone other than the root.
+    fn serves(&self, name: &LowerName) -> bool {
+        let mut n = name.clone();
+        while !n.is_root() {
+            if self.by_apex.contains_key(&n) {
+                return true;
+            }
+            n = n.base_name();
+        }
+        false
+    }
+
+    /// For a DS query at a served zone's apex: a catalog of its parent zone alone, since DS
+    /// records live in the parent (RFC 4035 §3.1.4.1) and the catalog, picking the closest
+    /// zone, would ask the child.
+    fn parent_catalog(&self, apex: &LowerName) -> Option<Arc<Catalog>> {
+        if apex.is_root() || !self.by_apex.contains_key(apex) {
+            return None;
+        }
+        let mut parent = apex.base_name();
+        loop {
+            if let Some(handler) = self.by_apex.get(&parent) {
+                let mut single = Catalog::new();
+                single.upsert(parent, vec![Arc::clone(handler)]);
+                return Some(Arc::new(single));
+            }
+            if parent.is_root() {
+                return None;
+            }
+            parent = parent.base_name();
+        }
+    }
 }
 
 /// The request handler: faults first, then the catalog.
@@ -135,7 +181,7 @@ impl RequestHandler for Handler {
                 .state
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let fault = query.and_then(|(name, rtype)| {
+            let fault = query.clone().and_then(|(name, rtype)| {
                 if state.faults.is_empty() {
                     return None;
                 }
@@ -145,7 +191,19 @@ impl RequestHandler for Handler {
                     state.faults.get(&(name, None)).copied()
                 })
             });
-            (fault, Arc::clone(&state.catalog))
+            let name = query.as_ref().map(|(n, _)| n);
+            let is_ds = query.as_ref().is_some_and(|(_, t)| *t == RecordType::DS);
+            let parent = name.filter(|_| is_ds).and_then(|n| state.parent_catalog(n));
+            // The root zone answers for the root and for DS records of its children; any other
+            // name outside the served zones is refused, as with no root zone.
+            let outside =
+                parent.is_none() && name.is_some_and(|n| !n.is_root() && !state.serves(n));
+            let fault = if outside {
+                fault.or(Some(Fault::Refused))
+            } else {
+                fault
+            };
+            (fault, parent.unwrap_or_else(|| Arc::clone(&state.catalog)))
         };
         let code = match fault {
             Some(Fault::Truncate) if protocol == Protocol::Udp => {
@@ -285,8 +343,8 @@ impl DnsServer {
     }
 
     /// Adds or replaces the zone `origin` (e.g. `example.test.`), written as zone-file text
-    /// (RFC 1035 §5; `@` is the origin, names without a final dot are relative to it). An SOA
-    /// record is added when the text has none.
+    /// (RFC 1035 §5; `@` is the origin, names without a final dot are relative to it). SOA and
+    /// NS records are added at the apex when the text has none.
     pub fn set_zone(&self, origin: &str, text: &str) -> Result<(), DnsError> {
         self.set_zones([(origin, text)])
     }
@@ -303,11 +361,46 @@ impl DnsServer {
             .into_iter()
             .map(|(origin, text)| {
                 let origin = fqdn(origin.as_ref());
-                let handler = parse_zone(&origin, text.as_ref())?;
+                let handler = build_zone(&origin, text.as_ref(), None)?;
                 Ok((origin, handler))
             })
             .collect::<Result<Vec<_>, DnsError>>()?;
         self.update(|zones| zones.extend(parsed));
+        Ok(())
+    }
+
+    /// Adds or replaces the zone `origin`, signed with `key` (DNSKEY, RRSIG and NSEC records
+    /// are generated; signatures last 30 days from now). Each `(name, type, how)` in `tamper`
+    /// spoils the signatures of one RRset, e.g. `("_25._tcp.mx1.example.test.", "TLSA",
+    /// Tamper::BadSignature)`, so a validating resolver finds it bogus. The parent zone must
+    /// publish [`ZoneKey::ds_record`] for the chain of trust to reach it.
+    pub fn set_signed_zone(
+        &self,
+        origin: &str,
+        text: &str,
+        key: &Arc<ZoneKey>,
+        tamper: &[(&str, &str, Tamper)],
+    ) -> Result<(), DnsError> {
+        let zone_err = |message: String| DnsError::Zone {
+            origin: origin.to_owned(),
+            message,
+        };
+        let tamper = tamper
+            .iter()
+            .map(|(name, rtype, how)| {
+                let rtype = RecordType::from_str(rtype).map_err(|e| zone_err(e.to_string()))?;
+                Ok((fqdn(name), rtype, *how))
+            })
+            .collect::<Result<_, DnsError>>()?;
+        let signing = Signing {
+            key: Arc::clone(key),
+            tamper,
+        };
+        let origin = fqdn(origin);
+        let handler = build_zone(&origin, text, Some(&signing))?;
+        self.update(|zones| {
+            zones.insert(origin, handler);
+        });
         Ok(())
     }
 
@@ -333,6 +426,11 @@ impl DnsServer {
             catalog.upsert(handler.origin().clone(), vec![Arc::clone(handler)]);
         }
         state.catalog = Arc::new(catalog);
+        state.by_apex = state
+            .zones
+            .values()
+            .map(|h| (h.origin().clone(), Arc::clone(h)))
+            .collect();
     }
 
     /// Makes queries for exactly `name`, of any record type, misbehave (`None` clears the
@@ -387,28 +485,74 @@ fn fqdn(name: &str) -> String {
     }
 }
 
-fn parse_zone(origin: &str, text: &str) -> Result<Arc<dyn ZoneHandler>, DnsError> {
+fn build_zone(
+    origin: &str,
+    text: &str,
+    signing: Option<&Signing>,
+) -> Result<Arc<dyn ZoneHandler>, DnsError> {
     let zone_err = |message: String| DnsError::Zone {
         origin: origin.to_owned(),
         message,
     };
     let origin_name = Name::from_str(origin).map_err(|e| zone_err(e.to_string()))?;
-    let text = if text.contains("SOA") {
-        text.to_owned()
+    let (ns_host, mailbox) = if origin == "." {
+        ("ns.root.".to_owned(), "hostmaster.root.".to_owned())
     } else {
-        format!("@ 300 IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 60\n{text}")
+        (format!("ns.{origin}"), format!("hostmaster.{origin}"))
     };
+    let mut full = String::new();
+    if !text.contains("SOA") {
+        full.push_str(&format!(
+            "@ 300 IN SOA {ns_host} {mailbox} 1 3600 600 86400 60\n"
+        ));
+    }
+    if !has_apex_ns(text) {
+        full.push_str(&format!("@ 300 IN NS {ns_host}\n"));
+    }
+    full.push_str(text);
+    let text = full;
     let (name, records): (Name, BTreeMap<RrKey, RecordSet>) =
         Parser::new(text, None, Some(origin_name))
             .parse()
             .map_err(|e| zone_err(e.to_string()))?;
-    let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
-        name,
+    let proof = signing.map(|_| NxProofKind::Nsec);
+    let mut handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+        name.clone(),
         records,
         ZoneType::Primary,
         AxfrPolicy::Deny,
-        None,
+        proof,
     )
     .map_err(zone_err)?;
+    if let Some(signing) = signing {
+        let signer = signing
+            .key
+            .zone_signer(&name)
+            .map_err(|e| zone_err(e.to_string()))?;
+        handler
+            .add_zone_signing_key_mut(signer)
+            .map_err(|e| zone_err(e.to_string()))?;
+        handler
+            .secure_zone_mut()
+            .map_err(|e| zone_err(e.to_string()))?;
+        let records = handler.records_get_mut();
+        for (owner, rtype, how) in &signing.tamper {
+            let owner = Name::from_str(owner).map_err(|e| zone_err(e.to_string()))?;
+            let key = RrKey::new(LowerName::from(owner.clone()), *rtype);
+            let rrset = records
+                .get_mut(&key)
+                .ok_or_else(|| zone_err(format!("no {rtype} RRset at {owner} to tamper with")))?;
+            crate::dnssec::tamper(Arc::make_mut(rrset), *how, &signing.key, &name)
+                .map_err(|e| zone_err(e.to_string()))?;
+        }
+    }
     Ok(Arc::new(handler))
+}
+
+/// Whether the zone text has an NS record at the apex (`@ ... NS ...`).
+fn has_apex_ns(text: &str) -> bool {
+    text.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        words.next() == Some("@") && words.any(|w| w.eq_ignore_ascii_case("NS"))
+    })
 }

@@ -3,8 +3,10 @@
 //!
 //! # Layout
 //! - [`dns`]: an authoritative DNS server (hickory-server) serving zones written as zone-file
-//!   text, with fault injection per name or per (name, record type): SERVFAIL, REFUSED,
-//!   silence, delay, truncated UDP answers.
+//!   text, signed or not, with fault injection per name or per (name, record type): SERVFAIL,
+//!   REFUSED, silence, delay, truncated UDP answers.
+//! - [`dnssec`]: zone keys, DS and trust-anchor lines, spoiled signatures (bogus answers).
+//! - [`tlsa`]: TLSA record data computed from a test certificate.
 //! - [`https`]: scripted HTTPS policy hosts (a policy, an error status, a redirect, an HTML
 //!   page, slowness), recording the last request.
 //! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness).
@@ -18,9 +20,11 @@
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod dns;
+pub mod dnssec;
 pub mod https;
 pub mod oldtls;
 pub mod pki;
 pub mod scenarios;
 pub mod smtp;
+pub mod tlsa;
 pub mod world;

@@ -356,6 +356,7 @@ pub struct ScenarioSet {
     pub scenarios: Vec<Scenario>,
     hosts: Vec<SmtpHost>,
     policy_hosts: Vec<PolicyHost>,
+    root_key: Arc<crate::dnssec::ZoneKey>,
 }
 
 impl std::fmt::Debug for ScenarioSet {
@@ -379,6 +380,13 @@ impl ScenarioSet {
         let smtp_port = pick(ip(1, 1), ports.smtp)?;
         let https_port = pick(ip(2, 1), ports.https)?;
         let pki = Arc::new(Pki::new()?);
+        let root_key =
+            Arc::new(
+                crate::dnssec::ZoneKey::generate().map_err(|e| DnsError::Zone {
+                    origin: ".".to_owned(),
+                    message: e.to_string(),
+                })?,
+            );
         let mut set = Self {
             dns,
             pki,
@@ -387,6 +395,7 @@ impl ScenarioSet {
             scenarios: Vec::new(),
             hosts: Vec::new(),
             policy_hosts: Vec::new(),
+            root_key,
         };
         let mut zones = Vec::new();
         for (k, spec) in specs().into_iter().enumerate() {
@@ -402,7 +411,21 @@ impl ScenarioSet {
             });
         }
         set.dns.set_zones(zones)?;
+        // A signed root delegating the (unsigned) parent without DS: every scenario is provably
+        // insecure, as most real domains are, so DANE-aware checkers find no TLSA to apply.
+        set.dns.set_zone(&format!("{PARENT}."), "")?;
+        set.dns.set_signed_zone(
+            ".",
+            &format!("{PARENT}. 300 IN NS ns.{PARENT}.\n"),
+            &set.root_key,
+            &[],
+        )?;
         Ok(set)
+    }
+
+    /// The DNSSEC trust anchor (the signed root's key) a validating resolver starts from.
+    pub fn trust_anchor(&self) -> String {
+        self.root_key.trust_anchor(".")
     }
 
     /// Starts the hosts of one scenario; its zone text.

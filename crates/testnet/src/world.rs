@@ -17,10 +17,13 @@
 //! ```
 
 use crate::dns::DnsServer;
+use crate::dnssec::{Tamper, ZoneKey};
 use crate::https::{HttpResponse, PolicyHost};
 use crate::pki::{Defect, Pki};
 use crate::smtp::{Behaviour, SmtpHost};
+use rustls_pki_types::CertificateDer;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The next `net` octet handed out by [`World::new`]; [`World::with_net`] takes values below it.
@@ -41,6 +44,24 @@ pub struct World {
     hosts: Vec<SmtpHost>,
     policy_hosts: Vec<PolicyHost>,
     zone: String,
+    dnssec: Dnssec,
+    tamper: Vec<(String, String, Tamper)>,
+    root_key: Arc<ZoneKey>,
+    zone_key: Arc<ZoneKey>,
+}
+
+/// How `example.test` is secured. Every world also serves a signed root zone `.` that delegates
+/// `example.test`; a validating resolver starts from [`World::trust_anchor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Dnssec {
+    /// Unsigned, and the root delegates it without a DS record: provably insecure.
+    #[default]
+    Unsigned,
+    /// Signed, with the DS record in the root: secure.
+    Signed,
+    /// Signed, but the root's DS record is for another key: bogus.
+    WrongDs,
 }
 
 impl std::fmt::Debug for World {
@@ -67,6 +88,8 @@ impl World {
         let dns = DnsServer::start(IpAddr::V4(Ipv4Addr::new(127, net, 0, 53)))
             .await
             .expect("test world setup");
+        let root_key = Arc::new(ZoneKey::generate().expect("test world setup"));
+        let zone_key = Arc::new(ZoneKey::generate().expect("test world setup"));
         // One port for every MX host and one for every policy host, as in the real world (25, 443).
         let smtp_port = free_port(Ipv4Addr::new(127, net, 1, 1));
         let https_port = free_port(Ipv4Addr::new(127, net, 2, 1));
@@ -79,7 +102,32 @@ impl World {
             hosts: Vec::new(),
             policy_hosts: Vec::new(),
             zone: String::new(),
+            dnssec: Dnssec::Unsigned,
+            tamper: Vec::new(),
+            root_key,
+            zone_key,
         }
+    }
+
+    /// Secures `example.test` as `mode` says (the default is [`Dnssec::Unsigned`]).
+    pub fn dnssec(&mut self, mode: Dnssec) {
+        self.dnssec = mode;
+        self.publish();
+    }
+
+    /// Spoils the signatures of the `rtype` RRset at `name` (relative to example.test, e.g.
+    /// `_25._tcp.mx1`), so that a validating resolver finds it bogus. Only matters once
+    /// `example.test` is signed; add the RRset first.
+    pub fn tamper(&mut self, name: &str, rtype: &str, how: Tamper) {
+        self.tamper
+            .push((format!("{name}.{DOMAIN}."), rtype.to_owned(), how));
+        self.publish();
+    }
+
+    /// The trust anchor of this world's DNS, as a trust-anchor file (the root zone's DNSKEY
+    /// record): give it to a validating resolver instead of the IANA root keys.
+    pub fn trust_anchor(&self) -> String {
+        self.root_key.trust_anchor(".")
     }
 
     /// The address 127.net.`third`.`fourth`.
@@ -91,8 +139,39 @@ impl World {
     pub fn zone(&mut self, lines: &str) {
         self.zone.push_str(lines);
         self.zone.push('\n');
+        self.publish();
+    }
+
+    /// Serves the root zone and `example.test` as they now stand.
+    fn publish(&self) {
+        let origin = format!("{DOMAIN}.");
+        let mut root = format!("{origin} 300 IN NS ns.{origin}\n");
+        match self.dnssec {
+            Dnssec::Unsigned => {
+                self.dns
+                    .set_zone(&origin, &self.zone)
+                    .expect("test world setup");
+            }
+            Dnssec::Signed | Dnssec::WrongDs => {
+                let ds_key = if self.dnssec == Dnssec::Signed {
+                    Arc::clone(&self.zone_key)
+                } else {
+                    Arc::new(ZoneKey::generate().expect("test world setup"))
+                };
+                root.push_str(&ds_key.ds_record(&origin).expect("test world setup"));
+                root.push('\n');
+                let tamper: Vec<(&str, &str, Tamper)> = self
+                    .tamper
+                    .iter()
+                    .map(|(n, t, h)| (n.as_str(), t.as_str(), *h))
+                    .collect();
+                self.dns
+                    .set_signed_zone(&origin, &self.zone, &self.zone_key, &tamper)
+                    .expect("test world setup");
+            }
+        }
         self.dns
-            .set_zone("example.test.", &self.zone)
+            .set_signed_zone(".", &root, &self.root_key, &[])
             .expect("test world setup");
     }
 
@@ -189,12 +268,20 @@ impl World {
         self.zone(&format!("@ 300 IN MX {pref} {fqdn}.\n{name} 300 IN A {ip}"));
     }
 
-    /// A normal MX with a certificate for its name with `defect`.
-    pub async fn mx_with_cert(&mut self, name: &str, pref: u16, idx: u8, defect: Defect) {
+    /// A normal MX with a certificate for its name with `defect`. Returns the chain it serves
+    /// (end entity first, then the intermediate CA), e.g. to compute its TLSA records.
+    pub async fn mx_with_cert(
+        &mut self,
+        name: &str,
+        pref: u16,
+        idx: u8,
+        defect: Defect,
+    ) -> Vec<CertificateDer<'static>> {
         let cert = self
             .pki
             .issue(&format!("{name}.{DOMAIN}"), defect)
             .expect("test world setup");
+        let chain = cert.chain.clone();
         self.mx(
             name,
             pref,
@@ -204,6 +291,7 @@ impl World {
             },
         )
         .await;
+        chain
     }
 }
 

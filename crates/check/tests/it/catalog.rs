@@ -19,9 +19,11 @@ fn every_check_finding_id_is_documented() {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'-');
             if !shaped
-                || !["check.", "domain.", "sts.", "tlsrpt.", "policy.", "mx."]
-                    .iter()
-                    .any(|p| id.starts_with(p))
+                || ![
+                    "check.", "domain.", "sts.", "tlsrpt.", "policy.", "mx.", "dane.",
+                ]
+                .iter()
+                .any(|p| id.starts_with(p))
             {
                 continue;
             }

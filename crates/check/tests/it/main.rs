@@ -2,6 +2,7 @@
 //! produces it, and a clean domain that shows none of them.
 
 mod catalog;
+mod dane;
 mod rows;
 mod scenario_set;
 mod scenarios;

@@ -13,6 +13,30 @@ use std::collections::BTreeSet;
 /// produces it: `file` (relative to the workspace) and function.
 const COVERAGE: &[(&str, &str, &str, &str)] = &[
     (
+        "D01",
+        "dane.tlsa.insecure",
+        DANE,
+        "d01_tlsa_in_an_unsigned_zone_is_ignored_by_senders",
+    ),
+    (
+        "D02",
+        "dane.tlsa.mismatch",
+        DANE,
+        "d02_tlsa_for_another_key_is_an_error_with_the_served_record_as_fix",
+    ),
+    (
+        "D03",
+        "dane.tlsa.no-rollover",
+        DANE,
+        "d03_a_single_dane_ee_record_has_no_rollover_scheme",
+    ),
+    (
+        "D04",
+        "dane.tlsa.unusable",
+        DANE,
+        "d04_pkix_usages_and_full_data_are_flagged",
+    ),
+    (
         "M01",
         "sts.record.missing",
         SCEN,
@@ -179,6 +203,7 @@ const COVERAGE: &[(&str, &str, &str, &str)] = &[
 const SCEN: &str = "crates/check/tests/it/scenarios.rs";
 const NET: &str = "crates/check/tests/it/scenarios_net.rs";
 const ROWS: &str = "crates/check/tests/it/rows.rs";
+const DANE: &str = "crates/check/tests/it/dane.rs";
 const CLI: &str = "crates/cli/tests/check.rs";
 
 fn workspace_file(path: &str) -> String {

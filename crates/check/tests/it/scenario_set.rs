@@ -12,6 +12,7 @@ fn env(set: &ScenarioSet) -> Env {
     let resolver = Resolver::new(&ResolverSettings {
         nameservers: vec![set.dns.addr()],
         timeout: Some(Duration::from_millis(800)),
+        trust_anchor: mtasts_net::dns::TrustAnchor::Keys(set.trust_anchor()),
     })
     .unwrap();
     let tls = TlsProbeConfig::with_roots(set.pki.root_store()).with_now(set.pki.now());

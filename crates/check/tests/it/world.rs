@@ -1,7 +1,7 @@
 //! The test world (mtasts_testnet::world) and the check environment for it.
 
 use mtasts_check::{Env, Settings};
-use mtasts_net::dns::{Resolver, ResolverSettings};
+use mtasts_net::dns::{Resolver, ResolverSettings, TrustAnchor};
 use mtasts_net::probe::ProbeBudget;
 use mtasts_net::tls::TlsProbeConfig;
 pub(crate) use mtasts_testnet::world::{DOMAIN, World};
@@ -12,6 +12,7 @@ pub(crate) fn env(w: &World) -> Env {
     let resolver = Resolver::new(&ResolverSettings {
         nameservers: vec![w.dns.addr()],
         timeout: Some(Duration::from_millis(800)),
+        trust_anchor: TrustAnchor::Keys(w.trust_anchor()),
     })
     .unwrap();
     let tls = TlsProbeConfig::with_roots(w.pki.root_store()).with_now(w.pki.now());

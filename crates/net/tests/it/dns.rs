@@ -38,6 +38,7 @@ fn resolver_for(dns: &DnsServer, timeout: Duration) -> Resolver {
     Resolver::new(&ResolverSettings {
         nameservers: vec![dns.addr()],
         timeout: Some(timeout),
+        ..ResolverSettings::default()
     })
     .unwrap()
 }

@@ -499,6 +499,7 @@ async fn fetch_through_dns() {
         Resolver::new(&ResolverSettings {
             nameservers: vec![dns.addr()],
             timeout: Some(Duration::from_millis(500)),
+            ..ResolverSettings::default()
         })
         .unwrap()
     };

@@ -1,6 +1,7 @@
 //! Integration tests of mtasts-net against the hermetic test internet (mtasts-testnet).
 //! Everything listens on loopback; nothing leaves the machine.
 
+mod dane;
 mod dns;
 mod https;
 mod probe;

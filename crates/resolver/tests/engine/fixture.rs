@@ -92,6 +92,7 @@ impl Fx {
         let dns = Resolver::new(&ResolverSettings {
             nameservers: vec![self.w.dns.addr()],
             timeout: Some(Duration::from_millis(500)),
+            ..ResolverSettings::default()
         })
         .unwrap();
         let net = Net {

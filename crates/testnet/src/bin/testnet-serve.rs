@@ -19,9 +19,11 @@
 //! enforce`, `mx: *.provider.test`), a TLS-RPT record, and an MX on one of four shared MX hosts
 //! `mx0..3.provider.test` (valid STARTTLS); one policy host serves every `mta-sts.<domain>` with a
 //! certificate issued for the SNI name at its first handshake (then kept). Each domain is its own
-//! DNS zone. Writes `DIR/root.pem` (the CA to trust), `DIR/domains.txt`
-//! and `DIR/env` (`NAMESERVER=`, `SMTP_PORT=`, `HTTPS_PORT=`), then `DIR/ready`, and serves until
-//! standard input closes or it is killed. Everything listens on 127.77.x.y.
+//! DNS zone. A signed root zone delegates `bulk.test` and `provider.test` without DS records
+//! (unsigned, provably insecure), so DANE lookups validate. Writes `DIR/root.pem` (the CA to
+//! trust), `DIR/root.key` (the DNSSEC trust anchor), `DIR/domains.txt` and `DIR/env`
+//! (`NAMESERVER=`, `SMTP_PORT=`, `HTTPS_PORT=`), then `DIR/ready`, and serves until standard
+//! input closes or it is killed. Everything listens on 127.77.x.y.
 
 #![allow(
     clippy::print_stdout,
@@ -30,6 +32,7 @@
 )]
 
 use mtasts_testnet::dns::DnsServer;
+use mtasts_testnet::dnssec::ZoneKey;
 use mtasts_testnet::https::{HttpResponse, PolicyHost};
 use mtasts_testnet::pki::{Defect, Pki, on_demand_server_config};
 use mtasts_testnet::scenarios::{Ports, ScenarioSet};
@@ -61,6 +64,7 @@ async fn scenarios(ports: Ports, dir: &str) -> Result<(), Box<dyn std::error::Er
     std::fs::write(dir.join("root.pem"), set.pki.root_pem())?;
     std::fs::write(dir.join("domains.txt"), set.domain_list())?;
     std::fs::write(dir.join("scenarios.tsv"), set.table())?;
+    std::fs::write(dir.join("root.key"), set.trust_anchor())?;
     std::fs::write(
         dir.join("env"),
         format!(
@@ -160,6 +164,16 @@ async fn bulk(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
         zones.push((d, zone));
     }
     dns.set_zones(zones)?;
+    // The parent of the per-domain zones, so the validator's DS query for bulk.test is answered.
+    dns.set_zone("bulk.test.", "")?;
+    let root_key = Arc::new(ZoneKey::generate()?);
+    dns.set_signed_zone(
+        ".",
+        "bulk.test. 300 IN NS ns.bulk.test.\nprovider.test. 300 IN NS ns.provider.test.\n",
+        &root_key,
+        &[],
+    )?;
+    std::fs::write(dir.join("root.key"), root_key.trust_anchor("."))?;
     std::fs::write(dir.join("root.pem"), pki.root_pem())?;
     std::fs::write(dir.join("domains.txt"), list)?;
     std::fs::write(

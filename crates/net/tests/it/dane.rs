@@ -1,0 +1,165 @@
+//! DANE against signed test zones: TLSA and MX proofs (secure, insecure, bogus), failures told
+//! apart from "no TLSA", and the state of an MX host as a DANE sender sees it.
+
+use mtasts_net::dane::{ChainMatch, DaneState, SMTP_PORT, domain_states, host_state, match_chain};
+use mtasts_net::dns::{DnsError, Lookup, Proof, Resolver, ResolverSettings, TrustAnchor};
+use mtasts_testnet::dns::Fault;
+use mtasts_testnet::dnssec::Tamper;
+use mtasts_testnet::pki::Defect;
+use mtasts_testnet::tlsa::{Matching, Selector, Usage, tlsa_data};
+use mtasts_testnet::world::{Dnssec, World};
+use std::time::Duration;
+
+const HOST: &str = "mx1.example.test";
+
+fn resolver(w: &World) -> Resolver {
+    Resolver::new(&ResolverSettings {
+        nameservers: vec![w.dns.addr()],
+        timeout: Some(Duration::from_millis(1500)),
+        trust_anchor: TrustAnchor::Keys(w.trust_anchor()),
+    })
+    .unwrap()
+}
+
+/// A world whose MX mx1 has a DANE-EE record for the certificate it serves.
+async fn world(mode: Dnssec) -> (World, Vec<rustls_pki_types::CertificateDer<'static>>) {
+    let mut w = World::new().await;
+    let chain = w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+    let ee = tlsa_data(&chain[0], Usage::DaneEe, Selector::Spki, Matching::Sha256).unwrap();
+    w.zone(&format!("_25._tcp.mx1 300 IN TLSA {ee}"));
+    w.dnssec(mode);
+    (w, chain)
+}
+
+#[tokio::test]
+async fn signed_zone_gives_a_secure_tlsa_rrset_that_matches_the_served_chain() {
+    let (w, chain) = world(Dnssec::Signed).await;
+    let r = resolver(&w);
+    let v = r.tlsa(HOST, SMTP_PORT).await.unwrap();
+    assert_eq!(v.proof, Proof::Secure);
+    let Lookup::Records { records, .. } = &v.lookup else {
+        panic!("no TLSA: {v:?}")
+    };
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].usage, 3);
+    assert_eq!(
+        match_chain(records, &chain, HOST, w.pki.now()),
+        ChainMatch::Matched(0)
+    );
+    let mx = r.mx_validated("example.test").await.unwrap();
+    assert_eq!(mx.proof, Proof::Secure);
+    assert_eq!(mx.lookup.records()[0].host, HOST);
+    assert!(host_state(&r, HOST, SMTP_PORT, true).await.is_usable());
+    let (proof, hosts) = domain_states(&r, "example.test").await.unwrap();
+    assert_eq!(proof, Proof::Secure);
+    assert_eq!(hosts.len(), 1);
+    assert!(hosts[0].1.is_usable(), "{hosts:?}");
+}
+
+#[tokio::test]
+async fn signed_zone_without_tlsa_is_a_secure_denial() {
+    let mut w = World::new().await;
+    w.zone(&format!("@ 300 IN MX 10 {HOST}.\nmx1 300 IN A 127.0.0.1"));
+    w.dnssec(Dnssec::Signed);
+    let r = resolver(&w);
+    let v = r.tlsa(HOST, SMTP_PORT).await.unwrap();
+    assert!(v.lookup.records().is_empty(), "{v:?}");
+    assert_eq!(
+        host_state(&r, HOST, SMTP_PORT, true).await,
+        DaneState::NoTlsa
+    );
+}
+
+#[tokio::test]
+async fn unsigned_zone_under_a_signed_root_is_insecure() {
+    let (w, _) = world(Dnssec::Unsigned).await;
+    let r = resolver(&w);
+    let v = r.tlsa(HOST, SMTP_PORT).await.unwrap();
+    assert_eq!(v.proof, Proof::Insecure, "{v:?}");
+    assert_eq!(v.lookup.records().len(), 1);
+    assert_eq!(
+        r.mx_validated("example.test").await.unwrap().proof,
+        Proof::Insecure
+    );
+    assert!(matches!(
+        host_state(&r, HOST, SMTP_PORT, false).await,
+        DaneState::Insecure(_)
+    ));
+}
+
+#[tokio::test]
+async fn ds_for_another_key_makes_the_zone_bogus() {
+    let (w, _) = world(Dnssec::WrongDs).await;
+    let r = resolver(&w);
+    let v = r.tlsa(HOST, SMTP_PORT).await;
+    assert!(matches!(&v, Ok(v) if v.proof == Proof::Bogus), "{v:?}");
+    assert_eq!(
+        host_state(&r, HOST, SMTP_PORT, true).await,
+        DaneState::Bogus
+    );
+}
+
+#[tokio::test]
+async fn a_spoiled_or_expired_tlsa_signature_is_bogus_and_the_rest_stays_secure() {
+    for how in [Tamper::BadSignature, Tamper::Expired] {
+        let (mut w, _) = world(Dnssec::Signed).await;
+        w.tamper("_25._tcp.mx1", "TLSA", how);
+        let r = resolver(&w);
+        let v = r.tlsa(HOST, SMTP_PORT).await;
+        assert!(
+            matches!(&v, Ok(v) if v.proof == Proof::Bogus),
+            "{how:?}: {v:?}"
+        );
+        assert_eq!(
+            host_state(&r, HOST, SMTP_PORT, true).await,
+            DaneState::Bogus
+        );
+        let mx = r.mx_validated("example.test").await.unwrap();
+        assert_eq!(mx.proof, Proof::Secure, "{how:?}");
+    }
+}
+
+#[tokio::test]
+async fn servfail_is_a_failed_lookup_not_no_tlsa() {
+    let (w, _) = world(Dnssec::Signed).await;
+    w.dns
+        .set_fault("_25._tcp.mx1.example.test.", Some(Fault::ServFail));
+    let r = resolver(&w);
+    assert!(matches!(
+        r.tlsa(HOST, SMTP_PORT).await,
+        Err(DnsError::ServFail { .. })
+    ));
+    assert!(matches!(
+        host_state(&r, HOST, SMTP_PORT, true).await,
+        DaneState::LookupFailed(DnsError::ServFail { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_foreign_trust_anchor_cannot_validate_the_test_root() {
+    let (w, _) = world(Dnssec::Signed).await;
+    // The IANA root keys do not sign the test root.
+    let r = Resolver::new(&ResolverSettings {
+        nameservers: vec![w.dns.addr()],
+        timeout: Some(Duration::from_millis(1500)),
+        trust_anchor: TrustAnchor::IanaRoot,
+    })
+    .unwrap();
+    let v = r.tlsa(HOST, SMTP_PORT).await;
+    assert!(matches!(&v, Ok(v) if v.proof != Proof::Secure), "{v:?}");
+    // A malformed anchor is an error, not a panic.
+    let bad = Resolver::new(&ResolverSettings {
+        trust_anchor: TrustAnchor::Keys(". 3600 IN DNSKEY not base64".into()),
+        ..ResolverSettings::default()
+    });
+    assert!(bad.is_err());
+}
+
+#[tokio::test]
+async fn plain_lookups_of_a_signed_zone_are_unchanged() {
+    let (w, _) = world(Dnssec::Signed).await;
+    let r = resolver(&w);
+    let mx = r.mx("example.test").await.unwrap();
+    assert_eq!(mx.records()[0].host, HOST);
+    assert_eq!(r.a(HOST).await.unwrap().records().len(), 1);
+}
