@@ -120,6 +120,18 @@ async fn query_limit() {
         ns(b"PERM query longer than 10000 bytes; closing the connection")
     );
     assert_eq!(server.handler.calls(), 1);
+    // A client that sends the whole over-long query (as an old Postfix would) still reads the
+    // reply: the server discards the rest of the input before it closes.
+    let mut c = server.connect().await;
+    let mut query = ns(format!("postfix {key}kk").as_bytes());
+    query.extend(ns(b"postfix example.com"));
+    c.send(&query).await;
+    let rest = c.read_to_close(PATIENCE).await;
+    assert_eq!(
+        rest,
+        ns(b"PERM query longer than 10000 bytes; closing the connection")
+    );
+    assert_eq!(server.handler.calls(), 1);
     server.stop().await;
 }
 
