@@ -436,20 +436,65 @@ async fn postmap_as_a_real_client() {
     let ListenAddr::Tcp(addr) = server.addr.clone() else {
         unreachable!("the test server listens on TCP")
     };
+    // An empty main.cf in a private config directory: the machine's Postfix configuration (if
+    // any) plays no part.
+    let config = tempfile::tempdir().expect("temp dir");
+    std::fs::write(config.path().join("main.cf"), b"").expect("write main.cf");
+    let config = config.path().to_owned();
     let map = format!("socketmap:inet:{}:{}:postfix", addr.ip(), addr.port());
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(postmap)
-            .args(["-q", "example.com", &map])
-            .output()
-    });
-    let out = tokio::time::timeout(PATIENCE, run)
-        .await
-        .expect("postmap finishes within 10 s")
-        .expect("the blocking task does not panic")
-        .expect("postmap runs");
+    let postmap_q = |key: &'static str| {
+        let (config, map) = (config.clone(), map.clone());
+        async move {
+            let run = tokio::task::spawn_blocking(move || {
+                let mut cmd = std::process::Command::new(postmap);
+                cmd.arg("-c").arg(&config).args(["-q", key, &map]);
+                if key == "-" {
+                    use std::io::Write;
+                    let mut child = cmd
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::piped())
+                        .spawn()?;
+                    let mut stdin = child.stdin.take().expect("piped");
+                    stdin.write_all(b"example.com\n.com\nexample.com\n")?;
+                    drop(stdin);
+                    child.wait_with_output()
+                } else {
+                    cmd.output()
+                }
+            });
+            tokio::time::timeout(PATIENCE, run)
+                .await
+                .expect("postmap finishes within 10 s")
+                .expect("the blocking task does not panic")
+                .expect("postmap runs")
+        }
+    };
+    let found = postmap_q("example.com").await;
+    assert!(found.status.success(), "{found:?}");
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim_end(),
-        EXAMPLE_POLICY
+        String::from_utf8_lossy(&found.stdout),
+        format!("{EXAMPLE_POLICY}\n")
+    );
+    // Not found: exit status 1 and nothing printed (the NOTFOUND reply was understood).
+    let missing = postmap_q("nope.example").await;
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(missing.stdout.is_empty());
+    // Several keys over one persistent connection.
+    let batch = postmap_q("-").await;
+    assert_eq!(
+        String::from_utf8_lossy(&batch.stdout),
+        format!("example.com\t{EXAMPLE_POLICY}\nexample.com\t{EXAMPLE_POLICY}\n")
+    );
+    let keys: Vec<String> = server.handler.seen().into_iter().map(|(_, k)| k).collect();
+    assert_eq!(
+        keys,
+        [
+            "example.com",
+            "nope.example",
+            "example.com",
+            ".com",
+            "example.com"
+        ]
     );
     server.stop().await;
 }
