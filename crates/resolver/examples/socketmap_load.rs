@@ -17,6 +17,9 @@
 //!     --addr 127.0.0.1:8461 -c 100 --requests 200000 --duration 30 --pid "$(pidof mtasts)"
 //! # against a trivial in-process server (a smoke test of the tool and the protocol layer)
 //! cargo run --release -p mtasts-resolver --example socketmap_load -- -c 8 --requests 100000
+//! # the trivial server alone in another process, to measure its CPU per request
+//! socketmap_load --serve 127.0.0.1:8461 --duration 60 &
+//! socketmap_load --addr 127.0.0.1:8461 -c 32 --duration 20 --pid $!
 //! ```
 
 #![allow(
@@ -74,6 +77,10 @@ struct Args {
     /// A label copied into the JSON line.
     #[arg(long, default_value = "")]
     label: String,
+    /// Run no load: serve the trivial table on this address for --duration seconds, so a load
+    /// run in another process can measure it alone (with --pid).
+    #[arg(long, conflicts_with = "addr")]
+    serve: Option<String>,
 }
 
 /// xorshift64*: a small deterministic generator, so runs with the same seed send the same keys.
@@ -322,7 +329,19 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(run(args))
 }
 
+/// `--serve`: the trivial table on `addr` for `duration`, then a graceful stop.
+async fn serve_only(addr: &str, duration: Duration) -> anyhow::Result<()> {
+    let listener = addr.parse::<ListenAddr>()?.bind().await?;
+    println!("serving the trivial table on {}", listener.local_addr()?);
+    let stop = tokio::time::sleep(duration);
+    socketmap::serve(listener, Arc::new(Trivial), Limits::socketmap(), stop).await?;
+    Ok(())
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(addr) = &args.serve {
+        return serve_only(addr, Duration::from_secs_f64(args.duration.max(0.0))).await;
+    }
     let (addr, pid, server) = match &args.addr {
         Some(a) => (a.parse::<ListenAddr>()?, args.pid, None),
         None => {

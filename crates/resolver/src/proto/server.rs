@@ -93,6 +93,10 @@ pub(crate) trait Protocol: Send + 'static {
 
 /// Replies buffered beyond this many bytes are written before the next request is answered.
 const FLUSH_AT: usize = 64 * 1024;
+/// How much input is discarded after a fatal error before the connection is dropped.
+const LINGER_BYTES: usize = 256 * 1024;
+/// How long input is discarded after a fatal error before the connection is dropped.
+const LINGER_TIME: Duration = Duration::from_secs(1);
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop never spins.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -213,8 +217,11 @@ impl<H: Handler, P: Protocol> Connection<H, P> {
                     }
                 }
             };
-            if !flush(&mut stream, &mut out, self.limits.write_timeout).await || close {
-                let _ = timeout(self.limits.write_timeout, stream.shutdown()).await;
+            if !flush(&mut stream, &mut out, self.limits.write_timeout).await {
+                return;
+            }
+            if close {
+                linger(&mut stream, self.limits.write_timeout).await;
                 return;
             }
             let idle = inbuf.is_empty();
@@ -244,6 +251,26 @@ impl<H: Handler, P: Protocol> Connection<H, P> {
             }
         }
     }
+}
+
+/// Closes our side after a fatal error, then reads and discards what the client still sends (at
+/// most [`LINGER_BYTES`] within [`LINGER_TIME`]): closing a TCP socket with unread input sends
+/// a reset, which can destroy the error reply before the client reads it.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, write_timeout: Duration) {
+    if !matches!(timeout(write_timeout, stream.shutdown()).await, Ok(Ok(()))) {
+        return;
+    }
+    let mut sink = vec![0u8; 8192];
+    let mut left = LINGER_BYTES;
+    let _ = timeout(LINGER_TIME, async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(n) if n > 0 => left = left.saturating_sub(n),
+                _ => break,
+            }
+        }
+    })
+    .await;
 }
 
 /// Writes `out` within `limit`; false when the connection is unusable.

@@ -108,7 +108,9 @@ impl Decoder for LineCodec {
                 }
                 Ok(Some(line))
             }
-            None if buf.len() >= self.max_line => Err(LineError::TooLong { max: self.max_line }),
+            None if !buf.is_empty() && buf.len() >= self.max_line => {
+                Err(LineError::TooLong { max: self.max_line })
+            }
             None => {
                 self.scanned = window;
                 Ok(None)

@@ -120,6 +120,18 @@ async fn query_limit() {
         ns(b"PERM query longer than 10000 bytes; closing the connection")
     );
     assert_eq!(server.handler.calls(), 1);
+    // A client that sends the whole over-long query (as an old Postfix would) still reads the
+    // reply: the server discards the rest of the input before it closes.
+    let mut c = server.connect().await;
+    let mut query = ns(format!("postfix {key}kk").as_bytes());
+    query.extend(ns(b"postfix example.com"));
+    c.send(&query).await;
+    let rest = c.read_to_close(PATIENCE).await;
+    assert_eq!(
+        rest,
+        ns(b"PERM query longer than 10000 bytes; closing the connection")
+    );
+    assert_eq!(server.handler.calls(), 1);
     server.stop().await;
 }
 
@@ -424,31 +436,65 @@ async fn postmap_as_a_real_client() {
     let ListenAddr::Tcp(addr) = server.addr.clone() else {
         unreachable!("the test server listens on TCP")
     };
+    // An empty main.cf in a private config directory: the machine's Postfix configuration (if
+    // any) plays no part.
+    let config = tempfile::tempdir().expect("temp dir");
+    std::fs::write(config.path().join("main.cf"), b"").expect("write main.cf");
+    let config = config.path().to_owned();
     let map = format!("socketmap:inet:{}:{}:postfix", addr.ip(), addr.port());
-    // An empty main.cf of its own: the package may be installed without a configuration.
-    let config = tempfile::tempdir().expect("a temporary directory");
-    std::fs::write(config.path().join("main.cf"), "").expect("main.cf written");
-    let config_dir = config.path().to_owned();
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(postmap)
-            .arg("-c")
-            .arg(&config_dir)
-            .args(["-q", "example.com", &map])
-            .output()
-    });
-    let out = tokio::time::timeout(PATIENCE, run)
-        .await
-        .expect("postmap finishes within 10 s")
-        .expect("the blocking task does not panic")
-        .expect("postmap runs");
-    assert!(
-        out.status.success(),
-        "postmap failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let postmap_q = |key: &'static str| {
+        let (config, map) = (config.clone(), map.clone());
+        async move {
+            let run = tokio::task::spawn_blocking(move || {
+                let mut cmd = std::process::Command::new(postmap);
+                cmd.arg("-c").arg(&config).args(["-q", key, &map]);
+                if key == "-" {
+                    use std::io::Write;
+                    let mut child = cmd
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::piped())
+                        .spawn()?;
+                    let mut stdin = child.stdin.take().expect("piped");
+                    stdin.write_all(b"example.com\n.com\nexample.com\n")?;
+                    drop(stdin);
+                    child.wait_with_output()
+                } else {
+                    cmd.output()
+                }
+            });
+            tokio::time::timeout(PATIENCE, run)
+                .await
+                .expect("postmap finishes within 10 s")
+                .expect("the blocking task does not panic")
+                .expect("postmap runs")
+        }
+    };
+    let found = postmap_q("example.com").await;
+    assert!(found.status.success(), "{found:?}");
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim_end(),
-        EXAMPLE_POLICY
+        String::from_utf8_lossy(&found.stdout),
+        format!("{EXAMPLE_POLICY}\n")
+    );
+    // Not found: exit status 1 and nothing printed (the NOTFOUND reply was understood).
+    let missing = postmap_q("nope.example").await;
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(missing.stdout.is_empty());
+    // Several keys over one persistent connection.
+    let batch = postmap_q("-").await;
+    assert_eq!(
+        String::from_utf8_lossy(&batch.stdout),
+        format!("example.com\t{EXAMPLE_POLICY}\nexample.com\t{EXAMPLE_POLICY}\n")
+    );
+    let keys: Vec<String> = server.handler.seen().into_iter().map(|(_, k)| k).collect();
+    assert_eq!(
+        keys,
+        [
+            "example.com",
+            "nope.example",
+            "example.com",
+            ".com",
+            "example.com"
+        ]
     );
     server.stop().await;
 }
