@@ -7,7 +7,8 @@
 //!   silence, delay, truncated UDP answers.
 //! - [`https`]: scripted HTTPS policy hosts (a policy, an error status, a redirect, an HTML
 //!   page, slowness), recording the last request.
-//! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness).
+//! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness)
+//!   that accept whole messages and keep them for the test.
 //! - [`pki`]: a root CA, an intermediate and an untrusted root generated at run time (rcgen),
 //!   issuing server certificates with scripted defects (expired, wrong name, untrusted, …).
 //! - [`world`]: all of the above for one domain, on its own loopback addresses.
