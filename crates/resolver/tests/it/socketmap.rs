@@ -405,7 +405,8 @@ async fn ipv6_loopback() {
     server.stop().await;
 }
 
-/// Debian's `postmap -q` as a real Postfix client, when installed (never installed by tests).
+/// Debian's `postmap -q` as a real Postfix client, when installed (CI installs it with
+/// tests/e2e/postfix/install.sh).
 #[tokio::test]
 async fn postmap_as_a_real_client() {
     let Some(postmap) = ["/usr/sbin/postmap", "/usr/bin/postmap"]
@@ -425,8 +426,15 @@ async fn postmap_as_a_real_client() {
         unreachable!("the test server listens on TCP")
     };
     let map = format!("socketmap:inet:{}:{}:postfix", addr.ip(), addr.port());
+    // Debian's package installed with "No configuration" has no /etc/postfix/main.cf, and
+    // postmap refuses to run without one: give it an empty configuration directory of its own.
+    let config = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(config.path().join("main.cf"), "").expect("an empty main.cf");
+    let config_dir = config.path().to_owned();
     let run = tokio::task::spawn_blocking(move || {
         std::process::Command::new(postmap)
+            .arg("-c")
+            .arg(&config_dir)
             .args(["-q", "example.com", &map])
             .output()
     });
@@ -435,6 +443,11 @@ async fn postmap_as_a_real_client() {
         .expect("postmap finishes within 10 s")
         .expect("the blocking task does not panic")
         .expect("postmap runs");
+    assert!(
+        out.status.success(),
+        "postmap failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim_end(),
         EXAMPLE_POLICY
