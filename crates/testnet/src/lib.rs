@@ -9,7 +9,8 @@
 //! - [`tlsa`]: TLSA record data computed from a test certificate.
 //! - [`https`]: scripted HTTPS policy hosts (a policy, an error status, a redirect, an HTML
 //!   page, slowness), recording the last request.
-//! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness).
+//! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness)
+//!   that accept whole messages and keep them for the test.
 //! - [`oldtls`]: handcrafted answers of a server that knows nothing newer than TLS 1.0.
 //! - [`pki`]: a root CA, an intermediate and an untrusted root generated at run time (rcgen),
 //!   issuing server certificates with scripted defects (expired, wrong name, untrusted, …).

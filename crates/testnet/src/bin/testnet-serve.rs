@@ -5,6 +5,7 @@
 //! testnet-serve DOMAINS DIR                  # a bulk world of DOMAINS domains
 //! testnet-serve --scenarios DIR              # the scenario set, on free ports
 //! testnet-serve --standard-ports DIR         # the scenario set on ports 53, 25 and 443 (root)
+//! testnet-serve --mail DIR                   # three enforce domains for a real MTA (root)
 //! ```
 //!
 //! **Scenario set** (`mtasts_testnet::scenarios`): a clean domain and one domain per kind of
@@ -13,6 +14,15 @@
 //! policy hosts on 443, so tools that cannot be told other ports can be measured on the same
 //! domains. Writes `DIR/root.pem`, `DIR/domains.txt`, `DIR/scenarios.tsv` (name, domain, the
 //! finding `mtasts check` reports, what is wrong), `DIR/env` and `DIR/ready` as below.
+//!
+//! **Mail world** (`--mail`, for `tests/e2e/postfix/run.sh`): three domains with an `enforce`
+//! policy (`mx: mx.<domain>`) on standard ports, DNS authority 127.26.0.53:53: `good.test` (MX
+//! 127.26.1.1 with a valid certificate for its name), `nostarttls.test` (MX 127.26.1.2 without
+//! STARTTLS) and `wrongcert.test` (MX 127.26.1.3 presenting a certificate for
+//! `wrong-name.example.invalid`); policy hosts on 127.26.2.k:443. Every MX accepts whole messages;
+//! each one accepted is written to `DIR/mail/<domain>.<n>.eml`: the lines `MAIL FROM:<..>`,
+//! `RCPT TO:<..>` (one a recipient), `TLS: yes|no`, a blank line, then the message. Writes
+//! `DIR/root.pem`, `DIR/env` and `DIR/ready` like the others.
 //!
 //! **Bulk world:**
 //! Serves DOMAINS domains `d0.bulk.test` … each with an `_mta-sts` record, a policy (`mode:
@@ -36,6 +46,7 @@ use mtasts_testnet::dnssec::ZoneKey;
 use mtasts_testnet::https::{HttpResponse, PolicyHost};
 use mtasts_testnet::pki::{Defect, Pki, on_demand_server_config};
 use mtasts_testnet::scenarios::{Ports, ScenarioSet};
+use mtasts_testnet::smtp::Received;
 use mtasts_testnet::smtp::{Behaviour, SmtpHost};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -52,6 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["--standard-ports", dir] | ["--scenarios", "--standard-ports", dir] => {
             scenarios(Ports::STANDARD, dir).await
         }
+        ["--mail", dir] => mail(dir).await,
         _ => bulk(args).await,
     }
 }
@@ -85,6 +97,94 @@ async fn scenarios(ports: Ports, dir: &str) -> Result<(), Box<dyn std::error::Er
     wait_for_stdin_close().await?;
     set.dns.stop().await;
     Ok(())
+}
+
+/// Serves the mail world (see the crate docs) until standard input closes.
+async fn mail(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = PathBuf::from(dir);
+    let spool = dir.join("mail");
+    std::fs::create_dir_all(&spool)?;
+    let ip = |c: u8, d: u8| IpAddr::V4(Ipv4Addr::new(127, 26, c, d));
+    let pki = Arc::new(Pki::new()?);
+    let dns = DnsServer::start_on(SocketAddr::new(ip(0, 53), 53)).await?;
+    let mut hosts = Vec::new();
+    let mut policy_hosts = Vec::new();
+    let mut zones = Vec::new();
+    for (k, domain) in [
+        (1u8, "good.test"),
+        (2, "nostarttls.test"),
+        (3, "wrongcert.test"),
+    ] {
+        let mx = format!("mx.{domain}");
+        let behaviour = match k {
+            1 => Behaviour::Normal {
+                tls: pki.issue(&mx, Defect::Valid)?.server_config,
+            },
+            2 => Behaviour::NoStartTls,
+            _ => Behaviour::Normal {
+                tls: pki.issue(&mx, Defect::WrongName)?.server_config,
+            },
+        };
+        let host = SmtpHost::start(SocketAddr::new(ip(1, k), 25), &mx, behaviour).await?;
+        hosts.push((domain, host));
+        let policy = format!("version: STSv1\nmode: enforce\nmx: {mx}\nmax_age: 604800\n");
+        let cert = pki.issue(&format!("mta-sts.{domain}"), Defect::Valid)?;
+        policy_hosts.push(
+            PolicyHost::start(
+                SocketAddr::new(ip(2, k), 443),
+                cert.server_config,
+                HttpResponse::policy(policy),
+            )
+            .await?,
+        );
+        let zone = format!(
+            "@ 300 IN MX 10 {mx}.\nmx 300 IN A {}\n_mta-sts 300 IN TXT \"v=STSv1; id=1\"\nmta-sts 300 IN A {}\n",
+            ip(1, k),
+            ip(2, k)
+        );
+        zones.push((format!("{domain}."), zone));
+    }
+    dns.set_zones(zones)?;
+    std::fs::write(dir.join("root.pem"), pki.root_pem())?;
+    std::fs::write(
+        dir.join("env"),
+        format!("NAMESERVER={}\nSMTP_PORT=25\nHTTPS_PORT=443\n", dns.addr()),
+    )?;
+    std::fs::write(dir.join("ready"), "")?;
+    eprintln!("testnet-serve: mail world ready; DNS {}", dns.addr());
+    // Copy each accepted message to the spool, until standard input closes.
+    let stop = tokio::spawn(wait_for_stdin_close());
+    let mut written = vec![0usize; hosts.len()];
+    loop {
+        for ((domain, host), done) in hosts.iter().zip(written.iter_mut()) {
+            for (n, m) in host.received().iter().enumerate().skip(*done) {
+                let tmp = spool.join(format!(".{domain}.{n}.tmp"));
+                std::fs::write(&tmp, spooled(m))?;
+                std::fs::rename(&tmp, spool.join(format!("{domain}.{n}.eml")))?;
+                *done = n + 1;
+            }
+        }
+        if stop.is_finished() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop((hosts, policy_hosts));
+    dns.stop().await;
+    Ok(())
+}
+
+/// A received message as a spool file: the envelope, whether it came over TLS, a blank line,
+/// the message.
+fn spooled(m: &Received) -> Vec<u8> {
+    let mut head = format!("MAIL FROM:<{}>\n", m.from);
+    for to in &m.to {
+        let _ = writeln!(head, "RCPT TO:<{to}>");
+    }
+    let _ = writeln!(head, "TLS: {}\n", if m.tls { "yes" } else { "no" });
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&m.data);
+    out
 }
 
 /// Blocks until standard input closes (the parent's signal to stop).
