@@ -10,7 +10,8 @@ use mtasts_resolver::config::{Config, DEFAULT_LISTEN, DEFAULT_ZONE};
 use mtasts_resolver::discover::Net;
 use mtasts_resolver::engine::{Answer, Known};
 use mtasts_resolver::proto::{Limits, ListenAddr, socketmap, tcp_table};
-use mtasts_resolver::store::SqliteStore;
+use mtasts_resolver::redis_tier::RedisTier;
+use mtasts_resolver::store::{SqliteStore, spawn_writer};
 use mtasts_resolver::{Engine, Reply};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -248,17 +249,21 @@ fn net(c: &Config) -> Result<Net> {
     Ok(Net { dns, tls, fetch })
 }
 
-/// The cache file, unless `memory`.
-fn cache_path(c: &Config) -> Result<Option<PathBuf>> {
+/// Where the cache is kept beyond memory.
+enum Cache {
+    Memory,
+    File(PathBuf),
+    Redis(String),
+}
+
+fn cache(c: &Config) -> Cache {
     match c.cache.as_deref() {
-        Some("memory") => Ok(None),
-        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-            bail!(
-                "cache {url}: the Redis tier is not built yet; use a SQLite file path or `memory`"
-            )
+        Some("memory") => Cache::Memory,
+        Some(url) if url.starts_with("redis://") || url.starts_with("redis+unix://") => {
+            Cache::Redis(url.to_owned())
         }
-        Some(path) => Ok(Some(PathBuf::from(path))),
-        None => Ok(Some(PathBuf::from(DEFAULT_CACHE))),
+        Some(path) => Cache::File(PathBuf::from(path)),
+        None => Cache::File(PathBuf::from(DEFAULT_CACHE)),
     }
 }
 
@@ -279,16 +284,28 @@ async fn serve(config: Config, opts: Opts) -> Result<u8> {
     let mut store_task = None;
     let mut sender = None;
     let mut preload = Vec::new();
-    if let Some(path) = cache_path(&config)? {
-        let store = open_store(&path).await?;
-        preload = store.load().await?;
-        let pruned = store.prune().await?;
-        tracing::info!(path = %path.display(), policies = preload.len(), pruned, "cache file opened");
-        let (tx, task) = store.spawn_writer();
-        sender = Some(tx);
-        store_task = Some(task);
+    let mut redis = None;
+    match cache(&config) {
+        Cache::Memory => {}
+        Cache::File(path) => {
+            let store = open_store(&path).await?;
+            preload = store.load().await?;
+            let pruned = store.prune().await?;
+            tracing::info!(path = %path.display(), policies = preload.len(), pruned, "cache file opened");
+            let (tx, task) = store.spawn_writer();
+            sender = Some(tx);
+            store_task = Some(task);
+        }
+        Cache::Redis(url) => {
+            let tier = RedisTier::connect(&url).await?;
+            tracing::info!(redis = ?tier, "shared Redis tier connected");
+            let (tx, task) = spawn_writer(None, Some(tier.clone()));
+            sender = Some(tx);
+            store_task = Some(task);
+            redis = Some(tier);
+        }
     }
-    let engine = Engine::with_store(net(&config)?, config.settings(), zones, sender);
+    let engine = Engine::with_tiers(net(&config)?, config.settings(), zones, sender, redis);
     let loaded = engine.preload(preload);
     let sweeper = engine.spawn_sweeper();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -378,8 +395,20 @@ async fn signals(engine: &Engine, opts: &Opts) -> Result<()> {
 }
 
 async fn query(config: &Config, key: &str, zone: &str, format: Format) -> Result<u8> {
-    let engine = Engine::new(net(config)?, config.settings(), config.zones()?);
-    if let Some(path) = cache_path(config)?.filter(|p| p.exists()) {
+    let redis = match cache(config) {
+        Cache::Redis(url) => Some(RedisTier::connect(&url).await?),
+        _ => None,
+    };
+    let engine = Engine::with_tiers(
+        net(config)?,
+        config.settings(),
+        config.zones()?,
+        None,
+        redis,
+    );
+    if let Cache::File(path) = cache(config)
+        && path.exists()
+    {
         let store = SqliteStore::open(&path).await?;
         engine.preload(store.load().await?);
     }

@@ -42,7 +42,7 @@ pub struct Config {
     pub nameservers: Vec<String>,
     /// Extra trust roots (PEM) for policy hosts, beside the Mozilla roots.
     pub ca_file: Option<PathBuf>,
-    /// The persisted cache: a SQLite file path, or `memory` for none.
+    /// The cache beyond memory: a SQLite file path, `redis://...` (shared), or `memory`.
     pub cache: Option<String>,
     /// Where `/metrics` is served (`IP:PORT`); none when absent.
     pub metrics: Option<String>,

@@ -19,6 +19,7 @@
 
 use crate::discover::{self, FetchedPolicy, Net, TxtOutcome};
 use crate::key::policy_domain;
+use crate::redis_tier::RedisTier;
 use crate::reply::{Decision, PolicyFailure, ReplySettings, render};
 use crate::stats::{FetchError, Source, Stats};
 use crate::store::{StoreOp, StoredPolicy};
@@ -106,6 +107,19 @@ pub struct CachedPolicy {
 }
 
 impl CachedPolicy {
+    /// A persisted policy, if it is unexpired and still parses; `now` and `wall` are the same
+    /// moment on the runtime clock and the wall clock.
+    fn from_stored(p: StoredPolicy, now: Instant, wall: i64) -> Option<Self> {
+        let left = u64::try_from(p.expires_unix - wall)
+            .ok()
+            .filter(|l| *l > 0)?;
+        Some(Self {
+            fetched: FetchedPolicy::from_body(p.body.as_bytes())?,
+            id: p.id,
+            expires: now + Duration::from_secs(left),
+        })
+    }
+
     /// The policy as applied.
     pub fn policy(&self) -> &mtasts_core::policy::Policy {
         &self.fetched.policy
@@ -191,6 +205,7 @@ struct Inner {
     misses: Semaphore,
     stats: Stats,
     store: Option<mpsc::UnboundedSender<StoreOp>>,
+    redis: Option<RedisTier>,
 }
 
 impl Engine {
@@ -207,6 +222,18 @@ impl Engine {
         zones: HashMap<String, Zone>,
         store: Option<mpsc::UnboundedSender<StoreOp>>,
     ) -> Self {
+        Self::with_tiers(net, settings, zones, store, None)
+    }
+
+    /// [`Engine::with_store`], also asking the shared Redis tier before the network on a cold
+    /// miss (writes to Redis go through `store`, see [`crate::store::spawn_writer`]).
+    pub fn with_tiers(
+        net: Net,
+        settings: Settings,
+        zones: HashMap<String, Zone>,
+        store: Option<mpsc::UnboundedSender<StoreOp>>,
+        redis: Option<RedisTier>,
+    ) -> Self {
         let background = Semaphore::new(settings.refresh_concurrency.max(1));
         let misses = Semaphore::new(settings.miss_concurrency.max(1));
         Self {
@@ -220,6 +247,7 @@ impl Engine {
                 misses,
                 stats: Stats::default(),
                 store,
+                redis,
             }),
         }
     }
@@ -231,20 +259,11 @@ impl Engine {
         let wall = unix_now();
         let mut loaded = 0;
         for p in policies {
-            let left = p.expires_unix - wall;
-            let Ok(left) = u64::try_from(left) else {
-                continue;
-            };
-            let Some(fetched) = FetchedPolicy::from_body(p.body.as_bytes()) else {
-                continue;
-            };
             let Ok(domain) = policy_domain(&p.domain) else {
                 continue;
             };
-            let cached = CachedPolicy {
-                id: p.id,
-                fetched,
-                expires: now + Duration::from_secs(left),
+            let Some(cached) = CachedPolicy::from_stored(p, now, wall) else {
+                continue;
             };
             let mut shard = self.inner.shard(&domain);
             let slot = shard.entry(domain).or_insert_with(|| Slot::new(now));
@@ -509,6 +528,14 @@ impl Inner {
 
     async fn refresh(&self, domain: &str, previous: Option<Known>) -> Outcome {
         let now = Instant::now();
+        if let (None, Some(redis)) = (&previous, &self.redis) {
+            // A cold miss: another resolver may have fetched it already.
+            if let Some(p) = redis.get(domain).await
+                && let Some(c) = CachedPolicy::from_stored(p, Instant::now(), unix_now())
+            {
+                return Outcome::Policy(Arc::new(c));
+            }
+        }
         let cached = match previous {
             Some(Known::Policy(p)) if p.expires > now => Some(p),
             _ => None,
@@ -717,7 +744,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub(crate) fn unix_now() -> i64 {
+/// Seconds since the Unix epoch, by the wall clock.
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

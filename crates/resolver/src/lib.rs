@@ -12,6 +12,7 @@ pub mod engine;
 pub mod key;
 pub mod metrics;
 pub mod proto;
+pub mod redis_tier;
 pub mod reply;
 pub mod stats;
 pub mod store;

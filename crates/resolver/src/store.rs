@@ -5,6 +5,7 @@
 //! [`crate::Engine::preload`]. Only policies are kept (negative answers are cheap to learn again).
 
 use crate::engine::CachedPolicy;
+use crate::redis_tier::RedisTier;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
@@ -153,20 +154,42 @@ impl SqliteStore {
         Ok(done.rows_affected())
     }
 
-    /// Starts the writer task; send changes to the returned channel (the engine does). The
-    /// task ends when every sender is dropped, after writing what was queued. Write errors are
-    /// counted in the returned task's result and never stop the engine.
+    /// Starts a writer task for this file alone (see [`spawn_writer`]).
     pub fn spawn_writer(self) -> (mpsc::UnboundedSender<StoreOp>, tokio::task::JoinHandle<u64>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<StoreOp>();
-        let task = tokio::spawn(async move {
-            let mut errors = 0;
-            while let Some(op) = rx.recv().await {
-                if self.apply(&op).await.is_err() {
+        spawn_writer(Some(self), None)
+    }
+}
+
+/// Starts the writer task that applies the engine's changes to the SQLite file and the Redis
+/// tier; hand the sender to [`crate::Engine::with_tiers`]. The task ends when every sender is
+/// dropped, after writing what was queued, and returns how many writes failed (each is logged;
+/// a failed write never stops the engine).
+pub fn spawn_writer(
+    sqlite: Option<SqliteStore>,
+    redis: Option<RedisTier>,
+) -> (mpsc::UnboundedSender<StoreOp>, tokio::task::JoinHandle<u64>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<StoreOp>();
+    let task = tokio::spawn(async move {
+        let mut errors = 0;
+        while let Some(op) = rx.recv().await {
+            if let Some(db) = &sqlite
+                && let Err(e) = db.apply(&op).await
+            {
+                tracing::warn!(error = %e, "cache file write failed");
+                errors += 1;
+            }
+            if let Some(r) = &redis {
+                let done = match &op {
+                    StoreOp::Put(p) => r.put(p).await,
+                    StoreOp::Delete(d) => r.delete(d).await,
+                };
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "redis write failed");
                     errors += 1;
                 }
             }
-            errors
-        });
-        (tx, task)
-    }
+        }
+        errors
+    });
+    (tx, task)
 }

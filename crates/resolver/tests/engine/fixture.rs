@@ -83,19 +83,15 @@ impl Fx {
         self.engine_with(settings, zones(reply), None)
     }
 
-    pub(crate) fn engine_with(
-        &self,
-        settings: Settings,
-        zones: HashMap<String, Zone>,
-        store: Option<mpsc::UnboundedSender<StoreOp>>,
-    ) -> Engine {
+    /// The network side pointed at this test internet.
+    pub(crate) fn net(&self) -> Net {
         let dns = Resolver::new(&ResolverSettings {
             nameservers: vec![self.w.dns.addr()],
             timeout: Some(Duration::from_millis(500)),
             ..ResolverSettings::default()
         })
         .unwrap();
-        let net = Net {
+        Net {
             dns,
             tls: TlsProbeConfig::with_roots(self.w.pki.root_store()).with_now(self.w.pki.now()),
             fetch: FetchSettings {
@@ -103,8 +99,16 @@ impl Fx {
                 timeout: Duration::from_secs(2),
                 ..FetchSettings::default()
             },
-        };
-        Engine::with_store(net, settings, zones, store)
+        }
+    }
+
+    pub(crate) fn engine_with(
+        &self,
+        settings: Settings,
+        zones: HashMap<String, Zone>,
+        store: Option<mpsc::UnboundedSender<StoreOp>>,
+    ) -> Engine {
+        Engine::with_store(self.net(), settings, zones, store)
     }
 }
 

@@ -6,5 +6,6 @@
 
 mod fixture;
 mod persist;
+mod redis;
 mod refresh;
 mod replies;
