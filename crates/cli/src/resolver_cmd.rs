@@ -3,7 +3,7 @@
 use crate::output::Format;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use mtasts_net::dns::{Resolver, ResolverSettings};
+use mtasts_net::dns::{Resolver, ResolverSettings, TrustAnchor};
 use mtasts_net::https::FetchSettings;
 use mtasts_net::tls::TlsProbeConfig;
 use mtasts_resolver::config::{Config, DEFAULT_LISTEN, DEFAULT_ZONE};
@@ -136,6 +136,17 @@ struct Opts {
         value_name = "SECS"
     )]
     miss_wait: Option<u64>,
+    /// Do not check DANE: never answer `dane-only` (D22).
+    #[arg(long, global = true, env = "MTASTS_RESOLVER_NO_DANE")]
+    no_dane: bool,
+    /// DNSSEC trust anchor (DNSKEY lines) instead of the IANA root keys (test set-ups).
+    #[arg(
+        long,
+        global = true,
+        env = "MTASTS_RESOLVER_TRUST_ANCHOR",
+        value_name = "FILE"
+    )]
+    trust_anchor: Option<PathBuf>,
     /// HTTPS port of policy hosts (test set-ups) [default: 443].
     #[arg(long, global = true, env = "MTASTS_RESOLVER_HTTPS_PORT")]
     https_port: Option<u16>,
@@ -175,6 +186,12 @@ impl Opts {
         c.fetch_timeout = self.fetch_timeout.or(c.fetch_timeout);
         c.miss_wait = self.miss_wait.or(c.miss_wait);
         c.https_port = self.https_port.or(c.https_port);
+        if self.no_dane {
+            c.dane = Some(false);
+        }
+        if self.trust_anchor.is_some() {
+            c.trust_anchor.clone_from(&self.trust_anchor);
+        }
         if c.listen.is_empty() {
             c.listen.push(DEFAULT_LISTEN.to_owned());
         }
@@ -224,10 +241,17 @@ fn net(c: &Config) -> Result<Net> {
                 .with_context(|| format!("nameserver {s}: not an IP address or IP:PORT"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let trust_anchor = match &c.trust_anchor {
+        Some(path) => TrustAnchor::Keys(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read trust_anchor {}", path.display()))?,
+        ),
+        None => TrustAnchor::IanaRoot,
+    };
     let dns = Resolver::new(&ResolverSettings {
         nameservers,
         timeout: Some(Duration::from_secs(5)),
-        ..ResolverSettings::default()
+        trust_anchor,
     })?;
     let mut tls = TlsProbeConfig::new();
     if let Some(path) = &c.ca_file {

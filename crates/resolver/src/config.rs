@@ -60,6 +60,11 @@ pub struct Config {
     pub negative_ttl: Option<u64>,
     /// The HTTPS port of policy hosts (443; for test set-ups).
     pub https_port: Option<u16>,
+    /// Answer `dane-only` for MTA-STS domains whose MX hosts all have a usable
+    /// DNSSEC-validated TLSA RRset (D22; default true).
+    pub dane: Option<bool>,
+    /// DNSSEC trust anchor file (DNSKEY lines) instead of the IANA root keys (test set-ups).
+    pub trust_anchor: Option<PathBuf>,
     /// Per socketmap name settings.
     #[serde(default)]
     pub zones: BTreeMap<String, ZoneConfig>,
@@ -121,6 +126,7 @@ impl Config {
             miss_wait: secs(self.miss_wait, d.miss_wait),
             refresh_interval: secs(self.refresh_interval, d.refresh_interval),
             negative_ttl: secs(self.negative_ttl, d.negative_ttl),
+            dane: self.dane.unwrap_or(d.dane),
             ..d
         }
     }

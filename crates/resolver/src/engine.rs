@@ -25,6 +25,7 @@ use crate::stats::{FetchError, Source, Stats};
 use crate::store::{StoreOp, StoredPolicy};
 use crate::{Handler, Reply};
 use mtasts_core::policy::Mode;
+use mtasts_net::dane::DaneState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,6 +60,9 @@ pub struct Settings {
     /// Entries nobody asked for in this long are dropped (policies: no longer refreshed, so they
     /// expire).
     pub idle_evict: Duration,
+    /// Check DANE (RFC 7672) for domains with an MTA-STS policy, and answer `dane-only` when
+    /// every MX host has a usable DNSSEC-validated TLSA RRset (D22).
+    pub dane: bool,
 }
 
 impl Default for Settings {
@@ -74,6 +78,7 @@ impl Default for Settings {
             refresh_concurrency: 16,
             miss_concurrency: 256,
             idle_evict: Duration::from_secs(7 * 86_400),
+            dane: true,
         }
     }
 }
@@ -104,6 +109,8 @@ pub struct CachedPolicy {
     fetched: FetchedPolicy,
     /// When it expires (fetch time + `max_age`, or later when extended by D18).
     pub expires: Instant,
+    /// Every MX host had a usable DNSSEC-validated TLSA RRset at the last check (D22).
+    pub dane: bool,
 }
 
 impl CachedPolicy {
@@ -117,6 +124,7 @@ impl CachedPolicy {
             fetched: FetchedPolicy::from_body(p.body.as_bytes())?,
             id: p.id,
             expires: now + Duration::from_secs(left),
+            dane: false,
         })
     }
 
@@ -415,6 +423,15 @@ fn decide(known: Option<&Known>, over: Option<Override>) -> (Decision<'_>, Strin
             Decision::Failure(*kind),
             format!("the TXT record names a policy that could not be had: {why}"),
         ),
+        Some(Known::Policy(p)) if p.dane && p.policy().mode != Mode::None => (
+            Decision::DaneOnly,
+            format!(
+                "policy id {} in mode {}, but every MX host has a usable DNSSEC-validated TLSA \
+                 RRset: DANE wins (D22)",
+                p.id,
+                p.policy().mode
+            ),
+        ),
         Some(Known::Policy(p)) => {
             let mode = match (p.policy().mode, over) {
                 (Mode::Enforce, Some(Override::Testing)) => Mode::Testing,
@@ -436,8 +453,9 @@ fn decide(known: Option<&Known>, over: Option<Override>) -> (Decision<'_>, Strin
 enum Outcome {
     /// A new policy (first fetch, new id, or refetch before expiry).
     Policy(Arc<CachedPolicy>),
-    /// The TXT id is unchanged and the cached policy is far from expiry.
-    Confirmed,
+    /// The TXT id is unchanged and the cached policy is far from expiry; the DANE check's
+    /// result when it ran.
+    Confirmed(Option<bool>),
     /// The cached policy, extended to this instant (D18).
     Extended(Instant),
     /// Keep what is cached; `failed` counts towards the back-off.
@@ -557,15 +575,20 @@ impl Inner {
             c.expires.saturating_duration_since(now) > self.settings.refresh_interval
         };
         if unchanged.is_some_and(|c| far_from_expiry(&c)) {
-            return Outcome::Confirmed;
+            return Outcome::Confirmed(self.dane(domain).await);
         }
-        match discover::fetch(&self.net, domain).await {
+        let (fetched, dane) = tokio::join!(discover::fetch(&self.net, domain), self.dane(domain));
+        match fetched {
             Ok(fetched) => {
                 let max_age = Duration::from_secs(u64::from(fetched.policy.max_age));
+                let dane = dane
+                    .or_else(|| cached.as_ref().map(|c| c.dane))
+                    .unwrap_or(false);
                 Outcome::Policy(Arc::new(CachedPolicy {
                     id,
                     fetched,
                     expires: Instant::now() + max_age,
+                    dane,
                 }))
             }
             Err((kind, why)) => {
@@ -588,6 +611,25 @@ impl Inner {
         }
     }
 
+    /// Whether every MX host of `domain` has a usable DNSSEC-validated TLSA RRset; `None` when
+    /// DANE is off or the lookups failed (the previous answer then stands).
+    async fn dane(&self, domain: &str) -> Option<bool> {
+        if !self.settings.dane {
+            return None;
+        }
+        match mtasts_net::dane::domain_states(&self.net.dns, domain).await {
+            Ok((_, hosts))
+                if hosts
+                    .iter()
+                    .any(|(_, s)| matches!(s, DaneState::LookupFailed(_))) =>
+            {
+                None
+            }
+            Ok((_, hosts)) => Some(!hosts.is_empty() && hosts.iter().all(|(_, s)| s.is_usable())),
+            Err(_) => None,
+        }
+    }
+
     fn apply(&self, domain: &str, outcome: Outcome) {
         let now = Instant::now();
         let s = &self.settings;
@@ -606,9 +648,18 @@ impl Inner {
                 store = Some(StoreOp::Put(StoredPolicy::new(domain, &p, now)));
                 slot.known = Some(Known::Policy(p));
             }
-            Outcome::Confirmed => {
+            Outcome::Confirmed(dane) => {
                 slot.failures = 0;
                 slot.next_check = now + self.jittered(domain, s.refresh_interval);
+                if let (Some(dane), Some(Known::Policy(p))) = (dane, &slot.known)
+                    && p.dane != dane
+                {
+                    tracing::info!(domain, dane, "DANE usability changed");
+                    slot.known = Some(Known::Policy(Arc::new(CachedPolicy {
+                        dane,
+                        ..(**p).clone()
+                    })));
+                }
             }
             Outcome::Extended(until) => {
                 tracing::warn!(
