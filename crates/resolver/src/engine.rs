@@ -235,7 +235,7 @@ impl Engine {
             let Ok(left) = u64::try_from(left) else {
                 continue;
             };
-            let Some(fetched) = FetchedPolicy::from_body(p.body.as_bytes()) else {
+            let Some(fetched) = FetchedPolicy::from_string(p.body) else {
                 continue;
             };
             let Ok(domain) = policy_domain(&p.domain) else {
@@ -403,8 +403,8 @@ fn decide(known: Option<&Known>, over: Option<Override>) -> (Decision<'_>, Strin
             };
             let why = format!("policy id {} in mode {mode}", p.id);
             let decision = match mode {
-                Mode::Enforce => Decision::Enforce(p.policy(), &p.fetched.lines),
-                Mode::Testing => Decision::Testing(p.policy(), &p.fetched.lines),
+                Mode::Enforce => Decision::Enforce(p.policy(), p.body()),
+                Mode::Testing => Decision::Testing(p.policy(), p.body()),
                 Mode::None => Decision::NoPolicy,
             };
             (decision, why)
