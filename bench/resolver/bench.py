@@ -215,6 +215,7 @@ def main():
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--memory-policies", default="0,100000")
     ap.add_argument("--phases", default="warm,nopolicy,mix")
+    ap.add_argument("--memory-only", action="store_true", help="only the memory measurement")
     a = ap.parse_args()
 
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -257,6 +258,9 @@ def run_all(a, d, procs):
     wait_for(lambda: os.path.exists(os.path.join(d, "ready")), "testnet-serve", server, timeout=300)
     ca = os.path.join(d, "root.pem")
     lists = {k: open(os.path.join(d, f"{k}.txt")).read().split() for k in ("policy", "nopolicy", "cold")}
+    if a.memory_only:
+        out["memory"] = memory_runs(a, d)
+        return out
 
     # SMR: its best case: internal cache big enough for every domain, cache_grace (the time after
     # which a cached policy is checked again on the request path) raised from 60 s to 1 day.
@@ -352,10 +356,15 @@ def run_all(a, d, procs):
         log(f"cold {who}: p50 {r['p50_us'] / 1000:.1f} ms, max {r['max_us'] / 1000:.1f} ms")
     out["rss_after"] = {who: proc_status(pid) for who, (_, pid) in daemons.items()}
 
-    out["memory"] = []
+    out["memory"] = memory_runs(a, d)
+    return out
+
+
+def memory_runs(a, d):
+    out = []
     for n in [int(x) for x in a.memory_policies.split(",") if x]:
         m = memory_run(a, d, n)
-        out["memory"].append(m)
+        out.append(m)
         log(f"memory with {n} policies: VmRSS {m['VmRSS'] / 1024:.1f} MiB, VmHWM {m['VmHWM'] / 1024:.1f} MiB, "
             f"{m['entries']} entries, ready in {m['ready_s']:.1f} s")
     return out
