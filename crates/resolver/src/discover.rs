@@ -1,6 +1,6 @@
 //! The network side of one refresh: the `_mta-sts` TXT id, then the policy fetch (RFC 8461 §3).
 
-use crate::reply::{PolicyFailure, policy_lines};
+use crate::reply::PolicyFailure;
 use mtasts_core::policy::{Policy, parse_policy};
 use mtasts_core::record::parse_sts_rrset;
 use mtasts_net::dns::{Lookup, Resolver};
@@ -29,23 +29,28 @@ pub(crate) enum TxtOutcome {
     DnsError(String),
 }
 
-/// A fetched policy.
+/// A fetched policy: the body as published (its lines become `policy_string` attributes when
+/// rendered) and the policy as a sender applies it. Nothing else is kept: the cache holds one of
+/// these per policy domain, 100,000 or more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FetchedPolicy {
     pub(crate) policy: Policy,
-    pub(crate) body: String,
-    pub(crate) lines: Vec<String>,
+    pub(crate) body: Box<str>,
 }
 
 impl FetchedPolicy {
     /// Reads a body as a sender does: `None` when it is not a policy a sender applies.
     pub(crate) fn from_body(body: &[u8]) -> Option<Self> {
-        let policy = parse_policy(body).policy?;
-        let body = String::from_utf8(body.to_vec()).ok()?;
+        Self::from_string(String::from_utf8(body.to_vec()).ok()?)
+    }
+
+    /// [`FetchedPolicy::from_body`] without copying the body.
+    pub(crate) fn from_string(body: String) -> Option<Self> {
+        let mut policy = parse_policy(body.as_bytes()).policy?;
+        policy.mx.shrink_to_fit();
         Some(Self {
             policy,
-            lines: policy_lines(&body),
-            body,
+            body: body.into_boxed_str(),
         })
     }
 }

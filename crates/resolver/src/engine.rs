@@ -121,7 +121,7 @@ impl CachedPolicy {
             .ok()
             .filter(|l| *l > 0)?;
         Some(Self {
-            fetched: FetchedPolicy::from_body(p.body.as_bytes())?,
+            fetched: FetchedPolicy::from_string(p.body)?,
             id: p.id,
             expires: now + Duration::from_secs(left),
             dane: false,
@@ -439,8 +439,8 @@ fn decide(known: Option<&Known>, over: Option<Override>) -> (Decision<'_>, Strin
             };
             let why = format!("policy id {} in mode {mode}", p.id);
             let decision = match mode {
-                Mode::Enforce => Decision::Enforce(p.policy(), &p.fetched.lines),
-                Mode::Testing => Decision::Testing(p.policy(), &p.fetched.lines),
+                Mode::Enforce => Decision::Enforce(p.policy(), p.body()),
+                Mode::Testing => Decision::Testing(p.policy(), p.body()),
                 Mode::None => Decision::NoPolicy,
             };
             (decision, why)

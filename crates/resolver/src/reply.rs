@@ -165,9 +165,9 @@ pub enum Decision<'a> {
     /// No MTA-STS policy (no record, `mode: none`, or an override).
     NoPolicy,
     /// An `enforce` policy.
-    Enforce(&'a Policy, &'a [String]),
+    Enforce(&'a Policy, &'a str),
     /// A `testing` policy (D24).
-    Testing(&'a Policy, &'a [String]),
+    Testing(&'a Policy, &'a str),
     /// A TXT record names a policy that could not be had, and nothing is cached.
     Failure(PolicyFailure),
     /// DNS failed and nothing is cached (D16); the text says what failed.
@@ -178,7 +178,8 @@ pub enum Decision<'a> {
 
 /// The reply for `domain` (an A-label domain) under `decision`.
 ///
-/// `Enforce` and `Testing` carry the policy and its lines as published (for `policy_string`).
+/// `Enforce` and `Testing` carry the policy and its body as published (its lines become
+/// `policy_string` attributes, see [`policy_lines`]).
 pub fn render(domain: &str, decision: Decision<'_>, s: &ReplySettings) -> Reply {
     let tlsrpt = s.tlsrpt_on();
     match decision {
@@ -235,7 +236,7 @@ fn with_attributes(
     mut out: String,
     domain: &str,
     policy: &Policy,
-    lines: &[String],
+    body: &str,
     max: usize,
 ) -> String {
     let _ = write!(out, " policy_type=sts policy_domain={domain}");
@@ -248,7 +249,7 @@ fn with_attributes(
         );
     }
     let without_strings = out.len();
-    for line in lines {
+    for line in policy_lines(body) {
         // `{ name = value }` cannot carry braces; such a line (an odd extension value) is left out.
         if line.contains(['{', '}']) {
             continue;
@@ -264,12 +265,8 @@ fn with_attributes(
 
 /// The lines of a policy body as `policy_string` carries them: CR stripped, blank lines dropped,
 /// surrounding whitespace trimmed.
-pub fn policy_lines(body: &str) -> Vec<String> {
-    body.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
+pub fn policy_lines(body: &str) -> impl Iterator<Item = &str> {
+    body.lines().map(str::trim).filter(|l| !l.is_empty())
 }
 
 #[cfg(test)]
@@ -280,11 +277,8 @@ mod tests {
     const BODY: &str =
         "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmx: *.example.net\nmax_age: 86400\n";
 
-    fn policy() -> (Policy, Vec<String>) {
-        (
-            parse_policy(BODY.as_bytes()).policy.unwrap(),
-            policy_lines(BODY),
-        )
+    fn policy() -> (Policy, &'static str) {
+        (parse_policy(BODY.as_bytes()).policy.unwrap(), BODY)
     }
 
     fn settings(v: &str) -> ReplySettings {
@@ -314,7 +308,7 @@ mod tests {
     #[test]
     fn enforce_per_version() {
         let (p, lines) = policy();
-        let d = Decision::Enforce(&p, &lines);
+        let d = Decision::Enforce(&p, lines);
         assert_eq!(
             ok(render("example.com", d, &settings("3.3"))),
             "secure match=mx1.example.com:.example.net"
@@ -346,7 +340,7 @@ mod tests {
         let (p, lines) = policy();
         let new = settings("3.10.5");
         let old = settings("3.9");
-        let t = Decision::Testing(&p, &lines);
+        let t = Decision::Testing(&p, lines);
         assert_eq!(render("example.com", t, &old), Reply::NotFound);
         assert!(
             ok(render("example.com", t, &new))
@@ -394,9 +388,8 @@ mod tests {
             body.push_str(&format!("mx: mx{i}.example.com\n"));
         }
         let p = parse_policy(body.as_bytes()).policy.unwrap();
-        let lines = policy_lines(&body);
         let s = settings("3.10.5");
-        let r = ok(render("example.com", Decision::Enforce(&p, &lines), &s));
+        let r = ok(render("example.com", Decision::Enforce(&p, &body), &s));
         assert!(r.len() <= s.max_reply, "{}", r.len());
         assert!(!r.contains("policy_string"));
         assert!(r.contains("mx_host_pattern=mx1499.example.com"));
@@ -406,10 +399,9 @@ mod tests {
     fn braces_are_never_sent_inside_a_policy_string() {
         let body = "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\next: a}b\n";
         let p = parse_policy(body.as_bytes()).policy.unwrap();
-        let lines = policy_lines(body);
         let r = ok(render(
             "example.com",
-            Decision::Enforce(&p, &lines),
+            Decision::Enforce(&p, body),
             &settings("3.10.5"),
         ));
         assert!(!r.contains("a}b"), "{r}");

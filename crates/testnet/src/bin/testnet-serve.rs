@@ -6,7 +6,18 @@
 //! testnet-serve --scenarios DIR              # the scenario set, on free ports
 //! testnet-serve --standard-ports DIR         # the scenario set on ports 53, 25 and 443 (root)
 //! testnet-serve --mail DIR                   # three enforce domains for a real MTA (root)
+//! testnet-serve --resolver-bench P N C DNS_MS HTTP_MS DIR   # policy daemons' world (root)
 //! ```
+//!
+//! **Resolver benchmark world** (`--resolver-bench`), for `bench/resolver/run.sh`: on standard
+//! ports (DNS 127.26.0.53:53, policy hosts on 443), so a third-party daemon that cannot be told
+//! other ports can be measured against the same domains. P policy domains `pI.sts.test` (three in
+//! four `mode: enforce`, every fourth `mode: testing`), N domains without a policy `nI.nosts.test`
+//! (an MX record, no `_mta-sts` record: NXDOMAIN), and C cold domains `cI.cold.test` (enforce)
+//! whose `_mta-sts` and `mta-sts` names answer after DNS_MS milliseconds and whose policy host
+//! answers after HTTP_MS, to compare a cold miss with the round trips it needs. Each domain is its
+//! own DNS zone. Writes `DIR/root.pem`, `DIR/policy.txt`, `DIR/nopolicy.txt`, `DIR/cold.txt` (one
+//! domain a line), `DIR/env` and `DIR/ready`.
 //!
 //! **Scenario set** (`mtasts_testnet::scenarios`): a clean domain and one domain per kind of
 //! breakage the checker detects, `<name>.scenarios.test`, on 127.25.x.y. With `--standard-ports`
@@ -41,7 +52,7 @@
     reason = "a command-line tool"
 )]
 
-use mtasts_testnet::dns::DnsServer;
+use mtasts_testnet::dns::{DnsServer, Fault};
 use mtasts_testnet::dnssec::ZoneKey;
 use mtasts_testnet::https::{HttpResponse, PolicyHost};
 use mtasts_testnet::pki::{Defect, Pki, on_demand_server_config};
@@ -52,6 +63,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 const POLICY: &str = "version: STSv1\nmode: enforce\nmx: *.provider.test\nmax_age: 604800\n";
 
@@ -64,6 +76,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             scenarios(Ports::STANDARD, dir).await
         }
         ["--mail", dir] => mail(dir).await,
+        ["--resolver-bench", p, n, c, dns_ms, http_ms, dir] => {
+            let num = |s: &str| {
+                s.parse::<u64>()
+                    .map_err(|e| format!("--resolver-bench: {s:?}: {e}"))
+            };
+            let size = |s: &str| num(s).map(|v| usize::try_from(v).unwrap_or(usize::MAX));
+            let world = BenchWorld {
+                policies: size(p)?,
+                no_policy: size(n)?,
+                cold: size(c)?,
+                dns_delay: Duration::from_millis(num(dns_ms)?),
+                http_delay: Duration::from_millis(num(http_ms)?),
+            };
+            resolver_bench(world, dir).await
+        }
         _ => bulk(args).await,
     }
 }
@@ -204,7 +231,7 @@ async fn bulk(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
         args.next(),
     ) else {
         eprintln!(
-            "usage: testnet-serve DOMAINS DIR | testnet-serve --scenarios DIR | testnet-serve --standard-ports DIR"
+            "usage: testnet-serve DOMAINS DIR | testnet-serve --scenarios DIR | testnet-serve --standard-ports DIR\n       testnet-serve --resolver-bench POLICIES NO_POLICY COLD DNS_MS HTTP_MS DIR"
         );
         std::process::exit(2);
     };
@@ -290,6 +317,118 @@ async fn bulk(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
     );
     wait_for_stdin_close().await?;
     drop((hosts, policy_host));
+    dns.stop().await;
+    Ok(())
+}
+
+/// The sizes and delays of the resolver benchmark world.
+#[derive(Debug, Clone, Copy)]
+struct BenchWorld {
+    policies: usize,
+    no_policy: usize,
+    cold: usize,
+    dns_delay: Duration,
+    http_delay: Duration,
+}
+
+/// The most domains of each kind (each is a DNS zone held in memory).
+const BENCH_MAX_DOMAINS: usize = 200_000;
+
+/// Serves the resolver benchmark world on standard ports until standard input closes.
+async fn resolver_bench(w: BenchWorld, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
+    if [w.policies, w.no_policy, w.cold]
+        .iter()
+        .any(|&n| n > BENCH_MAX_DOMAINS)
+    {
+        return Err(
+            format!("--resolver-bench: at most {BENCH_MAX_DOMAINS} domains of each kind").into(),
+        );
+    }
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir)?;
+    let ip = |c: u8, d: u8| IpAddr::V4(Ipv4Addr::new(127, 26, c, d));
+    let pki = Arc::new(Pki::new()?);
+    let dns = DnsServer::start_on(SocketAddr::new(ip(0, 53), 53)).await?;
+    let policy = |mode: &str| {
+        format!(
+            "version: STSv1\nmode: {mode}\nmx: *.provider.test\nmx: mx.backup.test\nmax_age: 604800\n"
+        )
+    };
+    // One host per kind of answer: enforce, testing, and the cold domains' slow host.
+    let hosts = [
+        (ip(2, 1), HttpResponse::policy(policy("enforce"))),
+        (ip(2, 2), HttpResponse::policy(policy("testing"))),
+        (
+            ip(2, 3),
+            HttpResponse::policy(policy("enforce")).with_delay(w.http_delay),
+        ),
+    ];
+    let mut policy_hosts = Vec::new();
+    for (addr, response) in hosts {
+        policy_hosts.push(
+            PolicyHost::start(
+                SocketAddr::new(addr, 443),
+                on_demand_server_config(&pki),
+                response,
+            )
+            .await?,
+        );
+    }
+    let mut zones = Vec::with_capacity(w.policies + w.no_policy + w.cold);
+    let mut lists = [String::new(), String::new(), String::new()];
+    let sts_zone = |host: IpAddr| {
+        format!(
+            "@ 300 IN MX 10 mx1.provider.test.\n_mta-sts 300 IN TXT \"v=STSv1; id=20261122\"\nmta-sts 300 IN A {host}\n"
+        )
+    };
+    for i in 0..w.policies {
+        let host = if i % 4 == 3 { ip(2, 2) } else { ip(2, 1) };
+        writeln!(lists[0], "p{i}.sts.test")?;
+        zones.push((format!("p{i}.sts.test."), sts_zone(host)));
+    }
+    for i in 0..w.no_policy {
+        writeln!(lists[1], "n{i}.nosts.test")?;
+        zones.push((
+            format!("n{i}.nosts.test."),
+            "@ 300 IN MX 10 mx1.provider.test.\n".to_owned(),
+        ));
+    }
+    for i in 0..w.cold {
+        writeln!(lists[2], "c{i}.cold.test")?;
+        zones.push((format!("c{i}.cold.test."), sts_zone(ip(2, 3))));
+        for name in [
+            format!("_mta-sts.c{i}.cold.test."),
+            format!("mta-sts.c{i}.cold.test."),
+        ] {
+            dns.set_fault(&name, Some(Fault::Delay(w.dns_delay)));
+        }
+    }
+    zones.push((
+        "provider.test.".to_owned(),
+        format!("mx1 300 IN A {}\n", ip(1, 1)),
+    ));
+    dns.set_zones(zones)?;
+    std::fs::write(dir.join("root.pem"), pki.root_pem())?;
+    for (name, list) in ["policy.txt", "nopolicy.txt", "cold.txt"]
+        .iter()
+        .zip(&lists)
+    {
+        std::fs::write(dir.join(name), list)?;
+    }
+    std::fs::write(
+        dir.join("env"),
+        format!("NAMESERVER={}\nHTTPS_PORT=443\n", dns.addr()),
+    )?;
+    std::fs::write(dir.join("ready"), "")?;
+    eprintln!(
+        "testnet-serve: resolver bench world ready: {} policy, {} no-policy, {} cold domains; DNS {}",
+        w.policies,
+        w.no_policy,
+        w.cold,
+        dns.addr()
+    );
+    wait_for_stdin_close().await?;
+    drop(policy_hosts);
     dns.stop().await;
     Ok(())
 }
