@@ -194,7 +194,7 @@ async fn mail(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
         if stop.is_finished() {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop((hosts, policy_hosts));
     dns.stop().await;
