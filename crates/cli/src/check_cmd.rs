@@ -349,12 +349,13 @@ fn print_text(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
             .to_string(),
     };
     let count = |s| r.findings.iter().filter(|f| f.severity == s).count();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     writeln!(
         out,
-        "{}: {verdict} ({} errors, {} warnings)",
+        "{}: {verdict} ({}, {})",
         r.domain,
-        count(Severity::Error),
-        count(Severity::Warning)
+        plural(count(Severity::Error), "error"),
+        plural(count(Severity::Warning), "warning")
     )?;
     let rec = match (&r.sts_record.id, r.sts_record.records.is_empty()) {
         (Some(id), _) => format!("id {id}"),
