@@ -280,23 +280,26 @@ fn print_shared_mx(
     Ok(())
 }
 
-fn build_env(args: &CheckArgs) -> Result<Env> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
-        bail!("--timeout must be between 0 and 600 seconds");
-    }
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let nameservers = args
-        .nameservers
-        .iter()
+/// `IP` or `IP:PORT` name servers (port 53 by default); `what` names the option in errors.
+pub(crate) fn nameservers(list: &[String], what: &str) -> Result<Vec<SocketAddr>> {
+    list.iter()
         .map(|s| {
             s.parse::<SocketAddr>()
                 .or_else(|_| {
                     s.parse::<std::net::IpAddr>()
                         .map(|ip| SocketAddr::new(ip, 53))
                 })
-                .with_context(|| format!("--nameserver {s}: not an IP address or IP:PORT"))
+                .with_context(|| format!("{what} {s}: not an IP address or IP:PORT"))
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
+
+fn build_env(args: &CheckArgs) -> Result<Env> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
+        bail!("--timeout must be between 0 and 600 seconds");
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let nameservers = nameservers(&args.nameservers, "--nameserver")?;
     let trust_anchor = match &args.trust_anchor {
         None => TrustAnchor::IanaRoot,
         Some(path) => TrustAnchor::Keys(

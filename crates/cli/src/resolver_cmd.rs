@@ -13,7 +13,6 @@ use mtasts_resolver::proto::{Limits, ListenAddr, socketmap, tcp_table};
 use mtasts_resolver::redis_tier::RedisTier;
 use mtasts_resolver::store::{SqliteStore, spawn_writer};
 use mtasts_resolver::{Engine, Reply};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -229,18 +228,7 @@ fn init_logs(format: &str) {
 
 /// The network side, from the configuration.
 fn net(c: &Config) -> Result<Net> {
-    let nameservers = c
-        .nameservers
-        .iter()
-        .map(|s| {
-            s.parse::<SocketAddr>()
-                .or_else(|_| {
-                    s.parse::<std::net::IpAddr>()
-                        .map(|ip| SocketAddr::new(ip, 53))
-                })
-                .with_context(|| format!("nameserver {s}: not an IP address or IP:PORT"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let nameservers = crate::check_cmd::nameservers(&c.nameservers, "nameserver")?;
     let trust_anchor = match &c.trust_anchor {
         Some(path) => TrustAnchor::Keys(
             std::fs::read_to_string(path)
