@@ -192,7 +192,7 @@ pub struct Answer {
     pub source: Source,
     /// What the cache knew, when it was asked.
     pub known: Option<Known>,
-    /// A sentence saying why.
+    /// A sentence saying why ([`Engine::query`] always fills it).
     pub why: String,
 }
 
@@ -347,15 +347,22 @@ impl Engine {
 
     /// Answers `key` for the socketmap name `zone`, with the reason.
     pub async fn query(&self, zone: &str, key: &str) -> Answer {
+        self.timed(zone, key, true).await
+    }
+
+    /// [`Engine::query`], with the `why` sentence built only when `explain` (the socketmap path
+    /// answers without it: no formatting on the request path).
+    async fn timed(&self, zone: &str, key: &str, explain: bool) -> Answer {
         let start = Instant::now();
-        let answer = self.answer(zone, key).await;
+        let answer = self.answer(zone, key, explain).await;
         self.inner
             .stats
             .answered(&answer.reply, answer.source, start.elapsed());
         answer
     }
 
-    async fn answer(&self, zone_name: &str, key: &str) -> Answer {
+    async fn answer(&self, zone_name: &str, key: &str, explain: bool) -> Answer {
+        let why = |f: &dyn Fn() -> String| if explain { f() } else { String::new() };
         let zones = self.zones();
         let Some(zone) = zones.get(zone_name) else {
             return Answer {
@@ -363,7 +370,7 @@ impl Engine {
                 reply: Reply::Perm(format!("no table named {zone_name:?} is configured")),
                 source: Source::Skipped,
                 known: None,
-                why: format!("the table name {zone_name:?} is not configured"),
+                why: why(&|| format!("the table name {zone_name:?} is not configured")),
             };
         };
         let domain = match policy_domain(key) {
@@ -374,7 +381,7 @@ impl Engine {
                     reply: Reply::NotFound,
                     source: Source::Skipped,
                     known: None,
-                    why: format!("{key:?} is not a policy domain ({})", skip.as_str()),
+                    why: why(&|| format!("{key:?} is not a policy domain ({})", skip.as_str())),
                 };
             }
         };
@@ -384,13 +391,13 @@ impl Engine {
                 reply: Reply::NotFound,
                 source: Source::Override,
                 known: None,
-                why: format!("MTA-STS is switched off for {domain} in the configuration"),
+                why: why(&|| format!("MTA-STS is switched off for {domain} in the configuration")),
                 domain: Some(domain),
             };
         }
         let (known, source) = self.inner.known(&domain).await;
-        let (decision, why) = decide(known.as_ref(), over);
-        let reply = render(&domain, decision, &zone.reply);
+        let reply = render(&domain, decide(known.as_ref(), over), &zone.reply);
+        let why = why(&|| explain_known(known.as_ref(), over));
         Answer {
             domain: Some(domain),
             reply,
@@ -403,48 +410,50 @@ impl Engine {
 
 impl Handler for Engine {
     async fn lookup(&self, name: &str, key: &str) -> Reply {
-        self.query(name, key).await.reply
+        self.timed(name, key, false).await.reply
     }
 }
 
-/// What applies, and why, from what the cache knows.
-fn decide(known: Option<&Known>, over: Option<Override>) -> (Decision<'_>, String) {
+/// The mode that applies to a cached policy, after an override.
+fn mode(p: &CachedPolicy, over: Option<Override>) -> Mode {
+    match (p.policy().mode, over) {
+        (Mode::Enforce, Some(Override::Testing)) => Mode::Testing,
+        (m, _) => m,
+    }
+}
+
+/// What applies, from what the cache knows.
+fn decide(known: Option<&Known>, over: Option<Override>) -> Decision<'_> {
     match known {
-        None => (
-            Decision::DnsError("no answer within the lookup budget"),
-            "nothing cached and the policy discovery did not finish in time (D16)".to_owned(),
-        ),
-        Some(Known::NoPolicy) => (Decision::NoPolicy, "no MTA-STS policy".to_owned()),
-        Some(Known::DnsError(why)) => (
-            Decision::DnsError(why),
-            format!("nothing cached and the TXT lookup failed: {why}"),
-        ),
-        Some(Known::Failure(kind, why)) => (
-            Decision::Failure(*kind),
-            format!("the TXT record names a policy that could not be had: {why}"),
-        ),
-        Some(Known::Policy(p)) if p.dane && p.policy().mode != Mode::None => (
-            Decision::DaneOnly,
-            format!(
-                "policy id {} in mode {}, but every MX host has a usable DNSSEC-validated TLSA \
-                 RRset: DANE wins (D22)",
-                p.id,
-                p.policy().mode
-            ),
-        ),
-        Some(Known::Policy(p)) => {
-            let mode = match (p.policy().mode, over) {
-                (Mode::Enforce, Some(Override::Testing)) => Mode::Testing,
-                (m, _) => m,
-            };
-            let why = format!("policy id {} in mode {mode}", p.id);
-            let decision = match mode {
-                Mode::Enforce => Decision::Enforce(p.policy(), p.body()),
-                Mode::Testing => Decision::Testing(p.policy(), p.body()),
-                Mode::None => Decision::NoPolicy,
-            };
-            (decision, why)
+        None => Decision::DnsError("no answer within the lookup budget"),
+        Some(Known::NoPolicy) => Decision::NoPolicy,
+        Some(Known::DnsError(why)) => Decision::DnsError(why),
+        Some(Known::Failure(kind, _)) => Decision::Failure(*kind),
+        Some(Known::Policy(p)) if p.dane && p.policy().mode != Mode::None => Decision::DaneOnly,
+        Some(Known::Policy(p)) => match mode(p, over) {
+            Mode::Enforce => Decision::Enforce(p.policy(), p.body()),
+            Mode::Testing => Decision::Testing(p.policy(), p.body()),
+            Mode::None => Decision::NoPolicy,
+        },
+    }
+}
+
+/// Why [`decide`] decided as it did, in a sentence (for `resolver query` and logs).
+fn explain_known(known: Option<&Known>, over: Option<Override>) -> String {
+    match known {
+        None => "nothing cached and the policy discovery did not finish in time (D16)".to_owned(),
+        Some(Known::NoPolicy) => "no MTA-STS policy".to_owned(),
+        Some(Known::DnsError(why)) => format!("nothing cached and the TXT lookup failed: {why}"),
+        Some(Known::Failure(_, why)) => {
+            format!("the TXT record names a policy that could not be had: {why}")
         }
+        Some(Known::Policy(p)) if p.dane && p.policy().mode != Mode::None => format!(
+            "policy id {} in mode {}, but every MX host has a usable DNSSEC-validated TLSA \
+             RRset: DANE wins (D22)",
+            p.id,
+            p.policy().mode
+        ),
+        Some(Known::Policy(p)) => format!("policy id {} in mode {}", p.id, mode(p, over)),
     }
 }
 
