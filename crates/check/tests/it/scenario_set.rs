@@ -1,33 +1,16 @@
 //! The testnet's scenario set (what `testnet-serve --standard-ports` serves to compare tools):
 //! every scenario domain produces the finding it was built for, and the clean one passes.
 
-use mtasts_check::{Env, Settings, Verdict, check_domain};
-use mtasts_net::dns::{Resolver, ResolverSettings};
-use mtasts_net::probe::ProbeBudget;
-use mtasts_net::tls::TlsProbeConfig;
+use mtasts_check::{Env, Verdict, check_domain};
 use mtasts_testnet::scenarios::{Ports, ScenarioSet};
-use std::time::Duration;
 
 fn env(set: &ScenarioSet) -> Env {
-    let resolver = Resolver::new(&ResolverSettings {
-        nameservers: vec![set.dns.addr()],
-        timeout: Some(Duration::from_millis(800)),
-        trust_anchor: mtasts_net::dns::TrustAnchor::Keys(set.trust_anchor()),
-    })
-    .unwrap();
-    let tls = TlsProbeConfig::with_roots(set.pki.root_store()).with_now(set.pki.now());
-    let mut settings = Settings {
-        smtp_port: set.smtp_port,
-        ..Settings::default()
-    };
-    settings.fetch.port = set.https_port;
-    settings.fetch.timeout = Duration::from_millis(1500);
-    settings.probe_budget = ProbeBudget {
-        connect: Duration::from_millis(500),
-        smtp: Duration::from_millis(1000),
-        tls: Duration::from_millis(1000),
-    };
-    Env::new(resolver, tls, settings)
+    crate::world::env_for(
+        set.dns.addr(),
+        set.trust_anchor(),
+        &set.pki,
+        (set.smtp_port, set.https_port),
+    )
 }
 
 #[tokio::test]
