@@ -8,7 +8,7 @@ use mtasts_net::https::FetchSettings;
 use mtasts_net::tls::TlsProbeConfig;
 use mtasts_resolver::config::{Config, DEFAULT_LISTEN, DEFAULT_ZONE};
 use mtasts_resolver::discover::Net;
-use mtasts_resolver::engine::{Answer, Known};
+use mtasts_resolver::engine::Answer;
 use mtasts_resolver::proto::{Limits, ListenAddr, socketmap, tcp_table};
 use mtasts_resolver::redis_tier::RedisTier;
 use mtasts_resolver::store::{SqliteStore, spawn_writer};
@@ -295,18 +295,18 @@ async fn serve(config: Config, opts: Opts) -> Result<u8> {
     let zones = config.zones()?;
     let mut store_task = None;
     let mut sender = None;
-    let mut preload = Vec::new();
+    let mut preload = None;
     let mut redis = None;
     match cache(&config) {
         Cache::Memory => {}
         Cache::File(path) => {
             let store = open_store(&path).await?;
-            preload = store.load().await?;
             let pruned = store.prune().await?;
-            tracing::info!(path = %path.display(), policies = preload.len(), pruned, "cache file opened");
-            let (tx, task) = store.spawn_writer();
+            tracing::info!(path = %path.display(), pruned, "cache file opened");
+            let (tx, task) = store.clone().spawn_writer();
             sender = Some(tx);
             store_task = Some(task);
+            preload = Some(store);
         }
         Cache::Redis(url) => {
             let tier = RedisTier::connect(&url).await?;
@@ -318,7 +318,11 @@ async fn serve(config: Config, opts: Opts) -> Result<u8> {
         }
     }
     let engine = Engine::with_tiers(net(&config)?, config.settings(), zones, sender, redis);
-    let loaded = engine.preload(preload);
+    let mut loaded = 0;
+    if let Some(store) = preload {
+        engine.reserve(store.count().await?);
+        store.load_each(|p| loaded += engine.preload([p])).await?;
+    }
     let sweeper = engine.spawn_sweeper();
     let (stop_tx, stop_rx) = watch::channel(false);
     let handler = Arc::new(engine.clone());
@@ -422,7 +426,11 @@ async fn query(config: &Config, key: &str, zone: &str, format: Format) -> Result
         && path.exists()
     {
         let store = SqliteStore::open(&path).await?;
-        engine.preload(store.load().await?);
+        store
+            .load_each(|p| {
+                engine.preload([p]);
+            })
+            .await?;
     }
     let answer = engine.query(zone, key).await;
     match format {
@@ -449,19 +457,14 @@ fn text(key: &str, zone: &str, a: &Answer) -> String {
         a.why,
         a.source.as_str()
     );
-    if let Some(Known::Policy(p)) = &a.known {
-        let left = p
-            .expires
-            .saturating_duration_since(tokio::time::Instant::now())
-            .as_secs();
-        let mx: Vec<String> = p.policy().mx.iter().map(ToString::to_string).collect();
+    if let Some(p) = &a.policy {
         out.push_str(&format!(
             "  policy:       id {}, mode {}, max_age {}, mx {}; cached for {}\n",
             p.id,
-            p.policy().mode,
-            p.policy().max_age,
-            mx.join(", "),
-            human(left)
+            p.mode,
+            p.max_age,
+            p.mx.join(", "),
+            human(p.expires_in.as_secs())
         ));
     }
     out
@@ -477,15 +480,15 @@ fn human(secs: u64) -> String {
 
 fn json(key: &str, zone: &str, a: &Answer) -> serde_json::Value {
     let (status, data) = wire(&a.reply);
-    let policy = match &a.known {
-        Some(Known::Policy(p)) => serde_json::json!({
+    let policy = match &a.policy {
+        Some(p) => serde_json::json!({
             "id": p.id,
-            "mode": p.policy().mode,
-            "max_age": p.policy().max_age,
-            "mx": p.policy().mx.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "expires_in": p.expires.saturating_duration_since(tokio::time::Instant::now()).as_secs(),
+            "mode": p.mode,
+            "max_age": p.max_age,
+            "mx": p.mx,
+            "expires_in": p.expires_in.as_secs(),
         }),
-        _ => serde_json::Value::Null,
+        None => serde_json::Value::Null,
     };
     serde_json::json!({
         "key": key,

@@ -1,7 +1,7 @@
 //! The network side of one refresh: the `_mta-sts` TXT id, then the policy fetch (RFC 8461 §3).
 
 use crate::reply::PolicyFailure;
-use mtasts_core::policy::{Policy, parse_policy};
+use mtasts_core::policy::parse_policy;
 use mtasts_core::record::parse_sts_rrset;
 use mtasts_net::dns::{Lookup, Resolver};
 use mtasts_net::https::{FetchSettings, fetch_policy};
@@ -29,32 +29,6 @@ pub(crate) enum TxtOutcome {
     DnsError(String),
 }
 
-/// A fetched policy: the body as published (its lines become `policy_string` attributes when
-/// rendered) and the policy as a sender applies it. Nothing else is kept: the cache holds one of
-/// these per policy domain, 100,000 or more.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FetchedPolicy {
-    pub(crate) policy: Policy,
-    pub(crate) body: Box<str>,
-}
-
-impl FetchedPolicy {
-    /// Reads a body as a sender does: `None` when it is not a policy a sender applies.
-    pub(crate) fn from_body(body: &[u8]) -> Option<Self> {
-        Self::from_string(String::from_utf8(body.to_vec()).ok()?)
-    }
-
-    /// [`FetchedPolicy::from_body`] without copying the body.
-    pub(crate) fn from_string(body: String) -> Option<Self> {
-        let mut policy = parse_policy(body.as_bytes()).policy?;
-        policy.mx.shrink_to_fit();
-        Some(Self {
-            policy,
-            body: body.into_boxed_str(),
-        })
-    }
-}
-
 pub(crate) async fn txt_id(net: &Net, domain: &str) -> TxtOutcome {
     match net.dns.txt(&format!("_mta-sts.{domain}")).await {
         Ok(Lookup::Records { records, .. }) => {
@@ -69,11 +43,9 @@ pub(crate) async fn txt_id(net: &Net, domain: &str) -> TxtOutcome {
     }
 }
 
-/// Fetches and parses the policy; on failure, the TLS-RPT failure type and what happened.
-pub(crate) async fn fetch(
-    net: &Net,
-    domain: &str,
-) -> Result<FetchedPolicy, (PolicyFailure, String)> {
+/// Fetches the policy body, a valid policy; on failure, the TLS-RPT failure type and what
+/// happened.
+pub(crate) async fn fetch(net: &Net, domain: &str) -> Result<String, (PolicyFailure, String)> {
     let f = fetch_policy(domain, &net.dns, &net.tls, &net.fetch).await;
     if let Some(tls) = f.tls.as_ref().filter(|t| !t.verdict.is_valid()) {
         return Err((
@@ -93,11 +65,11 @@ pub(crate) async fn fetch(
             .map_or_else(|| "no status".to_owned(), |s| format!("HTTP {s}"));
         return Err((PolicyFailure::FetchError, format!("{}: {status}", f.url)));
     }
-    let body = f.body.as_deref().unwrap_or_default();
-    FetchedPolicy::from_body(body).ok_or_else(|| {
-        (
+    match String::from_utf8(f.body.unwrap_or_default()) {
+        Ok(body) if parse_policy(body.as_bytes()).policy.is_some() => Ok(body),
+        _ => Err((
             PolicyFailure::Invalid,
             format!("{}: the body is not a valid policy", f.url),
-        )
-    })
+        )),
+    }
 }

@@ -14,26 +14,29 @@
 //!   keeps the policy until it expires (D19); DNS trouble with nothing cached answers per
 //!   [`crate::reply::OnDnsError`] (D16). Failed refreshes back off from
 //!   [`Settings::retry_floor`] (5 minutes, RFC 8461 §3.3) up to [`Settings::max_backoff`].
-//! - A sweep every [`Settings::sweep_interval`] refreshes policies that are due (with jitter, at
-//!   most [`Settings::refresh_concurrency`] at a time) and drops entries nobody asked for lately.
+//! - A sweep every [`Settings::sweep_interval`] refreshes every policy that is due (with jitter,
+//!   at most [`Settings::refresh_concurrency`] at a time) and drops entries nobody asked for
+//!   lately. A stale hit starts its refresh at once when a background slot is free, and otherwise
+//!   leaves it to the sweep, so the number of refresh tasks stays bounded whatever the load.
+//! - Policies loaded from the cache file at start-up are due at times spread over
+//!   [`Settings::refresh_interval`], not all at once.
 
-use crate::discover::{self, FetchedPolicy, Net, TxtOutcome};
+use crate::cached::CachedPolicy;
+use crate::discover::Net;
 use crate::key::policy_domain;
 use crate::redis_tier::RedisTier;
 use crate::reply::{Decision, PolicyFailure, ReplySettings, render};
-use crate::stats::{FetchError, Source, Stats};
+use crate::slots::{Clock, Entry, Other, Table, millis};
+use crate::stats::{Source, Stats};
 use crate::store::{StoreOp, StoredPolicy};
 use crate::{Handler, Reply};
 use mtasts_core::policy::Mode;
-use mtasts_net::dane::DaneState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{Semaphore, mpsc, watch};
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Duration, Instant};
 
-/// Number of independently locked parts of the cache.
-const SHARDS: usize = 32;
+pub use crate::slots::Known;
 
 /// Timing and size settings of the cache.
 #[derive(Debug, Clone)]
@@ -101,84 +104,21 @@ pub struct Zone {
     pub overrides: HashMap<String, Override>,
 }
 
-/// A policy in the cache.
+/// A policy as the engine returns it to [`Engine::query`] (owned, for display).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedPolicy {
+pub struct PolicyInfo {
     /// The TXT id it was fetched under.
     pub id: String,
-    fetched: FetchedPolicy,
-    /// When it expires (fetch time + `max_age`, or later when extended by D18).
-    pub expires: Instant,
+    /// The mode, as published.
+    pub mode: Mode,
+    /// `max_age`, in seconds.
+    pub max_age: u32,
+    /// The MX patterns.
+    pub mx: Vec<String>,
+    /// Time left until it expires.
+    pub expires_in: Duration,
     /// Every MX host had a usable DNSSEC-validated TLSA RRset at the last check (D22).
     pub dane: bool,
-}
-
-impl CachedPolicy {
-    /// A persisted policy, if it is unexpired and still parses; `now` and `wall` are the same
-    /// moment on the runtime clock and the wall clock.
-    fn from_stored(p: StoredPolicy, now: Instant, wall: i64) -> Option<Self> {
-        let left = u64::try_from(p.expires_unix - wall)
-            .ok()
-            .filter(|l| *l > 0)?;
-        Some(Self {
-            fetched: FetchedPolicy::from_string(p.body)?,
-            id: p.id,
-            expires: now + Duration::from_secs(left),
-            dane: false,
-        })
-    }
-
-    /// The policy as applied.
-    pub fn policy(&self) -> &mtasts_core::policy::Policy {
-        &self.fetched.policy
-    }
-
-    /// The body as fetched.
-    pub fn body(&self) -> &str {
-        &self.fetched.body
-    }
-}
-
-/// What the cache knows about a domain.
-#[derive(Debug, Clone)]
-pub enum Known {
-    /// A policy.
-    Policy(Arc<CachedPolicy>),
-    /// No policy (no usable TXT record, or `mode: none`).
-    NoPolicy,
-    /// The TXT record names a policy that could not be had.
-    Failure(PolicyFailure, Arc<str>),
-    /// The TXT lookup failed.
-    DnsError(Arc<str>),
-}
-
-#[derive(Debug)]
-struct Slot {
-    known: Option<Known>,
-    next_check: Instant,
-    failures: u32,
-    inflight: Option<watch::Receiver<bool>>,
-    last_used: Instant,
-}
-
-impl Slot {
-    fn new(now: Instant) -> Self {
-        Self {
-            known: None,
-            next_check: now,
-            failures: 0,
-            inflight: None,
-            last_used: now,
-        }
-    }
-
-    /// What may be answered now: anything but an expired policy.
-    fn usable(&self, now: Instant) -> Option<&Known> {
-        match &self.known {
-            Some(Known::Policy(p)) if now >= p.expires => None,
-            k => k.as_ref(),
-        }
-    }
 }
 
 /// One lookup's answer, with the why (for `resolver query` and logs).
@@ -190,11 +130,13 @@ pub struct Answer {
     pub reply: Reply,
     /// Where it came from.
     pub source: Source,
-    /// What the cache knew, when it was asked.
-    pub known: Option<Known>,
+    /// The cached policy, when one is known ([`Engine::query`] fills it).
+    pub policy: Option<PolicyInfo>,
     /// A sentence saying why ([`Engine::query`] always fills it).
     pub why: String,
 }
+
+mod refresh;
 
 /// The engine: the cache, its refresher and the zones. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -207,10 +149,10 @@ struct Inner {
     net: Net,
     settings: Settings,
     zones: std::sync::RwLock<Arc<HashMap<String, Zone>>>,
-    shards: Vec<Mutex<HashMap<String, Slot>>>,
-    hasher: RandomState,
-    background: Semaphore,
-    misses: Semaphore,
+    table: Table,
+    clock: Clock,
+    background: Arc<Semaphore>,
+    misses: Arc<Semaphore>,
     stats: Stats,
     store: Option<mpsc::UnboundedSender<StoreOp>>,
     redis: Option<RedisTier>,
@@ -242,15 +184,15 @@ impl Engine {
         store: Option<mpsc::UnboundedSender<StoreOp>>,
         redis: Option<RedisTier>,
     ) -> Self {
-        let background = Semaphore::new(settings.refresh_concurrency.max(1));
-        let misses = Semaphore::new(settings.miss_concurrency.max(1));
+        let background = Arc::new(Semaphore::new(settings.refresh_concurrency.max(1)));
+        let misses = Arc::new(Semaphore::new(settings.miss_concurrency.max(1)));
         Self {
             inner: Arc::new(Inner {
                 net,
                 settings,
                 zones: std::sync::RwLock::new(Arc::new(zones)),
-                shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-                hasher: RandomState::new(),
+                table: Table::new(),
+                clock: Clock::new(),
                 background,
                 misses,
                 stats: Stats::default(),
@@ -260,26 +202,35 @@ impl Engine {
         }
     }
 
-    /// Puts persisted policies into the cache (at start-up). Expired ones are skipped; each is
-    /// due for a TXT check at once, in the background.
-    pub fn preload(&self, policies: Vec<StoredPolicy>) -> usize {
-        let now = Instant::now();
+    /// Puts persisted policies into the cache (at start-up). Expired ones, and ones that no
+    /// longer parse, are skipped; each is due for a TXT check, in the background, at a time
+    /// spread over the next [`Settings::refresh_interval`] (before it expires).
+    pub fn preload(&self, policies: impl IntoIterator<Item = StoredPolicy>) -> usize {
         let wall = unix_now();
         let mut loaded = 0;
         for p in policies {
+            let now_ms = self.inner.clock.now_ms();
             let Ok(domain) = policy_domain(&p.domain) else {
                 continue;
             };
-            let Some(cached) = CachedPolicy::from_stored(p, now, wall) else {
+            let Some(cached) = self.inner.policy_from_store(&domain, &p, now_ms, wall) else {
                 continue;
             };
-            let mut shard = self.inner.shard(&domain);
-            let slot = shard.entry(domain).or_insert_with(|| Slot::new(now));
-            slot.known = Some(Known::Policy(Arc::new(cached)));
-            slot.next_check = now;
+            let mut shard = self.inner.table.shard(&domain);
+            let slot = shard.get_or_insert(&domain, now_ms);
+            let spread = millis(self.inner.settings.refresh_interval)
+                .min(cached.expires_ms().saturating_sub(now_ms))
+                .max(1);
+            slot.next_check_ms = now_ms + self.inner.table.hash_one(&domain) % spread;
+            slot.entry = Entry::Policy(cached);
             loaded += 1;
         }
         loaded
+    }
+
+    /// Makes room for `n` more domains (before a large [`Engine::preload`]).
+    pub fn reserve(&self, n: usize) {
+        self.inner.table.reserve(n);
     }
 
     /// Starts the background sweep (proactive refresh, eviction). It stops when every clone of
@@ -294,7 +245,7 @@ impl Engine {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                inner.sweep();
+                inner.sweep().await;
             }
         })
     }
@@ -306,7 +257,7 @@ impl Engine {
 
     /// Domains in the memory cache.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| lock(s).len()).sum()
+        self.inner.table.len()
     }
 
     /// Whether the cache is empty.
@@ -350,8 +301,8 @@ impl Engine {
         self.timed(zone, key, true).await
     }
 
-    /// [`Engine::query`], with the `why` sentence built only when `explain` (the socketmap path
-    /// answers without it: no formatting on the request path).
+    /// [`Engine::query`], with the `why` sentence and the policy built only when `explain` (the
+    /// socketmap path answers without them: no formatting on the request path).
     async fn timed(&self, zone: &str, key: &str, explain: bool) -> Answer {
         let start = Instant::now();
         let answer = self.answer(zone, key, explain).await;
@@ -369,7 +320,7 @@ impl Engine {
                 domain: None,
                 reply: Reply::Perm(format!("no table named {zone_name:?} is configured")),
                 source: Source::Skipped,
-                known: None,
+                policy: None,
                 why: why(&|| format!("the table name {zone_name:?} is not configured")),
             };
         };
@@ -380,7 +331,7 @@ impl Engine {
                     domain: None,
                     reply: Reply::NotFound,
                     source: Source::Skipped,
-                    known: None,
+                    policy: None,
                     why: why(&|| format!("{key:?} is not a policy domain ({})", skip.as_str())),
                 };
             }
@@ -390,19 +341,40 @@ impl Engine {
             return Answer {
                 reply: Reply::NotFound,
                 source: Source::Override,
-                known: None,
+                policy: None,
                 why: why(&|| format!("MTA-STS is switched off for {domain} in the configuration")),
                 domain: Some(domain),
             };
         }
-        let (known, source) = self.inner.known(&domain).await;
-        let reply = render(&domain, decide(known.as_ref(), over), &zone.reply);
-        let why = why(&|| explain_known(known.as_ref(), over));
+        let clock = self.inner.clock;
+        let ((reply, why, policy), source) = self
+            .inner
+            .with_known(&domain, |known| {
+                let reply = render(&domain, decide(known, over), &zone.reply);
+                if !explain {
+                    return (reply, String::new(), None);
+                }
+                let policy = match known {
+                    Some(Known::Policy(p)) => Some(PolicyInfo {
+                        id: p.id().to_owned(),
+                        mode: p.mode(),
+                        max_age: p.max_age(),
+                        mx: p.patterns().map(str::to_owned).collect(),
+                        expires_in: clock
+                            .at(p.expires_ms())
+                            .saturating_duration_since(Instant::now()),
+                        dane: p.dane,
+                    }),
+                    _ => None,
+                };
+                (reply, explain_known(known, over), policy)
+            })
+            .await;
         Answer {
             domain: Some(domain),
             reply,
             source,
-            known,
+            policy,
             why,
         }
     }
@@ -416,30 +388,30 @@ impl Handler for Engine {
 
 /// The mode that applies to a cached policy, after an override.
 fn mode(p: &CachedPolicy, over: Option<Override>) -> Mode {
-    match (p.policy().mode, over) {
+    match (p.mode(), over) {
         (Mode::Enforce, Some(Override::Testing)) => Mode::Testing,
         (m, _) => m,
     }
 }
 
 /// What applies, from what the cache knows.
-fn decide(known: Option<&Known>, over: Option<Override>) -> Decision<'_> {
+fn decide<'a>(known: Option<Known<'a>>, over: Option<Override>) -> Decision<'a> {
     match known {
         None => Decision::DnsError("no answer within the lookup budget"),
         Some(Known::NoPolicy) => Decision::NoPolicy,
         Some(Known::DnsError(why)) => Decision::DnsError(why),
-        Some(Known::Failure(kind, _)) => Decision::Failure(*kind),
-        Some(Known::Policy(p)) if p.dane && p.policy().mode != Mode::None => Decision::DaneOnly,
+        Some(Known::Failure(kind, _)) => Decision::Failure(kind),
+        Some(Known::Policy(p)) if p.dane && p.mode() != Mode::None => Decision::DaneOnly,
         Some(Known::Policy(p)) => match mode(p, over) {
-            Mode::Enforce => Decision::Enforce(p.policy(), p.body()),
-            Mode::Testing => Decision::Testing(p.policy(), p.body()),
+            Mode::Enforce => Decision::Enforce(p),
+            Mode::Testing => Decision::Testing(p),
             Mode::None => Decision::NoPolicy,
         },
     }
 }
 
 /// Why [`decide`] decided as it did, in a sentence (for `resolver query` and logs).
-fn explain_known(known: Option<&Known>, over: Option<Override>) -> String {
+fn explain_known(known: Option<Known<'_>>, over: Option<Override>) -> String {
     match known {
         None => "nothing cached and the policy discovery did not finish in time (D16)".to_owned(),
         Some(Known::NoPolicy) => "no MTA-STS policy".to_owned(),
@@ -447,13 +419,110 @@ fn explain_known(known: Option<&Known>, over: Option<Override>) -> String {
         Some(Known::Failure(_, why)) => {
             format!("the TXT record names a policy that could not be had: {why}")
         }
-        Some(Known::Policy(p)) if p.dane && p.policy().mode != Mode::None => format!(
+        Some(Known::Policy(p)) if p.dane && p.mode() != Mode::None => format!(
             "policy id {} in mode {}, but every MX host has a usable DNSSEC-validated TLSA \
              RRset: DANE wins (D22)",
-            p.id,
-            p.policy().mode
+            p.id(),
+            p.mode()
         ),
-        Some(Known::Policy(p)) => format!("policy id {} in mode {}", p.id, mode(p, over)),
+        Some(Known::Policy(p)) => format!("policy id {} in mode {}", p.id(), mode(p, over)),
+    }
+}
+
+impl Inner {
+    /// Calls `f` with what the cache knows about `domain` (under the shard's lock, so `f` must
+    /// not block), waiting for the network only when nothing usable is cached.
+    async fn with_known<R>(
+        self: &Arc<Self>,
+        domain: &str,
+        f: impl FnOnce(Option<Known<'_>>) -> R,
+    ) -> (R, Source) {
+        let mut rx = {
+            let now_ms = self.clock.now_ms();
+            let mut shard = self.table.shard(domain);
+            let slot = shard.get_or_insert(domain, now_ms);
+            slot.touch(now_ms);
+            let due = now_ms >= slot.next_check_ms;
+            if slot.usable(now_ms).is_some() {
+                if due
+                    && slot.inflight.is_none()
+                    && let Ok(permit) = Arc::clone(&self.background).try_acquire_owned()
+                {
+                    self.start_refresh(slot, Some(permit));
+                }
+                let source = if due { Source::Stale } else { Source::Hit };
+                return (f(slot.usable(now_ms)), source);
+            }
+            match &slot.inflight {
+                Some(rx) => (**rx).clone(),
+                None => self.start_refresh(slot, None),
+            }
+        };
+        let waited = tokio::time::timeout(self.settings.miss_wait, rx.wait_for(|done| *done)).await;
+        let source = if waited.is_ok() {
+            Source::Miss
+        } else {
+            Source::MissTimeout
+        };
+        let now_ms = self.clock.now_ms();
+        let mut shard = self.table.shard(domain);
+        let known = shard.get_mut(domain).and_then(|s| s.usable(now_ms));
+        (f(known), source)
+    }
+
+    /// A persisted policy, if it is unexpired and still parses; `now_ms` and `wall` are the same
+    /// moment on the engine clock and the wall clock.
+    fn policy_from_store(
+        &self,
+        domain: &str,
+        p: &StoredPolicy,
+        now_ms: u64,
+        wall: i64,
+    ) -> Option<CachedPolicy> {
+        let left = u64::try_from(p.expires_unix - wall)
+            .ok()
+            .filter(|l| *l > 0)?;
+        let expires_ms = now_ms.saturating_add(left.saturating_mul(1000));
+        CachedPolicy::new(domain, &p.id, &p.body, expires_ms, false).ok()
+    }
+}
+
+/// Seconds since the Unix epoch, by the wall clock.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What a refresh starts from.
+#[derive(Debug)]
+enum Previous {
+    /// Nothing known (a cold miss).
+    Nothing,
+    /// A policy (expired or not).
+    Policy {
+        id: Box<str>,
+        expires_ms: u64,
+        dane: bool,
+    },
+    /// Something other than a policy.
+    Other,
+}
+
+impl Previous {
+    fn of(entry: &Entry) -> Self {
+        match entry {
+            Entry::Policy(p) => Self::Policy {
+                id: p.id().into(),
+                expires_ms: p.expires_ms(),
+                dane: p.dane,
+            },
+            Entry::Other {
+                state: Other::Unknown,
+                ..
+            } => Self::Nothing,
+            Entry::Other { .. } => Self::Other,
+        }
     }
 }
 
@@ -461,12 +530,12 @@ fn explain_known(known: Option<&Known>, over: Option<Override>) -> String {
 #[derive(Debug)]
 enum Outcome {
     /// A new policy (first fetch, new id, or refetch before expiry).
-    Policy(Arc<CachedPolicy>),
+    Policy(CachedPolicy),
     /// The TXT id is unchanged and the cached policy is far from expiry; the DANE check's
     /// result when it ran.
     Confirmed(Option<bool>),
-    /// The cached policy, extended to this instant (D18).
-    Extended(Instant),
+    /// The cached policy, extended to this time (ms, D18).
+    Extended(u64),
     /// Keep what is cached; `failed` counts towards the back-off.
     Keep { failed: bool },
     /// No policy.
@@ -475,338 +544,4 @@ enum Outcome {
     Failure(PolicyFailure, String),
     /// DNS failed, nothing cached.
     DnsError(String),
-}
-
-impl Inner {
-    fn shard(&self, domain: &str) -> MutexGuard<'_, HashMap<String, Slot>> {
-        let i = (self.hasher.hash_one(domain) as usize) % SHARDS;
-        lock(&self.shards[i])
-    }
-
-    /// What the cache knows about `domain`, waiting for the network only when nothing usable is
-    /// cached.
-    async fn known(self: &Arc<Self>, domain: &str) -> (Option<Known>, Source) {
-        let mut rx = {
-            let now = Instant::now();
-            let mut shard = self.shard(domain);
-            let slot = shard
-                .entry(domain.to_owned())
-                .or_insert_with(|| Slot::new(now));
-            slot.last_used = now;
-            if let Some(known) = slot.usable(now).cloned() {
-                let due = now >= slot.next_check;
-                if due && slot.inflight.is_none() {
-                    self.start_refresh(domain, slot, false);
-                }
-                return (Some(known), if due { Source::Stale } else { Source::Hit });
-            }
-            match &slot.inflight {
-                Some(rx) => rx.clone(),
-                None => self.start_refresh(domain, slot, true),
-            }
-        };
-        let waited = tokio::time::timeout(self.settings.miss_wait, rx.wait_for(|done| *done)).await;
-        let known = self
-            .shard(domain)
-            .get(domain)
-            .and_then(|s| s.usable(Instant::now()).cloned());
-        let source = if waited.is_ok() {
-            Source::Miss
-        } else {
-            Source::MissTimeout
-        };
-        (known, source)
-    }
-
-    /// Starts a refresh of `domain` in its own task; the receiver turns `true` when it is done.
-    fn start_refresh(
-        self: &Arc<Self>,
-        domain: &str,
-        slot: &mut Slot,
-        waited_for: bool,
-    ) -> watch::Receiver<bool> {
-        let (tx, rx) = watch::channel(false);
-        slot.inflight = Some(rx.clone());
-        let previous = slot.known.clone();
-        let inner = Arc::clone(self);
-        let domain = domain.to_owned();
-        tokio::spawn(async move {
-            // Clears `inflight` even if the refresh panics, so the domain is never stuck.
-            let guard = Inflight {
-                inner: &inner,
-                domain: &domain,
-            };
-            let limit = if waited_for {
-                &inner.misses
-            } else {
-                &inner.background
-            };
-            let outcome = match limit.acquire().await {
-                Ok(_permit) => inner.refresh(&domain, previous).await,
-                Err(_) => Outcome::Keep { failed: false },
-            };
-            inner.stats.refreshed();
-            inner.apply(&domain, outcome);
-            drop(guard);
-            let _ = tx.send(true);
-        });
-        rx
-    }
-
-    async fn refresh(&self, domain: &str, previous: Option<Known>) -> Outcome {
-        let now = Instant::now();
-        if let (None, Some(redis)) = (&previous, &self.redis) {
-            // A cold miss: another resolver may have fetched it already.
-            if let Some(p) = redis.get(domain).await
-                && let Some(c) = CachedPolicy::from_stored(p, Instant::now(), unix_now())
-            {
-                return Outcome::Policy(Arc::new(c));
-            }
-        }
-        let cached = match previous {
-            Some(Known::Policy(p)) if p.expires > now => Some(p),
-            _ => None,
-        };
-        let id = match discover::txt_id(&self.net, domain).await {
-            TxtOutcome::Id(id) => id,
-            TxtOutcome::NoRecord if cached.is_some() => return Outcome::Keep { failed: false },
-            TxtOutcome::NoRecord => return Outcome::NoPolicy,
-            TxtOutcome::DnsError(why) => {
-                self.stats.fetch_error(FetchError::Dns);
-                return match cached {
-                    Some(_) => Outcome::Keep { failed: true },
-                    None => Outcome::DnsError(why),
-                };
-            }
-        };
-        let unchanged = cached.as_ref().filter(|c| c.id == id);
-        let far_from_expiry = |c: &&Arc<CachedPolicy>| {
-            c.expires.saturating_duration_since(now) > self.settings.refresh_interval
-        };
-        if unchanged.is_some_and(|c| far_from_expiry(&c)) {
-            return Outcome::Confirmed(self.dane(domain).await);
-        }
-        let (fetched, dane) = tokio::join!(discover::fetch(&self.net, domain), self.dane(domain));
-        match fetched {
-            Ok(fetched) => {
-                let max_age = Duration::from_secs(u64::from(fetched.policy.max_age));
-                let dane = dane
-                    .or_else(|| cached.as_ref().map(|c| c.dane))
-                    .unwrap_or(false);
-                Outcome::Policy(Arc::new(CachedPolicy {
-                    id,
-                    fetched,
-                    expires: Instant::now() + max_age,
-                    dane,
-                }))
-            }
-            Err((kind, why)) => {
-                self.stats.fetch_error(match kind {
-                    PolicyFailure::FetchError => FetchError::Fetch,
-                    PolicyFailure::WebPkiInvalid => FetchError::WebPki,
-                    PolicyFailure::Invalid => FetchError::Invalid,
-                });
-                if unchanged.is_some() {
-                    // D18: same id, refetch failed: keep applying it until the next attempt.
-                    let until =
-                        Instant::now() + self.settings.refresh_interval.max(self.backoff(1));
-                    Outcome::Extended(until)
-                } else if cached.is_some() {
-                    Outcome::Keep { failed: true } // D17
-                } else {
-                    Outcome::Failure(kind, why)
-                }
-            }
-        }
-    }
-
-    /// Whether every MX host of `domain` has a usable DNSSEC-validated TLSA RRset; `None` when
-    /// DANE is off or the lookups failed (the previous answer then stands).
-    async fn dane(&self, domain: &str) -> Option<bool> {
-        if !self.settings.dane {
-            return None;
-        }
-        match mtasts_net::dane::domain_states(&self.net.dns, domain).await {
-            Ok((_, hosts))
-                if hosts
-                    .iter()
-                    .any(|(_, s)| matches!(s, DaneState::LookupFailed(_))) =>
-            {
-                None
-            }
-            Ok((_, hosts)) => Some(!hosts.is_empty() && hosts.iter().all(|(_, s)| s.is_usable())),
-            Err(_) => None,
-        }
-    }
-
-    fn apply(&self, domain: &str, outcome: Outcome) {
-        let now = Instant::now();
-        let s = &self.settings;
-        let mut shard = self.shard(domain);
-        let Some(slot) = shard.get_mut(domain) else {
-            return;
-        };
-        let mut store = None;
-        match outcome {
-            Outcome::Policy(p) => {
-                tracing::info!(domain, id = %p.id, mode = %p.policy().mode, max_age = p.policy().max_age, "policy fetched");
-                slot.failures = 0;
-                slot.next_check = p
-                    .expires
-                    .min(now + self.jittered(domain, s.refresh_interval));
-                store = Some(StoreOp::Put(StoredPolicy::new(domain, &p, now)));
-                slot.known = Some(Known::Policy(p));
-            }
-            Outcome::Confirmed(dane) => {
-                slot.failures = 0;
-                slot.next_check = now + self.jittered(domain, s.refresh_interval);
-                if let (Some(dane), Some(Known::Policy(p))) = (dane, &slot.known)
-                    && p.dane != dane
-                {
-                    tracing::info!(domain, dane, "DANE usability changed");
-                    slot.known = Some(Known::Policy(Arc::new(CachedPolicy {
-                        dane,
-                        ..(**p).clone()
-                    })));
-                }
-            }
-            Outcome::Extended(until) => {
-                tracing::warn!(
-                    domain,
-                    "policy past max_age kept: TXT id unchanged, refetch failed (D18)"
-                );
-                slot.failures += 1;
-                slot.next_check = now + self.backoff(slot.failures);
-                if let Some(Known::Policy(p)) = &slot.known {
-                    let extended = Arc::new(CachedPolicy {
-                        expires: until,
-                        ..(**p).clone()
-                    });
-                    store = Some(StoreOp::Put(StoredPolicy::new(domain, &extended, now)));
-                    slot.known = Some(Known::Policy(extended));
-                    self.stats.extended();
-                }
-            }
-            Outcome::Keep { failed } => {
-                if failed {
-                    tracing::warn!(
-                        domain,
-                        "refresh failed; the cached policy still applies (D17)"
-                    );
-                }
-                let expires = match &slot.known {
-                    Some(Known::Policy(p)) => p.expires,
-                    _ => now,
-                };
-                if failed {
-                    slot.failures += 1;
-                    slot.next_check = (now + self.backoff(slot.failures)).min(expires.max(now));
-                } else {
-                    slot.next_check = (now + s.refresh_interval).min(expires.max(now));
-                }
-            }
-            Outcome::NoPolicy => {
-                if matches!(slot.known, Some(Known::Policy(_))) {
-                    tracing::info!(domain, "policy gone: no MTA-STS record any more");
-                    store = Some(StoreOp::Delete(domain.to_owned()));
-                }
-                slot.failures = 0;
-                slot.known = Some(Known::NoPolicy);
-                slot.next_check = now + s.negative_ttl;
-            }
-            Outcome::Failure(kind, why) => {
-                tracing::warn!(domain, result = kind.as_str(), %why, "no policy could be had");
-                slot.failures += 1;
-                slot.known = Some(Known::Failure(kind, why.into()));
-                slot.next_check = now + self.backoff(slot.failures);
-            }
-            Outcome::DnsError(why) => {
-                tracing::warn!(domain, %why, "MTA-STS TXT lookup failed, nothing cached (D16)");
-                slot.failures += 1;
-                slot.known = Some(Known::DnsError(why.into()));
-                let n = slot.failures.min(16);
-                slot.next_check = now + (s.dns_retry * 2u32.pow(n - 1)).min(s.max_backoff);
-            }
-        }
-        drop(shard);
-        if let (Some(op), Some(tx)) = (store, &self.store) {
-            let _ = tx.send(op);
-        }
-    }
-
-    /// The wait after `failures` failed refreshes: the floor, doubled each time, capped.
-    fn backoff(&self, failures: u32) -> Duration {
-        let s = &self.settings;
-        let n = failures.clamp(1, 16);
-        (s.retry_floor * 2u32.pow(n - 1)).min(s.max_backoff.max(s.retry_floor))
-    }
-
-    /// `d` less up to a tenth, different per domain, so refreshes spread out.
-    fn jittered(&self, domain: &str, d: Duration) -> Duration {
-        let spread = d.as_millis() as u64 / 10;
-        if spread == 0 {
-            return d;
-        }
-        let offset = self.hasher.hash_one((domain, Instant::now())) % spread;
-        d - Duration::from_millis(offset)
-    }
-
-    /// Refreshes due policies (at most the background limit are started now; the rest wait for
-    /// the next sweep) and drops idle entries.
-    fn sweep(self: &Arc<Self>) {
-        let now = Instant::now();
-        let idle = self.settings.idle_evict;
-        let mut budget = self.background.available_permits();
-        for shard in &self.shards {
-            let mut shard = lock(shard);
-            shard.retain(|_, slot| {
-                slot.inflight.is_some()
-                    || match &slot.known {
-                        None => false,
-                        Some(Known::Policy(p)) => p.expires > now,
-                        Some(_) => now.saturating_duration_since(slot.last_used) < idle,
-                    }
-            });
-            for (domain, slot) in shard.iter_mut() {
-                if budget == 0 {
-                    break;
-                }
-                let due = slot.inflight.is_none()
-                    && matches!(slot.known, Some(Known::Policy(_)))
-                    && slot.next_check <= now
-                    && now.saturating_duration_since(slot.last_used) < idle;
-                if due {
-                    self.start_refresh(domain, slot, false);
-                    budget -= 1;
-                }
-            }
-        }
-    }
-}
-
-/// Clears a slot's in-flight marker when the refresh task ends, however it ends.
-struct Inflight<'a> {
-    inner: &'a Inner,
-    domain: &'a str,
-}
-
-impl Drop for Inflight<'_> {
-    fn drop(&mut self) {
-        if let Some(slot) = self.inner.shard(self.domain).get_mut(self.domain) {
-            slot.inflight = None;
-        }
-    }
-}
-
-/// Locks a shard; a poisoned lock (a panic elsewhere while holding it) still gives the map,
-/// whose entries are each valid on their own.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Seconds since the Unix epoch, by the wall clock.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -6,6 +6,7 @@
 //!
 //! The protocol servers only know the [`Handler`] trait: one lookup in, one [`Reply`] out.
 
+pub mod cached;
 pub mod config;
 pub mod discover;
 pub mod engine;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod proto;
 pub mod redis_tier;
 pub mod reply;
+mod slots;
 pub mod stats;
 pub mod store;
 

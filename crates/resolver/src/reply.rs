@@ -16,7 +16,7 @@
 //! label); `match=` uses Postfix's `.domain` form, which Postfix < 3.10.5 applies to any depth.
 
 use crate::Reply;
-use mtasts_core::policy::Policy;
+use crate::cached::CachedPolicy;
 use std::fmt::Write as _;
 use std::str::FromStr;
 
@@ -165,9 +165,9 @@ pub enum Decision<'a> {
     /// No MTA-STS policy (no record, `mode: none`, or an override).
     NoPolicy,
     /// An `enforce` policy.
-    Enforce(&'a Policy, &'a str),
+    Enforce(&'a CachedPolicy),
     /// A `testing` policy (D24).
-    Testing(&'a Policy, &'a str),
+    Testing(&'a CachedPolicy),
     /// A TXT record names a policy that could not be had, and nothing is cached.
     Failure(PolicyFailure),
     /// DNS failed and nothing is cached (D16); the text says what failed.
@@ -178,8 +178,8 @@ pub enum Decision<'a> {
 
 /// The reply for `domain` (an A-label domain) under `decision`.
 ///
-/// `Enforce` and `Testing` carry the policy and its body as published (its lines become
-/// `policy_string` attributes, see [`policy_lines`]).
+/// `Enforce` and `Testing` carry the cached policy: its patterns, and its body as published (whose
+/// lines become `policy_string` attributes, see [`policy_lines`]).
 pub fn render(domain: &str, decision: Decision<'_>, s: &ReplySettings) -> Reply {
     let tlsrpt = s.tlsrpt_on();
     match decision {
@@ -201,29 +201,27 @@ pub fn render(domain: &str, decision: Decision<'_>, s: &ReplySettings) -> Reply 
             f.as_str()
         )),
         Decision::Testing(..) if !tlsrpt => Reply::NotFound,
-        Decision::Testing(policy, lines) => {
+        Decision::Testing(policy) => {
             let head = s.base_level.clone();
-            Reply::Ok(with_attributes(head, domain, policy, lines, s.max_reply))
+            Reply::Ok(with_attributes(head, domain, policy, s.max_reply))
         }
-        Decision::Enforce(policy, _) if policy.mx.is_empty() => Reply::NotFound,
-        Decision::Enforce(policy, lines) => {
-            let matches: Vec<String> = policy
-                .mx
-                .iter()
-                .map(|p| {
-                    if p.is_wildcard() {
-                        format!(".{}", p.domain())
-                    } else {
-                        p.domain().to_owned()
-                    }
-                })
-                .collect();
-            let mut head = format!("secure match={}", matches.join(":"));
+        Decision::Enforce(policy) if !policy.has_patterns() => Reply::NotFound,
+        Decision::Enforce(policy) => {
+            let mut head =
+                String::with_capacity(64 + policy.patterns().map(str::len).sum::<usize>());
+            head.push_str("secure match=");
+            for (i, p) in policy.patterns().enumerate() {
+                if i > 0 {
+                    head.push(':');
+                }
+                // Postfix's `.domain` form for `*.domain`.
+                head.push_str(p.strip_prefix('*').unwrap_or(p));
+            }
             if s.postfix.has_servername() {
                 head.push_str(" servername=hostname");
             }
             if tlsrpt {
-                Reply::Ok(with_attributes(head, domain, policy, lines, s.max_reply))
+                Reply::Ok(with_attributes(head, domain, policy, s.max_reply))
             } else {
                 Reply::Ok(head)
             }
@@ -232,24 +230,14 @@ pub fn render(domain: &str, decision: Decision<'_>, s: &ReplySettings) -> Reply 
 }
 
 /// `head` plus the TLSRPT attributes; the `policy_string` ones only while the reply fits.
-fn with_attributes(
-    mut out: String,
-    domain: &str,
-    policy: &Policy,
-    body: &str,
-    max: usize,
-) -> String {
+fn with_attributes(mut out: String, domain: &str, policy: &CachedPolicy, max: usize) -> String {
     let _ = write!(out, " policy_type=sts policy_domain={domain}");
-    for p in &policy.mx {
-        let _ = write!(
-            out,
-            " mx_host_pattern={}{}",
-            if p.is_wildcard() { "*." } else { "" },
-            p.domain()
-        );
+    for p in policy.patterns() {
+        let _ = write!(out, " mx_host_pattern={p}");
     }
     let without_strings = out.len();
-    for line in policy_lines(body) {
+    let body = policy.body();
+    for line in policy_lines(&body) {
         // `{ name = value }` cannot carry braces; such a line (an odd extension value) is left out.
         if line.contains(['{', '}']) {
             continue;
@@ -272,13 +260,16 @@ pub fn policy_lines(body: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mtasts_core::policy::parse_policy;
 
     const BODY: &str =
         "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmx: *.example.net\nmax_age: 86400\n";
 
-    fn policy() -> (Policy, &'static str) {
-        (parse_policy(BODY.as_bytes()).policy.unwrap(), BODY)
+    fn cached(body: &str) -> CachedPolicy {
+        CachedPolicy::new("example.com", "1", body, 0, false).unwrap()
+    }
+
+    fn policy() -> CachedPolicy {
+        cached(BODY)
     }
 
     fn settings(v: &str) -> ReplySettings {
@@ -307,8 +298,8 @@ mod tests {
 
     #[test]
     fn enforce_per_version() {
-        let (p, lines) = policy();
-        let d = Decision::Enforce(&p, lines);
+        let p = policy();
+        let d = Decision::Enforce(&p);
         assert_eq!(
             ok(render("example.com", d, &settings("3.3"))),
             "secure match=mx1.example.com:.example.net"
@@ -337,10 +328,10 @@ mod tests {
 
     #[test]
     fn testing_failure_and_no_policy() {
-        let (p, lines) = policy();
+        let p = policy();
         let new = settings("3.10.5");
         let old = settings("3.9");
-        let t = Decision::Testing(&p, lines);
+        let t = Decision::Testing(&p);
         assert_eq!(render("example.com", t, &old), Reply::NotFound);
         assert!(
             ok(render("example.com", t, &new))
@@ -387,9 +378,9 @@ mod tests {
         for i in 0..1500 {
             body.push_str(&format!("mx: mx{i}.example.com\n"));
         }
-        let p = parse_policy(body.as_bytes()).policy.unwrap();
+        let p = cached(&body);
         let s = settings("3.10.5");
-        let r = ok(render("example.com", Decision::Enforce(&p, &body), &s));
+        let r = ok(render("example.com", Decision::Enforce(&p), &s));
         assert!(r.len() <= s.max_reply, "{}", r.len());
         assert!(!r.contains("policy_string"));
         assert!(r.contains("mx_host_pattern=mx1499.example.com"));
@@ -398,10 +389,10 @@ mod tests {
     #[test]
     fn braces_are_never_sent_inside_a_policy_string() {
         let body = "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\next: a}b\n";
-        let p = parse_policy(body.as_bytes()).policy.unwrap();
+        let p = cached(body);
         let r = ok(render(
             "example.com",
-            Decision::Enforce(&p, body),
+            Decision::Enforce(&p),
             &settings("3.10.5"),
         ));
         assert!(!r.contains("a}b"), "{r}");

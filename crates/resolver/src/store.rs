@@ -4,7 +4,6 @@
 //! applies them. At start-up [`SqliteStore::load`] gives the policies back for
 //! [`crate::Engine::preload`]. Only policies are kept (negative answers are cheap to learn again).
 
-use crate::engine::CachedPolicy;
 use crate::redis_tier::RedisTier;
 use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -12,7 +11,6 @@ use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 /// A policy as persisted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,19 +23,6 @@ pub struct StoredPolicy {
     pub body: String,
     /// When it expires, in seconds since the Unix epoch.
     pub expires_unix: i64,
-}
-
-impl StoredPolicy {
-    pub(crate) fn new(domain: &str, p: &CachedPolicy, now: Instant) -> Self {
-        let left = p.expires.saturating_duration_since(now).as_secs();
-        Self {
-            domain: domain.to_owned(),
-            id: p.id.clone(),
-            body: p.body().to_owned(),
-            expires_unix: crate::engine::unix_now()
-                .saturating_add(i64::try_from(left).unwrap_or(i64::MAX / 2)),
-        }
-    }
 }
 
 /// A change to persist.
@@ -57,6 +42,9 @@ pub struct StoreError {
     #[source]
     source: sqlx::Error,
 }
+
+/// SQLite's page cache for the policy file, in KiB.
+const SQLITE_CACHE_KIB: u32 = 256;
 
 /// The SQLite policy cache.
 #[derive(Debug, Clone)]
@@ -78,7 +66,10 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(5));
+            .busy_timeout(std::time::Duration::from_secs(5))
+            // The file is read once at start-up and then written a row at a time: SQLite's
+            // default 2 MB page cache would only keep pages of that one read resident.
+            .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"));
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)
@@ -105,19 +96,36 @@ impl SqliteStore {
         }
     }
 
+    /// How many unexpired policies there are.
+    pub async fn count(&self) -> Result<usize, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sts_policy WHERE expires_unix > ?")
+            .bind(crate::engine::unix_now())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// Every unexpired policy.
-    ///
-    /// Rows are read one at a time and dropped as soon as they are decoded: the rows are made on
-    /// SQLite's worker thread, so holding all of them (`fetch_all`) kept that thread's allocator
-    /// arena at the size of the whole table for the life of the daemon (about 60 MB per 100,000
-    /// policies).
     pub async fn load(&self) -> Result<Vec<StoredPolicy>, StoreError> {
+        let mut out = Vec::new();
+        self.load_each(|p| out.push(p)).await?;
+        Ok(out)
+    }
+
+    /// Gives every unexpired policy to `f`, one at a time; how many there were.
+    ///
+    /// Rows are read one at a time and dropped as soon as they are handed over: the rows are
+    /// made on SQLite's worker thread, so holding all of them (`fetch_all`) kept that thread's
+    /// allocator arena at the size of the whole table for the life of the daemon (about 60 MB per
+    /// 100,000 policies), and a `Vec` of every policy would double the start-up peak.
+    pub async fn load_each(&self, mut f: impl FnMut(StoredPolicy)) -> Result<usize, StoreError> {
         let mut rows = sqlx::query(
             "SELECT domain, id, body, expires_unix FROM sts_policy WHERE expires_unix > ?",
         )
         .bind(crate::engine::unix_now())
         .fetch(&self.pool);
-        let mut out = Vec::new();
+        let mut n = 0;
         while let Some(r) = rows.try_next().await.map_err(|e| self.err(e))? {
             let decoded = (|| {
                 Ok::<_, sqlx::Error>(StoredPolicy {
@@ -127,9 +135,10 @@ impl SqliteStore {
                     expires_unix: r.try_get(3)?,
                 })
             })();
-            out.push(decoded.map_err(|e| self.err(e))?);
+            f(decoded.map_err(|e| self.err(e))?);
+            n += 1;
         }
-        Ok(out)
+        Ok(n)
     }
 
     /// Applies one change.
