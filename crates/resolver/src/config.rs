@@ -26,6 +26,10 @@ pub const DEFAULT_ZONE: &str = "postfix";
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8461";
 
+/// The longest reply data a tcp_table zone sends, %-encoded: Postfix reads reply lines of up to
+/// 4096 bytes, and `200 ` and the LF take 5.
+pub const TCP_TABLE_MAX_DATA: usize = 4096 - 5;
+
 /// The configuration file, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,7 +88,8 @@ pub struct ZoneConfig {
     pub no_policy_level: Option<String>,
     /// `deliver` or `defer`.
     pub on_dns_error: Option<String>,
-    /// Longest reply in bytes (socketmap 100000; use 4000 for tcp_table).
+    /// Longest reply in bytes (default 99936 for socketmap; a zone served over tcp_table is held
+    /// to [`TCP_TABLE_MAX_DATA`] bytes as %-encoded on the wire, whatever is set here).
     pub max_reply: Option<usize>,
     /// Domain -> `none` (ignore MTA-STS) or `testing` (never block).
     #[serde(default)]
@@ -144,6 +149,11 @@ impl Config {
         if configured.is_empty() {
             configured.insert(DEFAULT_ZONE.to_owned(), ZoneConfig::default());
         }
+        let over_tcp: Vec<&str> = self
+            .tcp_table
+            .iter()
+            .map(|spec| spec.split_once('=').map_or(DEFAULT_ZONE, |(_, zone)| zone))
+            .collect();
         configured
             .into_iter()
             .map(|(name, z)| {
@@ -165,6 +175,18 @@ impl Config {
                         None => global_dns,
                     },
                     max_reply: z.max_reply.unwrap_or(d.max_reply),
+                    escaped: false,
+                };
+                // A zone served over tcp_table must fit Postfix's 4096-byte reply line once
+                // %-encoded; its policy_string attributes are dropped first, never the policy.
+                let reply = if over_tcp.contains(&name.as_str()) {
+                    ReplySettings {
+                        max_reply: reply.max_reply.min(TCP_TABLE_MAX_DATA),
+                        escaped: true,
+                        ..reply
+                    }
+                } else {
+                    reply
                 };
                 let mut overrides = HashMap::new();
                 for (domain, what) in &z.overrides {
@@ -257,6 +279,26 @@ mod tests {
         assert_eq!(z["postfix"].overrides["broken.example"], Override::None);
         assert_eq!(z["postfix"].overrides["soft.example"], Override::Testing);
         assert_eq!(c.settings().miss_wait, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn zones_served_over_tcp_table_fit_its_reply_line() {
+        let c = Config::from_toml(
+            r#"
+            tcp_table = ["127.0.0.1:8462=tcp"]
+            [zones.tcp]
+            [zones.sm]
+            max_reply = 50000
+            "#,
+        )
+        .unwrap();
+        let zones = c.zones().unwrap();
+        assert_eq!(zones["tcp"].reply.max_reply, TCP_TABLE_MAX_DATA);
+        assert!(zones["tcp"].reply.escaped);
+        assert_eq!(zones["sm"].reply.max_reply, 50000);
+        assert!(!zones["sm"].reply.escaped);
+        let default = Config::from_toml(r#"tcp_table = ["127.0.0.1:8462"]"#).unwrap();
+        assert!(default.zones().unwrap()[DEFAULT_ZONE].reply.escaped);
     }
 
     #[test]

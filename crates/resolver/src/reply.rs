@@ -116,6 +116,9 @@ pub struct ReplySettings {
     pub on_dns_error: OnDnsError,
     /// Longest reply; `policy_string` attributes are dropped first when a reply would be longer.
     pub max_reply: usize,
+    /// Measure replies as tcp_table sends them (`%XX` for spaces and other escaped bytes, see
+    /// [`crate::proto::tcp_table::encoded_len`]) when checking `max_reply`.
+    pub escaped: bool,
 }
 
 impl Default for ReplySettings {
@@ -127,6 +130,7 @@ impl Default for ReplySettings {
             no_policy_level: None,
             on_dns_error: OnDnsError::Deliver,
             max_reply: SOCKETMAP_MAX_REPLY - 64,
+            escaped: false,
         }
     }
 }
@@ -203,7 +207,7 @@ pub fn render(domain: &str, decision: Decision<'_>, s: &ReplySettings) -> Reply 
         Decision::Testing(..) if !tlsrpt => Reply::NotFound,
         Decision::Testing(policy) => {
             let head = s.base_level.clone();
-            Reply::Ok(with_attributes(head, domain, policy, s.max_reply))
+            Reply::Ok(with_attributes(head, domain, policy, s))
         }
         Decision::Enforce(policy) if !policy.has_patterns() => Reply::NotFound,
         Decision::Enforce(policy) => {
@@ -221,7 +225,7 @@ pub fn render(domain: &str, decision: Decision<'_>, s: &ReplySettings) -> Reply 
                 head.push_str(" servername=hostname");
             }
             if tlsrpt {
-                Reply::Ok(with_attributes(head, domain, policy, s.max_reply))
+                Reply::Ok(with_attributes(head, domain, policy, s))
             } else {
                 Reply::Ok(head)
             }
@@ -230,20 +234,35 @@ pub fn render(domain: &str, decision: Decision<'_>, s: &ReplySettings) -> Reply 
 }
 
 /// `head` plus the TLSRPT attributes; the `policy_string` ones only while the reply fits.
-fn with_attributes(mut out: String, domain: &str, policy: &CachedPolicy, max: usize) -> String {
+fn with_attributes(
+    mut out: String,
+    domain: &str,
+    policy: &CachedPolicy,
+    s: &ReplySettings,
+) -> String {
+    let measure = |t: &str| {
+        if s.escaped {
+            crate::proto::tcp_table::encoded_len(t.as_bytes())
+        } else {
+            t.len()
+        }
+    };
     let _ = write!(out, " policy_type=sts policy_domain={domain}");
     for p in policy.patterns() {
         let _ = write!(out, " mx_host_pattern={p}");
     }
     let without_strings = out.len();
+    let mut size = measure(&out);
     let body = policy.body();
     for line in policy_lines(&body) {
         // `{ name = value }` cannot carry braces; such a line (an odd extension value) is left out.
         if line.contains(['{', '}']) {
             continue;
         }
+        let start = out.len();
         let _ = write!(out, " {{ policy_string = {line} }}");
-        if out.len() > max {
+        size += measure(&out[start..]);
+        if size > s.max_reply {
             out.truncate(without_strings);
             break;
         }
@@ -384,6 +403,34 @@ mod tests {
         assert!(r.len() <= s.max_reply, "{}", r.len());
         assert!(!r.contains("policy_string"));
         assert!(r.contains("mx_host_pattern=mx1499.example.com"));
+    }
+
+    #[test]
+    fn tcp_table_replies_are_measured_as_sent() {
+        let tcp = ReplySettings {
+            max_reply: 4091,
+            escaped: true,
+            ..settings("3.10.5")
+        };
+        let plain = ReplySettings {
+            escaped: false,
+            ..tcp.clone()
+        };
+        // Grow the policy until its reply fits unescaped but not %-encoded.
+        let mut body = String::from("version: STSv1\nmode: enforce\nmax_age: 86400\n");
+        for i in 0..200 {
+            body.push_str(&format!("mx: mx{i}.example.com\n"));
+            let p = cached(&body);
+            let as_plain = ok(render("example.com", Decision::Enforce(&p), &plain));
+            let as_tcp = ok(render("example.com", Decision::Enforce(&p), &tcp));
+            let sent = crate::proto::tcp_table::encoded_len(as_tcp.as_bytes());
+            assert!(sent <= 4091, "{i}: {sent}");
+            if as_plain.contains("policy_string") && !as_tcp.contains("policy_string") {
+                assert!(as_tcp.contains(&format!("mx_host_pattern=mx{i}.example.com")));
+                return;
+            }
+        }
+        panic!("no policy size where escaping changes the answer");
     }
 
     #[test]

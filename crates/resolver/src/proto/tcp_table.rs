@@ -166,6 +166,11 @@ fn is_plain(b: u8) -> bool {
     b != b'%' && b.is_ascii_graphic()
 }
 
+/// How many bytes [`percent_encode`] makes of `input`.
+pub fn encoded_len(input: &[u8]) -> usize {
+    input.iter().map(|&b| if is_plain(b) { 1 } else { 3 }).sum()
+}
+
 /// Appends `input` to `out`, `%XX`-encoding `%`, whitespace and every byte outside printable
 /// ASCII, with upper-case hex digits, as Postfix's `hex_quote` does.
 pub fn percent_encode(input: &[u8], out: &mut Vec<u8>) {
@@ -326,6 +331,7 @@ mod tests {
         let mut out = Vec::new();
         percent_encode("a b%c\n\u{e9}~".as_bytes(), &mut out);
         assert_eq!(out, b"a%20b%25c%0A%C3%A9~");
+        assert_eq!(encoded_len("a b%c\n\u{e9}~".as_bytes()), out.len());
         assert_eq!(
             percent_decode(&out).expect("valid"),
             "a b%c\n\u{e9}~".as_bytes()
