@@ -204,15 +204,15 @@ done
 # Both bad messages are still in the queue, deferred, with the TLS reason.
 queue=$(postqueue -c "$cfg" -j)
 for d in nostarttls.test wrongcert.test; do
-  echo "$queue" | grep -q "\"queue_name\": *\"deferred\".*\"address\": *\"user@$d\"" ||
+  grep -q "\"queue_name\": *\"deferred\".*\"address\": *\"user@$d\"" <<<"$queue" ||
     fail "user@$d is not in the deferred queue: $queue"
 done
-echo "$queue" | grep -q '"address": *"user@nostarttls.test", *"delay_reason": *"TLS is required' ||
+grep -q '"address": *"user@nostarttls.test", *"delay_reason": *"TLS is required' <<<"$queue" ||
   fail "the queued nostarttls.test message has no TLS reason: $queue"
-echo "$queue" | grep -q '"address": *"user@wrongcert.test", *"delay_reason": *"Server certificate not verified' ||
+grep -q '"address": *"user@wrongcert.test", *"delay_reason": *"Server certificate not verified' <<<"$queue" ||
   fail "the queued wrongcert.test message has no certificate reason: $queue"
 [ "$(echo "$queue" | grep -c '"queue_name"')" -eq 2 ] || fail "expected exactly 2 queued messages: $queue"
-echo "$queue" | grep -q '"address": *"user@good.test"' && fail "good.test is still queued"
+grep -q '"address": *"user@good.test"' <<<"$queue" && fail "good.test is still queued"
 
 # 6. What Postfix's own map client gets from the resolver for each domain (now cached).
 for d in good.test nostarttls.test wrongcert.test; do
