@@ -437,7 +437,7 @@ impl Inner {
         domain: &str,
         f: impl FnOnce(Option<Known<'_>>) -> R,
     ) -> (R, Source) {
-        let mut rx = {
+        {
             let now_ms = self.clock.now_ms();
             let mut shard = self.table.shard(domain);
             let slot = shard.get_or_insert(domain, now_ms);
@@ -445,7 +445,7 @@ impl Inner {
             let due = now_ms >= slot.next_check_ms;
             if slot.usable(now_ms).is_some() {
                 if due
-                    && slot.inflight.is_none()
+                    && !slot.inflight
                     && let Ok(permit) = Arc::clone(&self.background).try_acquire_owned()
                 {
                     self.start_refresh(slot, Some(permit));
@@ -453,12 +453,11 @@ impl Inner {
                 let source = if due { Source::Stale } else { Source::Hit };
                 return (f(slot.usable(now_ms)), source);
             }
-            match &slot.inflight {
-                Some(rx) => (**rx).clone(),
-                None => self.start_refresh(slot, None),
+            if !slot.inflight {
+                self.start_refresh(slot, None);
             }
-        };
-        let waited = tokio::time::timeout(self.settings.miss_wait, rx.wait_for(|done| *done)).await;
+        }
+        let waited = tokio::time::timeout(self.settings.miss_wait, self.refreshed(domain)).await;
         let source = if waited.is_ok() {
             Source::Miss
         } else {
@@ -468,6 +467,26 @@ impl Inner {
         let mut shard = self.table.shard(domain);
         let known = shard.get_mut(domain).and_then(|s| s.usable(now_ms));
         (f(known), source)
+    }
+
+    /// Returns when no refresh of `domain` is under way (or its slot is gone).
+    async fn refreshed(&self, domain: &str) {
+        let notify = self.table.notify(domain);
+        loop {
+            // Registered before the check, so a refresh ending in between still wakes us.
+            let notified = notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            let busy = self
+                .table
+                .shard(domain)
+                .get_mut(domain)
+                .is_some_and(|s| s.inflight);
+            if !busy {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// A persisted policy, if it is unexpired and still parses; `now_ms` and `wall` are the same

@@ -1,6 +1,6 @@
 //! The cache's table: one compact slot per domain, in shards with their own locks.
 //!
-//! A slot is about 80 bytes in the table plus one heap string (the domain, and for a policy its
+//! A slot is 48 bytes in the table plus one heap string (the domain, and for a policy its
 //! id and patterns; see [`crate::cached`]). Times are milliseconds (seconds for `last_used`) on
 //! the engine's [`Clock`], not `Instant`s, which are twice the size.
 
@@ -9,7 +9,7 @@ use crate::reply::PolicyFailure;
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::{Duration, Instant};
 
 /// Number of independently locked parts of the cache.
@@ -150,9 +150,8 @@ pub(crate) struct Slot {
     pub(crate) last_used_s: u32,
     /// Failed refreshes in a row.
     pub(crate) failures: u16,
-    /// Turns `true` when the refresh under way ends (boxed: a receiver is 16 bytes, and only
-    /// a few slots have one at a time).
-    pub(crate) inflight: Option<Box<watch::Receiver<bool>>>,
+    /// A refresh is under way; lookups waiting for it wait on the shard's [`Table::notify`].
+    pub(crate) inflight: bool,
 }
 
 impl Slot {
@@ -162,7 +161,7 @@ impl Slot {
             next_check_ms: now_ms,
             last_used_s: secs(now_ms),
             failures: 0,
-            inflight: None,
+            inflight: false,
         }
     }
 
@@ -204,6 +203,8 @@ fn secs(ms: u64) -> u32 {
 #[derive(Debug)]
 pub(crate) struct Table {
     shards: Vec<Mutex<HashTable<Slot>>>,
+    /// Per shard: woken whenever a refresh of one of its domains ends.
+    notify: Vec<Notify>,
     hasher: RandomState,
 }
 
@@ -218,15 +219,24 @@ impl Table {
     pub(crate) fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashTable::new())).collect(),
+            notify: (0..SHARDS).map(|_| Notify::new()).collect(),
             hasher: RandomState::new(),
         }
     }
 
     /// The shard holding `domain`, locked.
     pub(crate) fn shard(&self, domain: &str) -> Shard<'_> {
+        self.shard_at(self.index(domain))
+    }
+
+    /// The shard of `domain`'s wake-up for ended refreshes.
+    pub(crate) fn notify(&self, domain: &str) -> &Notify {
+        &self.notify[self.index(domain)]
+    }
+
+    fn index(&self, domain: &str) -> usize {
         // The shard comes from bits the table's own bucket index and tag bits do not use.
-        let i = (self.hasher.hash_one(domain) >> 32) as usize % SHARDS;
-        self.shard_at(i)
+        (self.hasher.hash_one(domain) >> 32) as usize % SHARDS
     }
 
     fn shard_at(&self, i: usize) -> Shard<'_> {
@@ -294,5 +304,16 @@ impl Shard<'_> {
     /// Every slot.
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
         self.table.iter_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The memory figures in BENCHMARKS.md and docs/resolver.md rest on these sizes.
+    #[test]
+    fn slots_stay_small() {
+        assert_eq!(size_of::<crate::cached::CachedPolicy>(), 32);
+        assert_eq!(size_of::<super::Entry>(), 32);
+        assert_eq!(size_of::<super::Slot>(), 48);
     }
 }

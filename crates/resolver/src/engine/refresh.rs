@@ -9,23 +9,22 @@ use crate::stats::FetchError;
 use crate::store::{StoreOp, StoredPolicy};
 use mtasts_net::dane::DaneState;
 use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Duration;
 
 /// Due domains collected per pass of the sweep.
 const SWEEP_BATCH: usize = 256;
 
 impl Inner {
-    /// Starts a refresh of the slot's domain in its own task; the receiver turns `true` when it
-    /// is done. A background refresh comes with its permit; a refresh a lookup waits for
-    /// (`None`) takes one of the miss permits in its task.
+    /// Starts a refresh of the slot's domain in its own task; lookups waiting for it are woken
+    /// through the shard's `Notify` when it ends. A background refresh comes with its permit; a
+    /// refresh a lookup waits for (`None`) takes one of the miss permits in its task.
     pub(super) fn start_refresh(
         self: &Arc<Self>,
         slot: &mut Slot,
         permit: Option<OwnedSemaphorePermit>,
-    ) -> watch::Receiver<bool> {
-        let (tx, rx) = watch::channel(false);
-        slot.inflight = Some(Box::new(rx.clone()));
+    ) {
+        slot.inflight = true;
         let previous = Previous::of(&slot.entry);
         let inner = Arc::clone(self);
         let domain = slot.domain().to_owned();
@@ -46,9 +45,7 @@ impl Inner {
             inner.stats.refreshed();
             inner.apply(&domain, outcome);
             drop(guard);
-            let _ = tx.send(true);
         });
-        rx
     }
 
     async fn refresh(&self, domain: &str, previous: Previous) -> Outcome {
@@ -292,7 +289,7 @@ impl Inner {
         let idle = self.settings.idle_evict;
         for mut shard in self.table.each_shard() {
             shard.retain(|slot| {
-                slot.inflight.is_some()
+                slot.inflight
                     || match &slot.entry {
                         Entry::Other {
                             state: Other::Unknown,
@@ -325,14 +322,15 @@ impl Inner {
     /// A policy nobody is refreshing, whose check time has come, and that someone asked for
     /// lately.
     fn is_due(&self, slot: &Slot, now_ms: u64) -> bool {
-        slot.inflight.is_none()
+        !slot.inflight
             && slot.entry.policy().is_some()
             && slot.next_check_ms <= now_ms
             && slot.idle_for(now_ms) < self.settings.idle_evict
     }
 }
 
-/// Clears a slot's in-flight marker when the refresh task ends, however it ends.
+/// Clears a slot's in-flight marker when the refresh task ends, however it ends, and wakes the
+/// lookups waiting for it.
 struct Inflight<'a> {
     inner: &'a Inner,
     domain: &'a str,
@@ -341,7 +339,8 @@ struct Inflight<'a> {
 impl Drop for Inflight<'_> {
     fn drop(&mut self) {
         if let Some(slot) = self.inner.table.shard(self.domain).get_mut(self.domain) {
-            slot.inflight = None;
+            slot.inflight = false;
         }
+        self.inner.table.notify(self.domain).notify_waiters();
     }
 }
