@@ -13,7 +13,7 @@
 //! the query (see `validating.rs`): a validated lookup costs about one round trip, not six.
 
 mod validating;
-pub use validating::{MEMO_CAPACITY, MEMO_MAX_TTL};
+pub use validating::{MEMO_CAPACITY, MEMO_MAX_TTL, VALIDATION_CACHE_CAPACITY};
 
 use hickory_proto::dnssec::{Proof as HickoryProof, TrustAnchors};
 use hickory_proto::op::ResponseCode;

@@ -36,6 +36,11 @@ use std::time::{Duration, Instant};
 /// uses a few dozen; a bulk scan reuses the answers of the zones its domains share.
 pub const MEMO_CAPACITY: usize = 1024;
 
+/// Validation results hickory's validator keeps (RRsets already validated, by query and
+/// content). hickory's default is 1 048 576 entries, which a bulk scan never fills, so the memory
+/// of a scan grew with every domain checked (about 1 KiB each); this many make it flat.
+pub const VALIDATION_CACHE_CAPACITY: usize = 4096;
+
 /// The longest a raw answer is reused, whatever its TTL.
 pub const MEMO_MAX_TTL: Duration = Duration::from_secs(300);
 
@@ -242,7 +247,8 @@ impl Validating {
         let pool = NameServerPool::from_config(servers, cx, TokioRuntimeProvider::default());
         let patience = timeout + Duration::from_secs(1);
         let raw = SharedAnswers::new(RetryDnsHandle::new(pool, attempts), MEMO_CAPACITY, patience);
-        let validator = DnssecDnsHandle::with_trust_anchor(raw.clone(), anchors);
+        let validator = DnssecDnsHandle::with_trust_anchor(raw.clone(), anchors)
+            .validation_cache_size(VALIDATION_CACHE_CAPACITY);
         Ok(Self {
             client: CachingClient::new(cache_size, validator, preserve),
             raw,
