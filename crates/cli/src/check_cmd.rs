@@ -526,13 +526,25 @@ mod csv {
     use mtasts_check::model::DomainReport;
     use mtasts_core::Severity;
 
-    pub(super) const HEADER: &str = "domain,verdict,sts_id,policy_mode,policy_failure,max_age,mx_hosts,mx_not_covered,mx_failed,tlsrpt_rua,errors,warnings,finding_ids";
+    pub(super) const HEADER: &str = "domain,verdict,sts_id,policy_mode,policy_failure,max_age,mx_hosts,mx_not_covered,mx_failed,tlsrpt_rua,errors,warnings,finding_ids,dane";
 
     fn field(s: &str) -> String {
         if s.contains([',', '"', '\n', '\r']) {
             format!("\"{}\"", s.replace('"', "\"\""))
         } else {
             s.to_owned()
+        }
+    }
+
+    /// `adopted` (an MX host has a usable, DNSSEC-secure TLSA RRset: `dane.adopted`),
+    /// `untested` (not adopted, and a DANE lookup failed), `no` (checked, not in use), or empty
+    /// (not checked: `--no-dane`, no such domain, null MX).
+    fn dane(r: &DomainReport) -> &'static str {
+        match &r.dane {
+            Some(d) if d.adopted => "adopted",
+            Some(d) if d.error.is_some() || d.hosts.iter().any(|h| h.error.is_some()) => "untested",
+            Some(_) => "no",
+            None => "",
         }
     }
 
@@ -574,6 +586,7 @@ mod csv {
             count(Severity::Error).to_string(),
             count(Severity::Warning).to_string(),
             field(&ids.join("|")),
+            dane(r).to_owned(),
         ]
         .join(",")
     }

@@ -303,7 +303,13 @@ async fn bulk_input_jsonl_csv_and_summary() {
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows.len(), 5, "header and 4 rows: {csv}");
     assert!(rows[0].starts_with("domain,verdict,sts_id,policy_mode"));
-    assert!(rows.iter().any(|r| r.starts_with("example.test,pass,20240101T000000,enforce,,1209600,mx1.example.test,,,mailto:tlsrpt@reports.example.net,0,0,")), "{csv}");
+    assert!(rows.iter().any(|r| r.starts_with("example.test,pass,20240101T000000,enforce,,1209600,mx1.example.test,,,mailto:tlsrpt@reports.example.net,0,0,,no")), "{csv}");
+    assert!(rows[0].ends_with(",finding_ids,dane"), "{csv}");
+    let other = rows.iter().find(|r| r.starts_with("other.test,")).unwrap();
+    assert!(
+        other.ends_with(",untested"),
+        "the DANE lookups were refused: {other}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,6 +340,12 @@ async fn dane_in_text_json_and_summary() {
     assert_eq!(dane["adopted"], true);
     assert_eq!(dane["hosts"][0]["tlsa"][0], ee.as_str());
     assert_eq!(dane["hosts"][0]["addresses"][0]["matched"], true);
+    let (_, csv, _) = run(&w, &["--format", "csv"]).await;
+    let row = csv.lines().nth(1).unwrap();
+    assert!(row.ends_with(",adopted"), "{csv}");
+    let (_, csv, _) = run(&w, &["--format", "csv", "--no-dane"]).await;
+    let row = csv.lines().nth(1).unwrap();
+    assert!(row.ends_with(','), "not checked: empty: {csv}");
     let (_, json, _) = run(&w, &["--format", "json", "--no-dane"]).await;
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(v[0]["dane"].is_null(), "{json}");

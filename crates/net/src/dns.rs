@@ -8,7 +8,12 @@
 //! DNSSEC: the plain lookups ([`Resolver::txt`], [`Resolver::mx`], ...) do not validate, so they
 //! cost one query each. [`Resolver::mx_validated`] and [`Resolver::tlsa`] go through a second,
 //! validating resolver (hickory's validator, from the [`TrustAnchor`] of the settings) and
-//! return the [`Proof`] of the answer, as DANE needs (RFC 7672 §2.2).
+//! return the [`Proof`] of the answer, as DANE needs (RFC 7672 §2.2). The validator's own
+//! queries (NS, DS, DNSKEY up the chain) are shared between lookups and asked in parallel with
+//! the query (see `validating.rs`): a validated lookup costs about one round trip, not six.
+
+mod validating;
+pub use validating::{MEMO_CAPACITY, MEMO_MAX_TTL, VALIDATION_CACHE_CAPACITY};
 
 use hickory_proto::dnssec::{Proof as HickoryProof, TrustAnchors};
 use hickory_proto::op::ResponseCode;
@@ -234,7 +239,7 @@ impl std::fmt::Display for Tlsa {
 #[derive(Clone)]
 pub struct Resolver {
     inner: TokioResolver,
-    validating: TokioResolver,
+    validating: validating::Validating,
     timeout: Duration,
 }
 
@@ -251,7 +256,7 @@ impl Resolver {
     /// asked for and cannot be read.
     pub fn new(settings: &ResolverSettings) -> Result<Self, DnsError> {
         let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let inner = build(settings, timeout, None)?;
+        let inner = build(settings, timeout)?;
         let anchors = match &settings.trust_anchor {
             TrustAnchor::IanaRoot => TrustAnchors::default(),
             TrustAnchor::Keys(text) => {
@@ -262,7 +267,8 @@ impl Resolver {
                 })?
             }
         };
-        let validating = build(settings, timeout, Some(Arc::new(anchors)))?;
+        let validating =
+            validating::Validating::new(&settings.nameservers, timeout, Arc::new(anchors))?;
         Ok(Self {
             inner,
             validating,
@@ -311,9 +317,7 @@ impl Resolver {
     /// MX records of `name` through the validating resolver, sorted as [`Resolver::mx`], with
     /// their DNSSEC proof: DANE applies to the MX hosts only when it is secure (RFC 7672 §2.2.1).
     pub async fn mx_validated(&self, name: &str) -> Result<Validated<Mx>, DnsError> {
-        let mut out = self
-            .query(&self.validating, name, RecordType::MX, pick_mx)
-            .await?;
+        let mut out = self.validated(name, RecordType::MX, pick_mx).await?;
         if let Lookup::Records { records, .. } = &mut out.lookup {
             records.sort();
         }
@@ -326,20 +330,15 @@ impl Resolver {
     /// the weakest over the CNAMEs and the records.
     pub async fn tlsa(&self, host: &str, port: u16) -> Result<Validated<Tlsa>, DnsError> {
         let name = format!("_{port}._tcp.{}", host.trim_end_matches('.'));
-        self.query(
-            &self.validating,
-            &name,
-            RecordType::TLSA,
-            |data| match data {
-                RData::TLSA(t) => Some(Tlsa {
-                    usage: t.cert_usage.into(),
-                    selector: t.selector.into(),
-                    matching: t.matching.into(),
-                    data: t.cert_data.clone(),
-                }),
-                _ => None,
-            },
-        )
+        self.validated(&name, RecordType::TLSA, |data| match data {
+            RData::TLSA(t) => Some(Tlsa {
+                usage: t.cert_usage.into(),
+                selector: t.selector.into(),
+                matching: t.matching.into(),
+                data: t.cert_data.clone(),
+            }),
+            _ => None,
+        })
         .await
     }
 
@@ -349,24 +348,35 @@ impl Resolver {
         rtype: RecordType,
         pick: impl Fn(&RData) -> Option<T>,
     ) -> Result<Lookup<T>, DnsError> {
-        self.query(&self.inner, name, rtype, pick)
-            .await
-            .map(|v| v.lookup)
+        let fq = fully_qualified(name);
+        let query = self.inner.lookup(fq.as_str(), rtype);
+        self.query(name, rtype, query, pick).await.map(|v| v.lookup)
     }
 
-    async fn query<T>(
+    /// A lookup through the validating resolver.
+    async fn validated<T>(
         &self,
-        resolver: &TokioResolver,
         name: &str,
         rtype: RecordType,
         pick: impl Fn(&RData) -> Option<T>,
     ) -> Result<Validated<T>, DnsError> {
-        let fq = if name.ends_with('.') {
-            name.to_owned()
-        } else {
-            format!("{name}.")
-        };
-        let query = resolver.lookup(fq.as_str(), rtype);
+        let fq = hickory_proto::rr::Name::from_str(&fully_qualified(name)).map_err(|e| {
+            DnsError::BadName {
+                name: name.to_owned(),
+                message: e.to_string(),
+            }
+        })?;
+        let query = self.validating.lookup(&fq, rtype);
+        self.query(name, rtype, query, pick).await
+    }
+
+    async fn query<T>(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        query: impl Future<Output = Result<hickory_resolver::lookup::Lookup, NetError>>,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Result<Validated<T>, DnsError> {
         let budget = self.timeout + Duration::from_millis(50);
         let Ok(result) = tokio::time::timeout(budget, query).await else {
             return Err(self.timeout_error(name, rtype));
@@ -500,12 +510,30 @@ fn weakest<'a>(records: impl Iterator<Item = &'a Record>) -> Proof {
         .unwrap_or(Proof::Indeterminate)
 }
 
-/// One hickory resolver; validating when `anchors` is given.
-fn build(
-    settings: &ResolverSettings,
-    timeout: Duration,
-    anchors: Option<Arc<TrustAnchors>>,
-) -> Result<TokioResolver, DnsError> {
+fn fully_qualified(name: &str) -> String {
+    if name.ends_with('.') {
+        name.to_owned()
+    } else {
+        format!("{name}.")
+    }
+}
+
+/// UDP and TCP to each of `servers`.
+fn server_configs(servers: &[SocketAddr]) -> Vec<NameServerConfig> {
+    servers
+        .iter()
+        .map(|sa| {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = sa.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = sa.port();
+            NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
+        })
+        .collect()
+}
+
+/// The plain (non-validating) hickory resolver.
+fn build(settings: &ResolverSettings, timeout: Duration) -> Result<TokioResolver, DnsError> {
     let mut builder = if settings.nameservers.is_empty() {
         TokioResolver::builder_tokio().map_err(|e| DnsError::Other {
             name: "/etc/resolv.conf".into(),
@@ -513,19 +541,8 @@ fn build(
             message: e.to_string(),
         })?
     } else {
-        let servers = settings
-            .nameservers
-            .iter()
-            .map(|sa| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = sa.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = sa.port();
-                NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
-            })
-            .collect();
         TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
+            ResolverConfig::from_name_servers(server_configs(&settings.nameservers)),
             TokioRuntimeProvider::default(),
         )
     };
@@ -534,10 +551,6 @@ fn build(
     opts.attempts = 1;
     opts.use_hosts_file = ResolveHosts::Never;
     opts.ndots = 0;
-    if let Some(anchors) = anchors {
-        opts.validate = true;
-        builder = builder.with_trust_anchor(anchors);
-    }
     builder.build().map_err(|e| DnsError::Other {
         name: String::new(),
         rtype: "config".into(),

@@ -37,8 +37,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, UdpSocket};
 
 /// Something wrong with a zone or with starting the server.
@@ -109,12 +109,30 @@ struct State {
     by_apex: HashMap<LowerName, Arc<dyn ZoneHandler>>,
     catalog: Arc<Catalog>,
     faults: HashMap<FaultKey, Fault>,
+    /// Every answer without a fault of its own waits this long (latency injection).
+    delay: Option<Duration>,
+}
+
+/// One query the server received, while [`DnsServer::log_queries`] is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoggedQuery {
+    /// When it arrived.
+    pub at: Instant,
+    /// The name asked, lower case, with the final dot.
+    pub name: String,
+    /// The record type asked.
+    pub rtype: RecordType,
+    /// Whether it came over TCP (otherwise UDP).
+    pub tcp: bool,
 }
 
 #[derive(Default)]
 struct Counters {
     udp: AtomicU64,
     tcp: AtomicU64,
+    /// The queries received since logging was turned on; `None` while it is off.
+    log: Mutex<Option<Vec<LoggedQuery>>>,
 }
 
 impl State {
@@ -176,6 +194,21 @@ impl RequestHandler for Handler {
             .queries()
             .first()
             .map(|q| (q.name().clone(), q.query_type()));
+        if let Some((name, rtype)) = &query {
+            let mut log = self
+                .counters
+                .log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(log) = log.as_mut() {
+                log.push(LoggedQuery {
+                    at: Instant::now(),
+                    name: name.to_string(),
+                    rtype: *rtype,
+                    tcp: protocol == Protocol::Tcp,
+                });
+            }
+        }
         let (fault, catalog) = {
             let state = self
                 .state
@@ -201,7 +234,7 @@ impl RequestHandler for Handler {
             let fault = if outside {
                 fault.or(Some(Fault::Refused))
             } else {
-                fault
+                fault.or(state.delay.map(Fault::Delay))
             };
             (fault, parent.unwrap_or_else(|| Arc::clone(&state.catalog)))
         };
@@ -433,6 +466,16 @@ impl DnsServer {
             .collect();
     }
 
+    /// Makes every answer wait `delay` (`None`: answer at once), as a distant server would;
+    /// queries with a fault of their own ([`DnsServer::set_fault`]) follow that fault instead.
+    pub fn set_delay(&self, delay: Option<Duration>) {
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.delay = delay;
+    }
+
     /// Makes queries for exactly `name`, of any record type, misbehave (`None` clears the
     /// fault). A fault set for the name and one type with [`DnsServer::set_type_fault`] wins
     /// over this one for that type.
@@ -468,6 +511,28 @@ impl DnsServer {
             udp: self.counters.udp.load(Ordering::Relaxed),
             tcp: self.counters.tcp.load(Ordering::Relaxed),
         }
+    }
+
+    /// Starts (`true`, with an empty log) or stops (`false`) recording every query received,
+    /// with its arrival time: to see which queries a client makes and which wait for which.
+    pub fn log_queries(&self, on: bool) {
+        let mut log = self
+            .counters
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *log = on.then(Vec::new);
+    }
+
+    /// The queries recorded since logging was turned on, in arrival order (the log is emptied,
+    /// logging stays on). Empty when logging is off.
+    pub fn take_query_log(&self) -> Vec<LoggedQuery> {
+        let mut log = self
+            .counters
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Stops the server and waits for its tasks to end.

@@ -3,6 +3,7 @@
 
 mod dane;
 mod dns;
+mod dnssec_rounds;
 mod https;
 mod probe;
 mod smtp;
