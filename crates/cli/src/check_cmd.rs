@@ -153,8 +153,9 @@ pub(crate) fn run(args: CheckArgs, format: FormatArg) -> Result<u8> {
     }
     if args.summary {
         match format {
-            FormatArg::Text | FormatArg::Json => print_summary(&mut out, &summary)?,
-            FormatArg::Jsonl | FormatArg::Csv => {
+            FormatArg::Text => print_summary(&mut out, &summary)?,
+            // Standard output stays one machine-readable document.
+            FormatArg::Json | FormatArg::Jsonl | FormatArg::Csv => {
                 print_summary(&mut std::io::stderr().lock(), &summary)?
             }
         }

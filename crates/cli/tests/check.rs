@@ -333,8 +333,12 @@ async fn dane_in_text_json_and_summary() {
         text.contains("  DANE (usable TLSA)           1  100.0 %"),
         "{text}"
     );
-    let (_, json, _) = run(&w, &["--format", "json"]).await;
+    let (_, json, err) = run(&w, &["--format", "json", "--summary"]).await;
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        err.contains("  DANE (usable TLSA)           1  100.0 %"),
+        "the summary goes to standard error, so standard output stays JSON: {err}"
+    );
     let dane = &v[0]["dane"];
     assert_eq!(dane["mx_dnssec"], "secure");
     assert_eq!(dane["adopted"], true);
