@@ -210,6 +210,30 @@ async fn idle_timeout_closes_idle_connections_only() {
     server.stop().await;
 }
 
+/// The idle time-out counts from the last reply, not from the connection's start: a client
+/// that keeps asking within the idle time-out keeps its connection however long it lasts.
+#[tokio::test]
+async fn idle_timeout_counts_from_the_last_reply() {
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(400),
+        ..Limits::socketmap()
+    };
+    let server = example(limits).await;
+    let mut c = server.connect().await;
+    let started = Instant::now();
+    let mut asked = 0;
+    while started.elapsed() < Duration::from_millis(1200) {
+        c.exchange(&ns(b"postfix .com"), &ns(b"NOTFOUND ")).await;
+        asked += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let idle_since = Instant::now();
+    assert!(c.read_to_close(PATIENCE).await.is_empty());
+    assert!(idle_since.elapsed() >= Duration::from_millis(250));
+    assert_eq!(server.handler.calls(), asked);
+    server.stop().await;
+}
+
 /// A request that starts but does not finish within the request time-out closes the connection.
 #[tokio::test]
 async fn partial_request_times_out() {
