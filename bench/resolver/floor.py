@@ -3,7 +3,7 @@
 layer's floor").
 
     floor.py --load BIN [--mtasts BIN] [--reps 5] [--duration 3] [--connections 1,16,100]
-             [--threads 1,2] [--phases floor,warm,probe] [--raw FILE]
+             [--threads 1,2] [--phases floor,warm,probe] [--transport tcp|unix] [--raw FILE]
 
 Two kinds of server, each pinned to CPU 1 (`taskset -c 1`) with the load tool on CPU 0:
 
@@ -18,8 +18,10 @@ Two kinds of server, each pinned to CPU 1 (`taskset -c 1`) with the load tool on
 
 The load tool is `socketmap_load` (Postfix-like: persistent connections, one request in flight
 each). Each (server, threads, C) is run `--reps` times; the tables give medians. "server CPU" is
-the server's user+system CPU time over the run (`/proc/PID/stat`) per request answered; "tool
-CPU" the load tool's own. Only loopback is used; no root needed. `--legacy` runs servers built
+the server's user+system CPU time over the run (`/proc/PID/stat`) per request answered, "user"
+its user-space part (our code, the runtime, libc; the rest is the kernel's socket work); "tool
+CPU" is the load tool's own. `--transport unix` serves a unix socket instead of 127.0.0.1 (both
+Postfix and postfix-mta-sts-resolver support that). Only loopback is used; no root needed. `--legacy` runs servers built
 before the `--threads`/`--reply` options existed (for before/after comparisons).
 """
 
@@ -39,15 +41,25 @@ from bench import make_cache_file  # noqa: E402  (the same cache file writer as 
 DAEMON_CPU = "1"
 CLIENT_CPU = "0"
 ADDR = ("127.0.0.1", 18461)
+SOCKET = None  # the unix socket path with --transport unix
 FIXED = "secure match=mx1.example.com:.example.net servername=hostname"
 
 
 def port_open(addr):
     try:
+        if isinstance(addr, str):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(0.2)
+                s.connect(addr)
+                return True
         with socket.create_connection(addr, timeout=0.2):
             return True
     except OSError:
         return False
+
+
+def listen_spec():
+    return f"unix:{SOCKET}" if SOCKET else f"{ADDR[0]}:{ADDR[1]}"
 
 
 def wait_port(addr, proc, what, timeout=120):
@@ -62,7 +74,7 @@ def wait_port(addr, proc, what, timeout=120):
 
 
 def load_run(a, pid, keys_file, c, duration, label):
-    cmd = ["taskset", "-c", CLIENT_CPU, a.load, "--addr", f"{ADDR[0]}:{ADDR[1]}", "-c", str(c),
+    cmd = ["taskset", "-c", CLIENT_CPU, a.load, "--addr", listen_spec(), "-c", str(c),
            "--keys", keys_file, "--duration", str(duration), "--requests", "50000000",
            "--pid", str(pid), "--label", label]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
@@ -77,7 +89,7 @@ def load_run(a, pid, keys_file, c, duration, label):
 def start_server(a, what, threads, d):
     log = open(os.path.join(d, f"{what}-{threads}.log"), "w")
     if what == "floor":
-        cmd = [a.serve_bin or a.load, "--serve", f"{ADDR[0]}:{ADDR[1]}", "--duration", "100000"]
+        cmd = [a.serve_bin or a.load, "--serve", listen_spec(), "--duration", "100000"]
         if not a.legacy:
             cmd += ["--reply", FIXED, "--threads", str(threads)]
     else:
@@ -85,12 +97,12 @@ def start_server(a, what, threads, d):
         run_cache = os.path.join(d, f"cache-run-{threads}.sqlite")
         with open(cache, "rb") as src, open(run_cache, "wb") as dst:
             dst.write(src.read())
-        cmd = [a.mtasts, "resolver", "--listen", f"{ADDR[0]}:{ADDR[1]}", "--cache", run_cache,
+        cmd = [a.mtasts, "resolver", "--listen", listen_spec(), "--cache", run_cache,
                "--nameserver", "127.0.0.1:9", "--postfix-version", "3.7", "--log", "text"]
         if not a.legacy:
             cmd += ["--threads", str(threads)]
     proc = subprocess.Popen(["taskset", "-c", DAEMON_CPU] + cmd, stdout=log, stderr=log)
-    wait_port(ADDR, proc, what)
+    wait_port(SOCKET or ADDR, proc, what)
     return proc, log
 
 
@@ -115,6 +127,7 @@ def main():
     ap.add_argument("--threads", default="1,2", help="server runtime threads to compare")
     ap.add_argument("--phases", default="floor,warm,probe")
     ap.add_argument("--legacy", action="store_true", help="servers without --threads/--reply")
+    ap.add_argument("--transport", choices=["tcp", "unix"], default="tcp")
     ap.add_argument("--label", default="")
     ap.add_argument("--raw", help="write every run's JSON here")
     a = ap.parse_args()
@@ -129,7 +142,10 @@ def main():
     threads = [1] if a.legacy else [int(t) for t in a.threads.split(",")]
     load_before = os.getloadavg()
     rows, raw = [], []
+    global SOCKET
     with tempfile.TemporaryDirectory(prefix="resolver-floor-") as d:
+        if a.transport == "unix":
+            SOCKET = os.path.join(d, "socketmap.sock")
         domains, _ = make_cache_file(os.path.join(d, "cache.sqlite"), 2000)
         keys = {
             "floor": [f"p{i}.example.com" for i in range(2000)],
@@ -161,22 +177,24 @@ def main():
                                 raw.append(r)
                             med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731
                             rows.append((phase, t, c, med("rps"), med("p50_us"), med("p99_us"),
-                                         med("server_cpu_us_per_req"), med("client_cpu_us_per_req")))
+                                         med("server_cpu_us_per_req"), med("server_user_us_per_req"),
+                                         med("client_cpu_us_per_req")))
                             print(f"{phase} threads={t} C={c}: {rows[-1][3]:.0f} req/s, server "
-                                  f"{rows[-1][6]:.1f} µs/req, tool {rows[-1][7]:.1f} µs/req", file=sys.stderr)
+                                  f"{rows[-1][6]:.1f} µs/req (user {rows[-1][7]:.1f}), tool {rows[-1][8]:.1f} µs/req",
+                                  file=sys.stderr)
                 finally:
                     stop_server(proc, log)
     load_after = os.getloadavg()
     if a.raw:
         with open(a.raw, "w") as f:
             json.dump(raw, f, indent=1)
-    print(f"\n{a.label} medians of {a.reps} runs of {a.duration:g} s; load average "
+    print(f"\n{a.label} {a.transport}: medians of {a.reps} runs of {a.duration:g} s; load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after\n")
-    print("| phase | threads | C | req/s | p50 µs | p99 µs | server CPU µs/req | tool CPU µs/req |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for phase, t, c, rps, p50, p99, cpu, tool in rows:
+    print("| phase | threads | C | req/s | p50 µs | p99 µs | server CPU µs/req | of which user | tool CPU µs/req |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for phase, t, c, rps, p50, p99, cpu, user, tool in rows:
         tt = "main" if a.legacy else t
-        print(f"| {phase} | {tt} | {c} | {rps:,.0f} | {p50:.0f} | {p99:.0f} | {cpu:.1f} | {tool:.1f} |"
+        print(f"| {phase} | {tt} | {c} | {rps:,.0f} | {p50:.0f} | {p99:.0f} | {cpu:.1f} | {user:.1f} | {tool:.1f} |"
               .replace(",", " "))
 
 

@@ -319,9 +319,9 @@ async fn client(
     t
 }
 
-/// utime + stime of `pid` in seconds (`/proc/PID/stat` fields 14 and 15, in USER_HZ = 100
-/// ticks per second on Linux).
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+/// CPU time of `pid` in seconds: user (utime) and kernel (stime) (`/proc/PID/stat` fields 14
+/// and 15, in USER_HZ = 100 ticks per second on Linux).
+fn cpu_seconds(pid: u32) -> anyhow::Result<[f64; 2]> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
@@ -331,7 +331,7 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
         Ok(fields.get(i).context("short stat")?.parse::<u64>()? as f64)
     };
     // `rest` starts at field 3 (state), so field 14 is index 11.
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
+    Ok([ticks(11)? / 100.0, ticks(12)? / 100.0])
 }
 
 /// Resident set size of `pid` in KiB (`VmRSS` in `/proc/PID/status`).
@@ -480,7 +480,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu_after = pid.map(cpu_seconds).transpose()?;
-    let own_cpu = cpu_seconds(std::process::id())? - own_before;
+    let own_cpu =
+        cpu_seconds(std::process::id())?.iter().sum::<f64>() - own_before.iter().sum::<f64>();
     if let Some((tx, task)) = server {
         let _ = tx.send(());
         task.await??;
@@ -490,8 +491,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let rps = answered as f64 / wall.max(1e-9);
     let [p50, p99, p999] = [0.50, 0.99, 0.999].map(|p| percentile(&all.latencies_us, p));
     let max = all.latencies_us.last().copied().unwrap_or(0);
-    let cpu = cpu_before.zip(cpu_after).map(|(b, a)| a - b);
-    let cpu_us_per_req = cpu.map(|c| c * 1e6 / answered.max(1) as f64);
+    let per_req = |s: f64| s * 1e6 / answered.max(1) as f64;
+    // [user, kernel] seconds over the run.
+    let split = cpu_before
+        .zip(cpu_after)
+        .map(|(b, a)| [a[0] - b[0], a[1] - b[1]]);
+    let cpu = split.map(|[user, kernel]| user + kernel);
+    let cpu_us_per_req = cpu.map(per_req);
     let rss = pid.and_then(rss_kib);
     let own_us_per_req = own_cpu * 1e6 / answered.max(1) as f64;
     let errors = all.malformed + all.io_errors;
@@ -518,8 +524,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             ""
         };
+        let [user, kernel] = split.unwrap_or_default().map(per_req);
         println!(
-            "server pid {pid}: CPU {cpu:.2} s, {per:.1} µs per request{whose}, RSS {} KiB",
+            "server pid {pid}: CPU {cpu:.2} s, {per:.1} µs per request (user {user:.1}, kernel \
+             {kernel:.1}){whose}, RSS {} KiB",
             rss.unwrap_or(0)
         );
     }
@@ -545,6 +553,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "reconnects": all.reconnects,
         "server_cpu_s": cpu,
         "server_cpu_us_per_req": cpu_us_per_req,
+        "server_user_us_per_req": split.map(|s| per_req(s[0])),
+        "server_kernel_us_per_req": split.map(|s| per_req(s[1])),
         "server_rss_kib": rss,
         "client_cpu_us_per_req": own_us_per_req,
     });
