@@ -101,6 +101,8 @@ pub(crate) trait Protocol: Send + 'static {
 const READ_SIZE: usize = 4096;
 /// Replies buffered beyond this many bytes are written before the next request is answered.
 const FLUSH_AT: usize = 64 * 1024;
+/// The output buffer is kept between batches up to this capacity.
+const KEEP_OUT: usize = 16 * 1024;
 /// How much input is discarded after a fatal error before the connection is dropped.
 const LINGER_BYTES: usize = 256 * 1024;
 /// How long input is discarded after a fatal error before the connection is dropped.
@@ -351,5 +353,9 @@ async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>, limit: 
             Ok(Ok(()))
         );
     out.clear();
+    // An unusually large batch (long replies) does not stay allocated for the connection's life.
+    if out.capacity() > KEEP_OUT {
+        *out = Vec::new();
+    }
     ok
 }
