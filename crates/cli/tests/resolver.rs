@@ -63,7 +63,7 @@ async fn the_daemon_answers_postfix_and_stops_cleanly() {
     daemon_answers_and_stops(&[]).await;
 }
 
-/// The same on the single-threaded runtime (`--threads 1`, the default on a one-CPU machine).
+/// The same on the single-threaded runtime (`--threads 1`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_single_threaded_daemon_answers_postfix_and_stops_cleanly() {
     daemon_answers_and_stops(&["--threads", "1"]).await;
