@@ -62,11 +62,22 @@ def wait_for(pred, what, proc=None, timeout=120):
 
 
 def port_open(addr):
+    """Whether something accepts on addr: (host, port), or a unix socket path."""
     try:
+        if isinstance(addr, str):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(0.5)
+                s.connect(addr)
+                return True
         with socket.create_connection(addr, timeout=0.5):
             return True
     except OSError:
         return False
+
+
+def addr_spec(addr):
+    """addr as `--listen` / `--addr` take it."""
+    return f"unix:{addr}" if isinstance(addr, str) else f"{addr[0]}:{addr[1]}"
 
 
 def proc_status(pid):
@@ -101,7 +112,10 @@ async def ask_all(addr, keys, concurrency=16, timeout=30.0):
     replies = {}
 
     async def worker():
-        reader, writer = await asyncio.open_connection(*addr)
+        if isinstance(addr, str):
+            reader, writer = await asyncio.open_unix_connection(addr)
+        else:
+            reader, writer = await asyncio.open_connection(*addr)
         try:
             while queue:
                 key = queue.pop()
@@ -125,7 +139,7 @@ def check_replies(who, replies, expect):
 # --- runs of the load tool ------------------------------------------------------------------
 
 def load_run(a, addr, pid, keys_file, c, duration, requests, label):
-    cmd = ["taskset", "-c", CLIENT_CPU, a.load, "--addr", f"{addr[0]}:{addr[1]}", "-c", str(c),
+    cmd = ["taskset", "-c", CLIENT_CPU, a.load, "--addr", addr_spec(addr), "-c", str(c),
            "--keys", keys_file, "--duration", str(duration), "--requests", str(requests),
            "--pid", str(pid), "--label", label]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
@@ -216,6 +230,8 @@ def main():
     ap.add_argument("--memory-policies", default="0,100000")
     ap.add_argument("--phases", default="warm,nopolicy,mix")
     ap.add_argument("--memory-only", action="store_true", help="only the memory measurement")
+    ap.add_argument("--transport", choices=["tcp", "unix"], default="tcp",
+                    help="where both daemons listen: 127.0.0.1 (default) or a unix socket each")
     a = ap.parse_args()
 
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -264,9 +280,15 @@ def run_all(a, d, procs):
 
     # SMR: its best case: internal cache big enough for every domain, cache_grace (the time after
     # which a cached policy is checked again on the request path) raised from 60 s to 1 day.
+    ours_addr, smr_addr = OURS_ADDR, SMR_ADDR
+    if a.transport == "unix":
+        ours_addr, smr_addr = os.path.join(d, "ours.sock"), os.path.join(d, "smr.sock")
+        smr_listen = f"path: {smr_addr}\nmode: 0666\n"
+    else:
+        smr_listen = f"host: {SMR_ADDR[0]}\nport: {SMR_ADDR[1]}\nreuse_port: true\n"
     smr_cfg = os.path.join(d, "smr.yml")
     with open(smr_cfg, "w") as f:
-        f.write(f"host: {SMR_ADDR[0]}\nport: {SMR_ADDR[1]}\nreuse_port: true\ncache_grace: 86400\n"
+        f.write(f"{smr_listen}cache_grace: 86400\n"
                 f"shutdown_timeout: 5\ncache:\n  type: internal\n  options:\n    cache_size: "
                 f"{a.policies + a.no_policy + 2 * a.cold + 1000}\ndefault_zone:\n  strict_testing: false\n"
                 f"  timeout: 10\n")
@@ -276,13 +298,13 @@ def run_all(a, d, procs):
                            env=smr_env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "smr.log"), "w"))
     procs.append(smr)
     ours = subprocess.Popen(["taskset", "-c", DAEMON_CPU, a.mtasts, "resolver", "--listen",
-                             f"{OURS_ADDR[0]}:{OURS_ADDR[1]}", "--cache", "memory", "--ca-file", ca,
+                             addr_spec(ours_addr), "--cache", "memory", "--ca-file", ca,
                              "--postfix-version", "3.7", "--log", "text"],
                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "ours.log"), "w"))
     procs.append(ours)
-    wait_for(lambda: port_open(OURS_ADDR), "mtasts resolver", ours)
-    wait_for(lambda: port_open(SMR_ADDR), "mta-sts-daemon", smr)
-    daemons = {"mtasts": (OURS_ADDR, ours.pid), "smr": (SMR_ADDR, smr.pid)}
+    wait_for(lambda: port_open(ours_addr), "mtasts resolver", ours)
+    wait_for(lambda: port_open(smr_addr), "mta-sts-daemon", smr)
+    daemons = {"mtasts": (ours_addr, ours.pid), "smr": (smr_addr, smr.pid)}
     out["versions"] = {
         "mtasts": subprocess.run([a.mtasts, "--version"], capture_output=True, text=True).stdout.strip(),
         "smr": subprocess.run([os.path.join(os.path.dirname(a.smr), "python"), "-c",
@@ -379,7 +401,8 @@ def report(raw):
     for who, w in raw.get("warmup", {}).items():
         print(f"| {names[who]} | {w['keys']} | {w['seconds']:.1f} | {w['VmRSS'] / 1024:.1f} MiB |")
     for phase, by_c in raw.get("phases", {}).items():
-        print(f"\n### Phase `{phase}` (medians of {raw['args']['reps']} runs of {raw['args']['duration']} s)\n")
+        print(f"\n### Phase `{phase}` (medians of {raw['args']['reps']} runs of {raw['args']['duration']} s, "
+              f"{raw['args'].get('transport', 'tcp')})\n")
         print("| C | daemon | req/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/req | ratio req/s | ratio CPU/req |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for c, runs in by_c.items():

@@ -149,6 +149,11 @@ struct Opts {
     /// HTTPS port of policy hosts (test set-ups) [default: 443].
     #[arg(long, global = true, env = "MTASTS_RESOLVER_HTTPS_PORT")]
     https_port: Option<u16>,
+    /// Threads answering requests: 1 runs the daemon on one thread (the least CPU per request,
+    /// but a slow miss holds up every lookup), N > 1 a pool of N [default: the number of CPUs
+    /// the process may run on, at least 2].
+    #[arg(long, global = true, env = "MTASTS_RESOLVER_THREADS", value_name = "N")]
+    threads: Option<usize>,
     /// Log format on standard error.
     #[arg(long, global = true, env = "MTASTS_RESOLVER_LOG", default_value = "text", value_parser = ["text", "json"])]
     log: String,
@@ -185,6 +190,7 @@ impl Opts {
         c.fetch_timeout = self.fetch_timeout.or(c.fetch_timeout);
         c.miss_wait = self.miss_wait.or(c.miss_wait);
         c.https_port = self.https_port.or(c.https_port);
+        c.threads = self.threads.or(c.threads);
         if self.no_dane {
             c.dane = Some(false);
         }
@@ -200,10 +206,7 @@ impl Opts {
 
 pub(crate) fn run(args: ResolverArgs, format: Format) -> Result<u8> {
     let config = args.opts.config()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime(config.threads)?;
     match args.action {
         Some(Action::Query { key, zone }) => runtime.block_on(query(&config, &key, &zone, format)),
         None => {
@@ -211,6 +214,32 @@ pub(crate) fn run(args: ResolverArgs, format: Format) -> Result<u8> {
             runtime.block_on(serve(config, args.opts))
         }
     }
+}
+
+/// The async runtime for `threads` threads. One thread gets tokio's single-threaded scheduler (no
+/// work stealing, no cross-thread wake-ups: the least CPU per request); more get the
+/// multi-threaded one. The default is one worker per CPU the process may run on (which respects
+/// `taskset` and cgroup limits), but at least two: with one thread, anything slow on the miss
+/// path (a TLS handshake, a DNSSEC validation, a blocking step) holds up every cached answer
+/// behind it, while a second worker lets the kernel switch to the hits (see BENCHMARKS.md,
+/// "Resolver: the protocol layer's floor").
+fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let threads = match threads {
+        Some(0) => bail!("threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+    };
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn init_logs(format: &str) {

@@ -60,6 +60,28 @@ fn ask(addr: std::net::SocketAddr, key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_answers_postfix_and_stops_cleanly() {
+    daemon_answers_and_stops(&[]).await;
+}
+
+/// The same on the single-threaded runtime (`--threads 1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_single_threaded_daemon_answers_postfix_and_stops_cleanly() {
+    daemon_answers_and_stops(&["--threads", "1"]).await;
+}
+
+#[test]
+fn zero_threads_is_refused() {
+    let out = Command::cargo_bin("mtasts")
+        .unwrap()
+        .args(["resolver", "--cache", "memory", "--threads", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("threads must be at least 1"), "{err}");
+}
+
+async fn daemon_answers_and_stops(extra: &[&str]) {
     let w = world().await;
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("root.pem");
@@ -72,6 +94,7 @@ async fn the_daemon_answers_postfix_and_stops_cleanly() {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut args = base_args(&w, &pem);
     args.extend(["--listen".into(), addr.to_string()]);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     let mut child = Command::cargo_bin("mtasts")
         .unwrap()
         .args(&args)

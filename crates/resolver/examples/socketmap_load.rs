@@ -8,8 +8,12 @@
 //! (`bücherN.example`, then `.example`) and bracketed next-hops (`[mxN.example.org]:587`, one
 //! lookup). The run stops at `--requests` requests or `--duration` seconds, whichever comes
 //! first, and reports requests/s, latency percentiles, reply statuses and errors, optionally
-//! the server process's CPU time per request (`--pid`, from `/proc/PID/stat`), as text and as
-//! one JSON line (the last line of output) for scripts comparing runs.
+//! the server process's CPU time per request (`--pid`, from `/proc/PID/stat`) and the tool's own,
+//! as text and as one JSON line (the last line of output) for scripts comparing runs.
+//!
+//! The tool is kept cheap per request, since it shares a CPU with the servers under test in the
+//! benchmarks: a single-threaded runtime by default, key files encoded once, one timer per
+//! connection for the whole run, replies classified without copying.
 //!
 //! ```sh
 //! # against a running server
@@ -17,8 +21,9 @@
 //!     --addr 127.0.0.1:8461 -c 100 --requests 200000 --duration 30 --pid "$(pidof mtasts)"
 //! # against a trivial in-process server (a smoke test of the tool and the protocol layer)
 //! cargo run --release -p mtasts-resolver --example socketmap_load -- -c 8 --requests 100000
-//! # the trivial server alone in another process, to measure its CPU per request
-//! socketmap_load --serve 127.0.0.1:8461 --duration 60 &
+//! # the trivial server alone in another process, to measure its CPU per request (with --reply,
+//! # one fixed reply for every key: the protocol layer's floor; bench/resolver/floor.py)
+//! socketmap_load --serve 127.0.0.1:8461 --duration 60 --reply 'secure match=.example.com' &
 //! socketmap_load --addr 127.0.0.1:8461 -c 32 --duration 20 --pid $!
 //! ```
 
@@ -37,7 +42,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_util::codec::Decoder;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -71,7 +75,8 @@ struct Args {
     /// A server process whose CPU time per request to report (Linux /proc).
     #[arg(long)]
     pid: Option<u32>,
-    /// Client runtime threads.
+    /// Runtime threads of this process (the clients, or the server with --serve): 1 is tokio's
+    /// single-threaded runtime, the cheapest per request.
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// A label copied into the JSON line.
@@ -81,6 +86,10 @@ struct Args {
     /// run in another process can measure it alone (with --pid).
     #[arg(long, conflicts_with = "addr")]
     serve: Option<String>,
+    /// The trivial table answers every lookup `OK TEXT` (one fixed reply: the protocol layer's
+    /// floor) instead of `OK secure match=...` for `pN.example.com` and `NOTFOUND` otherwise.
+    #[arg(long, value_name = "TEXT")]
+    reply: Option<String>,
 }
 
 /// xorshift64*: a small deterministic generator, so runs with the same seed send the same keys.
@@ -111,11 +120,11 @@ impl Rng {
     }
 }
 
-/// Where a connection's keys come from.
+/// Where a connection's requests come from.
 #[derive(Debug, Clone)]
 enum Keys {
-    /// A file's lines, starting at an offset.
-    List(Arc<Vec<String>>, usize),
+    /// A file's keys, encoded once as requests, starting at an offset.
+    List(Arc<Vec<Vec<u8>>>, usize),
     /// The generated delivery mix; `pending` holds the rest of the current delivery's probes.
     Mix {
         rng: Rng,
@@ -125,38 +134,41 @@ enum Keys {
 }
 
 impl Keys {
-    fn next(&mut self) -> String {
+    /// The next request (a netstring), encoded into `buf` unless it was encoded in advance.
+    fn next<'a>(&'a mut self, name: &str, buf: &'a mut BytesMut) -> &'a [u8] {
         match self {
             Self::List(list, at) => {
-                let key = list[*at % list.len()].clone();
+                let request = &list[*at % list.len()];
                 *at += 1;
-                key
+                request
             }
             Self::Mix {
                 rng,
                 domains,
                 pending,
             } => {
-                if let Some(key) = pending.pop() {
-                    return key;
+                if pending.is_empty() {
+                    let kind = rng.unit();
+                    let i = rng.zipf(*domains);
+                    // Keys of one delivery, in reverse order (popped from the end).
+                    *pending = if kind < 0.30 {
+                        vec![format!("p{i}.example.com")]
+                    } else if kind < 0.80 {
+                        vec![
+                            ".net".into(),
+                            ".example.net".into(),
+                            format!("n{i}.example.net"),
+                        ]
+                    } else if kind < 0.90 {
+                        vec![".example".into(), format!("bücher{i}.example")]
+                    } else {
+                        vec![format!("[mx{i}.example.org]:587")]
+                    };
                 }
-                let kind = rng.unit();
-                let i = rng.zipf(*domains);
-                // Keys of one delivery, in reverse order (popped from the end).
-                *pending = if kind < 0.30 {
-                    vec![format!("p{i}.example.com")]
-                } else if kind < 0.80 {
-                    vec![
-                        ".net".into(),
-                        ".example.net".into(),
-                        format!("n{i}.example.net"),
-                    ]
-                } else if kind < 0.90 {
-                    vec![".example".into(), format!("bücher{i}.example")]
-                } else {
-                    vec![format!("[mx{i}.example.org]:587")]
-                };
-                pending.pop().unwrap_or_default()
+                let key = pending.pop().unwrap_or_default();
+                buf.clear();
+                socketmap::encode_request(name, &key, buf);
+                buf
             }
         }
     }
@@ -191,20 +203,47 @@ struct Tally {
     reconnects: u64,
 }
 
+/// A reply's status.
+#[derive(Debug, Clone, Copy)]
+enum Status {
+    Ok,
+    NotFound,
+    Temp,
+    Timeout,
+    Perm,
+}
+
+/// The status of a reply payload, checked as [`socketmap::parse_reply`] checks it (UTF-8, a
+/// known status, data after `OK`) but without copying the text.
+fn classify(payload: &[u8]) -> Result<Status, String> {
+    let text = std::str::from_utf8(payload).map_err(|_| "reply is not UTF-8".to_owned())?;
+    let (status, rest) = text.split_once(' ').unwrap_or((text, ""));
+    match status {
+        "OK" if rest.is_empty() => Err("OK reply without data".into()),
+        "OK" => Ok(Status::Ok),
+        "NOTFOUND" => Ok(Status::NotFound),
+        "TEMP" => Ok(Status::Temp),
+        "TIMEOUT" => Ok(Status::Timeout),
+        "PERM" => Ok(Status::Perm),
+        _ => Err(format!(
+            "unknown reply status in {:?}",
+            text.chars().take(40).collect::<String>()
+        )),
+    }
+}
+
 /// One request/reply exchange on `conn`; `Err` on I/O trouble or EOF.
 async fn exchange(
     conn: &mut Box<dyn Stream>,
     request: &[u8],
     buf: &mut BytesMut,
-) -> anyhow::Result<Result<Reply, String>> {
+    codec: &NetstringCodec,
+) -> anyhow::Result<Result<Status, String>> {
     conn.write_all(request).await?;
-    let mut codec = NetstringCodec::new(200_000);
     buf.clear();
     loop {
-        match codec.decode(buf) {
-            Ok(Some(payload)) => {
-                return Ok(socketmap::parse_reply(&payload).map_err(|e| e.to_string()));
-            }
+        match codec.frame(buf) {
+            Ok(Some((payload, _))) => return Ok(classify(&buf[payload])),
             Ok(None) => {}
             Err(e) => return Ok(Err(e.to_string())),
         }
@@ -225,11 +264,15 @@ async fn client(
 ) -> Tally {
     let mut t = Tally::default();
     let mut conn = None;
+    let codec = NetstringCodec::new(200_000);
     let mut buf = BytesMut::with_capacity(4096);
-    let mut request = BytesMut::new();
+    let mut scratch = BytesMut::new();
+    // One timer for the whole run (not one per request: the tool shares a CPU with the servers
+    // under test, so its own cost per request is kept small).
+    let end = tokio::time::sleep_until(deadline.into());
+    tokio::pin!(end);
     while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max {
-        request.clear();
-        socketmap::encode_request(&name, &keys.next(), &mut request);
+        let request = keys.next(&name, &mut scratch);
         let started = Instant::now();
         // Like dict_sockmap.c: on EOF or an I/O error, reconnect once and retry the request.
         let mut reply = None;
@@ -238,33 +281,37 @@ async fn client(
                 conn = connect(&addr).await.ok();
             }
             let Some(c) = conn.as_mut() else { continue };
-            match tokio::time::timeout_at(deadline.into(), exchange(c, &request, &mut buf)).await {
-                Ok(Ok(r)) => {
+            let result = tokio::select! {
+                biased;
+                r = exchange(c, request, &mut buf, &codec) => r,
+                () = &mut end => return t,
+            };
+            match result {
+                Ok(r) => {
                     reply = Some(r);
                     break;
                 }
-                Ok(Err(_)) => {
+                Err(_) => {
                     conn = None;
                     if attempt == 0 {
                         t.reconnects += 1;
                     }
                 }
-                Err(_) => return t,
             }
         }
         let elapsed = started.elapsed();
         match reply {
             None => t.io_errors += 1,
             Some(Err(_)) => t.malformed += 1,
-            Some(Ok(r)) => {
+            Some(Ok(status)) => {
                 t.latencies_us
                     .push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
-                match r {
-                    Reply::Ok(_) => t.ok += 1,
-                    Reply::NotFound => t.notfound += 1,
-                    Reply::Temp(_) => t.temp += 1,
-                    Reply::Timeout(_) => t.timeout += 1,
-                    Reply::Perm(_) => t.perm += 1,
+                match status {
+                    Status::Ok => t.ok += 1,
+                    Status::NotFound => t.notfound += 1,
+                    Status::Temp => t.temp += 1,
+                    Status::Timeout => t.timeout += 1,
+                    Status::Perm => t.perm += 1,
                 }
             }
         }
@@ -272,9 +319,9 @@ async fn client(
     t
 }
 
-/// utime + stime of `pid` in seconds (`/proc/PID/stat` fields 14 and 15, in USER_HZ = 100
-/// ticks per second on Linux).
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+/// CPU time of `pid` in seconds: user (utime) and kernel (stime) (`/proc/PID/stat` fields 14
+/// and 15, in USER_HZ = 100 ticks per second on Linux).
+fn cpu_seconds(pid: u32) -> anyhow::Result<[f64; 2]> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
@@ -284,7 +331,7 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
         Ok(fields.get(i).context("short stat")?.parse::<u64>()? as f64)
     };
     // `rest` starts at field 3 (state), so field 14 is index 11.
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
+    Ok([ticks(11)? / 100.0, ticks(12)? / 100.0])
 }
 
 /// Resident set size of `pid` in KiB (`VmRSS` in `/proc/PID/status`).
@@ -294,12 +341,16 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The trivial in-process server's table: `pN.example.com` has a policy, nothing else does.
+/// The trivial in-process server's table: `pN.example.com` has a policy, nothing else does; or
+/// one fixed `OK` reply for every key.
 #[derive(Debug)]
-struct Trivial;
+struct Trivial(Option<String>);
 
 impl Handler for Trivial {
     async fn lookup(&self, _name: &str, key: &str) -> Reply {
+        if let Some(fixed) = &self.0 {
+            return Reply::Ok(fixed.clone());
+        }
         match key.strip_suffix(".example.com") {
             Some(d) if d.starts_with('p') && !d.contains('.') => {
                 Reply::Ok(format!("secure match=mx1.{key}:.{key} servername=hostname"))
@@ -322,25 +373,32 @@ fn main() -> anyhow::Result<()> {
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()?;
+    let rt = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
     rt.block_on(run(args))
 }
 
 /// `--serve`: the trivial table on `addr` for `duration`, then a graceful stop.
-async fn serve_only(addr: &str, duration: Duration) -> anyhow::Result<()> {
+async fn serve_only(addr: &str, duration: Duration, table: Trivial) -> anyhow::Result<()> {
     let listener = addr.parse::<ListenAddr>()?.bind().await?;
     println!("serving the trivial table on {}", listener.local_addr()?);
     let stop = tokio::time::sleep(duration);
-    socketmap::serve(listener, Arc::new(Trivial), Limits::socketmap(), stop).await?;
+    socketmap::serve(listener, Arc::new(table), Limits::socketmap(), stop).await?;
     Ok(())
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(addr) = &args.serve {
-        return serve_only(addr, Duration::from_secs_f64(args.duration.max(0.0))).await;
+        let table = Trivial(args.reply.clone());
+        return serve_only(addr, Duration::from_secs_f64(args.duration.max(0.0)), table).await;
     }
     let (addr, pid, server) = match &args.addr {
         Some(a) => (a.parse::<ListenAddr>()?, args.pid, None),
@@ -350,7 +408,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let task = tokio::spawn(socketmap::serve(
                 listener,
-                Arc::new(Trivial),
+                Arc::new(Trivial(args.reply.clone())),
                 Limits::socketmap(),
                 async move {
                     let _ = rx.await;
@@ -367,10 +425,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let keys: Vec<String> = text
+            let keys: Vec<Vec<u8>> = text
                 .lines()
                 .filter(|l| !l.is_empty())
-                .map(str::to_owned)
+                .map(|key| {
+                    let mut request = BytesMut::new();
+                    socketmap::encode_request(&args.name, key, &mut request);
+                    request.to_vec()
+                })
                 .collect();
             if keys.is_empty() {
                 bail!("{} holds no keys", path.display());
@@ -380,6 +442,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let cpu_before = pid.map(cpu_seconds).transpose()?;
+    let own_before = cpu_seconds(std::process::id())?;
     let issued = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.duration.max(0.0));
@@ -417,6 +480,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu_after = pid.map(cpu_seconds).transpose()?;
+    let own_cpu =
+        cpu_seconds(std::process::id())?.iter().sum::<f64>() - own_before.iter().sum::<f64>();
     if let Some((tx, task)) = server {
         let _ = tx.send(());
         task.await??;
@@ -426,9 +491,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let rps = answered as f64 / wall.max(1e-9);
     let [p50, p99, p999] = [0.50, 0.99, 0.999].map(|p| percentile(&all.latencies_us, p));
     let max = all.latencies_us.last().copied().unwrap_or(0);
-    let cpu = cpu_before.zip(cpu_after).map(|(b, a)| a - b);
-    let cpu_us_per_req = cpu.map(|c| c * 1e6 / answered.max(1) as f64);
+    let per_req = |s: f64| s * 1e6 / answered.max(1) as f64;
+    // [user, kernel] seconds over the run.
+    let split = cpu_before
+        .zip(cpu_after)
+        .map(|(b, a)| [a[0] - b[0], a[1] - b[1]]);
+    let cpu = split.map(|[user, kernel]| user + kernel);
+    let cpu_us_per_req = cpu.map(per_req);
     let rss = pid.and_then(rss_kib);
+    let own_us_per_req = own_cpu * 1e6 / answered.max(1) as f64;
     let errors = all.malformed + all.io_errors;
 
     println!(
@@ -453,11 +524,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             ""
         };
+        let [user, kernel] = split.unwrap_or_default().map(per_req);
         println!(
-            "server pid {pid}: CPU {cpu:.2} s, {per:.1} µs per request{whose}, RSS {} KiB",
+            "server pid {pid}: CPU {cpu:.2} s, {per:.1} µs per request (user {user:.1}, kernel \
+             {kernel:.1}){whose}, RSS {} KiB",
             rss.unwrap_or(0)
         );
     }
+    println!("load tool: CPU {own_cpu:.2} s, {own_us_per_req:.1} µs per request");
     let json = serde_json::json!({
         "label": args.label,
         "addr": addr.to_string(),
@@ -479,7 +553,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "reconnects": all.reconnects,
         "server_cpu_s": cpu,
         "server_cpu_us_per_req": cpu_us_per_req,
+        "server_user_us_per_req": split.map(|s| per_req(s[0])),
+        "server_kernel_us_per_req": split.map(|s| per_req(s[1])),
         "server_rss_kib": rss,
+        "client_cpu_us_per_req": own_us_per_req,
     });
     println!("{json}");
     Ok(())

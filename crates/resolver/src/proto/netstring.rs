@@ -95,6 +95,26 @@ impl NetstringCodec {
         self.state == State::Length
     }
 
+    /// Finds the netstring at the start of `buf` without consuming it or changing the codec's
+    /// state: `Ok(Some((payload, used)))` with the payload's byte range in `buf` and the bytes
+    /// the whole netstring takes, `Ok(None)` while it is incomplete, and the same errors as
+    /// [`Decoder::decode`] as soon as the bytes cannot become a valid netstring. The server uses
+    /// this to answer from the bytes where they were read, with no copy.
+    pub fn frame(
+        &self,
+        buf: &[u8],
+    ) -> Result<Option<(std::ops::Range<usize>, usize)>, NetstringError> {
+        let Some((len, prefix)) = self.length(buf)? else {
+            return Ok(None);
+        };
+        let end = prefix + len;
+        match buf.get(end) {
+            None => Ok(None),
+            Some(b',') => Ok(Some((prefix..end, end + 1))),
+            Some(&found) => Err(NetstringError::MissingComma { found }),
+        }
+    }
+
     /// Parses the length prefix at the start of `buf`: `Ok(Some((len, prefix bytes incl. ':')))`,
     /// `Ok(None)` while it is incomplete, an error as soon as it cannot become valid.
     fn length(&self, buf: &[u8]) -> Result<Option<(usize, usize)>, NetstringError> {
@@ -176,12 +196,40 @@ impl Encoder<&[u8]> for NetstringCodec {
 
 /// Appends `payload` as one netstring to `dst`, whatever its length (the limit is the caller's).
 pub fn put(payload: &[u8], dst: &mut BytesMut) {
-    let len = payload.len().to_string();
+    let mut digits = [0u8; 20];
+    let len = decimal(payload.len(), &mut digits);
     dst.reserve(len.len() + payload.len() + 2);
-    dst.put_slice(len.as_bytes());
+    dst.put_slice(len);
     dst.put_u8(b':');
     dst.put_slice(payload);
     dst.put_u8(b',');
+}
+
+/// Appends the netstring whose payload is the concatenation of `parts` to `dst`, with no
+/// intermediate copy (the server's reply path).
+pub fn put_parts(parts: &[&[u8]], dst: &mut impl BufMut) {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut digits = [0u8; 20];
+    dst.put_slice(decimal(total, &mut digits));
+    dst.put_u8(b':');
+    for part in parts {
+        dst.put_slice(part);
+    }
+    dst.put_u8(b',');
+}
+
+/// `n` in decimal ASCII, written into the end of `buf` (20 digits hold any `usize`).
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        // `n % 10` is below 10.
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +266,43 @@ mod tests {
         let mut c = NetstringCodec::new(10_000);
         let mut buf = BytesMut::from(&b"10000"[..]);
         assert!(matches!(c.decode(&mut buf), Ok(None)));
+    }
+
+    #[test]
+    fn frame_finds_what_decode_finds_without_consuming() {
+        let c = NetstringCodec::new(100);
+        let input = b"19:postfix example.com,0:,";
+        let (range, used) = c.frame(input).expect("valid").expect("complete");
+        assert_eq!(&input[range], b"postfix example.com");
+        assert_eq!(used, 23);
+        assert_eq!(c.frame(&input[used..]).expect("valid"), Some((2..2, 3)));
+        for cut in 0..used {
+            assert_eq!(c.frame(&input[..cut]).expect("prefix of a valid one"), None);
+        }
+        assert!(matches!(
+            c.frame(b"3:abc;"),
+            Err(NetstringError::MissingComma { found: b';' })
+        ));
+        assert!(matches!(
+            c.frame(b"101"),
+            Err(NetstringError::TooLong { max: 100 })
+        ));
+        assert!(matches!(c.frame(b"01:"), Err(NetstringError::LeadingZero)));
+        assert!(matches!(c.frame(b":"), Err(NetstringError::EmptyLength)));
+    }
+
+    #[test]
+    fn put_writes_the_length_in_decimal() {
+        for n in [0usize, 1, 9, 10, 99, 100, 12_345] {
+            let payload = vec![b'x'; n];
+            let mut a = BytesMut::new();
+            put(&payload, &mut a);
+            let mut b = Vec::new();
+            put_parts(&[&payload[..n / 2], &payload[n / 2..]], &mut b);
+            let expected = [format!("{n}:").as_bytes(), &payload, b","].concat();
+            assert_eq!(&a[..], &expected[..]);
+            assert_eq!(b, expected);
+        }
     }
 
     #[test]

@@ -27,7 +27,6 @@ use bytes::BytesMut;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use tokio_util::codec::Decoder;
 
 /// Serves the socketmap protocol on `listener`, asking `handler` for every lookup, until
 /// `shutdown` resolves; then stops accepting, lets requests under way finish within
@@ -89,29 +88,30 @@ pub fn parse_request(payload: &[u8]) -> ParsedRequest<'_> {
 
 /// Appends the request payload `NAME SP KEY` as a netstring to `out` (the client side).
 pub fn encode_request(name: &str, key: &str, out: &mut BytesMut) {
-    let mut payload = Vec::with_capacity(name.len() + 1 + key.len());
-    payload.extend_from_slice(name.as_bytes());
-    payload.push(b' ');
-    payload.extend_from_slice(key.as_bytes());
-    netstring::put(&payload, out);
+    netstring::put_parts(&[name.as_bytes(), b" ", key.as_bytes()], out);
 }
 
-/// The reply payload for `reply`, at most `max_reply` bytes: an over-long reply, or `OK` with
-/// empty data, becomes `TEMP` with the reason.
-pub fn render_reply(reply: &Reply, max_reply: usize) -> Vec<u8> {
-    let (status, text) = match reply {
-        Reply::Ok(data) if data.is_empty() => {
-            return fit(
-                "TEMP the policy engine returned an empty policy".into(),
-                max_reply,
-            );
-        }
+/// The status word with its space, and the text after it.
+fn status_and_text(reply: &Reply) -> (&'static str, &str) {
+    match reply {
         Reply::Ok(data) => ("OK ", data.as_str()),
         Reply::NotFound => ("NOTFOUND ", ""),
         Reply::Temp(reason) => ("TEMP ", reason.as_str()),
         Reply::Timeout(reason) => ("TIMEOUT ", reason.as_str()),
         Reply::Perm(reason) => ("PERM ", reason.as_str()),
-    };
+    }
+}
+
+/// The reply payload for `reply`, at most `max_reply` bytes: an over-long reply, or `OK` with
+/// empty data, becomes `TEMP` with the reason.
+pub fn render_reply(reply: &Reply, max_reply: usize) -> Vec<u8> {
+    if matches!(reply, Reply::Ok(data) if data.is_empty()) {
+        return fit(
+            "TEMP the policy engine returned an empty policy".into(),
+            max_reply,
+        );
+    }
+    let (status, text) = status_and_text(reply);
     let len = status.len() + text.len();
     if len > max_reply {
         return fit(
@@ -172,15 +172,15 @@ struct Socketmap {
 }
 
 impl Protocol for Socketmap {
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, Reply> {
-        match self.codec.decode(buf) {
-            Ok(Some(payload)) => Ok(Some(match parse_request(&payload) {
-                ParsedRequest::Lookup { name, key } => Request::Lookup {
-                    name: name.to_owned(),
-                    key: key.to_owned(),
+    fn decode<'a>(&'a mut self, buf: &'a [u8]) -> Result<Option<(Request<'a>, usize)>, Reply> {
+        match self.codec.frame(buf) {
+            Ok(Some((payload, used))) => Ok(Some((
+                match parse_request(&buf[payload]) {
+                    ParsedRequest::Lookup { name, key } => Request::Lookup { name, key },
+                    ParsedRequest::Answer(reply) => Request::Answer(reply),
                 },
-                ParsedRequest::Answer(reply) => Request::Answer(reply),
-            })),
+                used,
+            ))),
             Ok(None) => Ok(None),
             Err(NetstringError::TooLong { max }) => Err(Reply::Perm(format!(
                 "query longer than {max} bytes; closing the connection"
@@ -189,8 +189,16 @@ impl Protocol for Socketmap {
         }
     }
 
-    fn encode(&self, reply: &Reply, out: &mut BytesMut) {
-        netstring::put(&render_reply(reply, self.max_reply), out);
+    fn encode(&self, reply: &Reply, out: &mut Vec<u8>) {
+        // The usual reply is written straight into `out`; the rare ones (over-long, empty `OK`)
+        // go through `render_reply`.
+        let (status, text) = status_and_text(reply);
+        let empty_ok = matches!(reply, Reply::Ok(data) if data.is_empty());
+        if !empty_ok && status.len() + text.len() <= self.max_reply {
+            netstring::put_parts(&[status.as_bytes(), text.as_bytes()], out);
+        } else {
+            netstring::put_parts(&[&render_reply(reply, self.max_reply)], out);
+        }
     }
 }
 
@@ -224,6 +232,31 @@ mod tests {
         let r = render_reply(&Reply::Ok(String::new()), 100);
         assert!(r.starts_with(b"TEMP "), "{r:?}");
         assert_eq!(render_reply(&Reply::Ok("x".repeat(100)), 4), b"TEMP");
+    }
+
+    #[test]
+    fn encode_is_the_netstring_of_render_reply() {
+        for max in [4, 50, 100_000] {
+            let server = Socketmap {
+                codec: NetstringCodec::new(10_000),
+                max_reply: max,
+            };
+            for reply in [
+                Reply::Ok("secure match=mx.example.net".into()),
+                Reply::Ok("x".repeat(100)),
+                Reply::Ok(String::new()),
+                Reply::NotFound,
+                Reply::Temp("dns".into()),
+                Reply::Timeout(String::new()),
+                Reply::Perm("bad".into()),
+            ] {
+                let mut out = Vec::new();
+                server.encode(&reply, &mut out);
+                let mut expected = BytesMut::new();
+                netstring::put(&render_reply(&reply, max), &mut expected);
+                assert_eq!(out, &expected[..], "{reply:?} with limit {max}");
+            }
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@
 use super::listen::Listener;
 use super::server::{self, Limits, Protocol, Request};
 use crate::{Handler, Reply};
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
@@ -46,6 +46,7 @@ pub async fn serve<H: Handler>(
         codec: LineCodec::new(max_line),
         table: Arc::clone(&table),
         max_reply,
+        scratch: Vec::new(),
     })
     .await
 }
@@ -91,22 +92,26 @@ impl LineCodec {
     }
 }
 
-impl Decoder for LineCodec {
-    type Item = BytesMut;
-    type Error = LineError;
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, LineError> {
+impl LineCodec {
+    /// Finds the line at the start of `buf` without consuming it: `Ok(Some((len, used)))` with
+    /// the length of the line without its LF (and without one CR before it) and the bytes it
+    /// takes with its LF, `Ok(None)` while no LF has arrived, [`LineError::TooLong`] as soon as
+    /// `max_line` bytes without LF are buffered. `buf` must hold the bytes of the previous call
+    /// (plus any that arrived since) until a line is found: the codec remembers how far it
+    /// looked.
+    pub fn frame(&mut self, buf: &[u8]) -> Result<Option<(usize, usize)>, LineError> {
         let window = buf.len().min(self.max_line);
         let from = self.scanned.min(window);
         match buf[from..window].iter().position(|&b| b == b'\n') {
             Some(i) => {
-                let mut line = buf.split_to(from + i);
-                buf.advance(1);
+                let end = from + i;
                 self.scanned = 0;
-                if line.last() == Some(&b'\r') {
-                    line.truncate(line.len() - 1);
-                }
-                Ok(Some(line))
+                let len = if end > 0 && buf[end - 1] == b'\r' {
+                    end - 1
+                } else {
+                    end
+                };
+                Ok(Some((len, end + 1)))
             }
             None if !buf.is_empty() && buf.len() >= self.max_line => {
                 Err(LineError::TooLong { max: self.max_line })
@@ -116,6 +121,20 @@ impl Decoder for LineCodec {
                 Ok(None)
             }
         }
+    }
+}
+
+impl Decoder for LineCodec {
+    type Item = BytesMut;
+    type Error = LineError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, LineError> {
+        let Some((len, used)) = self.frame(buf)? else {
+            return Ok(None);
+        };
+        let mut line = buf.split_to(used);
+        line.truncate(len);
+        Ok(Some(line))
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, LineError> {
@@ -143,6 +162,12 @@ pub struct PercentError {
 /// [`PercentError`] for a `%` not followed by two hex digits.
 pub fn percent_decode(input: &[u8]) -> Result<Vec<u8>, PercentError> {
     let mut out = Vec::with_capacity(input.len());
+    percent_decode_into(input, &mut out)?;
+    Ok(out)
+}
+
+/// [`percent_decode`] appending to `out`.
+fn percent_decode_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), PercentError> {
     let mut i = 0;
     while i < input.len() {
         if input[i] == b'%' {
@@ -158,7 +183,7 @@ pub fn percent_decode(input: &[u8]) -> Result<Vec<u8>, PercentError> {
             i += 1;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Whether Postfix's `hex_quote` sends `b` as it is (printable ASCII other than `%` and space).
@@ -195,17 +220,38 @@ pub enum ParsedLine {
 
 /// Parses a request line (without its LF): `get SP key`.
 pub fn parse_request(line: &[u8]) -> ParsedLine {
+    let mut scratch = Vec::new();
+    match parse_request_in(line, &mut scratch) {
+        LineRequest::Lookup(key) => ParsedLine::Lookup(key.to_owned()),
+        LineRequest::Answer(reply) => ParsedLine::Answer(reply),
+    }
+}
+
+/// [`parse_request`] without allocating: the key borrows from `line`, or from `scratch` when it
+/// has `%` escapes to decode.
+enum LineRequest<'a> {
+    Lookup(&'a str),
+    Answer(Reply),
+}
+
+fn parse_request_in<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> LineRequest<'a> {
     let Some(encoded) = line.strip_prefix(b"get ") else {
-        return ParsedLine::Answer(Reply::Temp(
+        return LineRequest::Answer(Reply::Temp(
             "unsupported request: expected get SP key".into(),
         ));
     };
-    let Ok(key) = percent_decode(encoded) else {
-        return ParsedLine::Answer(Reply::Temp("malformed %-encoding in the key".into()));
+    let key = if encoded.contains(&b'%') {
+        scratch.clear();
+        if percent_decode_into(encoded, scratch).is_err() {
+            return LineRequest::Answer(Reply::Temp("malformed %-encoding in the key".into()));
+        }
+        &scratch[..]
+    } else {
+        encoded
     };
-    match String::from_utf8(key) {
-        Ok(key) if !key.is_empty() => ParsedLine::Lookup(key),
-        _ => ParsedLine::Answer(Reply::NotFound),
+    match std::str::from_utf8(key) {
+        Ok(key) if !key.is_empty() => LineRequest::Lookup(key),
+        _ => LineRequest::Answer(Reply::NotFound),
     }
 }
 
@@ -300,24 +346,43 @@ struct TcpTable {
     codec: LineCodec,
     table: Arc<str>,
     max_reply: usize,
+    /// Where a key with `%` escapes is decoded.
+    scratch: Vec<u8>,
 }
 
 impl Protocol for TcpTable {
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, Reply> {
-        match self.codec.decode(buf) {
-            Ok(Some(line)) => Ok(Some(match parse_request(&line) {
-                ParsedLine::Lookup(key) => Request::Lookup {
-                    name: self.table.to_string(),
-                    key,
+    fn decode<'a>(&'a mut self, buf: &'a [u8]) -> Result<Option<(Request<'a>, usize)>, Reply> {
+        match self.codec.frame(buf) {
+            Ok(Some((len, used))) => Ok(Some((
+                match parse_request_in(&buf[..len], &mut self.scratch) {
+                    LineRequest::Lookup(key) => Request::Lookup {
+                        name: &self.table,
+                        key,
+                    },
+                    LineRequest::Answer(reply) => Request::Answer(reply),
                 },
-                ParsedLine::Answer(reply) => Request::Answer(reply),
-            })),
+                used,
+            ))),
             Ok(None) => Ok(None),
             Err(e) => Err(Reply::Temp(format!("{e}; closing the connection"))),
         }
     }
 
-    fn encode(&self, reply: &Reply, out: &mut BytesMut) {
+    fn encode(&self, reply: &Reply, out: &mut Vec<u8>) {
+        // The usual `200` line is written straight into `out`; everything else (and a `200`
+        // over the limit) goes through `render_reply`.
+        if let Reply::Ok(data) = reply
+            && !data.is_empty()
+        {
+            let start = out.len();
+            out.extend_from_slice(b"200 ");
+            percent_encode(data.as_bytes(), out);
+            out.push(b'\n');
+            if out.len() - start <= self.max_reply {
+                return;
+            }
+            out.truncate(start);
+        }
         out.extend_from_slice(&render_reply(reply, self.max_reply));
     }
 }
@@ -364,6 +429,49 @@ mod tests {
             "{:?}",
             &cut[cut.len() - 8..]
         );
+    }
+
+    #[test]
+    fn encode_is_render_reply_and_decode_is_parse_request() {
+        let mut server = TcpTable {
+            codec: LineCodec::new(100),
+            table: Arc::from("postfix"),
+            max_reply: 40,
+            scratch: Vec::new(),
+        };
+        for reply in [
+            Reply::Ok("secure match=a:b".into()),
+            Reply::Ok("x".repeat(50)),
+            Reply::Ok(String::new()),
+            Reply::NotFound,
+            Reply::Perm("p q".into()),
+        ] {
+            let mut out = b"before".to_vec();
+            server.encode(&reply, &mut out);
+            assert_eq!(
+                out,
+                [&b"before"[..], &render_reply(&reply, 40)].concat(),
+                "{reply:?}"
+            );
+        }
+        let input = b"get b%C3%BCcher.example\r\nget plain.example\nput x\n";
+        let mut at = 0;
+        let mut got = Vec::new();
+        while let Some((request, used)) = server.decode(&input[at..]).expect("valid") {
+            let line = &input[at..at + used];
+            let expected = parse_request(line.trim_ascii_end());
+            match (request, expected) {
+                (Request::Lookup { name, key }, ParsedLine::Lookup(k)) => {
+                    assert_eq!((name, key), ("postfix", k.as_str()));
+                    got.push(k);
+                }
+                (Request::Answer(a), ParsedLine::Answer(b)) => assert_eq!(a, b),
+                (a, b) => panic!("{a:?} vs {b:?}"),
+            }
+            at += used;
+        }
+        assert_eq!(at, input.len());
+        assert_eq!(got, ["bücher.example", "plain.example"]);
     }
 
     #[test]

@@ -210,6 +210,59 @@ async fn idle_timeout_closes_idle_connections_only() {
     server.stop().await;
 }
 
+/// The idle time-out counts from the last reply, not from the connection's start: a client
+/// that keeps asking within the idle time-out keeps its connection however long it lasts.
+#[tokio::test]
+async fn idle_timeout_counts_from_the_last_reply() {
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(400),
+        ..Limits::socketmap()
+    };
+    let server = example(limits).await;
+    let mut c = server.connect().await;
+    let started = Instant::now();
+    let mut asked = 0;
+    while started.elapsed() < Duration::from_millis(1200) {
+        c.exchange(&ns(b"postfix .com"), &ns(b"NOTFOUND ")).await;
+        asked += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let idle_since = Instant::now();
+    assert!(c.read_to_close(PATIENCE).await.is_empty());
+    assert!(idle_since.elapsed() >= Duration::from_millis(250));
+    assert_eq!(server.handler.calls(), asked);
+    server.stop().await;
+}
+
+/// A client that stops reading is dropped once a write has waited for the write time-out: the
+/// connection ends long before all the replies it asked for are sent.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    const REPLY: usize = 90_000;
+    const REQUESTS: usize = 400;
+    let handler = MapHandler::new(&[("big.example", Reply::Ok("x".repeat(REPLY)))]);
+    let limits = Limits {
+        write_timeout: Duration::from_millis(300),
+        ..Limits::socketmap()
+    };
+    let server = Server::start(Proto::Socketmap, handler, limits).await;
+    let mut c = server.connect().await;
+    // 36 MB of replies: far more than the socket buffers hold while the client does not read.
+    c.send(&ns(b"postfix big.example").repeat(REQUESTS)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut got = 0usize;
+    let ended = tokio::time::timeout(PATIENCE, async {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n @ 1..) = tokio::io::AsyncReadExt::read(&mut c, &mut buf).await {
+            got += n;
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection is still open");
+    assert!(got < REQUESTS * REPLY, "{got} bytes arrived: every reply");
+    server.stop().await;
+}
+
 /// A request that starts but does not finish within the request time-out closes the connection.
 #[tokio::test]
 async fn partial_request_times_out() {
