@@ -229,6 +229,8 @@ def main():
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--memory-policies", default="0,100000")
     ap.add_argument("--phases", default="warm,nopolicy,mix")
+    ap.add_argument("--ours-args", default="",
+                    help="extra arguments for `mtasts resolver`, space-separated (e.g. --no-dane)")
     ap.add_argument("--memory-only", action="store_true", help="only the memory measurement")
     ap.add_argument("--transport", choices=["tcp", "unix"], default="tcp",
                     help="where both daemons listen: 127.0.0.1 (default) or a unix socket each")
@@ -299,8 +301,8 @@ def run_all(a, d, procs):
     procs.append(smr)
     ours = subprocess.Popen(["taskset", "-c", DAEMON_CPU, a.mtasts, "resolver", "--listen",
                              addr_spec(ours_addr), "--cache", "memory", "--ca-file", ca,
-                             "--postfix-version", "3.7", "--log", "text"],
-                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "ours.log"), "w"))
+                             "--postfix-version", "3.7", "--log", "text", *a.ours_args.split()],
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(os.environ.get("BENCH_LOGS", d), "ours.log"), "w"))
     procs.append(ours)
     wait_for(lambda: port_open(ours_addr), "mtasts resolver", ours)
     wait_for(lambda: port_open(smr_addr), "mta-sts-daemon", smr)

@@ -10,7 +10,8 @@
 # then runs bench.py inside a new network and mount namespace (`unshare -n -m`): only loopback
 # exists there, so nothing can leave the machine. bench.py starts the test internet on standard
 # ports, both daemons pinned to CPU 1, the load tool and test servers on CPU 0, and prints Markdown
-# tables. Needs root (unshare, ports 53 and 443). Set BENCH_RAW=FILE for the raw JSON.
+# tables. Needs root (unshare, ports 53 and 443). Set BENCH_RAW=FILE for the raw JSON, BENCH_LOGS=DIR
+# to keep our daemon's log; `--ours-args=--no-dane` passes extra options to `mtasts resolver`.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)

@@ -243,15 +243,24 @@ fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
 }
 
 fn init_logs(format: &str) {
-    let builder = tracing_subscriber::fmt()
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // hickory's DNSSEC validator logs every oddity it meets, each with the whole DNS message
+    // (about 80 lines per policy domain on the benchmark's test internet, most of the CPU of a
+    // cold miss); what matters of it reaches our own logs as DANE states and lookup errors.
+    let filter = Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("hickory", LevelFilter::OFF);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
         .with_ansi(false);
+    let registry = tracing_subscriber::registry().with(filter);
     // A second subscriber (tests calling run twice) is not an error worth failing for.
     let _ = if format == "json" {
-        builder.json().try_init()
+        registry.with(layer.json()).try_init()
     } else {
-        builder.try_init()
+        registry.with(layer).try_init()
     };
 }
 
