@@ -149,9 +149,8 @@ struct Opts {
     /// HTTPS port of policy hosts (test set-ups) [default: 443].
     #[arg(long, global = true, env = "MTASTS_RESOLVER_HTTPS_PORT")]
     https_port: Option<u16>,
-    /// Threads answering requests: 1 runs the daemon on one thread (the least CPU per request,
-    /// but a slow miss holds up every lookup), N > 1 a pool of N [default: the number of CPUs
-    /// the process may run on, at least 2].
+    /// Threads answering requests: 1 runs the daemon on one thread (tokio's single-threaded
+    /// scheduler), N > 1 a pool of N [default: the number of CPUs the process may run on].
     #[arg(long, global = true, env = "MTASTS_RESOLVER_THREADS", value_name = "N")]
     threads: Option<usize>,
     /// Log format on standard error.
@@ -219,15 +218,14 @@ pub(crate) fn run(args: ResolverArgs, format: Format) -> Result<u8> {
 /// The async runtime for `threads` threads. One thread gets tokio's single-threaded scheduler (no
 /// work stealing, no cross-thread wake-ups: the least CPU per request); more get the
 /// multi-threaded one. The default is one worker per CPU the process may run on (which respects
-/// `taskset` and cgroup limits), but at least two: with one thread, anything slow on the miss
-/// path (a TLS handshake, a DNSSEC validation, a blocking step) holds up every cached answer
-/// behind it, while a second worker lets the kernel switch to the hits (see BENCHMARKS.md,
-/// "Resolver: the protocol layer's floor").
+/// `taskset` and cgroup limits): more workers than CPUs only make the kernel time-slice them, and
+/// a hit that waits for the next scheduler tick (4 ms) shows in the p99 (BENCHMARKS.md,
+/// "Resolver": two workers on one CPU gave p99 4.5 ms at 100 connections, one worker 1.1 ms).
 fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
     let threads = match threads {
         Some(0) => bail!("threads must be at least 1"),
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+        None => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
     };
     let mut builder = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()

@@ -69,7 +69,7 @@ pub struct Config {
     pub dane: Option<bool>,
     /// DNSSEC trust anchor file (DNSKEY lines) instead of the IANA root keys (test set-ups).
     pub trust_anchor: Option<PathBuf>,
-    /// Threads answering requests (default: the CPUs the process may run on, at least 2; 1 is
+    /// Threads answering requests (default: the CPUs the process may run on; 1 is
     /// a single-threaded runtime).
     pub threads: Option<usize>,
     /// Per socketmap name settings.
