@@ -28,7 +28,6 @@ before the `--threads`/`--reply` options existed (for before/after comparisons).
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import make_cache_file  # noqa: E402  (the same cache file writer as the comparison)
+from bench import addr_spec, make_cache_file, port_open, wait_for  # noqa: E402  (shared with the comparison)
 
 DAEMON_CPU = "1"
 CLIENT_CPU = "0"
@@ -45,36 +44,8 @@ SOCKET = None  # the unix socket path with --transport unix
 FIXED = "secure match=mx1.example.com:.example.net servername=hostname"
 
 
-def port_open(addr):
-    try:
-        if isinstance(addr, str):
-            with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(0.2)
-                s.connect(addr)
-                return True
-        with socket.create_connection(addr, timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def listen_spec():
-    return f"unix:{SOCKET}" if SOCKET else f"{ADDR[0]}:{ADDR[1]}"
-
-
-def wait_port(addr, proc, what, timeout=120):
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            sys.exit(f"{what} exited with {proc.returncode} before listening")
-        if port_open(addr):
-            return
-        time.sleep(0.05)
-    sys.exit(f"{what} not listening on {addr} after {timeout} s")
-
-
 def load_run(a, pid, keys_file, c, duration, label):
-    cmd = ["taskset", "-c", CLIENT_CPU, a.load, "--addr", listen_spec(), "-c", str(c),
+    cmd = ["taskset", "-c", CLIENT_CPU, a.load, "--addr", addr_spec(SOCKET or ADDR), "-c", str(c),
            "--keys", keys_file, "--duration", str(duration), "--requests", "50000000",
            "--pid", str(pid), "--label", label]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
@@ -89,7 +60,7 @@ def load_run(a, pid, keys_file, c, duration, label):
 def start_server(a, what, threads, d):
     log = open(os.path.join(d, f"{what}-{threads}.log"), "w")
     if what == "floor":
-        cmd = [a.serve_bin or a.load, "--serve", listen_spec(), "--duration", "100000"]
+        cmd = [a.serve_bin or a.load, "--serve", addr_spec(SOCKET or ADDR), "--duration", "100000"]
         if not a.legacy:
             cmd += ["--reply", FIXED, "--threads", str(threads)]
     else:
@@ -97,12 +68,12 @@ def start_server(a, what, threads, d):
         run_cache = os.path.join(d, f"cache-run-{threads}.sqlite")
         with open(cache, "rb") as src, open(run_cache, "wb") as dst:
             dst.write(src.read())
-        cmd = [a.mtasts, "resolver", "--listen", listen_spec(), "--cache", run_cache,
+        cmd = [a.mtasts, "resolver", "--listen", addr_spec(SOCKET or ADDR), "--cache", run_cache,
                "--nameserver", "127.0.0.1:9", "--postfix-version", "3.7", "--log", "text"]
         if not a.legacy:
             cmd += ["--threads", str(threads)]
     proc = subprocess.Popen(["taskset", "-c", DAEMON_CPU] + cmd, stdout=log, stderr=log)
-    wait_port(SOCKET or ADDR, proc, what)
+    wait_for(lambda: port_open(SOCKET or ADDR), f"{what} listening", proc)
     return proc, log
 
 

@@ -9,7 +9,7 @@
 //! The choice is checked when the policy is cached, so [`CachedPolicy::body`] always gives the
 //! exact bytes that were fetched.
 
-use mtasts_core::policy::{Mode, Policy, parse_policy};
+use mtasts_core::policy::{Mode, parse_policy};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
@@ -195,24 +195,15 @@ impl CachedPolicy {
         }
     }
 
-    /// The policy as a sender applies it (parsed again: for explanations, not the request path).
-    pub fn policy(&self) -> Policy {
-        parse_policy(self.body().as_bytes())
-            .policy
-            .unwrap_or_else(|| Policy {
-                mode: self.mode,
-                max_age: self.max_age,
-                mx: Vec::new(),
-            })
-    }
-
-    /// Whether the body is rebuilt rather than kept (for tests and the memory figures).
-    pub fn body_is_rebuilt(&self) -> bool {
+    /// Whether the body is rebuilt rather than kept.
+    #[cfg(test)]
+    fn body_is_rebuilt(&self) -> bool {
         matches!(self.body, Body::Rebuilt(_))
     }
 
     /// Heap bytes this policy holds (its one allocation).
-    pub fn heap_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
         self.text.len()
     }
 }
@@ -310,7 +301,6 @@ mod tests {
             p.patterns().collect::<Vec<_>>(),
             ["mx1.example.com", "*.example.net"]
         );
-        assert_eq!(p.policy().mx.len(), 2);
         let none = cached("version: STSv1\nmode: none\nmax_age: 86400\n");
         assert!(!none.has_patterns());
         assert_eq!(none.patterns().count(), 0);

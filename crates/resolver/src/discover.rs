@@ -1,7 +1,6 @@
 //! The network side of one refresh: the `_mta-sts` TXT id, then the policy fetch (RFC 8461 §3).
 
 use crate::reply::PolicyFailure;
-use mtasts_core::policy::parse_policy;
 use mtasts_core::record::parse_sts_rrset;
 use mtasts_net::dns::{Lookup, Resolver};
 use mtasts_net::https::{FetchSettings, fetch_policy};
@@ -43,9 +42,13 @@ pub(crate) async fn txt_id(net: &Net, domain: &str) -> TxtOutcome {
     }
 }
 
-/// Fetches the policy body, a valid policy; on failure, the TLS-RPT failure type and what
+/// Fetches the policy: its URL and body (whether the body is a valid policy is for
+/// [`crate::cached::CachedPolicy::new`] to say); on failure, the TLS-RPT failure type and what
 /// happened.
-pub(crate) async fn fetch(net: &Net, domain: &str) -> Result<String, (PolicyFailure, String)> {
+pub(crate) async fn fetch(
+    net: &Net,
+    domain: &str,
+) -> Result<(String, String), (PolicyFailure, String)> {
     let f = fetch_policy(domain, &net.dns, &net.tls, &net.fetch).await;
     if let Some(tls) = f.tls.as_ref().filter(|t| !t.verdict.is_valid()) {
         return Err((
@@ -66,10 +69,10 @@ pub(crate) async fn fetch(net: &Net, domain: &str) -> Result<String, (PolicyFail
         return Err((PolicyFailure::FetchError, format!("{}: {status}", f.url)));
     }
     match String::from_utf8(f.body.unwrap_or_default()) {
-        Ok(body) if parse_policy(body.as_bytes()).policy.is_some() => Ok(body),
-        _ => Err((
+        Ok(body) => Ok((f.url, body)),
+        Err(_) => Err((
             PolicyFailure::Invalid,
-            format!("{}: the body is not a valid policy", f.url),
+            format!("{}: the body is not a valid policy (not UTF-8)", f.url),
         )),
     }
 }

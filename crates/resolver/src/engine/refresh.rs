@@ -87,13 +87,13 @@ impl Inner {
         }
         let (fetched, dane) = tokio::join!(discover::fetch(&self.net, domain), self.dane(domain));
         let dane = dane.or(cached.as_ref().map(|c| c.2)).unwrap_or(false);
-        let fetched = fetched.and_then(|body| {
+        let fetched = fetched.and_then(|(url, body)| {
             CachedPolicy::new(domain, &id, &body, 0, dane).map_err(|e| {
                 let why = match e {
                     Unusable::Invalid => "the body is not a valid policy",
                     Unusable::TooLong => "the domain or id is too long to cache",
                 };
-                (PolicyFailure::Invalid, format!("{domain}: {why}"))
+                (PolicyFailure::Invalid, format!("{url}: {why}"))
             })
         });
         match fetched {
