@@ -2,8 +2,8 @@
 //! proof, and whether each probed address serves a chain it authenticates.
 //!
 //! The lookups ([`observe`]) need only the MX host names, so they run next to the MX probes:
-//! a validated MX lookup and, from the plain MX answer, every host's `_25._tcp` TLSA RRset at
-//! once. Matching ([`apply`]) waits for the chains the probes captured.
+//! a validated MX lookup, then every host's `_25._tcp` TLSA RRset at once. Matching
+//! ([`apply`]) waits for the chains the probes captured.
 
 use crate::Env;
 use crate::model::{DaneAddressReport, DaneHostReport, DaneReport, Finding};
@@ -21,43 +21,23 @@ pub(crate) struct Observed {
     hosts: Vec<(String, Result<Validated<Tlsa>, DnsError>)>,
 }
 
-/// The validated MX lookup of `domain` and, at the same time, the TLSA RRsets of the hosts of
-/// the plain MX answer `plain_mx` (which the MX chain also uses, so it costs no query): the TLSA
-/// lookups need not wait for the slower validated answer. A host only the validated answer names
-/// is looked up afterwards. `None` when there is nothing DANE could apply to (no such domain,
-/// null MX).
-pub(crate) async fn observe(
-    domain: &str,
-    env: &Env,
-    plain_mx: impl Future<Output = Result<Lookup<Mx>, DnsError>>,
-) -> Option<Observed> {
+/// The validated MX lookup of `domain`, then the TLSA RRsets of its hosts, all at once. The
+/// TLSA lookups wait for the MX proof on purpose: when it is insecure (most domains), a TLSA name
+/// below the domain is known insecure without another chain of queries (`Resolver` remembers
+/// insecure zones), and the MX probes, which the matching waits for anyway, take longer than the
+/// one extra round trip. `None` when there is nothing DANE could apply to (no such domain, null
+/// MX).
+pub(crate) async fn observe(domain: &str, env: &Env) -> Option<Observed> {
     let r = &env.resolver;
-    let early = async {
-        let hosts = plain_mx
-            .await
-            .map(|l| hosts_of(domain, &l))
-            .unwrap_or_default();
-        let hosts = hosts.unwrap_or_default();
-        let answers = join_all(hosts.iter().map(|h| r.tlsa(h, SMTP_PORT))).await;
-        hosts.into_iter().zip(answers).collect::<Vec<_>>()
-    };
-    let (validated, mut early) = tokio::join!(r.mx_validated(domain), early);
-    let (mx, hosts) = match validated {
+    let (mx, hosts) = match r.mx_validated(domain).await {
         Err(e) => (Err(e), Vec::new()),
         Ok(v) => (Ok(v.proof), hosts_of(domain, &v.lookup)?),
     };
-    let mut out = Vec::with_capacity(hosts.len());
-    for host in hosts {
-        let answer = match early.iter().position(|(h, _)| *h == host) {
-            Some(i) => early.swap_remove(i).1,
-            None => r.tlsa(&host, SMTP_PORT).await,
-        };
-        out.push((host, answer));
-    }
+    let answers = join_all(hosts.iter().map(|h| r.tlsa(h, SMTP_PORT))).await;
     Some(Observed {
         domain: domain.to_owned(),
         mx,
-        hosts: out,
+        hosts: hosts.into_iter().zip(answers).collect(),
     })
 }
 

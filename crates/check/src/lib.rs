@@ -140,9 +140,8 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
     // lookup, address lookups and STARTTLS probes on the other. Only MX coverage needs both, so
     // the wall time is the longer chain, not their sum.
     let old_rpt_name = format!("_smtp-tlsrpt.{domain}");
-    // DANE's lookups (validated MX; TLSA of the hosts of the plain MX answer, shared with the
-    // MX chain) need only host names, so they form a third chain.
-    let mx_answer = futures_util::FutureExt::shared(Box::pin(r.mx(&domain)));
+    // DANE's lookups (validated MX, then TLSA of its hosts) need only host names, so they form
+    // a third chain.
     let (
         sts_answer,
         apex_answer,
@@ -157,12 +156,12 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
         rua::lookup(&rpt_name, env),
         r.txt(&old_rpt_name),
         fetch_policy(&domain, r, &env.tls, &env.settings.fetch),
-        mx::observe(&domain, env, mx_answer.clone()),
+        mx::observe(&domain, env, r.mx(&domain)),
         async {
             if env.settings.no_dane {
                 None
             } else {
-                dane::observe(&domain, env, mx_answer).await
+                dane::observe(&domain, env).await
             }
         },
     );

@@ -63,7 +63,16 @@ pub(crate) struct CheckArgs {
     /// Skip DANE (the DNSSEC-validated MX and TLSA lookups), e.g. for faster bulk scans.
     #[arg(long)]
     no_dane: bool,
+    /// Worker threads. Default: one for a list of at most 64 domains (the arguments plus an
+    /// --input file), one per usable CPU for a longer list or standard input.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
+
+/// Lists up to this many domains run on one thread by default: their checks wait on the
+/// network far more than they compute, and one thread saves the cost of handing work between
+/// threads (about a fifth of the CPU of the 20-domain scenario set, BENCHMARKS.md).
+const ONE_THREAD_LIST: u64 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FailOn {
@@ -74,10 +83,7 @@ enum FailOn {
 
 pub(crate) fn run(args: CheckArgs, format: FormatArg) -> Result<u8> {
     let env = build_env(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime(&args)?;
     let threshold = match args.fail_on {
         FailOn::Error => Some(Severity::Error),
         FailOn::Warning => Some(Severity::Warning),
@@ -103,7 +109,7 @@ pub(crate) fn run(args: CheckArgs, format: FormatArg) -> Result<u8> {
         args.input.is_some(),
         args.domains.len(),
     ) {
-        crate::progress::Progress::start(total(&args))
+        crate::progress::Progress::start(total(&args, u64::MAX))
     } else {
         crate::progress::Progress::none()
     };
@@ -186,14 +192,36 @@ fn domain_stream(
     Ok((given.chain(lines).boxed(), Some(error)))
 }
 
-/// The number of domains, when it can be known before the scan: the arguments plus the lines of
-/// an `--input` file (counted in a first pass); unknown for standard input.
-fn total(args: &CheckArgs) -> Option<u64> {
+/// The runtime: `--threads`, or one thread for a short list (see [`ONE_THREAD_LIST`]) and one
+/// per usable CPU (which respects `taskset` and cgroup limits) otherwise.
+fn runtime(args: &CheckArgs) -> Result<tokio::runtime::Runtime> {
+    let threads = match args.threads {
+        Some(n) => usize::from(n),
+        None if total(args, ONE_THREAD_LIST + 1).is_some_and(|n| n <= ONE_THREAD_LIST) => 1,
+        None => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+    };
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The number of domains, when it can be known before the scan: the arguments plus the domains
+/// of an `--input` file (counted in a first pass, no further than `at_most`); unknown for
+/// standard input or a pipe.
+fn total(args: &CheckArgs, at_most: u64) -> Option<u64> {
     let given = u64::try_from(args.domains.len()).unwrap_or(u64::MAX);
     match args.input.as_deref() {
         None => Some(given),
         Some("-") => None,
-        Some(path) => crate::input::count_domains(path)
+        Some(path) => crate::input::count_domains(path, at_most)
             .ok()
             .map(|n| n.saturating_add(given)),
     }

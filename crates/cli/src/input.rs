@@ -115,14 +115,19 @@ pub(crate) fn read_domains(
     }
 }
 
-/// How many domains [`read_domains`] would read from the file at `path` (for a progress bar's
-/// total).
-pub(crate) fn count_domains(path: &str) -> std::io::Result<u64> {
+/// How many domains [`read_domains`] would read from the file at `path`, counting no further
+/// than `at_most` (for a progress bar's total, or to tell a short list). An error for anything
+/// but a regular file.
+pub(crate) fn count_domains(path: &str, at_most: u64) -> std::io::Result<u64> {
     let f = std::fs::File::open(path)?;
+    if !f.metadata()?.is_file() {
+        // A pipe (`--input <(...)`) or a device: counting would consume what the scan must read.
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let mut n = 0u64;
     read_domains(std::io::BufReader::new(f), |_| {
         n += 1;
-        true
+        n < at_most
     })?;
     Ok(n)
 }
@@ -155,6 +160,21 @@ mod tests {
         let mut invalid = b"a.example\n".to_vec();
         invalid.extend_from_slice(&[0xff, 0xfe, b'\n']);
         assert_eq!(read(&invalid), ["a.example", "\u{fffd}\u{fffd}"]);
+    }
+
+    #[test]
+    fn counting_stops_at_the_limit_and_never_reads_a_pipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("list.txt");
+        let list: String = (0..100).map(|i| format!("d{i}.example\n# note\n")).collect();
+        std::fs::write(&path, list).unwrap();
+        let path = path.to_str().unwrap();
+        assert_eq!(count_domains(path, u64::MAX).unwrap(), 100);
+        assert_eq!(count_domains(path, 65).unwrap(), 65);
+        assert!(
+            count_domains("/dev/null", u64::MAX).is_err(),
+            "not a regular file: reading it to count could consume a pipe's input"
+        );
     }
 
     #[tokio::test]

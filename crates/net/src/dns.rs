@@ -10,9 +10,13 @@
 //! validating resolver (hickory's validator, from the [`TrustAnchor`] of the settings) and
 //! return the [`Proof`] of the answer, as DANE needs (RFC 7672 §2.2). The validator's own
 //! queries (NS, DS, DNSKEY up the chain) are shared between lookups and asked in parallel with
-//! the query (see `validating.rs`): a validated lookup costs about one round trip, not six.
+//! the query (see `validating.rs`): a validated lookup costs about one round trip, not six. A
+//! validated lookup at or below a name already proven to lie in an insecure zone is a plain
+//! lookup reported insecure (see `insecure.rs`): no chain of trust can start below one.
 
+mod insecure;
 mod validating;
+pub use insecure::{INSECURE_MEMO_CAPACITY, INSECURE_MEMO_TTL};
 pub use validating::{MEMO_CAPACITY, MEMO_MAX_TTL, VALIDATION_CACHE_CAPACITY};
 
 use hickory_proto::dnssec::{Proof as HickoryProof, TrustAnchors};
@@ -240,6 +244,7 @@ impl std::fmt::Display for Tlsa {
 pub struct Resolver {
     inner: TokioResolver,
     validating: validating::Validating,
+    insecure: Arc<insecure::InsecureNames>,
     timeout: Duration,
 }
 
@@ -272,6 +277,7 @@ impl Resolver {
         Ok(Self {
             inner,
             validating,
+            insecure: Arc::default(),
             timeout,
         })
     }
@@ -366,8 +372,22 @@ impl Resolver {
                 message: e.to_string(),
             }
         })?;
+        if self.insecure.covers(&fq) {
+            let lookup = self.lookup(name, rtype, pick).await?;
+            return Ok(Validated {
+                lookup,
+                proof: Proof::Insecure,
+            });
+        }
         let query = self.validating.lookup(&fq, rtype);
-        self.query(name, rtype, query, pick).await
+        let out = self.query(name, rtype, query, pick).await?;
+        // An insecure answer owned by the name itself (no CNAME on the way, which could lead
+        // into another zone), or an insecure denial: the zone holding the name is insecure.
+        let own = !matches!(&out.lookup, Lookup::Records { cnames, .. } if !cnames.is_empty());
+        if out.proof == Proof::Insecure && own {
+            self.insecure.insert(&fq);
+        }
+        Ok(out)
     }
 
     async fn query<T>(

@@ -16,7 +16,7 @@ use super::DnsError;
 use futures_util::future::{BoxFuture, FutureExt, Shared, join_all};
 use futures_util::stream::{self, Stream};
 use hickory_proto::dnssec::TrustAnchors;
-use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, OpCode, Query};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::caching_client::CachingClient;
 use hickory_resolver::config::{NameServerConfig, ResolverOpts};
@@ -162,9 +162,15 @@ impl<H: DnsHandle> DnsHandle for SharedAnswers<H> {
     }
 }
 
+/// How long a REFUSED answer is reused. A refusal is the server's policy, not a passing failure
+/// (RFC 9520 §3.2 asks resolvers to keep any resolution failure for at least a second): the
+/// warm-up asks the DS and DNSKEY of every ancestor, and a server that refuses one of them (a
+/// name outside its zones) would otherwise be asked again by every lookup below it.
+pub(crate) const REFUSED_TTL: Duration = Duration::from_secs(5);
+
 /// How long an answer may be reused: the smallest TTL of its records (answers and authority),
-/// or the negative TTL of a NODATA/NXDOMAIN answer. `None` for a failure (SERVFAIL, timeout,
-/// ...), which is asked again next time.
+/// or the negative TTL of a NODATA/NXDOMAIN answer, or [`REFUSED_TTL`] for a refusal. `None`
+/// for any other failure (SERVFAIL, timeout, ...), which is asked again next time.
 fn ttl_of(answer: &Answer) -> Option<Duration> {
     let secs = match answer {
         Ok(response) => response
@@ -173,6 +179,14 @@ fn ttl_of(answer: &Answer) -> Option<Duration> {
             .chain(response.authorities.iter())
             .map(|r| r.ttl)
             .min()?,
+        Err(NetError::Dns(ProtoDnsError::NoRecordsFound(no)))
+            if no.response_code == ResponseCode::Refused =>
+        {
+            return Some(REFUSED_TTL);
+        }
+        Err(NetError::Dns(ProtoDnsError::ResponseCode(ResponseCode::Refused))) => {
+            return Some(REFUSED_TTL);
+        }
         Err(NetError::Dns(ProtoDnsError::NoRecordsFound(no))) => no.negative_ttl?,
         Err(_) => return None,
     };
@@ -313,6 +327,7 @@ mod tests {
     struct Counting {
         sent: Arc<AtomicUsize>,
         ttl: u32,
+        refuse: bool,
     }
 
     impl DnsHandle for Counting {
@@ -321,6 +336,10 @@ mod tests {
 
         fn send(&self, request: DnsRequest) -> Self::Response {
             self.sent.fetch_add(1, Ordering::Relaxed);
+            if self.refuse {
+                let refused = NetError::Dns(ProtoDnsError::ResponseCode(ResponseCode::Refused));
+                return Box::pin(stream::once(async move { Err(refused) }));
+            }
             let mut message = hickory_proto::op::Message::query();
             let query = request.queries[0].clone();
             let name = query.name().clone();
@@ -348,10 +367,19 @@ mod tests {
     }
 
     fn counting(ttl: u32, capacity: usize) -> (SharedAnswers<Counting>, Arc<AtomicUsize>) {
+        counting_with(ttl, capacity, false)
+    }
+
+    fn counting_with(
+        ttl: u32,
+        capacity: usize,
+        refuse: bool,
+    ) -> (SharedAnswers<Counting>, Arc<AtomicUsize>) {
         let sent = Arc::new(AtomicUsize::new(0));
         let inner = Counting {
             sent: Arc::clone(&sent),
             ttl,
+            refuse,
         };
         (
             SharedAnswers::new(inner, capacity, Duration::from_secs(5)),
@@ -381,6 +409,22 @@ mod tests {
         ask(&h, "a.test.").await.expect("answer");
         ask(&h, "a.test.").await.expect("answer");
         assert_eq!(sent.load(Ordering::Relaxed), 2, "TTL 0: not reused");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_reused_for_a_few_seconds() {
+        let (h, sent) = counting_with(300, 16, true);
+        assert!(ask(&h, "a.test.").await.is_err());
+        assert!(ask(&h, "a.test.").await.is_err());
+        assert_eq!(sent.load(Ordering::Relaxed), 1, "the refusal was reused");
+        let refused = Err(NetError::Dns(ProtoDnsError::ResponseCode(
+            ResponseCode::Refused,
+        )));
+        assert_eq!(ttl_of(&refused), Some(REFUSED_TTL));
+        let servfail = Err(NetError::Dns(ProtoDnsError::ResponseCode(
+            ResponseCode::ServFail,
+        )));
+        assert_eq!(ttl_of(&servfail), None, "other failures are asked again");
     }
 
     #[tokio::test]

@@ -98,3 +98,44 @@ async fn validated_mx_and_tlsa_of_a_signed_domain_take_one_round_trip_each() {
     tokio::time::sleep(DELAY * 2).await;
     assert_eq!(repeated(&w.dns.take_query_log()), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn tlsa_below_a_zone_proven_insecure_is_one_plain_query() {
+    let w = world(Dnssec::Unsigned).await;
+    let r = resolver(&w);
+    let mx = r.mx_validated("example.test").await.unwrap();
+    assert_eq!(mx.proof, Proof::Insecure);
+    tokio::time::sleep(DELAY * 2).await; // the MX lookup's warm-up
+    w.dns.take_query_log();
+    let start = Instant::now();
+    let tlsa = r.tlsa("mx1.example.test", SMTP_PORT).await.unwrap();
+    let took = start.elapsed();
+    assert_eq!(tlsa.proof, Proof::Insecure);
+    assert_eq!(tlsa.lookup.records().len(), 1, "the records are reported");
+    assert!(took < DELAY * 2, "TLSA took {took:?}");
+    tokio::time::sleep(DELAY * 2).await;
+    let asked: Vec<String> = w
+        .dns
+        .take_query_log()
+        .iter()
+        .map(|q| format!("{} {}", q.rtype, q.name))
+        .collect();
+    assert_eq!(
+        asked,
+        ["TLSA _25._tcp.mx1.example.test."],
+        "no NS walk, DS or DNSKEY below a zone known to be insecure"
+    );
+}
+
+#[tokio::test]
+async fn a_secure_zone_is_not_taken_for_insecure() {
+    // The same lookups in a signed zone still validate, and the TLSA is secure.
+    let w = world(Dnssec::Signed).await;
+    let r = resolver(&w);
+    assert_eq!(
+        r.mx_validated("example.test").await.unwrap().proof,
+        Proof::Secure
+    );
+    let tlsa = r.tlsa("mx1.example.test", SMTP_PORT).await.unwrap();
+    assert_eq!(tlsa.proof, Proof::Secure);
+}
