@@ -142,17 +142,24 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
     let old_rpt_name = format!("_smtp-tlsrpt.{domain}");
     // DANE's lookups (validated MX, then TLSA of its hosts) need only host names, so they form
     // a third chain.
+    let records_chain = async {
+        let sts = r.txt(&sts_name).await;
+        let apex = if records::needs_apex(&sts) {
+            Some(r.txt(&domain).await)
+        } else {
+            None
+        };
+        (sts, apex)
+    };
     let (
-        sts_answer,
-        apex_answer,
+        (sts_answer, apex_answer),
         (rpt_answer, endpoints),
         old_rpt_answer,
         fetch,
         mut mx_observed,
         dane_observed,
     ) = tokio::join!(
-        r.txt(&sts_name),
-        r.txt(&domain),
+        records_chain,
         rua::lookup(&rpt_name, env),
         r.txt(&old_rpt_name),
         fetch_policy(&domain, r, &env.tls, &env.settings.fetch),
@@ -165,7 +172,8 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
             }
         },
     );
-    let (sts_record, record) = records::sts(&domain, &sts_answer, &apex_answer, &mut findings);
+    let (sts_record, record) =
+        records::sts(&domain, &sts_answer, apex_answer.as_ref(), &mut findings);
     let (policy_report, policy) = policy::policy(&domain, &fetch, record.is_some(), &mut findings);
     let mut tlsrpt = records::tlsrpt(&domain, &rpt_answer, &old_rpt_answer, &mut findings);
     tlsrpt.endpoints = rua::endpoints(endpoints, &mut findings);

@@ -12,12 +12,23 @@ fn texts(records: &[Txt]) -> Vec<String> {
         .collect()
 }
 
-/// Reads the `_mta-sts` answer. `apex` is the domain's own TXT answer, used to spot a record
-/// published at the wrong name (M04).
+/// Whether [`sts`] needs the domain's own TXT answer: only when the `_mta-sts` answer holds no
+/// valid record (then a record published at the apex instead is worth pointing out, M04). The
+/// apex TXT RRset is often the domain's largest (SPF, site verifications), so it is not asked for
+/// nothing.
+pub(crate) fn needs_apex(answer: &Result<Lookup<Txt>, DnsError>) -> bool {
+    answer.as_ref().is_ok_and(|lookup| {
+        let joined: Vec<Vec<u8>> = lookup.records().iter().map(Txt::joined).collect();
+        parse_sts_rrset(&joined).record.is_none()
+    })
+}
+
+/// Reads the `_mta-sts` answer. `apex` is the domain's own TXT answer when [`needs_apex`] asked
+/// for it, used to spot a record published at the wrong name (M04).
 pub(crate) fn sts(
     domain: &str,
     answer: &Result<Lookup<Txt>, DnsError>,
-    apex: &Result<Lookup<Txt>, DnsError>,
+    apex: Option<&Result<Lookup<Txt>, DnsError>>,
     findings: &mut Vec<Finding>,
 ) -> (StsRecordReport, Option<StsRecord>) {
     let owner = format!("_mta-sts.{domain}");
@@ -59,7 +70,7 @@ pub(crate) fn sts(
         findings.push(f);
     }
     if parsed.record.is_none()
-        && let Ok(apex) = apex
+        && let Some(Ok(apex)) = apex
     {
         let apex_lines = texts(apex.records());
         if let Some(r) = apex_lines.iter().find(|l| l.starts_with("v=STSv1")) {

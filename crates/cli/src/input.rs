@@ -166,7 +166,9 @@ mod tests {
     fn counting_stops_at_the_limit_and_never_reads_a_pipe() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("list.txt");
-        let list: String = (0..100).map(|i| format!("d{i}.example\n# note\n")).collect();
+        let list: String = (0..100)
+            .map(|i| format!("d{i}.example\n# note\n"))
+            .collect();
         std::fs::write(&path, list).unwrap();
         let path = path.to_str().unwrap();
         assert_eq!(count_domains(path, u64::MAX).unwrap(), 100);

@@ -49,7 +49,9 @@ impl InsecureNames {
         let mut n = name.to_lowercase();
         while !n.is_root() {
             let key = n.to_ascii();
-            if g.iter().any(|m| m.get(&key).is_some_and(|until| now < *until)) {
+            if g.iter()
+                .any(|m| m.get(&key).is_some_and(|until| now < *until))
+            {
                 return true;
             }
             n = n.base_name();
@@ -97,6 +99,9 @@ mod tests {
         }
         let last = 3 * INSECURE_MEMO_CAPACITY - 1;
         assert!(memo.covers(&name(&format!("mx.d{last}.test."))));
-        assert!(!memo.covers(&name("mx.d0.test.")), "the oldest names are gone");
+        assert!(
+            !memo.covers(&name("mx.d0.test.")),
+            "the oldest names are gone"
+        );
     }
 }
