@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Names kept at most per generation; two generations are kept (see [`InsecureNames`]).
+/// Names kept at most per generation; two generations are kept, so at most twice this many.
 pub const INSECURE_MEMO_CAPACITY: usize = 1024;
 
 /// How long a name stays known as insecure: a zone that gets signed (and its DS published) is
