@@ -18,7 +18,17 @@ use mtasts_net::dns::{DnsError, Lookup, Mx, Proof, Tlsa, Validated};
 pub(crate) struct Observed {
     domain: String,
     mx: Result<Proof, DnsError>,
-    hosts: Vec<(String, Result<Validated<Tlsa>, DnsError>)>,
+    hosts: Vec<ObservedHost>,
+}
+
+/// One MX host's DANE lookups.
+#[derive(Debug)]
+struct ObservedHost {
+    host: String,
+    tlsa: Result<Validated<Tlsa>, DnsError>,
+    /// The proof of its address records; asked only when the MX RRset is secure (otherwise DANE
+    /// cannot apply whatever they are).
+    addresses: Option<Result<Proof, DnsError>>,
 }
 
 /// The validated MX lookup of `domain`, then the TLSA RRsets of its hosts, all at once. The
@@ -33,11 +43,27 @@ pub(crate) async fn observe(domain: &str, env: &Env) -> Option<Observed> {
         Err(e) => (Err(e), Vec::new()),
         Ok(v) => (Ok(v.proof), hosts_of(domain, &v.lookup)?),
     };
-    let answers = join_all(hosts.iter().map(|h| r.tlsa(h, SMTP_PORT))).await;
+    let mx_secure = matches!(mx, Ok(Proof::Secure));
+    let hosts = join_all(hosts.into_iter().map(|host| async move {
+        let addresses = async {
+            if mx_secure {
+                Some(r.addresses_proof(&host).await)
+            } else {
+                None
+            }
+        };
+        let (tlsa, addresses) = tokio::join!(r.tlsa(&host, SMTP_PORT), addresses);
+        ObservedHost {
+            host,
+            tlsa,
+            addresses,
+        }
+    }))
+    .await;
     Some(Observed {
         domain: domain.to_owned(),
         mx,
-        hosts: hosts.into_iter().zip(answers).collect(),
+        hosts,
     })
 }
 
@@ -77,12 +103,11 @@ pub(crate) fn apply(
     };
     let mx_secure = mx_proof == Some(Proof::Secure);
     let mut hosts = Vec::with_capacity(obs.hosts.len());
-    for (host, answer) in obs.hosts {
-        let served: Vec<&Served> = served.iter().filter(|s| s.host == host).collect();
+    for observed in obs.hosts {
+        let served: Vec<&Served> = served.iter().filter(|s| s.host == observed.host).collect();
         hosts.push(one_host(
             &obs.domain,
-            host,
-            answer,
+            observed,
             mx_secure,
             &served,
             findings,
@@ -98,19 +123,27 @@ pub(crate) fn apply(
 
 fn one_host(
     domain: &str,
-    host: String,
-    answer: Result<Validated<Tlsa>, DnsError>,
+    observed: ObservedHost,
     mx_secure: bool,
     served: &[&Served],
     findings: &mut Vec<Finding>,
 ) -> DaneHostReport {
+    let ObservedHost {
+        host,
+        tlsa: answer,
+        addresses,
+    } = observed;
     let tlsa_name = format!("_{SMTP_PORT}._tcp.{host}");
     let proof = answer.as_ref().ok().map(|v| v.proof);
+    let address_proof = addresses.as_ref().and_then(|a| a.as_ref().ok().copied());
     let records: Vec<Tlsa> = answer
         .as_ref()
         .map(|v| v.lookup.records().to_vec())
         .unwrap_or_default();
-    let state = DaneState::from_lookup(answer, mx_secure);
+    let mut state = DaneState::from_lookup(answer, mx_secure);
+    if let Some(addresses) = addresses {
+        state = state.with_addresses(addresses);
+    }
     // What to publish instead, computed from what the host serves.
     let leaf = served.iter().find_map(|s| s.chain.first());
     let suggest = |usage: u8, cert: Option<&rustls_pki_types::CertificateDer<'static>>| {
@@ -125,6 +158,7 @@ fn one_host(
         tlsa_name: tlsa_name.clone(),
         state: "no-tlsa",
         dnssec: proof.map(Proof::as_str),
+        address_dnssec: address_proof.map(Proof::as_str),
         tlsa: records.iter().map(ToString::to_string).collect(),
         usable: false,
         error: None,
@@ -135,14 +169,31 @@ fn one_host(
         DaneState::LookupFailed(e) => {
             report.state = "lookup-failed";
             report.error = Some(e.to_string());
+            let what = if proof.is_some() {
+                "address records"
+            } else {
+                "TLSA records"
+            };
             findings.push(Finding::untested(
                 "dane.untested",
-                format!("could not look up the TLSA records of MX {host}: {e}"),
+                format!("could not look up the {what} of MX {host}: {e}"),
                 "check that the name servers of the MX host answer, then run again",
             ));
             return report;
         }
         DaneState::NoTlsa => return report,
+        DaneState::Bogus if proof == Some(Proof::Secure) => {
+            // The TLSA records validate; the host's address records do not.
+            report.state = "bogus";
+            findings.push(Finding::new(
+                "dane.dnssec.bogus",
+                Severity::Error,
+                format!("DNSSEC validation of the address records of MX {host} fails ({}): DANE senders will not deliver to it", address_proof.map_or("bogus", Proof::as_str)),
+                Some(format!("A/AAAA {host}: {}", address_proof.map_or("bogus", Proof::as_str))),
+                format!("re-sign the zone that serves the A and AAAA records of {host} (the target of its CNAME, if it has one) and check its DS record at the parent"),
+            ));
+            return report;
+        }
         DaneState::Bogus => {
             report.state = "bogus";
             findings.push(Finding::new(
@@ -158,7 +209,19 @@ fn one_host(
             report.state = "insecure";
             // Signed TLSA records behind an MX RRset that is not secure (a DANE provider's MX for
             // an unsigned customer domain) are a missed chance, not a broken setup: a note.
-            let (severity, message, fix) = if proof == Some(Proof::Secure) {
+            // Signed TLSA records of a host whose own addresses are unsigned (a CNAME into an
+            // unsigned zone) are a DANE setup that does not work: a warning.
+            let (severity, message, fix) = if proof == Some(Proof::Secure) && mx_secure {
+                (
+                    Severity::Warning,
+                    format!(
+                        "MX {host} has DNSSEC-signed TLSA records, but its address records are not DNSSEC-signed: senders ignore the TLSA records (RFC 7672 §2.2.2)"
+                    ),
+                    format!(
+                        "serve the A and AAAA records of {host} from a DNSSEC-signed zone (if {host} is a CNAME, its target's zone), or name a host whose addresses are signed in the MX records"
+                    ),
+                )
+            } else if proof == Some(Proof::Secure) {
                 (
                     Severity::Info,
                     format!(

@@ -211,6 +211,10 @@ pub struct DaneHostReport {
     pub state: &'static str,
     /// The DNSSEC proof of the TLSA answer; null when the lookup failed.
     pub dnssec: Option<&'static str>,
+    /// The DNSSEC proof of the host's address records (the weaker of A and AAAA, CNAMEs
+    /// included): DANE applies only when it is `secure` (RFC 7672 §2.2.2). Null when they were
+    /// not looked up (the MX RRset is not secure, so DANE cannot apply) or the lookup failed.
+    pub address_dnssec: Option<&'static str>,
     /// The TLSA records, presentation form (`3 1 1 <HEX>`).
     pub tlsa: Vec<String>,
     /// Same as `state == "usable"`: senders must authenticate TLS by these records.

@@ -236,8 +236,8 @@ pub enum DaneState {
     Unusable(Vec<Tlsa>),
     /// No TLSA record (NODATA or NXDOMAIN): DANE does not apply.
     NoTlsa,
-    /// TLSA records exist but are not DNSSEC-secure (or the MX RRset was not): senders ignore
-    /// them.
+    /// TLSA records exist but are not DNSSEC-secure, or the MX RRset or the host's address
+    /// records were not: senders ignore them.
     Insecure(Vec<Tlsa>),
     /// Validation failed (bogus or indeterminate): a DANE sender must not use this host.
     Bogus,
@@ -276,11 +276,38 @@ impl DaneState {
     pub fn is_usable(&self) -> bool {
         matches!(self, Self::Usable(_))
     }
+
+    /// Applies the proof of the host's address records (RFC 7672 §2.2.2: DANE applies to a host
+    /// only when they are secure): a state that would make DANE apply becomes
+    /// [`DaneState::Insecure`] when they are insecure, [`DaneState::Bogus`] when their validation
+    /// failed, and [`DaneState::LookupFailed`] when they could not be looked up. Any other state
+    /// is kept.
+    pub fn with_addresses(self, addresses: Result<Proof, DnsError>) -> Self {
+        let records = match self {
+            Self::Usable(r) | Self::Unusable(r) => r,
+            other => return other,
+        };
+        match addresses {
+            Ok(Proof::Secure) if records.iter().any(|t| usability(t).is_ok()) => {
+                Self::Usable(records)
+            }
+            Ok(Proof::Secure) => Self::Unusable(records),
+            Ok(Proof::Insecure) => Self::Insecure(records),
+            Ok(Proof::Bogus | Proof::Indeterminate) => Self::Bogus,
+            Err(e) => Self::LookupFailed(e),
+        }
+    }
 }
 
-/// Looks up `_<port>._tcp.<host>` and classifies it (see [`DaneState::from_lookup`]).
+/// Looks up `_<port>._tcp.<host>` and classifies it (see [`DaneState::from_lookup`]); when the
+/// MX RRset is secure, the host's address records are checked too, at the same time
+/// ([`DaneState::with_addresses`]).
 pub async fn host_state(resolver: &Resolver, host: &str, port: u16, mx_secure: bool) -> DaneState {
-    DaneState::from_lookup(resolver.tlsa(host, port).await, mx_secure)
+    if !mx_secure {
+        return DaneState::from_lookup(resolver.tlsa(host, port).await, false);
+    }
+    let (tlsa, addresses) = tokio::join!(resolver.tlsa(host, port), resolver.addresses_proof(host));
+    DaneState::from_lookup(tlsa, true).with_addresses(addresses)
 }
 
 /// Every MX host of `domain` with its [`DaneState`] on port 25, after a validated MX lookup.

@@ -330,6 +330,20 @@ impl Resolver {
         Ok(out)
     }
 
+    /// The DNSSEC proof of `host`'s address records: the weaker of its A and AAAA answers
+    /// (records or denial, CNAMEs included), both asked at once through the validating
+    /// resolver. DANE applies to an MX host only when they are secure (RFC 7672 §2.2.2). A failed
+    /// lookup of either is an error: the proof cannot be told.
+    pub async fn addresses_proof(&self, host: &str) -> Result<Proof, DnsError> {
+        let pick_a = |data: &RData| matches!(data, RData::A(_)).then_some(());
+        let pick_aaaa = |data: &RData| matches!(data, RData::AAAA(_)).then_some(());
+        let (a, aaaa) = tokio::join!(
+            self.validated(host, RecordType::A, pick_a),
+            self.validated(host, RecordType::AAAA, pick_aaaa)
+        );
+        Ok(a?.proof.weaker(aaaa?.proof))
+    }
+
     /// The TLSA records of `host` for TCP `port` (`_25._tcp.mx1.example.com`, RFC 7672 §2.2.3),
     /// through the validating resolver, with their DNSSEC proof. A CNAME at the TLSA name is
     /// followed by the resolver (its targets are in [`Lookup::Records::cnames`]); the proof is

@@ -44,6 +44,8 @@ pub struct World {
     hosts: Vec<SmtpHost>,
     policy_hosts: Vec<PolicyHost>,
     zone: String,
+    /// Other zones, unsigned and delegated from the root without DS: `(origin, text)`.
+    unsigned: Vec<(String, String)>,
     dnssec: Dnssec,
     tamper: Vec<(String, String, Tamper)>,
     root_key: Arc<ZoneKey>,
@@ -102,6 +104,7 @@ impl World {
             hosts: Vec::new(),
             policy_hosts: Vec::new(),
             zone: String::new(),
+            unsigned: Vec::new(),
             dnssec: Dnssec::Unsigned,
             tamper: Vec::new(),
             root_key,
@@ -142,10 +145,22 @@ impl World {
         self.publish();
     }
 
-    /// Serves the root zone and `example.test` as they now stand.
+    /// Serves another zone `origin` (e.g. `other.test.`), unsigned, delegated from the root
+    /// without a DS record (provably insecure), with zone lines `text` (relative names): a
+    /// provider's zone next to `example.test`.
+    pub fn unsigned_zone(&mut self, origin: &str, text: &str) {
+        self.unsigned.push((origin.to_owned(), text.to_owned()));
+        self.publish();
+    }
+
+    /// Serves the root zone, `example.test` and the other zones as they now stand.
     fn publish(&self) {
         let origin = format!("{DOMAIN}.");
         let mut root = format!("{origin} 300 IN NS ns.{origin}\n");
+        for (other, text) in &self.unsigned {
+            root.push_str(&format!("{other} 300 IN NS ns.{other}\n"));
+            self.dns.set_zone(other, text).expect("test world setup");
+        }
         match self.dnssec {
             Dnssec::Unsigned => {
                 self.dns

@@ -68,8 +68,8 @@ async fn secure_matching_dane_with_a_rollover_scheme_has_no_finding() {
     assert_eq!(h.host, "mx1.example.test");
     assert_eq!(h.tlsa_name, "_25._tcp.mx1.example.test");
     assert_eq!(
-        (h.state, h.dnssec, h.usable),
-        ("usable", Some("secure"), true)
+        (h.state, h.dnssec, h.address_dnssec, h.usable),
+        ("usable", Some("secure"), Some("secure"), true)
     );
     assert_eq!(h.tlsa.len(), 2);
     assert_eq!(h.addresses.len(), 1);
@@ -104,10 +104,42 @@ async fn d01_tlsa_in_an_unsigned_zone_is_ignored_by_senders() {
     assert!(f.fix.contains("DNSSEC"), "{}", f.fix);
     let h = &r.dane.as_ref().unwrap().hosts[0];
     assert_eq!(
-        (h.state, h.dnssec, h.usable),
-        ("insecure", Some("insecure"), false)
+        (h.state, h.dnssec, h.address_dnssec, h.usable),
+        ("insecure", Some("insecure"), None, false)
     );
     assert!(!r.dane.as_ref().unwrap().adopted);
+}
+
+#[tokio::test]
+async fn d01_signed_tlsa_of_a_host_with_unsigned_addresses_is_ignored_by_senders() {
+    // RFC 7672 §2.2.2: DANE applies only when the MX host's address records are secure too.
+    // Here the MX records and the TLSA records are signed, but mx1 is a CNAME into an unsigned
+    // provider zone.
+    let mut w = World::new().await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=20240101T000000\"\n_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example.net\"\nmta-sts 300 IN AAAA ::1");
+    w.policy_host(Defect::Valid, HttpResponse::policy(POLICY))
+        .await;
+    let ip = w.ip(1, 9);
+    w.unsigned_zone("other.test.", &format!("mx 300 IN A {ip}"));
+    w.zone(&format!(
+        "@ 300 IN MX 10 mx1.example.test.\nmx1 300 IN CNAME mx.other.test.\n_25._tcp.mx1 300 IN TLSA 3 1 1 {}",
+        "AB".repeat(32)
+    ));
+    w.dnssec(Dnssec::Signed);
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    assert_eq!(dane_ids(&r), ["dane.tlsa.insecure"], "{:#?}", r.findings);
+    let f = get(&r, "dane.tlsa.insecure");
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("address records"), "{}", f.message);
+    assert!(f.fix.contains("CNAME"), "{}", f.fix);
+    let dane = r.dane.as_ref().unwrap();
+    assert_eq!(dane.mx_dnssec, Some("secure"));
+    assert!(!dane.adopted);
+    let h = &dane.hosts[0];
+    assert_eq!(
+        (h.state, h.dnssec, h.address_dnssec, h.usable),
+        ("insecure", Some("secure"), Some("insecure"), false)
+    );
 }
 
 #[tokio::test]

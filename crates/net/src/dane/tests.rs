@@ -389,3 +389,44 @@ fn state_follows_the_proof_and_the_records() {
         DaneState::LookupFailed(failed)
     );
 }
+
+#[test]
+fn insecure_or_failed_address_records_stop_dane_from_applying() {
+    let usable = Tlsa {
+        usage: 3,
+        selector: 1,
+        matching: 1,
+        data: vec![7; 32],
+    };
+    let pkix = Tlsa {
+        usage: 1,
+        ..usable.clone()
+    };
+    let failed = DnsError::ServFail {
+        name: "mx".into(),
+        rtype: "A".into(),
+    };
+    let u = || DaneState::Usable(vec![usable.clone()]);
+    assert_eq!(u().with_addresses(Ok(Proof::Secure)), u());
+    assert_eq!(
+        u().with_addresses(Ok(Proof::Insecure)),
+        DaneState::Insecure(vec![usable.clone()])
+    );
+    assert_eq!(u().with_addresses(Ok(Proof::Bogus)), DaneState::Bogus);
+    assert_eq!(
+        u().with_addresses(Err(failed.clone())),
+        DaneState::LookupFailed(failed.clone())
+    );
+    assert_eq!(
+        DaneState::Unusable(vec![pkix.clone()]).with_addresses(Ok(Proof::Secure)),
+        DaneState::Unusable(vec![pkix.clone()])
+    );
+    // States where DANE does not apply anyway are kept.
+    for kept in [
+        DaneState::NoTlsa,
+        DaneState::Bogus,
+        DaneState::Insecure(vec![pkix]),
+    ] {
+        assert_eq!(kept.clone().with_addresses(Err(failed.clone())), kept);
+    }
+}

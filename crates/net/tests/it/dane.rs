@@ -120,6 +120,36 @@ async fn a_spoiled_or_expired_tlsa_signature_is_bogus_and_the_rest_stays_secure(
 }
 
 #[tokio::test]
+async fn secure_tlsa_of_a_host_whose_addresses_are_insecure_does_not_apply() {
+    // RFC 7672 §2.2.2: the MX host's address records must be secure too. Here mx1 is a CNAME
+    // into an unsigned provider zone, while its TLSA records are signed.
+    let mut w = World::new().await;
+    let ip = w.ip(1, 1);
+    w.unsigned_zone("other.test.", &format!("mx 300 IN A {ip}"));
+    w.zone(&format!(
+        "@ 300 IN MX 10 {HOST}.\nmx1 300 IN CNAME mx.other.test.\n_25._tcp.mx1 300 IN TLSA 3 1 1 {}",
+        "AB".repeat(32)
+    ));
+    w.dnssec(Dnssec::Signed);
+    let r = resolver(&w);
+    assert_eq!(r.tlsa(HOST, SMTP_PORT).await.unwrap().proof, Proof::Secure);
+    assert_eq!(r.addresses_proof(HOST).await.unwrap(), Proof::Insecure);
+    let state = host_state(&r, HOST, SMTP_PORT, true).await;
+    assert!(
+        matches!(state, DaneState::Insecure(ref t) if t.len() == 1),
+        "{state:?}"
+    );
+    let (proof, hosts) = domain_states(&r, "example.test").await.unwrap();
+    assert_eq!(proof, Proof::Secure);
+    assert!(matches!(hosts[0].1, DaneState::Insecure(_)), "{hosts:?}");
+    // The same host with a plain, signed A record: DANE applies.
+    let (w, _) = world(Dnssec::Signed).await;
+    let r = resolver(&w);
+    assert_eq!(r.addresses_proof(HOST).await.unwrap(), Proof::Secure);
+    assert!(host_state(&r, HOST, SMTP_PORT, true).await.is_usable());
+}
+
+#[tokio::test]
 async fn servfail_is_a_failed_lookup_not_no_tlsa() {
     let (w, _) = world(Dnssec::Signed).await;
     w.dns
