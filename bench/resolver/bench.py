@@ -189,7 +189,8 @@ def memory_run(a, d, n):
     err = open(os.path.join(d, f"mem-{n}.log"), "w")
     daemon = subprocess.Popen(["taskset", "-c", DAEMON_CPU, a.mtasts, "resolver", "--listen",
                                f"{MEM_ADDR[0]}:{MEM_ADDR[1]}", "--cache", path, "--metrics", MEM_METRICS,
-                               "--ca-file", os.path.join(d, "root.pem"), "--log", "text"],
+                               "--ca-file", os.path.join(d, "root.pem"),
+                               "--trust-anchor", os.path.join(d, "root.key"), "--log", "text"],
                               stdout=subprocess.DEVNULL, stderr=err)
     try:
         started = time.time()
@@ -301,6 +302,7 @@ def run_all(a, d, procs):
     procs.append(smr)
     ours = subprocess.Popen(["taskset", "-c", DAEMON_CPU, a.mtasts, "resolver", "--listen",
                              addr_spec(ours_addr), "--cache", "memory", "--ca-file", ca,
+                             "--trust-anchor", os.path.join(d, "root.key"),
                              "--postfix-version", "3.7", "--log", "text", *a.ours_args.split()],
                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(os.environ.get("BENCH_LOGS", d), "ours.log"), "w"))
     procs.append(ours)

@@ -16,8 +16,10 @@
 //! (an MX record, no `_mta-sts` record: NXDOMAIN), and C cold domains `cI.cold.test` (enforce)
 //! whose `_mta-sts` and `mta-sts` names answer after DNS_MS milliseconds and whose policy host
 //! answers after HTTP_MS, to compare a cold miss with the round trips it needs. Each domain is its
-//! own DNS zone. Writes `DIR/root.pem`, `DIR/policy.txt`, `DIR/nopolicy.txt`, `DIR/cold.txt` (one
-//! domain a line), `DIR/env` and `DIR/ready`.
+//! own DNS zone, under a signed root that delegates every parent without DS (DANE lookups are
+//! provably insecure, as for most real domains). Writes `DIR/root.pem`, `DIR/root.key` (the
+//! DNSSEC trust anchor), `DIR/policy.txt`, `DIR/nopolicy.txt`, `DIR/cold.txt` (one domain a line),
+//! `DIR/env` and `DIR/ready`.
 //!
 //! **Scenario set** (`mtasts_testnet::scenarios`): a clean domain and one domain per kind of
 //! breakage the checker detects, `<name>.scenarios.test`, on 127.25.x.y. With `--standard-ports`
@@ -407,7 +409,20 @@ async fn resolver_bench(w: BenchWorld, dir: &str) -> Result<(), Box<dyn std::err
         "provider.test.".to_owned(),
         format!("mx1 300 IN A {}\n", ip(1, 1)),
     ));
+    // A signed root delegating every parent without DS, as for most real domains: a validating
+    // resolver given DIR/root.key proves the DANE lookups insecure (not bogus, as it would with
+    // the IANA root keys, which cannot validate this root).
+    let parents = ["sts.test.", "nosts.test.", "cold.test."];
+    zones.extend(parents.iter().map(|p| ((*p).to_owned(), String::new())));
     dns.set_zones(zones)?;
+    let root_key = Arc::new(ZoneKey::generate()?);
+    let root: String = parents
+        .iter()
+        .chain(&["provider.test."])
+        .map(|p| format!("{p} 300 IN NS ns.{p}\n"))
+        .collect();
+    dns.set_signed_zone(".", &root, &root_key, &[])?;
+    std::fs::write(dir.join("root.key"), root_key.trust_anchor("."))?;
     std::fs::write(dir.join("root.pem"), pki.root_pem())?;
     for (name, list) in ["policy.txt", "nopolicy.txt", "cold.txt"]
         .iter()
