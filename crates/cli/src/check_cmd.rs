@@ -198,19 +198,9 @@ fn runtime(args: &CheckArgs) -> Result<tokio::runtime::Runtime> {
     let threads = match args.threads {
         Some(n) => usize::from(n),
         None if total(args, ONE_THREAD_LIST + 1).is_some_and(|n| n <= ONE_THREAD_LIST) => 1,
-        None => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        None => crate::runtime::usable_cpus(),
     };
-    let mut builder = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(threads);
-        b
-    };
-    builder
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    crate::runtime::with_threads(threads)
 }
 
 /// The number of domains, when it can be known before the scan: the arguments plus the domains

@@ -14,6 +14,7 @@ mod progress;
 mod record_cmd;
 mod report_cmd;
 mod resolver_cmd;
+mod runtime;
 
 use clap::{Parser, Subcommand};
 use output::{Color, Format, FormatArg};

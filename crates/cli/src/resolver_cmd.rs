@@ -225,19 +225,9 @@ fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
     let threads = match threads {
         Some(0) => bail!("threads must be at least 1"),
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        None => crate::runtime::usable_cpus(),
     };
-    let mut builder = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(threads);
-        b
-    };
-    builder
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    crate::runtime::with_threads(threads)
 }
 
 fn init_logs(format: &str) {
