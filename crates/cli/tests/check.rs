@@ -191,6 +191,9 @@ async fn fail_on_warning_and_no_smtp() {
     assert_eq!(code, 0, "{text}");
     let (code, _, _) = run(&w, &["--no-smtp", "--fail-on", "warning"]).await;
     assert_eq!(code, 1);
+    // The multi-threaded runtime (the default for long lists) gives the same answer.
+    let (code, threaded, _) = run(&w, &["--no-smtp", "--threads", "2"]).await;
+    assert_eq!((code, threaded), (0, text));
 }
 
 #[test]
@@ -208,6 +211,12 @@ fn usage_errors() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let out = Command::cargo_bin("mtasts")
+        .unwrap()
+        .args(["check", "example.test", "--threads", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "--threads 0 is a usage error");
 }
 
 /// M43: example.test enforces its policy on mx1.example.test, and shared.test uses the same MX
