@@ -242,11 +242,15 @@ fn one_host(
                     ),
                 )
             };
+            let addresses = address_proof
+                .filter(|p| *p != Proof::Secure)
+                .map(|p| format!("; A/AAAA {host}: {}", p.as_str()))
+                .unwrap_or_default();
             findings.push(Finding::new(
                 "dane.tlsa.insecure",
                 severity,
                 message,
-                Some(format!("{tlsa_name}: {listed}")),
+                Some(format!("{tlsa_name}: {listed}{addresses}")),
                 fix,
             ));
         }

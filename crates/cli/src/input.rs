@@ -119,11 +119,12 @@ pub(crate) fn read_domains(
 /// than `at_most` (for a progress bar's total, or to tell a short list). An error for anything
 /// but a regular file.
 pub(crate) fn count_domains(path: &str, at_most: u64) -> std::io::Result<u64> {
-    let f = std::fs::File::open(path)?;
-    if !f.metadata()?.is_file() {
-        // A pipe (`--input <(...)`) or a device: counting would consume what the scan must read.
+    // A pipe (`--input <(...)`) or a device: counting would consume what the scan must read,
+    // and opening a named pipe would wait for a writer. Looked at before opening.
+    if !std::fs::metadata(path)?.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
+    let f = std::fs::File::open(path)?;
     let mut n = 0u64;
     read_domains(std::io::BufReader::new(f), |_| {
         n += 1;

@@ -244,7 +244,8 @@ impl std::fmt::Display for Tlsa {
 pub struct Resolver {
     inner: TokioResolver,
     validating: validating::Validating,
-    insecure: Arc<insecure::InsecureNames>,
+    /// Names proven insecure; `None` when a trust anchor below the root is configured.
+    insecure: Option<Arc<insecure::InsecureNames>>,
     timeout: Duration,
 }
 
@@ -274,10 +275,16 @@ impl Resolver {
         };
         let validating =
             validating::Validating::new(&settings.nameservers, timeout, Arc::new(anchors))?;
+        // The memo assumes every chain of trust starts at the root: a key for another name
+        // (an island of trust) could make a zone below an insecure one secure.
+        let insecure = match &settings.trust_anchor {
+            TrustAnchor::IanaRoot => Some(Arc::default()),
+            TrustAnchor::Keys(text) => root_only(text).then(Arc::default),
+        };
         Ok(Self {
             inner,
             validating,
-            insecure: Arc::default(),
+            insecure,
             timeout,
         })
     }
@@ -330,10 +337,12 @@ impl Resolver {
         Ok(out)
     }
 
-    /// The DNSSEC proof of `host`'s address records: the weaker of its A and AAAA answers
-    /// (records or denial, CNAMEs included), both asked at once through the validating
-    /// resolver. DANE applies to an MX host only when they are secure (RFC 7672 §2.2.2). A failed
-    /// lookup of either is an error: the proof cannot be told.
+    /// The DNSSEC proof of `host`'s address records, A and AAAA asked at once through the
+    /// validating resolver; DANE applies to an MX host only when it is secure (RFC 7672 §2.2.2).
+    /// What a sender connects to counts: the weaker proof of the families that have records
+    /// (CNAMEs included), so an unanswered or insecurely denied AAAA does not spoil secure A
+    /// records. Bogus if either family is bogus; with no address at all, the weaker of the two
+    /// denials; an error only when no family has records and a lookup failed.
     pub async fn addresses_proof(&self, host: &str) -> Result<Proof, DnsError> {
         let pick_a = |data: &RData| matches!(data, RData::A(_)).then_some(());
         let pick_aaaa = |data: &RData| matches!(data, RData::AAAA(_)).then_some(());
@@ -341,6 +350,17 @@ impl Resolver {
             self.validated(host, RecordType::A, pick_a),
             self.validated(host, RecordType::AAAA, pick_aaaa)
         );
+        let answered = || [&a, &aaaa].into_iter().filter_map(|r| r.as_ref().ok());
+        if answered().any(|v| v.proof == Proof::Bogus) {
+            return Ok(Proof::Bogus);
+        }
+        if let Some(p) = answered()
+            .filter(|v| !v.lookup.records().is_empty())
+            .map(|v| v.proof)
+            .reduce(Proof::weaker)
+        {
+            return Ok(p);
+        }
         Ok(a?.proof.weaker(aaaa?.proof))
     }
 
@@ -386,7 +406,7 @@ impl Resolver {
                 message: e.to_string(),
             }
         })?;
-        if self.insecure.covers(&fq) {
+        if self.insecure.as_ref().is_some_and(|m| m.covers(&fq)) {
             let lookup = self.lookup(name, rtype, pick).await?;
             return Ok(Validated {
                 lookup,
@@ -395,11 +415,15 @@ impl Resolver {
         }
         let query = self.validating.lookup(&fq, rtype);
         let out = self.query(name, rtype, query, pick).await?;
-        // An insecure answer owned by the name itself (no CNAME on the way, which could lead
-        // into another zone), or an insecure denial: the zone holding the name is insecure.
-        let own = !matches!(&out.lookup, Lookup::Records { cnames, .. } if !cnames.is_empty());
-        if out.proof == Proof::Insecure && own {
-            self.insecure.insert(&fq);
+        // Only records owned by the name itself say that the zone holding it is insecure: not
+        // a CNAME's target (another zone), and not a denial, whose proof may come from a CNAME
+        // target hickory followed, or be an insecure NSEC3 proof inside a signed zone (too many
+        // iterations).
+        if let (Some(memo), Lookup::Records { cnames, .. }) = (&self.insecure, &out.lookup)
+            && cnames.is_empty()
+            && out.proof == Proof::Insecure
+        {
+            memo.insert(&fq);
         }
         Ok(out)
     }
@@ -542,6 +566,15 @@ fn weakest<'a>(records: impl Iterator<Item = &'a Record>) -> Proof {
         .map(|r| Proof::from_hickory(r.proof))
         .reduce(Proof::weaker)
         .unwrap_or(Proof::Indeterminate)
+}
+
+/// Whether a trust-anchor file holds keys for the root only (the owner of every record line is
+/// `.`; blank lines and `;` comments skipped).
+fn root_only(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .all(|l| l.split_whitespace().next() == Some("."))
 }
 
 fn fully_qualified(name: &str) -> String {

@@ -132,6 +132,14 @@ async fn d01_signed_tlsa_of_a_host_with_unsigned_addresses_is_ignored_by_senders
     assert_eq!(f.severity, Severity::Warning);
     assert!(f.message.contains("address records"), "{}", f.message);
     assert!(f.fix.contains("CNAME"), "{}", f.fix);
+    assert!(
+        f.observed
+            .as_deref()
+            .unwrap()
+            .ends_with("A/AAAA mx1.example.test: insecure"),
+        "{:?}",
+        f.observed
+    );
     let dane = r.dane.as_ref().unwrap();
     assert_eq!(dane.mx_dnssec, Some("secure"));
     assert!(!dane.adopted);
@@ -139,6 +147,26 @@ async fn d01_signed_tlsa_of_a_host_with_unsigned_addresses_is_ignored_by_senders
     assert_eq!(
         (h.state, h.dnssec, h.address_dnssec, h.usable),
         ("insecure", Some("secure"), Some("insecure"), false)
+    );
+}
+
+#[tokio::test]
+async fn failed_address_lookups_of_a_dane_host_are_untested() {
+    let (mut w, chain) = clean().await;
+    w.zone(&tlsa(&chain[0], Usage::DaneEe));
+    w.dnssec(Dnssec::Signed);
+    w.dns.set_fault("mx1.example.test", Some(Fault::ServFail));
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    let f = get(&r, "dane.untested");
+    assert!(
+        f.message.contains("address records of MX mx1.example.test"),
+        "{}",
+        f.message
+    );
+    let h = &r.dane.as_ref().unwrap().hosts[0];
+    assert_eq!(
+        (h.state, h.dnssec, h.address_dnssec),
+        ("lookup-failed", Some("secure"), None)
     );
 }
 

@@ -1,6 +1,7 @@
 //! DANE against signed test zones: TLSA and MX proofs (secure, insecure, bogus), failures told
 //! apart from "no TLSA", and the state of an MX host as a DANE sender sees it.
 
+use hickory_proto::rr::RecordType;
 use mtasts_net::dane::{ChainMatch, DaneState, SMTP_PORT, domain_states, host_state, match_chain};
 use mtasts_net::dns::{DnsError, Lookup, Proof, Resolver, ResolverSettings, TrustAnchor};
 use mtasts_testnet::dns::Fault;
@@ -132,8 +133,10 @@ async fn secure_tlsa_of_a_host_whose_addresses_are_insecure_does_not_apply() {
     ));
     w.dnssec(Dnssec::Signed);
     let r = resolver(&w);
-    assert_eq!(r.tlsa(HOST, SMTP_PORT).await.unwrap().proof, Proof::Secure);
+    // The addresses first: the insecure answers at the CNAME's target (an A record, and a
+    // denial for AAAA) must not make mx1.example.test itself count as insecure.
     assert_eq!(r.addresses_proof(HOST).await.unwrap(), Proof::Insecure);
+    assert_eq!(r.tlsa(HOST, SMTP_PORT).await.unwrap().proof, Proof::Secure);
     let state = host_state(&r, HOST, SMTP_PORT, true).await;
     assert!(
         matches!(state, DaneState::Insecure(ref t) if t.len() == 1),
@@ -147,6 +150,63 @@ async fn secure_tlsa_of_a_host_whose_addresses_are_insecure_does_not_apply() {
     let r = resolver(&w);
     assert_eq!(r.addresses_proof(HOST).await.unwrap(), Proof::Secure);
     assert!(host_state(&r, HOST, SMTP_PORT, true).await.is_usable());
+}
+
+#[tokio::test]
+async fn the_address_proof_counts_the_families_that_answer() {
+    let (w, _) = world(Dnssec::Signed).await;
+    // mx1 has a signed A record and no AAAA (a secure denial).
+    let r = resolver(&w);
+    assert_eq!(r.addresses_proof(HOST).await.unwrap(), Proof::Secure);
+    // An unanswered AAAA does not spoil the secure A records a sender connects to.
+    w.dns
+        .set_type_fault(HOST, RecordType::AAAA, Some(Fault::ServFail));
+    let r = resolver(&w);
+    assert_eq!(r.addresses_proof(HOST).await.unwrap(), Proof::Secure);
+    assert!(host_state(&r, HOST, SMTP_PORT, true).await.is_usable());
+    // With no address answered at all, the proof cannot be told.
+    w.dns.set_fault(HOST, Some(Fault::ServFail));
+    let r = resolver(&w);
+    assert!(matches!(
+        r.addresses_proof(HOST).await,
+        Err(DnsError::ServFail { .. })
+    ));
+    assert!(matches!(
+        host_state(&r, HOST, SMTP_PORT, true).await,
+        DaneState::LookupFailed(DnsError::ServFail { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_trust_anchor_below_the_root_turns_the_insecure_shortcut_off() {
+    // The same unsigned world, but the anchor file also holds a key for example.test (an
+    // island of trust): below an insecure parent an answer may still be secure, so the TLSA
+    // lookup after an insecure MX lookup must validate, not take the shortcut.
+    let (w, _) = world(Dnssec::Unsigned).await;
+    let island = mtasts_testnet::dnssec::ZoneKey::generate()
+        .unwrap()
+        .trust_anchor("example.test.");
+    let anchor = format!("{}\n{island}", w.trust_anchor().trim_end());
+    let r = Resolver::new(&ResolverSettings {
+        nameservers: vec![w.dns.addr()],
+        timeout: Some(Duration::from_millis(1500)),
+        trust_anchor: TrustAnchor::Keys(anchor),
+    })
+    .unwrap();
+    let _ = r.mx_validated("example.test").await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // the MX lookup's warm-up
+    w.dns.log_queries(true);
+    let _ = r.tlsa(HOST, SMTP_PORT).await;
+    let asked: Vec<String> = w
+        .dns
+        .take_query_log()
+        .iter()
+        .map(|q| format!("{} {}", q.rtype, q.name))
+        .collect();
+    assert!(
+        asked.iter().any(|q| !q.starts_with("TLSA")),
+        "the TLSA lookup validated (asked more than the TLSA itself): {asked:?}"
+    );
 }
 
 #[tokio::test]
