@@ -6,8 +6,9 @@
 
 use super::Limits;
 use super::error::ReportError;
-use super::model::ParsedReport;
+use super::model::{ParsedReport, Repair};
 use super::parse::parse_document;
+use crate::diag::Severity;
 use flate2::read::MultiGzDecoder;
 use mail_parser::decoders::base64::base64_decode;
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
@@ -137,6 +138,22 @@ fn parse_mail_unchecked(bytes: &[u8], limits: &Limits) -> Result<Vec<ParsedRepor
             candidates: walk.candidates,
             first_error: walk.first_error.map(Box::new),
         });
+    }
+    // The readable reports are kept; a part that looked like a report and could not be read is
+    // not dropped in silence: each report of the mail says so.
+    if let Some(e) = &walk.first_error {
+        let message = format!(
+            "{} other part(s) of the same mail looked like gzip or JSON but could not be read as a TLS-RPT report (first: {e}); only the readable report(s) were kept",
+            walk.candidates
+        );
+        for r in &mut walk.reports {
+            r.warnings.push(Repair {
+                id: "report.mail-part-unreadable",
+                severity: Severity::Warning,
+                path: String::new(),
+                message: message.clone(),
+            });
+        }
     }
     Ok(walk.reports)
 }

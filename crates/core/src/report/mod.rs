@@ -46,6 +46,7 @@
 //! | `report.duplicate-key` | warning | duplicate member (I-JSON forbids) → last one wins |
 //! | `report.bom` | info | UTF-8 BOM before the JSON → ignored |
 //! | `report.too-many-warnings` | info | more than [`MAX_WARNINGS`] repairs; the rest were counted |
+//! | `report.mail-part-unreadable` | warning | another part of the same mail looked like gzip or JSON but is not a readable report → this report kept, the other part's error quoted |
 //!
 //! Unknown members of every object are kept in its `extra` map and written back out.
 //!

@@ -1,6 +1,6 @@
 //! Report mails of every shape: content is sniffed, the Content-Type is never trusted.
 
-use crate::report::support::{base64, detail, gz, mail_with, report_json};
+use crate::report::support::{base64, detail, gz, ids, mail_with, only, report_json};
 use mtasts_core::report::{ReportError, parse_report_mail, parse_reports};
 
 fn one(bytes: &[u8]) -> String {
@@ -108,6 +108,29 @@ fn two_reports_in_one_mail() {
         .map(|r| r.report.report_id)
         .collect();
     assert_eq!(ids, ["r1", "r2"]);
+}
+
+#[test]
+fn a_good_report_beside_a_corrupt_one_is_kept_and_says_so() {
+    let good = report_json("", &detail(""));
+    let mut corrupt = gz(good.as_bytes());
+    let n = corrupt.len();
+    corrupt.truncate(n / 2);
+    let mail = format!(
+        "From: a@o.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n\
+         --B\r\nContent-Type: application/tlsrpt+json\r\n\r\n{good}\r\n\
+         --B\r\nContent-Type: application/tlsrpt+gzip\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--B--\r\n",
+        base64(&corrupt)
+    );
+    let reports = parse_reports(mail.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reports.len(), 1);
+    let w = only(&reports[0], "report.mail-part-unreadable");
+    assert!(w.message.starts_with("1 other part(s)"), "{}", w.message);
+    assert!(!reports[0].is_clean());
+    // A mail whose every candidate is readable carries no such warning.
+    let clean = mail_with("application/tlsrpt+gzip", "r.json.gz", &gz(good.as_bytes()));
+    let reports = parse_reports(&clean).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!ids(&reports[0].warnings).contains(&"report.mail-part-unreadable"));
 }
 
 #[test]
