@@ -39,6 +39,22 @@ fn prefix(test: &str) -> String {
     )
 }
 
+/// Waits (real time, bounded) until the writer task has put the policy with `id` in Redis.
+async fn stored(tier: &RedisTier, id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = tier.get(DOMAIN).await.map(|s| s.id);
+        if now.as_deref() == Some(id) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Redis holds {now:?}, not id {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_second_resolver_answers_from_what_the_first_one_fetched() {
     let Some(url) = redis_url() else { return };
@@ -83,7 +99,7 @@ async fn a_refreshed_policy_reaches_the_shared_tier_for_the_next_resolver() {
         let (tx, writer) = spawn_writer(None, Some(tier.clone()));
         let first = fx.engine_with(quick(), zones(v310()), Some(tx));
         first.query("postfix", DOMAIN).await;
-        assert_eq!(tier.get(DOMAIN).await.map(|s| s.id).as_deref(), Some("1"));
+        stored(&tier, "1").await;
         // The domain moves to `testing` under a new id; an hour later a lookup finds the
         // cached policy due for a check, answers from it and refreshes in the background.
         fx.set_txt(Some("v=STSv1; id=2"));
@@ -138,6 +154,7 @@ async fn a_policy_its_domain_dropped_is_deleted_from_the_shared_tier() {
         e.query("postfix", DOMAIN).await.reply,
         Reply::Ok(ENFORCE_37.into())
     );
+    stored(&tier, "1").await;
     // D19: the record goes, the policy is kept until it expires, then dropped everywhere.
     fx.set_txt(None);
     fx.set_policy(HttpResponse::status(404));
