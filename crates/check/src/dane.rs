@@ -10,25 +10,17 @@ use crate::model::{DaneAddressReport, DaneHostReport, DaneReport, Finding};
 use crate::mx::Served;
 use futures_util::future::join_all;
 use mtasts_core::Severity;
-use mtasts_net::dane::{ChainMatch, DaneState, SMTP_PORT, match_chain, record_for, usability};
-use mtasts_net::dns::{DnsError, Lookup, Mx, Proof, Tlsa, Validated};
+use mtasts_net::dane::{
+    ChainMatch, DaneState, HostLookups, SMTP_PORT, match_chain, record_for, usability,
+};
+use mtasts_net::dns::{DnsError, Lookup, Mx, Proof, Tlsa};
 
 /// What the DANE lookups found, before any chain is matched.
 #[derive(Debug)]
 pub(crate) struct Observed {
     domain: String,
     mx: Result<Proof, DnsError>,
-    hosts: Vec<ObservedHost>,
-}
-
-/// One MX host's DANE lookups.
-#[derive(Debug)]
-struct ObservedHost {
-    host: String,
-    tlsa: Result<Validated<Tlsa>, DnsError>,
-    /// The proof of its address records; asked only when the MX RRset is secure (otherwise DANE
-    /// cannot apply whatever they are).
-    addresses: Option<Result<Proof, DnsError>>,
+    hosts: Vec<(String, HostLookups)>,
 }
 
 /// The validated MX lookup of `domain`, then the TLSA RRsets of its hosts, all at once. The
@@ -45,19 +37,8 @@ pub(crate) async fn observe(domain: &str, env: &Env) -> Option<Observed> {
     };
     let mx_secure = matches!(mx, Ok(Proof::Secure));
     let hosts = join_all(hosts.into_iter().map(|host| async move {
-        let addresses = async {
-            if mx_secure {
-                Some(r.addresses_proof(&host).await)
-            } else {
-                None
-            }
-        };
-        let (tlsa, addresses) = tokio::join!(r.tlsa(&host, SMTP_PORT), addresses);
-        ObservedHost {
-            host,
-            tlsa,
-            addresses,
-        }
+        let lookups = HostLookups::run(r, &host, SMTP_PORT, mx_secure).await;
+        (host, lookups)
     }))
     .await;
     Some(Observed {
@@ -103,11 +84,12 @@ pub(crate) fn apply(
     };
     let mx_secure = mx_proof == Some(Proof::Secure);
     let mut hosts = Vec::with_capacity(obs.hosts.len());
-    for observed in obs.hosts {
-        let served: Vec<&Served> = served.iter().filter(|s| s.host == observed.host).collect();
+    for (host, lookups) in obs.hosts {
+        let served: Vec<&Served> = served.iter().filter(|s| s.host == host).collect();
         hosts.push(one_host(
             &obs.domain,
-            observed,
+            host,
+            lookups,
             mx_secure,
             &served,
             findings,
@@ -123,27 +105,28 @@ pub(crate) fn apply(
 
 fn one_host(
     domain: &str,
-    observed: ObservedHost,
+    host: String,
+    lookups: HostLookups,
     mx_secure: bool,
     served: &[&Served],
     findings: &mut Vec<Finding>,
 ) -> DaneHostReport {
-    let ObservedHost {
-        host,
-        tlsa: answer,
-        addresses,
-    } = observed;
     let tlsa_name = format!("_{SMTP_PORT}._tcp.{host}");
-    let proof = answer.as_ref().ok().map(|v| v.proof);
-    let address_proof = addresses.as_ref().and_then(|a| a.as_ref().ok().copied());
-    let records: Vec<Tlsa> = answer
+    let proof = lookups.tlsa.as_ref().ok().map(|v| v.proof);
+    let address_proof = lookups
+        .addresses
+        .as_ref()
+        .and_then(|a| a.as_ref().ok().copied());
+    let records: Vec<Tlsa> = lookups
+        .tlsa
         .as_ref()
         .map(|v| v.lookup.records().to_vec())
         .unwrap_or_default();
-    let mut state = DaneState::from_lookup(answer, mx_secure);
-    if let Some(addresses) = addresses {
-        state = state.with_addresses(addresses);
-    }
+    // Which lookup decided the state, for the finding's wording. A failed or bogus TLSA lookup
+    // decides before the addresses are looked at (`HostLookups::state`), so with secure TLSA
+    // records a failed, bogus or insecure state comes from the address records.
+    let tlsa_secure = proof == Some(Proof::Secure);
+    let state = lookups.state(mx_secure);
     // What to publish instead, computed from what the host serves.
     let leaf = served.iter().find_map(|s| s.chain.first());
     let suggest = |usage: u8, cert: Option<&rustls_pki_types::CertificateDer<'static>>| {
@@ -170,7 +153,7 @@ fn one_host(
             report.state = "lookup-failed";
             report.error = Some(e.to_string());
             let what = if proof.is_some() {
-                "address records"
+                "address records" // the TLSA lookup answered
             } else {
                 "TLSA records"
             };
@@ -182,7 +165,7 @@ fn one_host(
             return report;
         }
         DaneState::NoTlsa => return report,
-        DaneState::Bogus if proof == Some(Proof::Secure) => {
+        DaneState::Bogus if tlsa_secure => {
             // The TLSA records validate; the host's address records do not.
             report.state = "bogus";
             findings.push(Finding::new(
@@ -211,7 +194,7 @@ fn one_host(
             // an unsigned customer domain) are a missed chance, not a broken setup: a note.
             // Signed TLSA records of a host whose own addresses are unsigned (a CNAME into an
             // unsigned zone) are a DANE setup that does not work: a warning.
-            let (severity, message, fix) = if proof == Some(Proof::Secure) && mx_secure {
+            let (severity, message, fix) = if tlsa_secure && mx_secure {
                 (
                     Severity::Warning,
                     format!(
@@ -221,7 +204,7 @@ fn one_host(
                         "serve the A and AAAA records of {host} from a DNSSEC-signed zone (if {host} is a CNAME, its target's zone), or name a host whose addresses are signed in the MX records"
                     ),
                 )
-            } else if proof == Some(Proof::Secure) {
+            } else if tlsa_secure {
                 (
                     Severity::Info,
                     format!(

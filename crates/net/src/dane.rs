@@ -299,15 +299,51 @@ impl DaneState {
     }
 }
 
-/// Looks up `_<port>._tcp.<host>` and classifies it (see [`DaneState::from_lookup`]); when the
-/// MX RRset is secure, the host's address records are checked too, at the same time
-/// ([`DaneState::with_addresses`]).
-pub async fn host_state(resolver: &Resolver, host: &str, port: u16, mx_secure: bool) -> DaneState {
-    if !mx_secure {
-        return DaneState::from_lookup(resolver.tlsa(host, port).await, false);
+/// What a DANE sender looks up for one MX host (RFC 7672 §2.2): its TLSA RRset at
+/// `_<port>._tcp.<host>` and, only when the MX RRset is secure (otherwise DANE cannot apply
+/// whatever they are), the proof of its address records, both at once.
+#[derive(Debug)]
+pub struct HostLookups {
+    /// The TLSA lookup.
+    pub tlsa: Result<Validated<Tlsa>, DnsError>,
+    /// The proof of the host's address records ([`Resolver::addresses_proof`]); `None` when the
+    /// MX RRset is not secure, so they were not asked.
+    pub addresses: Option<Result<Proof, DnsError>>,
+}
+
+impl HostLookups {
+    /// Makes the lookups of `host` on `port`.
+    pub async fn run(resolver: &Resolver, host: &str, port: u16, mx_secure: bool) -> Self {
+        if !mx_secure {
+            return Self {
+                tlsa: resolver.tlsa(host, port).await,
+                addresses: None,
+            };
+        }
+        let (tlsa, addresses) =
+            tokio::join!(resolver.tlsa(host, port), resolver.addresses_proof(host));
+        Self {
+            tlsa,
+            addresses: Some(addresses),
+        }
     }
-    let (tlsa, addresses) = tokio::join!(resolver.tlsa(host, port), resolver.addresses_proof(host));
-    DaneState::from_lookup(tlsa, true).with_addresses(addresses)
+
+    /// The host's state: [`DaneState::from_lookup`], then [`DaneState::with_addresses`] when
+    /// the addresses were asked.
+    pub fn state(self, mx_secure: bool) -> DaneState {
+        let state = DaneState::from_lookup(self.tlsa, mx_secure);
+        match self.addresses {
+            Some(addresses) => state.with_addresses(addresses),
+            None => state,
+        }
+    }
+}
+
+/// Looks up one MX host and classifies it ([`HostLookups`]).
+pub async fn host_state(resolver: &Resolver, host: &str, port: u16, mx_secure: bool) -> DaneState {
+    HostLookups::run(resolver, host, port, mx_secure)
+        .await
+        .state(mx_secure)
 }
 
 /// Every MX host of `domain` with its [`DaneState`] on port 25, after a validated MX lookup.

@@ -14,10 +14,14 @@ use std::time::Duration;
 const HOST: &str = "mx1.example.test";
 
 fn resolver(w: &World) -> Resolver {
+    resolver_with(w, TrustAnchor::Keys(w.trust_anchor()))
+}
+
+fn resolver_with(w: &World, trust_anchor: TrustAnchor) -> Resolver {
     Resolver::new(&ResolverSettings {
         nameservers: vec![w.dns.addr()],
         timeout: Some(Duration::from_millis(1500)),
-        trust_anchor: TrustAnchor::Keys(w.trust_anchor()),
+        trust_anchor,
     })
     .unwrap()
 }
@@ -187,13 +191,12 @@ async fn a_trust_anchor_below_the_root_turns_the_insecure_shortcut_off() {
         .unwrap()
         .trust_anchor("example.test.");
     let anchor = format!("{}\n{island}", w.trust_anchor().trim_end());
-    let r = Resolver::new(&ResolverSettings {
-        nameservers: vec![w.dns.addr()],
-        timeout: Some(Duration::from_millis(1500)),
-        trust_anchor: TrustAnchor::Keys(anchor),
-    })
-    .unwrap();
-    let _ = r.mx_validated("example.test").await;
+    let r = resolver_with(&w, TrustAnchor::Keys(anchor));
+    // Insecure: with the shortcut on, this would mark example.test and all below it.
+    assert_eq!(
+        r.mx_validated("example.test").await.unwrap().proof,
+        Proof::Insecure
+    );
     tokio::time::sleep(Duration::from_millis(200)).await; // the MX lookup's warm-up
     w.dns.log_queries(true);
     let _ = r.tlsa(HOST, SMTP_PORT).await;
@@ -229,12 +232,7 @@ async fn servfail_is_a_failed_lookup_not_no_tlsa() {
 async fn a_foreign_trust_anchor_cannot_validate_the_test_root() {
     let (w, _) = world(Dnssec::Signed).await;
     // The IANA root keys do not sign the test root.
-    let r = Resolver::new(&ResolverSettings {
-        nameservers: vec![w.dns.addr()],
-        timeout: Some(Duration::from_millis(1500)),
-        trust_anchor: TrustAnchor::IanaRoot,
-    })
-    .unwrap();
+    let r = resolver_with(&w, TrustAnchor::IanaRoot);
     let v = r.tlsa(HOST, SMTP_PORT).await;
     assert!(matches!(&v, Ok(v) if v.proof != Proof::Secure), "{v:?}");
     // A malformed anchor is an error, not a panic.
