@@ -83,7 +83,22 @@ enum FailOn {
 
 pub(crate) fn run(args: CheckArgs, format: FormatArg) -> Result<u8> {
     let env = build_env(&args)?;
-    let runtime = runtime(&args)?;
+    let show_progress = crate::progress::wanted(
+        std::io::stderr().is_terminal(),
+        args.input.is_some(),
+        args.domains.len(),
+    );
+    // One counting pass over an --input file serves both the thread choice and the progress
+    // bar (which needs the whole count; the thread choice only whether it is short).
+    let known = total(
+        &args,
+        if show_progress {
+            u64::MAX
+        } else {
+            ONE_THREAD_LIST + 1
+        },
+    );
+    let runtime = runtime(args.threads, known)?;
     let threshold = match args.fail_on {
         FailOn::Error => Some(Severity::Error),
         FailOn::Warning => Some(Severity::Warning),
@@ -104,12 +119,8 @@ pub(crate) fn run(args: CheckArgs, format: FormatArg) -> Result<u8> {
         writeln!(out, "{}", csv::HEADER)?;
     }
     let (domains, read_error) = domain_stream(&args)?;
-    let progress = if crate::progress::wanted(
-        std::io::stderr().is_terminal(),
-        args.input.is_some(),
-        args.domains.len(),
-    ) {
-        crate::progress::Progress::start(total(&args, u64::MAX))
+    let progress = if show_progress {
+        crate::progress::Progress::start(known)
     } else {
         crate::progress::Progress::none()
     };
@@ -192,12 +203,13 @@ fn domain_stream(
     Ok((given.chain(lines).boxed(), Some(error)))
 }
 
-/// The runtime: `--threads`, or one thread for a short list (see [`ONE_THREAD_LIST`]) and one
-/// per usable CPU (which respects `taskset` and cgroup limits) otherwise.
-fn runtime(args: &CheckArgs) -> Result<tokio::runtime::Runtime> {
-    let threads = match args.threads {
+/// The runtime: `--threads`, or one thread for a short list of `known` domains (see
+/// [`ONE_THREAD_LIST`]) and one per usable CPU (which respects `taskset` and cgroup limits)
+/// otherwise.
+fn runtime(threads: Option<u16>, known: Option<u64>) -> Result<tokio::runtime::Runtime> {
+    let threads = match threads {
         Some(n) => usize::from(n),
-        None if total(args, ONE_THREAD_LIST + 1).is_some_and(|n| n <= ONE_THREAD_LIST) => 1,
+        None if known.is_some_and(|n| n <= ONE_THREAD_LIST) => 1,
         None => crate::runtime::usable_cpus(),
     };
     crate::runtime::with_threads(threads)
