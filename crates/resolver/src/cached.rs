@@ -161,7 +161,7 @@ impl CachedPolicy {
         self.max_age
     }
 
-    /// Whether the policy names no MX pattern.
+    /// Whether the policy names at least one MX pattern.
     pub fn has_patterns(&self) -> bool {
         self.patterns_len > 0
     }
@@ -195,6 +195,36 @@ impl CachedPolicy {
         }
     }
 
+    /// Hands `f` the lines of the body as `policy_string` carries them
+    /// ([`crate::reply::policy_lines`]), in order, until `f` returns false. A rebuilt body is
+    /// not rebuilt for this: its lines come from the fields, so a reply allocates nothing for
+    /// them.
+    pub fn each_line(&self, mut f: impl FnMut(PolicyLine<'_>) -> bool) {
+        let Body::Rebuilt(layout) = self.body else {
+            let start = usize::from(self.domain_len)
+                + usize::from(self.id_len)
+                + usize::from(self.patterns_len);
+            for line in crate::reply::policy_lines(&self.text[start..]) {
+                if !f(PolicyLine::Verbatim(line)) {
+                    return;
+                }
+            }
+            return;
+        };
+        let max_age_first = layout.has(Layout::MAX_AGE_FIRST);
+        let max_age = PolicyLine::MaxAge(self.max_age);
+        let lines = [PolicyLine::Version, PolicyLine::Mode(self.mode)]
+            .into_iter()
+            .chain(max_age_first.then_some(max_age))
+            .chain(self.patterns().map(PolicyLine::Mx))
+            .chain((!max_age_first).then_some(max_age));
+        for line in lines {
+            if !f(line) {
+                return;
+            }
+        }
+    }
+
     /// Whether the body is rebuilt rather than kept.
     #[cfg(test)]
     fn body_is_rebuilt(&self) -> bool {
@@ -205,6 +235,34 @@ impl CachedPolicy {
     #[cfg(test)]
     fn heap_bytes(&self) -> usize {
         self.text.len()
+    }
+}
+
+/// One line of a cached policy's body ([`CachedPolicy::each_line`]); `Display` writes it as it
+/// stands in the body, without its line end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyLine<'a> {
+    /// A line of a body kept verbatim, trimmed.
+    Verbatim(&'a str),
+    /// `version: STSv1`.
+    Version,
+    /// `mode: ...`.
+    Mode(Mode),
+    /// `mx: ...`.
+    Mx(&'a str),
+    /// `max_age: ...`.
+    MaxAge(u32),
+}
+
+impl std::fmt::Display for PolicyLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Verbatim(line) => f.write_str(line),
+            Self::Version => f.write_str("version: STSv1"),
+            Self::Mode(mode) => write!(f, "mode: {mode}"),
+            Self::Mx(pattern) => write!(f, "mx: {pattern}"),
+            Self::MaxAge(max_age) => write!(f, "max_age: {max_age}"),
+        }
     }
 }
 
@@ -337,6 +395,13 @@ mod tests {
                 continue;
             };
             assert_eq!(p.body(), body, "{}", e.path().display());
+            let mut lines = Vec::new();
+            p.each_line(|l| {
+                lines.push(l.to_string());
+                true
+            });
+            let expected: Vec<&str> = crate::reply::policy_lines(&body).collect();
+            assert_eq!(lines, expected, "{}", e.path().display());
             seen += 1;
             rebuilt += usize::from(p.body_is_rebuilt());
         }

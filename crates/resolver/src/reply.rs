@@ -16,7 +16,7 @@
 //! label); `match=` uses Postfix's `.domain` form, which Postfix < 3.10.5 applies to any depth.
 
 use crate::Reply;
-use crate::cached::CachedPolicy;
+use crate::cached::{CachedPolicy, PolicyLine};
 use std::fmt::Write as _;
 use std::str::FromStr;
 
@@ -253,20 +253,20 @@ fn with_attributes(
     }
     let without_strings = out.len();
     let mut size = measure(&out);
-    let body = policy.body();
-    for line in policy_lines(&body) {
+    policy.each_line(|line| {
         // `{ name = value }` cannot carry braces; such a line (an odd extension value) is left out.
-        if line.contains(['{', '}']) {
-            continue;
+        if matches!(line, PolicyLine::Verbatim(l) if l.contains(['{', '}'])) {
+            return true;
         }
         let start = out.len();
         let _ = write!(out, " {{ policy_string = {line} }}");
         size += measure(&out[start..]);
         if size > s.max_reply {
             out.truncate(without_strings);
-            break;
+            return false;
         }
-    }
+        true
+    });
     out
 }
 
