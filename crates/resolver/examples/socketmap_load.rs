@@ -499,7 +499,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cpu = split.map(|[user, kernel]| user + kernel);
     let cpu_us_per_req = cpu.map(per_req);
     let rss = pid.and_then(rss_kib);
-    let own_us_per_req = own_cpu * 1e6 / answered.max(1) as f64;
+    let own_us_per_req = per_req(own_cpu);
     let errors = all.malformed + all.io_errors;
 
     println!(

@@ -28,7 +28,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8461";
 
 /// The longest reply data a tcp_table zone sends, %-encoded: Postfix reads reply lines of up to
 /// 4096 bytes, and `200 ` and the LF take 5.
-pub const TCP_TABLE_MAX_DATA: usize = 4096 - 5;
+pub const TCP_TABLE_MAX_DATA: usize = crate::proto::tcp_table::MAX_REPLY_LINE - 5;
 
 /// The configuration file, as written.
 #[derive(Debug, Clone, Default, Deserialize)]

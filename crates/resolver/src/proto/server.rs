@@ -69,7 +69,7 @@ impl Limits {
     /// Postfix client's limit), otherwise as [`Limits::socketmap`].
     pub fn tcp_table() -> Self {
         Self {
-            max_reply: 4096,
+            max_reply: super::tcp_table::MAX_REPLY_LINE,
             ..Self::socketmap()
         }
     }

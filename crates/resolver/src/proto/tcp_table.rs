@@ -28,6 +28,9 @@ use std::io;
 use std::sync::Arc;
 use tokio_util::codec::Decoder;
 
+/// The longest reply line the Postfix tcp_table client reads, including the LF.
+pub const MAX_REPLY_LINE: usize = 4096;
+
 /// Serves the tcp_table protocol on `listener`, asking `handler` for every lookup in the table
 /// `table`, until `shutdown` resolves; then as [`super::socketmap::serve`].
 ///
