@@ -14,6 +14,7 @@
 //! validated lookup at or below a name already proven to lie in an insecure zone is a plain
 //! lookup reported insecure (see `insecure.rs`): no chain of trust can start below one.
 
+mod generations;
 mod insecure;
 mod validating;
 pub use insecure::{INSECURE_MEMO_CAPACITY, INSECURE_MEMO_TTL};

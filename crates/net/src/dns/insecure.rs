@@ -8,8 +8,8 @@
 //! zone insecure, that is three to five more queries for an answer already known to be insecure.
 //! [`Resolver`](super::Resolver) asks this memo first and makes a plain lookup instead.
 
+use super::generations::Generations;
 use hickory_proto::rr::Name;
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -21,37 +21,38 @@ pub const INSECURE_MEMO_CAPACITY: usize = 1024;
 /// validated again after this long at most.
 pub const INSECURE_MEMO_TTL: Duration = Duration::from_secs(60);
 
-/// A bounded memo of names proven insecure: when the current generation is full it becomes the
-/// previous one (whose names are dropped), so at most twice [`INSECURE_MEMO_CAPACITY`] names.
-#[derive(Debug, Default)]
+/// A bounded memo of names proven insecure (at most twice [`INSECURE_MEMO_CAPACITY`] names, in
+/// two generations), each with the time it stops counting.
+#[derive(Debug)]
 pub(crate) struct InsecureNames {
-    generations: Mutex<[HashMap<String, Instant>; 2]>,
+    generations: Mutex<Generations<String, Instant>>,
+}
+
+impl Default for InsecureNames {
+    fn default() -> Self {
+        Self {
+            generations: Mutex::new(Generations::new(INSECURE_MEMO_CAPACITY)),
+        }
+    }
 }
 
 impl InsecureNames {
     /// Remembers that `name` (fully qualified) lies in an insecure zone.
     pub(crate) fn insert(&self, name: &Name) {
         let key = name.to_lowercase().to_ascii();
-        let mut g = self.lock();
-        if g[0].len() >= INSECURE_MEMO_CAPACITY && !g[0].contains_key(&key) {
-            g[1] = std::mem::take(&mut g[0]);
-        }
-        g[0].insert(key, Instant::now() + INSECURE_MEMO_TTL);
+        self.lock().insert(key, Instant::now() + INSECURE_MEMO_TTL);
     }
 
     /// Whether `name` or one of its ancestors is known to lie in an insecure zone.
     pub(crate) fn covers(&self, name: &Name) -> bool {
         let now = Instant::now();
         let g = self.lock();
-        if g.iter().all(HashMap::is_empty) {
+        if g.is_empty() {
             return false;
         }
         let mut n = name.to_lowercase();
         while !n.is_root() {
-            let key = n.to_ascii();
-            if g.iter()
-                .any(|m| m.get(&key).is_some_and(|until| now < *until))
-            {
+            if g.both(&n.to_ascii()).any(|until| now < *until) {
                 return true;
             }
             n = n.base_name();
@@ -59,7 +60,7 @@ impl InsecureNames {
         false
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, [HashMap<String, Instant>; 2]> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations<String, Instant>> {
         self.generations
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -90,12 +91,10 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn memory_is_bounded_by_two_generations() {
+    async fn the_oldest_names_go_first() {
         let memo = InsecureNames::default();
         for i in 0..3 * INSECURE_MEMO_CAPACITY {
             memo.insert(&name(&format!("d{i}.test.")));
-            let held: usize = memo.lock().iter().map(HashMap::len).sum();
-            assert!(held <= 2 * INSECURE_MEMO_CAPACITY, "{held} names after {i}");
         }
         let last = 3 * INSECURE_MEMO_CAPACITY - 1;
         assert!(memo.covers(&name(&format!("mx.d{last}.test."))));

@@ -13,6 +13,7 @@
 //! parallel with the query itself, so the validator finds them answered or in flight.
 
 use super::DnsError;
+use super::generations::Generations;
 use futures_util::future::{BoxFuture, FutureExt, Shared, join_all};
 use futures_util::stream::{self, Stream};
 use hickory_proto::dnssec::TrustAnchors;
@@ -26,7 +27,6 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer};
 use hickory_resolver::net::{DnsError as ProtoDnsError, NetError, RetryDnsHandle};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,20 +68,11 @@ impl Entry {
     }
 }
 
-/// The current generation and the one before: when the current one is full it becomes the
-/// previous one (whose entries are dropped), so memory is bounded and recently used answers stay.
-#[derive(Default)]
-struct Generations {
-    current: HashMap<Key, Entry>,
-    previous: HashMap<Key, Entry>,
-}
-
 /// A [`DnsHandle`] that shares answers between identical queries (see the module text).
 #[derive(Clone)]
 pub(crate) struct SharedAnswers<H> {
     inner: H,
-    memo: Arc<Mutex<Generations>>,
-    capacity: usize,
+    memo: Arc<Mutex<Generations<Key, Entry>>>,
     patience: Duration,
 }
 
@@ -91,8 +82,7 @@ impl<H: DnsHandle> SharedAnswers<H> {
     pub(crate) fn new(inner: H, capacity: usize, patience: Duration) -> Self {
         Self {
             inner,
-            memo: Arc::default(),
-            capacity: capacity.max(1),
+            memo: Arc::new(Mutex::new(Generations::new(capacity))),
             patience,
         }
     }
@@ -104,7 +94,7 @@ impl<H: DnsHandle> SharedAnswers<H> {
             .memo
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        memo.current.len() + memo.previous.len()
+        memo.len()
     }
 
     fn answer(&self, key: Key, request: DnsRequest) -> SharedAnswer {
@@ -114,14 +104,10 @@ impl<H: DnsHandle> SharedAnswers<H> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let patience = self.patience;
-        if let Some(entry) = memo.current.get(&key).filter(|e| e.usable(now, patience)) {
+        if let Some(entry) = memo.current(&key).filter(|e| e.usable(now, patience)) {
             return entry.answer.clone();
         }
-        let entry = match memo
-            .previous
-            .remove(&key)
-            .filter(|e| e.usable(now, patience))
-        {
+        let entry = match memo.take_previous(&key).filter(|e| e.usable(now, patience)) {
             Some(entry) => entry,
             None => Entry {
                 answer: self
@@ -135,10 +121,7 @@ impl<H: DnsHandle> SharedAnswers<H> {
             },
         };
         let answer = entry.answer.clone();
-        if memo.current.len() >= self.capacity && !memo.current.contains_key(&key) {
-            memo.previous = std::mem::take(&mut memo.current);
-        }
-        memo.current.insert(key, entry);
+        memo.insert(key, entry);
         answer
     }
 }
