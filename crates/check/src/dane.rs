@@ -1,5 +1,5 @@
-//! DANE (RFC 7672; USER-EXPECTATIONS D01–D04): the TLSA RRset of every MX host, its DNSSEC
-//! proof, and whether each probed address serves a chain it authenticates.
+//! DANE (RFC 7672; catalogue D01–D04 in docs/requirements.md): the TLSA RRset of every MX
+//! host, its DNSSEC proof, and whether each probed address serves a chain it authenticates.
 //!
 //! The lookups ([`observe`]) need only the MX host names, so they run next to the MX probes:
 //! a validated MX lookup, then every host's `_25._tcp` TLSA RRset at once. Matching

@@ -1,4 +1,5 @@
-//! The `_mta-sts` and `_smtp._tls` TXT records (USER-EXPECTATIONS M01–M10, R01–R07).
+//! The `_mta-sts` and `_smtp._tls` TXT records (catalogue M01–M10, R01–R07 in
+//! docs/requirements.md).
 
 use crate::model::{Finding, StsRecordReport, TlsRptReport};
 use mtasts_core::Severity;

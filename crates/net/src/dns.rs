@@ -3,7 +3,7 @@
 //! A name that does not exist ([`Lookup::NxDomain`]) or has no record of the type
 //! ([`Lookup::NoData`]) is an answer. A server failure or a timeout is a [`DnsError`]: the
 //! question could not be answered, which a checker reports as "could not test", never as "no
-//! record" (DECISIONS D16, USER-EXPECTATIONS M10).
+//! record" (DECISIONS D16, catalogue M10).
 //!
 //! DNSSEC: the plain lookups ([`Resolver::txt`], [`Resolver::mx`], ...) do not validate, so they
 //! cost one query each. [`Resolver::mx_validated`] and [`Resolver::tlsa`] go through a second,

@@ -1,4 +1,4 @@
-//! A socketmap load generator that behaves like Postfix (POSTFIX.md §4.3–4.4).
+//! A socketmap load generator that behaves like Postfix (docs/requirements.md §4.5).
 //!
 //! `C` persistent connections, each with one request in flight at a time (as each smtp(8)
 //! process has), reconnecting once on EOF as `dict_sockmap.c` does. Keys come from a file (one a

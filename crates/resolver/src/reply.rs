@@ -1,4 +1,4 @@
-//! What Postfix is told, rendered for the Postfix version it runs (POSTFIX.md §5.3–5.4).
+//! What Postfix is told, rendered for the Postfix version it runs (docs/requirements.md §4.3–4.4).
 //!
 //! A [`Decision`] says what applies to a domain, independent of any Postfix; [`render`] turns it
 //! into the socketmap answer a given Postfix accepts:

@@ -1,5 +1,5 @@
-//! DANE scenarios (USER-EXPECTATIONS D01–D04): each finding on a world that produces it, and a
-//! secure, matching domain with none.
+//! DANE scenarios (catalogue D01–D04 in docs/requirements.md): each finding on a world that
+//! produces it, and a secure, matching domain with none.
 
 use crate::world::{DOMAIN, World, env};
 use mtasts_check::{DomainReport, Verdict, check_domain};

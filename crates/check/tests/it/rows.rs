@@ -1,4 +1,4 @@
-//! The catalogue (USER-EXPECTATIONS §6) tied to tests: every row that docs/diagnostics.md claims
+//! The catalogue (docs/requirements.md §5) tied to tests: every row that docs/diagnostics.md claims
 //! has a scenario that produces a finding of that row ([`COVERAGE`]), and the presence scenarios
 //! for rows no other test shows (record, policy text and MX rows, one world per table).
 

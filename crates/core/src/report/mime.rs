@@ -2,7 +2,7 @@
 //!
 //! The format is decided from the bytes, never from a Content-Type or a file name: reporters
 //! label plain JSON `application/tlsrpt+gzip`, send `application/octet-stream`, or name the
-//! file oddly (see `USER-EXPECTATIONS.md`, "Real TLS-RPT reports").
+//! file oddly (docs/decisions.md, D25).
 
 use super::Limits;
 use super::error::ReportError;

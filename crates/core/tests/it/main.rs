@@ -1,7 +1,7 @@
-//! The core crate's integration tests, one binary (STYLE §5.5).
+//! The core crate's integration tests, one binary (ARCHITECTURE.md, "Testing").
 //!
-//! Test names start with the DECISIONS row (`d07_...`) or RFC-DIGEST requirement (`s15_...`,
-//! `t12_...`) they prove; docs/conformance.md lists them.
+//! Test names start with the decision row (`d07_...`, docs/decisions.md) or requirement row
+//! (`s15_...`, `t12_...`, docs/requirements.md) they prove; docs/conformance.md lists them.
 
 mod catalog;
 mod corpus;

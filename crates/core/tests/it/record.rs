@@ -1,5 +1,5 @@
 //! The `_mta-sts` and `_smtp._tls` TXT records: selection (D13, T12) and strict parsing
-//! (D11, D12, RFC-DIGEST §2.1, §2.3).
+//! (D11, D12, docs/requirements.md §2.1, §2.3).
 
 use crate::{find, ids};
 use mtasts_core::Severity;

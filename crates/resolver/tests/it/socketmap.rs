@@ -11,7 +11,8 @@ async fn example(limits: Limits) -> Server {
     Server::start(Proto::Socketmap, MapHandler::example(), limits).await
 }
 
-/// POSTFIX.md §5.1: `19:postfix example.com,` -> `64:OK secure match=... servername=hostname,`.
+/// Postfix's example (docs/requirements.md §4.1):
+/// `19:postfix example.com,` -> `64:OK secure match=... servername=hostname,`.
 #[tokio::test]
 async fn postfix_example_exchange_byte_for_byte() {
     let server = example(Limits::socketmap()).await;

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_util::codec::Decoder;
 
-/// The policy of the POSTFIX.md example exchange.
+/// The policy of Postfix's example exchange (docs/requirements.md §4.1).
 pub(crate) const EXAMPLE_POLICY: &str =
     "secure match=mx1.example.com:.example.net servername=hostname";
 
