@@ -7,6 +7,7 @@
 //! - [`diag`]: positioned findings with stable ids, severities and fixes.
 //! - [`name`]: host names and MX patterns (one-label wildcard, A-labels).
 //! - [`policy`]: the policy file parser (sender view plus checker findings).
+//! - [`providers`]: the policy builder: live MX hosts to the narrowest `mx` patterns.
 //! - [`record`]: the `_mta-sts` and `_smtp._tls` TXT records, RRset selection included.
 //! - [`render`]: canonical policy text and content-derived ids.
 //! - [`report`]: the TLS-RPT report model: tolerant parsing (JSON, gzip, MIME mail) and strict
@@ -17,6 +18,7 @@
 pub mod diag;
 pub mod name;
 pub mod policy;
+pub mod providers;
 pub mod record;
 pub mod render;
 pub mod report;
