@@ -12,6 +12,7 @@
 //! - [`render`]: canonical policy text and content-derived ids.
 //! - [`report`]: the TLS-RPT report model: tolerant parsing (JSON, gzip, MIME mail) and strict
 //!   generation.
+//! - [`rollout`]: the guided rollout testing -> enforce -> removal, a pure state machine.
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
@@ -22,5 +23,6 @@ pub mod providers;
 pub mod record;
 pub mod render;
 pub mod report;
+pub mod rollout;
 
 pub use diag::{Diagnostic, Severity};

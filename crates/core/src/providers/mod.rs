@@ -49,7 +49,7 @@ enum Emit {
 /// One row of the provider table: a host-name template and how matching hosts are covered.
 ///
 /// The template is a domain name whose labels are literals or `{...}` placeholders; a placeholder
-/// stands for exactly one label (never an empty one). An [`Emit::WildcardFirst`] row replaces
+/// stands for exactly one label (never an empty one). A wildcard row replaces
 /// only the first label with `*`, so its wildcard always keeps the row's literal suffix and the
 /// host's other labels: it can never cover more than the hosts the row itself recognises.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,671 @@
+//! The guided rollout of a hosted domain as a pure state machine (issue 11 §5; RFC 8461 §8.3).
+//!
+//! ```text
+//!   begin ──> testing ──promote──> enforce[0] ──promote──> enforce[1] ── ... ──> enforce[last]
+//!                ^   <──rollback──────┴──────────────────────────┴──────────────────┘
+//!                │                                                                 │
+//!                └─rollback── withdrawing (serves mode: none) <──remove── (any of the above)
+//!                                  │
+//!                                  └──remove (once safe)──> removed (serves nothing)
+//! ```
+//!
+//! - **testing** serves `mode: testing` with a short `max_age` ([`RolloutConfig::testing_max_age`]).
+//! - **promote** is gated on [`Evidence`]: a fresh live check (every MX host covered, STARTTLS and
+//!   a valid certificate on every address), a minimum time in the current stage, and no failures
+//!   in TLS-RPT. It moves testing to the first `enforce` step, and each `enforce` step to the next,
+//!   raising `max_age` (1 day, 1 week, then the long-term value by default). `--force` with a
+//!   reason overrides the gate; the reason and what it overrode are recorded.
+//! - **rollback** returns to testing from any stage but removed. Senders keep a cached `enforce`
+//!   policy until its `max_age` runs out; the outcome says until when ([`Notice::EnforceCached`]).
+//! - **remove** first serves `mode: none` (with the same `mx` lines: some senders reject a `none`
+//!   policy without them and would keep their cached one) until the longest `max_age` ever
+//!   published has passed since the last non-`none` policy was served; a second `remove` then
+//!   says which DNS records can go ([`Notice::DnsRecordsRemovable`]).
+//!
+//! Every transition is a method that takes the current time and returns an [`Outcome`] (the new
+//! state, the policy to serve, the [`Transition`] record, the notices) or a [`RolloutError`]; the
+//! state is never changed in place. Time is a parameter: there is no clock here. A `now` earlier
+//! than the start of the current stage (clock skew between instances) counts as that start, so
+//! time never runs backwards in the state.
+//!
+//! ```
+//! use mtasts_core::rollout::{RolloutConfig, RolloutState};
+//! use time::macros::datetime;
+//! let cfg = RolloutConfig::default();
+//! let mx = ["mx1.example.net".parse().unwrap()];
+//! let begun = RolloutState::begin(&mx, datetime!(2026-01-01 0:00 UTC), &cfg).unwrap();
+//! let served = begun.served.unwrap();
+//! assert_eq!(served.text, "version: STSv1\r\nmode: testing\r\nmx: mx1.example.net\r\nmax_age: 86400\r\n");
+//! assert_eq!(served.txt_record, format!("v=STSv1; id={}", served.id));
+//! ```
+
+mod evidence;
+mod outcome;
+#[cfg(test)]
+mod tests;
+
+pub use evidence::{
+    AddressCheck, Blocker, Evidence, HostCheck, LiveCheck, MAX_BLOCKERS, Probe, TlsRptEvidence,
+};
+pub use outcome::{
+    Action, DnsRecord, Notice, Outcome, REMOVABLE_RECORDS, RolloutError, Served, Transition,
+};
+
+use crate::name::MxPattern;
+use crate::policy::{MAX_AGE_LIMIT, Mode, Policy};
+use evidence::Gate;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// One day, in seconds.
+pub const DAY: u32 = 86_400;
+/// One week, in seconds.
+pub const WEEK: u32 = 7 * DAY;
+/// The default long-term `max_age`: the RFC maximum (about a year). RFC 8461 §10.2 asks for long
+/// values, since the protection against a downgrade lasts only as long as the cache.
+pub const LONG_TERM_MAX_AGE: u32 = MAX_AGE_LIMIT;
+/// Longest accepted `--reason` text, in characters.
+pub const MAX_REASON_LEN: usize = 1000;
+/// Longest accepted minimum time or evidence age, in seconds (ten years): beyond it a value is a
+/// typing error.
+pub const MAX_CONFIG_SECS: u64 = 10 * 366 * 86_400;
+
+/// One `enforce` step: the `max_age` served, and the time to spend at it before the next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnforceStep {
+    /// The `max_age` served at this step, in seconds.
+    pub max_age: u32,
+    /// The minimum time at this step before promoting to the next, in seconds (unused for the
+    /// last step).
+    pub min_time: u64,
+}
+
+/// The rollout's schedule and gates. [`Default`] gives the documented schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// `max_age` while testing, in seconds. Default [`DAY`]: short, so a mistake is forgotten fast.
+    pub testing_max_age: u32,
+    /// Minimum time in testing before the first promotion, in seconds. Default [`WEEK`]: a week of
+    /// daily TLS-RPT reports.
+    pub min_testing: u64,
+    /// The `enforce` steps, `max_age` strictly increasing. Default: [`DAY`] for a day, [`WEEK`]
+    /// for a week, then [`LONG_TERM_MAX_AGE`].
+    pub enforce_steps: Vec<EnforceStep>,
+    /// `max_age` of the `mode: none` policy served while withdrawing, in seconds. Default [`DAY`]
+    /// (RFC 8461 §8.3 suggests a small value such as one day).
+    pub none_max_age: u32,
+    /// Oldest live check accepted as evidence, in seconds. Default one hour.
+    pub max_evidence_age: u64,
+    /// Whether promotion needs TLS-RPT reports ([`TlsRptEvidence::Clean`]). Default off: the
+    /// report intake is not built yet; failures in reports always block.
+    pub require_tlsrpt: bool,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        Self {
+            testing_max_age: DAY,
+            min_testing: u64::from(WEEK),
+            enforce_steps: vec![
+                EnforceStep {
+                    max_age: DAY,
+                    min_time: u64::from(DAY),
+                },
+                EnforceStep {
+                    max_age: WEEK,
+                    min_time: u64::from(WEEK),
+                },
+                EnforceStep {
+                    max_age: LONG_TERM_MAX_AGE,
+                    min_time: 0,
+                },
+            ],
+            none_max_age: DAY,
+            max_evidence_age: 3600,
+            require_tlsrpt: false,
+        }
+    }
+}
+
+impl RolloutConfig {
+    /// Checks the configuration: every `max_age` within the RFC limit, at least one step, steps
+    /// strictly increasing, times within [`MAX_CONFIG_SECS`].
+    pub fn validate(&self) -> Result<(), RolloutError> {
+        let bad = |m: String| Err(RolloutError::Config(m));
+        for (what, v) in [
+            ("testing_max_age", self.testing_max_age),
+            ("none_max_age", self.none_max_age),
+        ]
+        .into_iter()
+        .chain(
+            self.enforce_steps
+                .iter()
+                .map(|s| ("an enforce step", s.max_age)),
+        ) {
+            if v > MAX_AGE_LIMIT {
+                return bad(format!("{what} {v} exceeds the RFC limit {MAX_AGE_LIMIT}"));
+            }
+        }
+        if self.enforce_steps.is_empty() {
+            return bad("there must be at least one enforce step".into());
+        }
+        if self
+            .enforce_steps
+            .windows(2)
+            .any(|w| w[0].max_age >= w[1].max_age)
+        {
+            return bad("enforce steps must raise max_age strictly".into());
+        }
+        let times = [self.min_testing, self.max_evidence_age]
+            .into_iter()
+            .chain(self.enforce_steps.iter().map(|s| s.min_time));
+        for t in times {
+            if t > MAX_CONFIG_SECS {
+                return bad(format!("{t} s is more than ten years"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The step at `index`, or the last one when the schedule was shortened since.
+    fn step(&self, index: usize) -> EnforceStep {
+        let last = self.enforce_steps.len().saturating_sub(1);
+        self.enforce_steps[index.min(last)]
+    }
+}
+
+/// Where a domain is in its rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "kebab-case")]
+pub enum Stage {
+    /// Serving `mode: testing`.
+    Testing,
+    /// Serving `mode: enforce` at the given step of [`RolloutConfig::enforce_steps`].
+    Enforce {
+        /// The index of the step.
+        step: usize,
+    },
+    /// Serving `mode: none` before removal.
+    Withdrawing {
+        /// When every cached non-`none` policy has expired and the records can go.
+        #[serde(with = "time::serde::rfc3339")]
+        safe_at: OffsetDateTime,
+    },
+    /// Removed: nothing is served.
+    Removed,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Testing => f.write_str("testing"),
+            Self::Enforce { step } => write!(f, "enforcing (step {})", step + 1),
+            Self::Withdrawing { safe_at } => {
+                write!(f, "withdrawing (safe to remove at {})", stamp(*safe_at))
+            }
+            Self::Removed => f.write_str("removed"),
+        }
+    }
+}
+
+/// A forced transition's reason (`--force --reason TEXT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Force(String);
+
+impl Force {
+    /// The reason, trimmed; refused when empty or longer than [`MAX_REASON_LEN`] characters.
+    pub fn new(reason: &str) -> Result<Self, RolloutError> {
+        let r = reason.trim();
+        if r.is_empty() || r.chars().count() > MAX_REASON_LEN {
+            return Err(RolloutError::MissingReason);
+        }
+        Ok(Self(r.to_owned()))
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The rollout state of one hosted domain, as the store keeps it (serde; the `mx` patterns are
+/// validated again when read back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutState {
+    /// The stage.
+    #[serde(flatten)]
+    pub stage: Stage,
+    /// The `mx` patterns, canonical order.
+    #[serde(with = "mx_strings")]
+    pub mx: Vec<MxPattern>,
+    /// The `max_age` of the policy served now (0 once removed).
+    pub max_age: u32,
+    /// When the current stage began.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    /// The longest `max_age` of any non-`none` policy served so far.
+    pub longest_max_age: u32,
+    /// The latest time a sender may still apply an `enforce` policy served before the current
+    /// one; `None` when none was.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub enforce_cached_until: Option<OffsetDateTime>,
+}
+
+impl RolloutState {
+    /// Starts hosting in testing with the patterns `mx`.
+    pub fn begin(
+        mx: &[MxPattern],
+        now: OffsetDateTime,
+        cfg: &RolloutConfig,
+    ) -> Result<Outcome, RolloutError> {
+        cfg.validate()?;
+        let state = Self::fresh(mx, Stage::Testing, cfg.testing_max_age, now)?;
+        Ok(state.outcome(Action::Begin, None, now, vec!["begun in testing".into()]))
+    }
+
+    /// Starts hosting directly at the first `enforce` step. Going straight to `enforce` is the
+    /// mistake the rollout exists to prevent, so it needs a [`Force`] reason, which is recorded.
+    pub fn begin_enforced(
+        mx: &[MxPattern],
+        now: OffsetDateTime,
+        cfg: &RolloutConfig,
+        force: &Force,
+    ) -> Result<Outcome, RolloutError> {
+        cfg.validate()?;
+        let first = cfg.step(0);
+        let state = Self::fresh(mx, Stage::Enforce { step: 0 }, first.max_age, now)?;
+        let mut out = state.outcome(
+            Action::Begin,
+            None,
+            now,
+            vec!["begun in enforce without testing (forced)".into()],
+        );
+        out.transition.forced = Some(force.reason().to_owned());
+        state.push_next_step(&mut out.notices, 0, cfg);
+        Ok(out)
+    }
+
+    fn fresh(
+        mx: &[MxPattern],
+        stage: Stage,
+        max_age: u32,
+        now: OffsetDateTime,
+    ) -> Result<Self, RolloutError> {
+        Ok(Self {
+            stage,
+            mx: canonical_mx(mx)?,
+            max_age,
+            since: now,
+            longest_max_age: max_age,
+            enforce_cached_until: None,
+        })
+    }
+
+    /// The policy served in this state; `None` once removed.
+    pub fn policy(&self) -> Option<Policy> {
+        let mode = match self.stage {
+            Stage::Testing => Mode::Testing,
+            Stage::Enforce { .. } => Mode::Enforce,
+            Stage::Withdrawing { .. } => Mode::None,
+            Stage::Removed => return None,
+        };
+        Some(Policy {
+            mode,
+            max_age: self.max_age,
+            mx: self.mx.clone(),
+        })
+    }
+
+    /// The policy served in this state, rendered; `None` once removed.
+    pub fn served(&self) -> Option<Served> {
+        self.policy().map(Served::of)
+    }
+
+    /// Until when senders may apply an `enforce` policy served so far, if any was: the current
+    /// one counts as ending `now`.
+    pub fn enforce_cached_until(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        let current = matches!(self.stage, Stage::Enforce { .. })
+            .then(|| after(now.max(self.since), u64::from(self.max_age)));
+        self.enforce_cached_until.max(current)
+    }
+
+    /// What blocks a promotion now (empty when it is allowed). Illegal promotions are errors.
+    pub fn promotion_blockers(
+        &self,
+        now: OffsetDateTime,
+        evidence: Option<&Evidence>,
+        cfg: &RolloutConfig,
+    ) -> Result<Vec<Blocker>, RolloutError> {
+        cfg.validate()?;
+        let min_dwell = match self.stage {
+            Stage::Testing => cfg.min_testing,
+            Stage::Enforce { step } if step + 1 < cfg.enforce_steps.len() => {
+                cfg.step(step).min_time
+            }
+            Stage::Enforce { .. } => {
+                return Err(self.illegal(
+                    Action::Promote,
+                    "it already serves the long-term max_age; there is no further step",
+                ));
+            }
+            Stage::Withdrawing { .. } => {
+                return Err(self.illegal(
+                    Action::Promote,
+                    "it is being withdrawn; roll back to testing first",
+                ));
+            }
+            Stage::Removed => {
+                return Err(self.illegal(Action::Promote, "add the domain again"));
+            }
+        };
+        let gate = Gate {
+            now: now.max(self.since),
+            since: self.since,
+            min_dwell,
+            max_evidence_age: cfg.max_evidence_age,
+            require_tlsrpt: cfg.require_tlsrpt,
+            mx: &self.mx,
+        };
+        Ok(gate.blockers(evidence))
+    }
+
+    /// Promotes: testing to the first `enforce` step, or one `enforce` step up. Refused with every
+    /// [`Blocker`] unless `force` is given, which is recorded with what it overrode.
+    pub fn promote(
+        &self,
+        now: OffsetDateTime,
+        evidence: Option<&Evidence>,
+        force: Option<&Force>,
+        cfg: &RolloutConfig,
+    ) -> Result<Outcome, RolloutError> {
+        let blockers = self.promotion_blockers(now, evidence, cfg)?;
+        if force.is_none() && !blockers.is_empty() {
+            return Err(RolloutError::NotReady { blockers });
+        }
+        let now = now.max(self.since);
+        let step = match self.stage {
+            Stage::Enforce { step } => step + 1,
+            _ => 0,
+        };
+        let max_age = cfg.step(step).max_age;
+        let mut next = self.moved(Stage::Enforce { step }, max_age, now);
+        next.longest_max_age = next.longest_max_age.max(max_age);
+        let mut reasons = vec![format!("max_age {} -> {max_age}", self.max_age)];
+        if blockers.is_empty() {
+            reasons.push(evidence_summary(evidence));
+        }
+        let mut out = next.outcome(Action::Promote, Some(self.stage), now, reasons);
+        if let Some(f) = force {
+            out.transition.forced = Some(f.reason().to_owned());
+            out.transition.overridden = blockers;
+        }
+        if matches!(
+            evidence.map(|e| &e.tlsrpt),
+            None | Some(TlsRptEvidence::NotCollected)
+        ) {
+            out.notices.push(Notice::TlsRptNotConsidered);
+        }
+        next.push_next_step(&mut out.notices, step, cfg);
+        Ok(out)
+    }
+
+    /// Rolls back to testing, from `enforce` or from withdrawing. When an `enforce` policy was
+    /// served, the outcome says until when senders keep applying it.
+    pub fn rollback(
+        &self,
+        now: OffsetDateTime,
+        reason: Option<&str>,
+        cfg: &RolloutConfig,
+    ) -> Result<Outcome, RolloutError> {
+        cfg.validate()?;
+        match self.stage {
+            Stage::Testing => {
+                return Err(self.illegal(Action::Rollback, "it is already testing"));
+            }
+            Stage::Removed => return Err(self.illegal(Action::Rollback, "add the domain again")),
+            Stage::Enforce { .. } | Stage::Withdrawing { .. } => {}
+        }
+        let now = now.max(self.since);
+        let mut next = self.moved(Stage::Testing, cfg.testing_max_age, now);
+        next.longest_max_age = next.longest_max_age.max(cfg.testing_max_age);
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+        let reasons = vec![
+            reason
+                .unwrap_or("rollback asked")
+                .chars()
+                .take(MAX_REASON_LEN)
+                .collect(),
+        ];
+        let mut out = next.outcome(Action::Rollback, Some(self.stage), now, reasons);
+        if let Some(until) = next.enforce_cached_until.filter(|u| *u > now) {
+            out.notices.insert(0, Notice::EnforceCached { until });
+        }
+        Ok(out)
+    }
+
+    /// Removes safely (RFC 8461 §8.3). From testing or `enforce`: serve `mode: none` until the
+    /// longest `max_age` ever published has passed. From withdrawing, once that time has come:
+    /// removed, and the DNS records can go. `force` skips the wait (recorded).
+    pub fn remove(
+        &self,
+        now: OffsetDateTime,
+        force: Option<&Force>,
+        cfg: &RolloutConfig,
+    ) -> Result<Outcome, RolloutError> {
+        cfg.validate()?;
+        let now = now.max(self.since);
+        let safe_at = match self.stage {
+            Stage::Removed => return Err(self.illegal(Action::Remove, "it is already removed")),
+            Stage::Withdrawing { safe_at } => safe_at,
+            Stage::Testing | Stage::Enforce { .. } => after(now, u64::from(self.longest_max_age)),
+        };
+        let withdrawing = matches!(self.stage, Stage::Withdrawing { .. });
+        if !withdrawing && force.is_none() {
+            let next = self.moved(Stage::Withdrawing { safe_at }, cfg.none_max_age, now);
+            let reasons = vec![format!(
+                "serving mode: none until the longest max_age published ({} s) has passed",
+                self.longest_max_age
+            )];
+            let mut out = next.outcome(Action::Remove, Some(self.stage), now, reasons);
+            if let Some(until) = next.enforce_cached_until.filter(|u| *u > now) {
+                out.notices.insert(0, Notice::EnforceCached { until });
+            }
+            out.notices.push(Notice::RemovalSafeAt { at: safe_at });
+            return Ok(out);
+        }
+        if now < safe_at && force.is_none() {
+            return Err(RolloutError::TooEarly { safe_at });
+        }
+        let mut next = self.moved(Stage::Removed, 0, now);
+        next.mx.clear();
+        let mut out = next.outcome(
+            Action::Remove,
+            Some(self.stage),
+            now,
+            vec!["every cached policy has expired".into()],
+        );
+        if now < safe_at {
+            out.transition.reasons = vec!["removed before every cached policy expired".into()];
+            if let Some(until) = next.enforce_cached_until.filter(|u| *u > now) {
+                out.notices.push(Notice::EnforceCached { until });
+            }
+            out.notices
+                .push(Notice::PolicyMayBeCached { until: safe_at });
+        }
+        if let Some(f) = force {
+            out.transition.forced = Some(f.reason().to_owned());
+        }
+        out.notices.push(Notice::DnsRecordsRemovable {
+            records: REMOVABLE_RECORDS.to_vec(),
+        });
+        Ok(out)
+    }
+
+    /// Replaces the `mx` patterns, in the same stage (for instance after an MX change).
+    pub fn set_mx(&self, mx: &[MxPattern], now: OffsetDateTime) -> Result<Outcome, RolloutError> {
+        if self.stage == Stage::Removed {
+            return Err(self.illegal(Action::SetMx, "add the domain again"));
+        }
+        let mx = canonical_mx(mx)?;
+        if mx == self.mx {
+            return Err(RolloutError::Unchanged);
+        }
+        let now = now.max(self.since);
+        let mut next = self.clone();
+        next.retire_enforce(self, now);
+        next.mx = mx;
+        let added: Vec<String> = next
+            .mx
+            .iter()
+            .filter(|p| !self.mx.contains(p))
+            .map(ToString::to_string)
+            .collect();
+        let removed: Vec<String> = self
+            .mx
+            .iter()
+            .filter(|p| !next.mx.contains(p))
+            .map(ToString::to_string)
+            .collect();
+        let reasons = vec![format!(
+            "mx added: [{}]; removed: [{}]",
+            added.join(", "),
+            removed.join(", ")
+        )];
+        let mut out = next.outcome(Action::SetMx, Some(self.stage), now, reasons);
+        if matches!(self.stage, Stage::Enforce { .. })
+            && let Some(until) = next.enforce_cached_until
+        {
+            out.notices.insert(0, Notice::EnforceCached { until });
+        }
+        Ok(out)
+    }
+
+    /// The state after leaving this one for `stage` serving `max_age` at `now`.
+    fn moved(&self, stage: Stage, max_age: u32, now: OffsetDateTime) -> Self {
+        let mut next = self.clone();
+        next.retire_enforce(self, now);
+        next.stage = stage;
+        next.max_age = max_age;
+        next.since = now;
+        next
+    }
+
+    /// Records that `prev`'s policy stops being served at `now`: an `enforce` one stays cached
+    /// by senders for its `max_age`.
+    fn retire_enforce(&mut self, prev: &Self, now: OffsetDateTime) {
+        if matches!(prev.stage, Stage::Enforce { .. }) {
+            let until = after(now, u64::from(prev.max_age));
+            self.enforce_cached_until = self.enforce_cached_until.max(Some(until));
+        }
+    }
+
+    fn outcome(
+        &self,
+        action: Action,
+        from: Option<Stage>,
+        at: OffsetDateTime,
+        reasons: Vec<String>,
+    ) -> Outcome {
+        let served = self.served();
+        let mut notices = Vec::new();
+        if let Some(s) = &served {
+            notices.push(Notice::PublishId {
+                txt_record: s.txt_record.clone(),
+            });
+        }
+        Outcome {
+            state: self.clone(),
+            served,
+            transition: Transition {
+                action,
+                from,
+                to: self.stage,
+                at,
+                reasons,
+                forced: None,
+                overridden: Vec::new(),
+            },
+            notices,
+        }
+    }
+
+    fn push_next_step(&self, notices: &mut Vec<Notice>, step: usize, cfg: &RolloutConfig) {
+        if step + 1 < cfg.enforce_steps.len() {
+            notices.push(Notice::NextStep {
+                max_age: cfg.step(step + 1).max_age,
+                not_before: after(self.since, cfg.step(step).min_time),
+            });
+        }
+    }
+
+    fn illegal(&self, action: Action, why: &'static str) -> RolloutError {
+        RolloutError::Illegal {
+            action,
+            stage: self.stage,
+            why,
+        }
+    }
+}
+
+fn canonical_mx(mx: &[MxPattern]) -> Result<Vec<MxPattern>, RolloutError> {
+    if mx.is_empty() {
+        return Err(RolloutError::NoMx);
+    }
+    let mut v = mx.to_vec();
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+fn evidence_summary(evidence: Option<&Evidence>) -> String {
+    match evidence {
+        Some(e) => {
+            let addresses: usize = e.live.hosts.iter().map(|h| h.addresses.len()).sum();
+            format!(
+                "live check at {}: {} MX hosts covered, STARTTLS and a valid certificate on all {} addresses",
+                stamp(e.live.checked_at),
+                e.live.hosts.len(),
+                addresses
+            )
+        }
+        None => "no evidence".into(),
+    }
+}
+
+/// `t` plus `secs`, saturating at the largest representable time.
+pub(crate) fn after(t: OffsetDateTime, secs: u64) -> OffsetDateTime {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| t.checked_add(time::Duration::seconds(s)))
+        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc())
+}
+
+/// RFC 3339 text of a time, for messages.
+pub(crate) fn stamp(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// Serde for the `mx` list: strings out, strictly validated patterns in.
+mod mx_strings {
+    use crate::name::MxPattern;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(mx: &[MxPattern], s: S) -> Result<S::Ok, S::Error> {
+        mx.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MxPattern>, D::Error> {
+        let raw = Vec::<String>::deserialize(d)?;
+        raw.iter()
+            .map(|r| {
+                MxPattern::parse_strict(r).map_err(|p| {
+                    serde::de::Error::custom(format!("mx pattern `{r}` {}", p.describe()))
+                })
+            })
+            .collect()
+    }
+}
