@@ -311,3 +311,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_huge_mx_set_is_planned_and_the_linter_flags_the_oversized_policy() {
+    let hosts: Vec<String> = (0..10_000).map(|i| format!("mx{i}.example.net.")).collect();
+    let started = std::time::Instant::now();
+    let plan = plan_mx(&hosts);
+    assert_eq!(plan.patterns().len(), 10_000);
+    let built = plan.build(Mode::Testing, 86_400).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // Over the 64 KiB senders read: the linter says so, as an error.
+    assert!(built.text.len() > crate::policy::MAX_POLICY_SIZE);
+    assert!(
+        built
+            .lint
+            .iter()
+            .any(|d| d.id == "policy.too-large" && d.is_error())
+    );
+}

@@ -692,3 +692,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_current_enforce_policy_counts_as_ending_now_for_the_cache_horizon() {
+    let c = cfg();
+    let s = RolloutState::begin(&mx(), T0, &c).unwrap().state;
+    assert_eq!(s.enforce_cached_until(T0 + days(3)), None);
+    let f = Force::new("x").unwrap();
+    let s = RolloutState::begin_enforced(&mx(), T0, &c, &f)
+        .unwrap()
+        .state;
+    assert_eq!(s.enforce_cached_until(T0 + days(3)), Some(T0 + days(4)));
+    let s = s.rollback(T0 + days(5), None, &c).unwrap().state;
+    assert_eq!(s.enforce_cached_until(T0 + days(9)), Some(T0 + days(6)));
+}
+
+#[test]
+fn an_outcome_serialises_for_the_history_and_the_json_output() {
+    let c = cfg();
+    let s = RolloutState::begin(&mx(), T0, &c).unwrap().state;
+    let f = Force::new("go").unwrap();
+    let out = s.promote(T0, None, Some(&f), &c).unwrap();
+    let v = serde_json::to_value(&out).unwrap();
+    assert_eq!(v["state"]["stage"], "enforce");
+    assert_eq!(v["state"]["step"], 0);
+    assert_eq!(v["served"]["policy"]["mode"], "enforce");
+    assert_eq!(v["transition"]["action"], "promote");
+    assert_eq!(v["transition"]["from"]["stage"], "testing");
+    assert_eq!(v["transition"]["forced"], "go");
+    assert_eq!(v["transition"]["overridden"][0]["blocker"], "too-early");
+    assert_eq!(
+        v["transition"]["overridden"][0]["ready_at"],
+        "2026-01-08T00:00:00Z"
+    );
+    assert_eq!(v["notices"][0]["notice"], "publish-id");
+}
