@@ -392,8 +392,7 @@ impl RolloutState {
             _ => 0,
         };
         let max_age = cfg.step(step).max_age;
-        let mut next = self.moved(Stage::Enforce { step }, max_age, now);
-        next.longest_max_age = next.longest_max_age.max(max_age);
+        let next = self.moved(Stage::Enforce { step }, max_age, now);
         let mut reasons = vec![format!("max_age {} -> {max_age}", self.max_age)];
         if blockers.is_empty() {
             reasons.push(evidence_summary(evidence));
@@ -430,8 +429,7 @@ impl RolloutState {
             Stage::Enforce { .. } | Stage::Withdrawing { .. } => {}
         }
         let now = now.max(self.since);
-        let mut next = self.moved(Stage::Testing, cfg.testing_max_age, now);
-        next.longest_max_age = next.longest_max_age.max(cfg.testing_max_age);
+        let next = self.moved(Stage::Testing, cfg.testing_max_age, now);
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let reasons = vec![
             reason
@@ -551,6 +549,9 @@ impl RolloutState {
         next.stage = stage;
         next.max_age = max_age;
         next.since = now;
+        if matches!(stage, Stage::Testing | Stage::Enforce { .. }) {
+            next.longest_max_age = next.longest_max_age.max(max_age);
+        }
         next
     }
 
