@@ -98,11 +98,13 @@ pub const PROVIDERS: &[ProviderRow] = &[
     // Microsoft Learn, "Enhancing mail flow with MTA-STS", publishes
     // `mx: *.mail.protection.outlook.com` as the policy line; corpus: three policies.
     wildcard(MICROSOFT, "{tenant}.mail.protection.outlook.com"),
-    // Exchange Online with inbound DANE: `<tenant>.<region>-v1.mx.microsoft`, two labels under
-    // `mx.microsoft`, so `*.mx.microsoft` (which Microsoft's own guidance printed) covers none of
-    // them (jklotzsche-msft/PS.MTA-STS#33; USER-EXPECTATIONS M36). The narrowest correct
-    // wildcard keeps the region label: `*.<region>-v1.mx.microsoft`.
-    wildcard(MICROSOFT, "{tenant}.{region}.mx.microsoft"),
+    // Exchange Online's DNSSEC-signed hosts (inbound DANE; new domains from 2026):
+    // `<tenant>.<zone>.mx.microsoft`, the zone label one of several signed zones (e.g. `h-v1`)
+    // (Exchange Team blog, "Implementing Inbound SMTP DANE with DNSSEC for Exchange Online";
+    // c7solutions.com, "What is mx.microsoft"). Two labels under `mx.microsoft`, so
+    // `*.mx.microsoft` covers none of them (jklotzsche-msft/PS.MTA-STS#33; USER-EXPECTATIONS M36);
+    // the narrowest correct wildcard keeps the zone label: `*.<zone>.mx.microsoft`.
+    wildcard(MICROSOFT, "{tenant}.{zone}.mx.microsoft"),
     // Google Workspace Admin Help, "Google Workspace MX record values": `smtp.google.com`
     // (since 2023) or the five classic hosts; corpus: seven policies.
     exact(GOOGLE, "smtp.google.com"),

@@ -27,14 +27,14 @@ fn microsoft_365_tenant_is_covered_by_the_documented_one_label_wildcard() {
 }
 
 #[test]
-fn microsoft_dane_hosts_get_the_region_wildcard_never_star_mx_microsoft() {
+fn microsoft_dane_hosts_get_the_zone_wildcard_never_star_mx_microsoft() {
     // PS.MTA-STS#33: `*.mx.microsoft` does not cover a host two labels under it.
     let (provider, pattern) = provider_pattern("icewolf-li.h-v1.mx.microsoft");
     assert_eq!(provider, MICROSOFT);
     assert_eq!(pattern, "*.h-v1.mx.microsoft");
     let p: MxPattern = pattern.parse().unwrap();
     assert!(p.matches("icewolf-li.h-v1.mx.microsoft"));
-    assert!(!p.matches("other.o-v1.mx.microsoft"), "another region");
+    assert!(!p.matches("other.o-v1.mx.microsoft"), "another zone");
 }
 
 #[test]
