@@ -199,6 +199,18 @@ pub enum Stage {
     Removed,
 }
 
+impl Stage {
+    /// The stage's name as stored and shown: `testing`, `enforce`, `withdrawing`, `removed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Testing => "testing",
+            Self::Enforce { .. } => "enforce",
+            Self::Withdrawing { .. } => "withdrawing",
+            Self::Removed => "removed",
+        }
+    }
+}
+
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -232,14 +244,18 @@ impl Force {
     }
 }
 
-/// The rollout state of one hosted domain, as the store keeps it (serde; the `mx` patterns are
-/// validated again when read back).
+/// The rollout state of one hosted domain, as the store keeps it.
+///
+/// Change it only through the transitions. It serialises with serde (the stage flattened in:
+/// `{"stage": "enforce", "step": 1, "mx": [...], ...}`), and reading it back checks it
+/// ([`RolloutState::check`]): a corrupted row never becomes a served policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Stored")]
 pub struct RolloutState {
     /// The stage.
     #[serde(flatten)]
     pub stage: Stage,
-    /// The `mx` patterns, canonical order.
+    /// The `mx` patterns, canonical order (empty once removed).
     #[serde(with = "mx_strings")]
     pub mx: Vec<MxPattern>,
     /// The `max_age` of the policy served now (0 once removed).
@@ -253,6 +269,37 @@ pub struct RolloutState {
     /// one; `None` when none was.
     #[serde(with = "time::serde::rfc3339::option")]
     pub enforce_cached_until: Option<OffsetDateTime>,
+}
+
+/// [`RolloutState`] as read, before [`RolloutState::check`].
+#[derive(Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    stage: Stage,
+    #[serde(with = "mx_strings")]
+    mx: Vec<MxPattern>,
+    max_age: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    since: OffsetDateTime,
+    longest_max_age: u32,
+    #[serde(with = "time::serde::rfc3339::option")]
+    enforce_cached_until: Option<OffsetDateTime>,
+}
+
+impl TryFrom<Stored> for RolloutState {
+    type Error = String;
+    fn try_from(s: Stored) -> Result<Self, String> {
+        let state = Self {
+            stage: s.stage,
+            mx: s.mx,
+            max_age: s.max_age,
+            since: s.since,
+            longest_max_age: s.longest_max_age,
+            enforce_cached_until: s.enforce_cached_until,
+        };
+        state.check()?;
+        Ok(state)
+    }
 }
 
 impl RolloutState {
@@ -323,6 +370,28 @@ impl RolloutState {
     /// The policy served in this state, rendered; `None` once removed.
     pub fn served(&self) -> Option<Served> {
         self.policy().map(Served::of)
+    }
+
+    /// Checks what the transitions guarantee: a served policy has `mx` patterns in canonical
+    /// order and a `max_age` within the RFC limit, and `longest_max_age` covers a non-`none`
+    /// policy served now.
+    pub fn check(&self) -> Result<(), String> {
+        let serving = self.stage != Stage::Removed;
+        if serving && self.mx.is_empty() {
+            return Err(format!("a {} domain needs mx patterns", self.stage.name()));
+        }
+        if canonical_mx(&self.mx).is_ok_and(|c| c != self.mx) {
+            return Err("mx patterns are not sorted and unique".into());
+        }
+        if self.max_age > MAX_AGE_LIMIT {
+            return Err(format!("max_age {} exceeds {MAX_AGE_LIMIT}", self.max_age));
+        }
+        if matches!(self.stage, Stage::Testing | Stage::Enforce { .. })
+            && self.longest_max_age < self.max_age
+        {
+            return Err("longest_max_age is below the max_age served".into());
+        }
+        Ok(())
     }
 
     /// Until when senders may apply an `enforce` policy served so far, if any was: the current

@@ -601,7 +601,27 @@ fn stored_state_is_read_back_strictly() {
     bad["mx"][0] = "192.0.2.1".into();
     let err = serde_json::from_value::<RolloutState>(bad).unwrap_err();
     assert!(err.to_string().contains("192.0.2.1"), "{err}");
+    // A corrupted row is refused, not served.
+    for (field, value) in [
+        ("mx", serde_json::json!([])),
+        (
+            "mx",
+            serde_json::json!(["mx2.example.net", "mx1.example.net"]),
+        ),
+        ("max_age", serde_json::json!(40_000_000)),
+        ("longest_max_age", serde_json::json!(3600)),
+        ("stage", serde_json::json!("enforcing")),
+        ("since", serde_json::json!("yesterday")),
+    ] {
+        let mut v = serde_json::to_value(&s).unwrap();
+        v[field] = value;
+        assert!(
+            serde_json::from_value::<RolloutState>(v).is_err(),
+            "{field}"
+        );
+    }
     let w = s.remove(T0, None, &cfg()).unwrap().state;
+    assert_eq!(w.stage.name(), "withdrawing");
     let json = serde_json::to_value(&w).unwrap();
     assert_eq!(json["stage"], "withdrawing");
     assert_eq!(json["safe_at"], "2026-01-02T00:00:00Z");
@@ -726,4 +746,23 @@ fn an_outcome_serialises_for_the_history_and_the_json_output() {
         "2026-01-08T00:00:00Z"
     );
     assert_eq!(v["notices"][0]["notice"], "publish-id");
+}
+
+#[test]
+fn a_domain_added_from_its_live_mx_begins_testing_with_the_planned_patterns() {
+    let plan = crate::providers::plan_mx(&[
+        "contoso-com.mail.protection.outlook.com.",
+        "backup.contoso.com.",
+    ]);
+    let out = RolloutState::begin(&plan.patterns(), T0, &cfg()).unwrap();
+    assert_eq!(
+        out.served.unwrap().text,
+        "version: STSv1\r\nmode: testing\r\nmx: backup.contoso.com\r\nmx: *.mail.protection.outlook.com\r\nmax_age: 86400\r\n"
+    );
+    // The live check of the same hosts passes the coverage gate.
+    let at = T0 + days(7);
+    let mut e = good(at);
+    e.live.hosts[0].host = "contoso-com.mail.protection.outlook.com".into();
+    e.live.hosts[1].host = "backup.contoso.com".into();
+    assert!(out.state.promote(at, Some(&e), None, &cfg()).is_ok());
 }
