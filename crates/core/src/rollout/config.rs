@@ -43,7 +43,7 @@ pub struct RolloutConfig {
     pub none_max_age: u32,
     /// Oldest live check accepted as evidence, in seconds. Default one hour.
     pub max_evidence_age: u64,
-    /// Whether promotion needs TLS-RPT reports ([`TlsRptEvidence::Clean`]). Default off: the
+    /// Whether promotion needs TLS-RPT reports ([`TlsRptEvidence::Clean`](super::TlsRptEvidence::Clean)). Default off: the
     /// report intake is not built yet; failures in reports always block.
     pub require_tlsrpt: bool,
 }
