@@ -402,7 +402,9 @@ impl RolloutState {
 
     /// Removes safely (RFC 8461 §8.3). From testing or `enforce`: serve `mode: none` until the
     /// longest `max_age` ever published has passed. From withdrawing, once that time has come:
-    /// removed, and the DNS records can go. `force` skips the wait (recorded).
+    /// removed, and the DNS records can go. With `force`, any stage goes straight to removed (the
+    /// reason is recorded, and [`Notice::PolicyMayBeCached`] says until when senders may still
+    /// apply a cached policy).
     pub fn remove(
         &self,
         now: OffsetDateTime,
