@@ -129,7 +129,7 @@ impl Store {
         let mut tx = WriteTx::begin(&self.pools).await?;
         let replaced: Option<bool> = on_backend!(&mut tx.tx, c => {
             let hosted: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM domains WHERE name = $1")
+                sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM domains WHERE name = $1")
                     .bind(domain)
                     .fetch_optional(&mut **c)
                     .await?;
@@ -137,7 +137,7 @@ impl Store {
                 None
             } else {
                 let existed: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM certificates WHERE domain = $1")
+                    sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM certificates WHERE domain = $1")
                         .bind(domain)
                         .fetch_optional(&mut **c)
                         .await?;

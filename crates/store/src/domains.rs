@@ -434,9 +434,8 @@ fn check_policy(policy: &NewPolicy) -> Result<(), Error> {
         return Err(Error::invalid("policy", "larger than 64 KiB"));
     }
     let parsed = parse_policy(policy.text.as_bytes());
-    let stated = match (&parsed.policy, parsed.is_valid()) {
-        (Some(p), true) => p,
-        _ => return Err(Error::invalid("policy", "the text is not a valid policy")),
+    let (Some(stated), true) = (&parsed.policy, parsed.is_valid()) else {
+        return Err(Error::invalid("policy", "the text is not a valid policy"));
     };
     let mx = policy
         .mx

@@ -135,7 +135,7 @@ impl Store {
         let at = at.unix_timestamp();
         let mut tx = WriteTx::begin(&self.pools).await?;
         let row: Option<DriftRow> = on_backend!(&mut tx.tx, c => {
-            let hosted: Option<i64> = sqlx::query_scalar("SELECT 1 FROM domains WHERE name = $1")
+            let hosted: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM domains WHERE name = $1")
                 .bind(domain)
                 .fetch_optional(&mut **c)
                 .await?;
