@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use mtasts_store::TokenScope;
 
-use crate::support::{Kind, both, change, testing};
+use crate::support::{Kind, Relay, TestDb, both, change, testing};
 
 both! {
     async fn every_committed_write_raises_the_generation(db) {
@@ -59,4 +59,80 @@ both! {
         assert_eq!(generation, store.generation().await.unwrap());
         assert_eq!(watcher.seen(), generation);
     }
+}
+
+/// An instance cut off from PostgreSQL gets prompt errors (it keeps serving what it has), and
+/// its watcher catches up with what changed meanwhile once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_survives_a_database_outage_and_catches_up() {
+    let Some(db) = TestDb::postgres("watcher_survives_a_database_outage_and_catches_up").await
+    else {
+        return;
+    };
+    let admin = db.open().await;
+    let mut relay = Relay::start(0, db.server_addr()).await;
+    let options = mtasts_store::StoreOptions {
+        acquire_timeout: Duration::from_secs(1),
+        ..db.options.clone()
+    };
+    let serving = mtasts_store::Store::open(&db.url_via(relay.port), &options)
+        .await
+        .unwrap();
+    let mut watcher = serving.watch(
+        serving.generation().await.unwrap(),
+        Duration::from_millis(200),
+    );
+
+    admin
+        .add_domain("a.example", &testing(), "testing", &change(0))
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), watcher.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, admin.generation().await.unwrap());
+
+    relay.cut().await;
+    let started = Instant::now();
+    let err = serving.generation().await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = tokio::time::timeout(Duration::from_secs(10), watcher.changed())
+        .await
+        .expect("an outage is reported, not waited out")
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+
+    admin
+        .add_domain("b.example", &testing(), "testing", &change(1))
+        .await
+        .unwrap();
+    relay.restore().await;
+    let mut caught_up = None;
+    for _ in 0..50 {
+        match tokio::time::timeout(Duration::from_secs(5), watcher.changed()).await {
+            Ok(Ok(generation)) => {
+                caught_up = Some(generation);
+                break;
+            }
+            Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    assert_eq!(caught_up, Some(admin.generation().await.unwrap()));
+    assert!(serving.domain("b.example").await.unwrap().is_some());
+    // And NOTIFY works again after the reconnect.
+    admin
+        .add_domain("c.example", &testing(), "testing", &change(2))
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), watcher.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, admin.generation().await.unwrap());
 }
