@@ -9,6 +9,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -213,12 +214,13 @@ fn create_key_file(path: &Path) -> Result<StoreKey, Error> {
     };
     let key = StoreKey::generate()?;
     let temp = temp_beside(path);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(io_err)?;
     let written = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
         file.write_all(format!("{}\n", key.to_hex()).as_bytes())?;
         file.sync_all()?;
         fs::hard_link(&temp, path)
@@ -234,9 +236,12 @@ fn create_key_file(path: &Path) -> Result<StoreKey, Error> {
     }
 }
 
+/// A temporary name no other process or task uses: each writer must link only its own file.
 fn temp_beside(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut name = path.as_os_str().to_owned();
-    name.push(format!(".tmp-{}", std::process::id()));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    name.push(format!(".tmp-{}-{n}", std::process::id()));
     PathBuf::from(name)
 }
 

@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -19,6 +20,9 @@ use crate::{Change, Error, StoreOptions};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How often an SQLite migration is tried when another process may be applying it too.
+const SQLITE_MIGRATION_ATTEMPTS: u32 = 5;
 
 /// The PostgreSQL channel a committed write announces its new generation on.
 pub(crate) const NOTIFY_CHANNEL: &str = "mtasts_store_changed";
@@ -151,7 +155,23 @@ impl Pools {
         let before = self.applied_versions().await?;
         let migrator = match &self.inner {
             Backend::Sqlite(s) => {
-                SQLITE_MIGRATIONS.run(&s.writer).await?;
+                // sqlx has no migration lock on SQLite: a process starting at the same moment
+                // (`mtasts serve` and `mtasts domain add` on a new path) may apply a migration
+                // between our check and our apply, which then fails ("table ... already
+                // exists"). Each migration commits with its version row, so running again skips
+                // what the other applied.
+                let mut attempt = 1;
+                loop {
+                    match SQLITE_MIGRATIONS.run(&s.writer).await {
+                        Ok(()) => break,
+                        Err(e) if attempt >= SQLITE_MIGRATION_ATTEMPTS => return Err(e.into()),
+                        Err(e) => {
+                            tracing::debug!(error = %e, attempt, "store migration raced; again");
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
                 &SQLITE_MIGRATIONS
             }
             Backend::Postgres(p) => {

@@ -246,6 +246,25 @@ both! {
         assert_eq!(b.policy_history("example.com").await.unwrap().len(), 2);
     }
 
+    async fn first_runs_racing_on_one_database_agree_on_schema_and_key(db) {
+        // `mtasts serve` and a `mtasts domain add` (or two instances) started together on a
+        // database that is still empty.
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let (url, options) = (db.url.clone(), db.options.clone());
+                tokio::spawn(async move { Store::open(&url, &options).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for open in opens {
+            stores.push(open.await.unwrap().unwrap());
+        }
+        stores[0].add_domain("example.com", &testing(), "testing", &change(0)).await.unwrap();
+        for s in &stores {
+            assert!(s.domain("example.com").await.unwrap().is_some());
+        }
+    }
+
     async fn migrations_apply_once_and_a_newer_schema_is_refused(db) {
         let applied = mtasts_store::migrate(&db.url, &db.options).await.unwrap();
         assert_eq!(applied.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1]);
@@ -366,4 +385,39 @@ async fn sqlite_writers_in_two_handles_queue_instead_of_failing() {
     }
     assert_eq!(a.domains().await.unwrap().len(), 20);
     assert_eq!(b.audit(None, 100).await.unwrap().len(), 20);
+}
+
+#[tokio::test]
+async fn sqlite_with_a_configured_key_makes_no_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("store.db").display());
+    let options = StoreOptions {
+        key: Some(mtasts_store::StoreKey::from_bytes([5; 32])),
+        ..StoreOptions::default()
+    };
+    Store::open(&url, &options).await.unwrap();
+    assert!(!dir.path().join("store.db.key").exists());
+    // The key file is not a fallback once a key was configured: the store is bound to that key.
+    let err = Store::open(&url, &StoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::KeyFileMissing { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_first_runs_racing_on_a_new_path_do_not_fail_migrating() {
+    // SQLite has no migration lock: without the retry one of these failed with "table
+    // store_generation already exists". Several rounds, as the race does not lose every time.
+    for _ in 0..8 {
+        let db = TestDb::sqlite().await;
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let url = db.url.clone();
+                tokio::spawn(async move { Store::open(&url, &StoreOptions::default()).await })
+            })
+            .collect();
+        for open in opens {
+            open.await.unwrap().unwrap();
+        }
+    }
 }
