@@ -25,7 +25,7 @@ const MAX_SCOPE_DOMAINS: usize = 10_000;
 pub enum TokenScope {
     /// Every domain, and store-wide actions (tokens, listing all domains).
     All,
-    /// Only these domains (normalised names).
+    /// Only these domains (normalised names; read back sorted, without duplicates).
     Domains(Vec<String>),
 }
 
@@ -115,6 +115,17 @@ impl Store {
             list.iter().try_for_each(|d| check_domain(d))?;
         }
         change.check()?;
+        // Kept sorted and without duplicates, as it is read back.
+        let scope = match scope {
+            TokenScope::All => TokenScope::All,
+            TokenScope::Domains(list) => {
+                let mut list = list.clone();
+                list.sort();
+                list.dedup();
+                TokenScope::Domains(list)
+            }
+        };
+        let scope = &scope;
         let mut raw = [0u8; 32];
         SystemRandom::new()
             .fill(&mut raw)

@@ -54,10 +54,12 @@ both! {
 
     async fn scoped_token_allows_only_its_domains(db) {
         let store = db.open().await;
-        let scope = TokenScope::Domains(vec!["example.com".into(), "example.org".into()]);
-        let made = store.create_token("customer", &scope, &change(0)).await.unwrap();
+        let given = ["example.org", "example.com", "example.org"].map(String::from).to_vec();
+        let made = store.create_token("customer", &TokenScope::Domains(given), &change(0)).await.unwrap();
         let token = store.authenticate(made.secret.expose()).await.unwrap().unwrap();
+        let scope = TokenScope::Domains(vec!["example.com".into(), "example.org".into()]);
         assert_eq!(token.scope, scope);
+        assert_eq!(made.token, token);
         assert!(token.scope.allows("example.com"));
         assert!(token.scope.allows("example.org"));
         assert!(!token.scope.allows("example.net"));
