@@ -117,6 +117,18 @@ both! {
             let err = Store::open(&url, &guessed).await.unwrap_err();
             assert!(matches!(err, Error::WrongKey), "{err:?}");
         } else {
+            // The whole database as pg_dump writes it (the postgresql-client package is
+            // installed with the server .ci/run starts).
+            let dump = std::process::Command::new("pg_dump")
+                .arg("--data-only")
+                .arg(&db.url)
+                .output()
+                .expect("pg_dump runs");
+            assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+            let text = String::from_utf8_lossy(&dump.stdout);
+            assert!(text.contains("BEGIN CERTIFICATE"), "the dump has the data");
+            assert!(!text.contains("PRIVATE KEY"));
+            assert!(!text.contains(&body[..32]));
             let guessed = StoreOptions { key: Some(StoreKey::from_bytes([3; 32])), ..db.options.clone() };
             let err = Store::open(&db.url, &guessed).await.unwrap_err();
             assert!(matches!(err, Error::WrongKey), "{err:?}");
