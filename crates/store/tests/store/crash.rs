@@ -129,3 +129,34 @@ both! {
         assert_eq!(store.audit(Some("example.com"), 10).await.unwrap().len(), 2);
     }
 }
+
+both! {
+    async fn writes_cancelled_at_any_point_are_whole_or_absent(db) {
+        // A dropped future is what an admin client hanging up mid-request does to a write.
+        let store = db.open().await;
+        let mut cancelled = 0;
+        for i in 0..40u64 {
+            let name = format!("d{i}.example.com");
+            let (policy, at) = (testing(), change(0));
+            let write = store.add_domain(&name, &policy, "testing", &at);
+            let budget = std::time::Duration::from_micros(i * i * 40);
+            if tokio::time::timeout(budget, write).await.is_err() {
+                cancelled += 1;
+            }
+        }
+        assert!(cancelled > 0, "some writes must have been cut short");
+        // The store is still usable afterwards.
+        store.add_domain("after.example.com", &testing(), "testing", &change(1)).await.unwrap();
+        for i in 0..40u64 {
+            let name = format!("d{i}.example.com");
+            let hosted = store.domain(&name).await.unwrap().is_some();
+            let policies = store.policy_history(&name).await.unwrap().len();
+            let transitions = store.transitions(&name).await.unwrap().len();
+            let audits = store.audit(Some(&name), 10).await.unwrap().len();
+            let expect = usize::from(hosted);
+            assert_eq!((policies, transitions, audits), (expect, expect, expect), "{name}");
+        }
+        let hosted = store.domains().await.unwrap().len() as i64;
+        assert_eq!(db.count("SELECT COUNT(*) FROM audit").await, hosted);
+    }
+}
