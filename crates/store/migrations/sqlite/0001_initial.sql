@@ -1,5 +1,6 @@
 -- The store's first schema (SQLite). migrations/postgres/0001_initial.sql is the same schema in
 -- PostgreSQL's types; keep the two in step. Times are Unix seconds (UTC), booleans 0/1.
+-- (SQLite lets a PRIMARY KEY other than INTEGER hold NULL: those say NOT NULL.)
 
 -- Bumped in every write transaction: other instances poll it (or hear a NOTIFY on PostgreSQL).
 CREATE TABLE store_generation (
@@ -10,13 +11,13 @@ INSERT INTO store_generation (id, value) VALUES (1, 0);
 
 -- Facts about the store itself, e.g. the sealed key-check value that catches a wrong key at open.
 CREATE TABLE store_meta (
-    name  TEXT PRIMARY KEY,
+    name  TEXT NOT NULL PRIMARY KEY,
     value BLOB NOT NULL
 );
 
 -- A hosted domain and its rollout state (the state machine lives in mtasts-core; this is its data).
 CREATE TABLE domains (
-    name              TEXT PRIMARY KEY,
+    name              TEXT NOT NULL PRIMARY KEY,
     created_at        INTEGER NOT NULL,
     state             TEXT NOT NULL,
     state_since       INTEGER NOT NULL,
@@ -56,7 +57,7 @@ CREATE INDEX rollout_transitions_by_domain ON rollout_transitions (domain, id);
 -- The certificate served for mta-sts.<domain>. key_sealed: version || nonce || AES-256-GCM
 -- ciphertext and tag of the private key PEM, with the domain name as associated data.
 CREATE TABLE certificates (
-    domain       TEXT PRIMARY KEY REFERENCES domains (name) ON DELETE CASCADE,
+    domain       TEXT NOT NULL PRIMARY KEY REFERENCES domains (name) ON DELETE CASCADE,
     chain_pem    TEXT NOT NULL,
     not_after    INTEGER NOT NULL,
     source       TEXT NOT NULL CHECK (source IN ('acme', 'imported')),

@@ -421,3 +421,61 @@ async fn sqlite_first_runs_racing_on_a_new_path_do_not_fail_migrating() {
         }
     }
 }
+
+/// The tables and columns of a migrated store (excluding sqlx's own), sorted.
+async fn schema_of(db: &TestDb) -> Vec<(String, String, bool)> {
+    use sqlx::Connection;
+    let mut out: Vec<(String, String, bool)> = match db.kind {
+        Kind::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::query_as(
+                "SELECT m.name, p.name, p.\"notnull\" = 0 FROM sqlite_master m \
+                 JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND m.name NOT LIKE '\\_%' ESCAPE '\\' \
+                 AND m.name NOT LIKE 'sqlite%'",
+            )
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+        }
+        Kind::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query_as(
+                "SELECT table_name::text, column_name::text, is_nullable = 'YES' \
+                 FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND table_name NOT LIKE '\\_%'",
+            )
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+        }
+    };
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_backends_migrate_to_the_same_tables_and_columns() {
+    let Some(pg) = TestDb::postgres("both_backends_migrate_to_the_same_tables_and_columns").await
+    else {
+        return;
+    };
+    let lite = TestDb::sqlite().await;
+    lite.open().await;
+    pg.open().await;
+    let (a, b) = (schema_of(&lite).await, schema_of(&pg).await);
+    assert!(a.len() > 40, "{a:?}");
+    // SQLite reports INTEGER PRIMARY KEY columns as nullable; compare names, then nullability
+    // of the rest.
+    let names = |s: &[(String, String, bool)]| {
+        s.iter()
+            .map(|(t, c, _)| (t.clone(), c.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), names(&b));
+    for (x, y) in a.iter().zip(&b) {
+        if x.1 != "id" {
+            assert_eq!(x, y, "nullability differs");
+        }
+    }
+}
