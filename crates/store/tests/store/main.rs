@@ -1,0 +1,15 @@
+//! The store suite: every test in `both!` runs once on SQLite (a fresh file in a temp dir) and
+//! once on PostgreSQL (a fresh database on the server at `TEST_DATABASE_URL`). Without that
+//! variable the PostgreSQL half says SKIP on stderr, and fails when `CI=true`.
+#![allow(
+    clippy::print_stderr,
+    reason = "a skipped PostgreSQL half must say so loudly on stderr"
+)]
+
+mod support;
+
+mod certs;
+mod crash;
+mod domains;
+mod tokens_and_history;
+mod watch;

@@ -1,0 +1,309 @@
+//! The per-test database and the `both!` macro.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use mtasts_core::policy::Mode;
+use mtasts_store::{Change, NewPolicy, Store, StoreKey, StoreOptions};
+use sqlx::{Connection, Executor, PgConnection, SqliteConnection};
+use time::OffsetDateTime;
+
+/// Defines each test twice, as `<name>::sqlite` and `<name>::postgres`.
+macro_rules! both {
+    ($(async fn $name:ident($db:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports, reason = "each test uses some of them")]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $db = $crate::support::TestDb::sqlite().await;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some($db) = $crate::support::TestDb::postgres(stringify!($name)).await else {
+                    return;
+                };
+                $body
+            }
+        }
+    )*};
+}
+pub(crate) use both;
+
+/// Which backend a test database is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database for one test; a PostgreSQL one is dropped when this is.
+pub(crate) struct TestDb {
+    pub(crate) kind: Kind,
+    pub(crate) url: String,
+    pub(crate) options: StoreOptions,
+    /// The SQLite file's directory.
+    pub(crate) dir: Option<tempfile::TempDir>,
+    /// PostgreSQL: the admin URL and this test's database name.
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub(crate) async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("store.db").display());
+        Self {
+            kind: Kind::Sqlite,
+            url,
+            options: StoreOptions::default(),
+            dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    /// `None` (after saying SKIP) when no PostgreSQL is configured and CI is not true.
+    pub(crate) async fn postgres(test: &str) -> Option<Self> {
+        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but TEST_DATABASE_URL is not set: the PostgreSQL store tests cannot run"
+            );
+            eprintln!("SKIP {test} (postgres): TEST_DATABASE_URL is not set");
+            return None;
+        };
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "mtasts_store_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000
+        );
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .expect("TEST_DATABASE_URL answers");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap();
+        let base = admin.split('?').next().unwrap();
+        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+        Some(Self {
+            kind: Kind::Postgres,
+            url,
+            options: StoreOptions {
+                key: Some(StoreKey::from_bytes([42; 32])),
+                ..StoreOptions::default()
+            },
+            dir: None,
+            pg: Some((admin, name)),
+        })
+    }
+
+    pub(crate) async fn open(&self) -> Store {
+        Store::open(&self.url, &self.options).await.unwrap()
+    }
+
+    /// Runs raw SQL on a connection of its own (what an attacker with a dump, or a fault, does).
+    pub(crate) async fn raw(&self, sql: &str) {
+        match self.kind {
+            Kind::Sqlite => {
+                let mut c = SqliteConnection::connect(&self.url).await.unwrap();
+                c.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .await
+                    .unwrap();
+            }
+            Kind::Postgres => {
+                let mut c = PgConnection::connect(&self.url).await.unwrap();
+                c.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The bytes of one column of every row a query returns.
+    pub(crate) async fn raw_bytes(&self, sql: &str) -> Vec<Vec<u8>> {
+        match self.kind {
+            Kind::Sqlite => {
+                let mut c = SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+            }
+            Kind::Postgres => {
+                let mut c = PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
+    /// How many rows a `SELECT COUNT(*) ...` counts.
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
+        match self.kind {
+            Kind::Sqlite => {
+                let mut c = SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
+            }
+            Kind::Postgres => {
+                let mut c = PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.pg.take() else {
+            return;
+        };
+        // Also after a failed test; FORCE ends connections a store handle still holds.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = c.execute(sqlx::AssertSqlSafe(sql)).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A fixed clock for tests: 2026-01-01T00:00:00Z plus `secs`.
+pub(crate) fn t(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_767_225_600 + secs).unwrap()
+}
+
+/// A change by `cli:test` at `t(secs)`.
+pub(crate) fn change(secs: i64) -> Change {
+    Change::new("cli:test", t(secs))
+}
+
+/// A valid policy; its id is derived from the content, as the caller's would be.
+pub(crate) fn policy(mode: Mode, max_age: u32, mx: &[&str]) -> NewPolicy {
+    let mut text = format!("version: STSv1\r\nmode: {mode}\r\n");
+    for m in mx {
+        text.push_str(&format!("mx: {m}\r\n"));
+    }
+    text.push_str(&format!("max_age: {max_age}\r\n"));
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let id = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    NewPolicy {
+        text,
+        id,
+        mode,
+        max_age,
+        mx: mx.iter().map(|m| (*m).to_owned()).collect(),
+    }
+}
+
+/// The usual first policy: testing, one day, one MX.
+pub(crate) fn testing() -> NewPolicy {
+    policy(Mode::Testing, 86_400, &["mail.example.com"])
+}
+
+/// A TCP relay to PostgreSQL that a test can cut (every connection closed, nothing accepted)
+/// and restore on the same port: an outage of the database as one instance sees it.
+pub(crate) struct Relay {
+    pub(crate) port: u16,
+    upstream: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub(crate) async fn start(port: u16, upstream: std::net::SocketAddr) -> Self {
+        let (port, task) = Self::listen(port, upstream).await;
+        Self {
+            port,
+            upstream,
+            task,
+        }
+    }
+
+    async fn listen(
+        port: u16,
+        upstream: std::net::SocketAddr,
+    ) -> (u16, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            // Dropped with the task: aborts every relayed connection.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        (port, task)
+    }
+
+    /// Cuts every connection and stops listening.
+    pub(crate) async fn cut(&mut self) {
+        self.task.abort();
+        // Returns once the task (listener and connections) is dropped.
+        let _ = (&mut self.task).await;
+    }
+
+    /// Listens again on the same port.
+    pub(crate) async fn restore(&mut self) {
+        if !self.task.is_finished() {
+            self.cut().await;
+        }
+        self.task = Self::listen(self.port, self.upstream).await.1;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestDb {
+    /// This database's URL, reached through `port` on loopback instead (PostgreSQL only).
+    pub(crate) fn url_via(&self, port: u16) -> String {
+        let (scheme, rest) = self.url.split_once("://").unwrap();
+        let (userinfo, after) = rest.split_once('@').unwrap();
+        let path = &after[after.find('/').unwrap()..];
+        format!("{scheme}://{userinfo}@127.0.0.1:{port}{path}")
+    }
+
+    /// Where the PostgreSQL server listens (PostgreSQL only).
+    pub(crate) fn server_addr(&self) -> std::net::SocketAddr {
+        let after = self.url.split_once('@').unwrap().1;
+        let host_port = &after[..after.find('/').unwrap()];
+        let host_port = if host_port.contains(':') {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:5432")
+        };
+        std::net::ToSocketAddrs::to_socket_addrs(&host_port)
+            .unwrap()
+            .next()
+            .unwrap()
+    }
+}
