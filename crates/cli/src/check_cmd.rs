@@ -55,7 +55,7 @@ pub(crate) struct CheckArgs {
     #[arg(long, default_value_t = 443)]
     https_port: u16,
     /// Time budget, in seconds, for each network step (DNS query, fetch, each probe stage).
-    #[arg(long, default_value_t = 15.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 15.0, value_name = "SECS", value_parser = parse_timeout)]
     timeout: f64,
     /// Do not probe the MX hosts on port 25 (where outbound SMTP is blocked).
     #[arg(long)]
@@ -67,6 +67,16 @@ pub(crate) struct CheckArgs {
     /// --input file), one per usable CPU for a longer list or standard input.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+}
+
+/// `--timeout`: seconds, more than 0 and at most 600 (a zero budget would fail every step
+/// at once and call every domain untested).
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 && t <= 600.0 => Ok(t),
+        Ok(_) => Err("out of range: more than 0 and at most 600 seconds".into()),
+        Err(_) => Err("not a number of seconds (more than 0, at most 600)".into()),
+    }
 }
 
 /// Lists up to this many domains run on one thread by default: their checks wait on the

@@ -219,6 +219,25 @@ fn usage_errors() {
     assert_eq!(out.status.code(), Some(2), "--threads 0 is a usage error");
 }
 
+/// `--timeout 0` (or a negative, infinite or over-long budget) is refused as a usage error
+/// with the real range, before anything is looked up.
+#[test]
+fn timeout_out_of_range_is_a_usage_error() {
+    for bad in ["0", "-1", "601", "inf", "NaN", "soon"] {
+        let out = Command::cargo_bin("mtasts")
+            .unwrap()
+            .args(["check", "example.test", &format!("--timeout={bad}")])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--timeout {bad}: {err}");
+        assert!(
+            err.contains("more than 0") && err.contains("at most 600"),
+            "--timeout {bad}: {err}"
+        );
+    }
+}
+
 /// M43: example.test enforces its policy on mx1.example.test, and shared.test uses the same MX
 /// host with no policy: two treatments meet on one host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
