@@ -4,7 +4,8 @@ use crate::model::{Finding, Verdict};
 use mtasts_core::{Diagnostic, Severity};
 
 impl Finding {
-    /// A finding.
+    /// A finding. `id` is one of the catalogue ([`mtasts_core::catalog`]) with `severity` one of
+    /// its severities (asserted in debug builds, so every test that reaches a finding checks it).
     pub fn new(
         id: &'static str,
         severity: Severity,
@@ -12,6 +13,10 @@ impl Finding {
         observed: Option<String>,
         fix: impl Into<String>,
     ) -> Self {
+        debug_assert!(
+            mtasts_core::catalog::allows(id, severity),
+            "{id} ({severity}) is not in the catalogue"
+        );
         Self {
             id,
             severity,
@@ -24,6 +29,10 @@ impl Finding {
 
     /// A step that could not be tested: reported as a warning with `untested` set.
     pub fn untested(id: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        debug_assert!(
+            mtasts_core::catalog::entry(id).is_some_and(|e| e.untested),
+            "{id} is not an untested id of the catalogue"
+        );
         Self {
             untested: true,
             ..Self::new(id, Severity::Warning, message, None, fix)

@@ -7,7 +7,9 @@
 //! is reported as untested, never as a failure of the domain.
 //!
 //! # Layout
-//! - [`model`]: the report (the JSON schema of `mtasts check --format json`).
+//! - [`model`]: the report (the JSON schema of `mtasts check --format json`), typed and
+//!   round-tripping.
+//! - [`render`]: the report as text, CSV and a bulk summary.
 //! - `records`, `policy`, `mx`, `tls`, `dane`, `rua` (TLS-RPT https endpoints), `botwall`: one
 //!   stage or one concern each.
 
@@ -21,6 +23,7 @@ pub mod model;
 mod mx;
 mod policy;
 mod records;
+pub mod render;
 mod rua;
 pub mod shared_mx;
 mod tls;
@@ -227,6 +230,7 @@ pub(crate) fn finish(domain: String, mut findings: Vec<Finding>, parts: Parts) -
     finding::sort(&mut findings);
     let verdict = finding::verdict(&findings);
     DomainReport {
+        schema_version: model::SCHEMA_VERSION,
         domain,
         sts_record: parts.sts_record,
         policy: parts.policy,

@@ -1,5 +1,6 @@
 //! Output formats, colours, and the shared rendering of findings.
 
+use mtasts_core::text::escape;
 use mtasts_core::{Diagnostic, Severity};
 use owo_colors::{OwoColorize, Stream::Stdout};
 use serde::Serialize;
@@ -46,6 +47,12 @@ impl Color {
             Self::Never => owo_colors::set_override(false),
         }
     }
+}
+
+/// Whether text on standard output is coloured: `--color`, else NO_COLOR and whether it is a
+/// terminal (owo-colors decides, as for every other coloured word).
+pub(crate) fn stdout_coloured() -> bool {
+    "x".if_supports_color(Stdout, |t| t.red()).to_string() != "x"
 }
 
 /// A finding in the JSON schema: `{"id","severity","line","message","fix"}`.
@@ -137,10 +144,10 @@ pub(crate) fn print_findings(
         writeln!(
             out,
             "  {pos}{sev}: {} [{}]",
-            d.message,
+            escape(&d.message),
             d.id.if_supports_color(Stdout, |t| t.dimmed())
         )?;
-        writeln!(out, "      fix: {}", d.fix)?;
+        writeln!(out, "      fix: {}", escape(&d.fix))?;
     }
     Ok(())
 }

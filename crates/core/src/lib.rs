@@ -4,6 +4,7 @@
 //! and storage concern lives in other crates.
 //!
 //! # Layout
+//! - [`catalog`]: every finding id, declared once (id, severities, summary).
 //! - [`diag`]: positioned findings with stable ids, severities and fixes.
 //! - [`name`]: host names and MX patterns (one-label wildcard, A-labels).
 //! - [`policy`]: the policy file parser (sender view plus checker findings).
@@ -11,14 +12,17 @@
 //! - [`render`]: canonical policy text and content-derived ids.
 //! - [`report`]: the TLS-RPT report model: tolerant parsing (JSON, gzip, MIME mail) and strict
 //!   generation.
+//! - [`text`]: escaping foreign strings for terminal text.
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod catalog;
 pub mod diag;
 pub mod name;
 pub mod policy;
 pub mod record;
 pub mod render;
 pub mod report;
+pub mod text;
 
 pub use diag::{Diagnostic, Severity};
