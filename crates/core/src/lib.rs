@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`catalog`]: every finding id, declared once (id, severities, summary).
+//! - [`domain`]: the validated, normalised [`domain::Domain`] every part takes.
 //! - [`diag`]: positioned findings with stable ids, severities and fixes.
 //! - [`name`]: host names and MX patterns (one-label wildcard, A-labels).
 //! - [`policy`]: the policy file parser (sender view plus checker findings).
@@ -18,6 +19,7 @@
 
 pub mod catalog;
 pub mod diag;
+pub mod domain;
 pub mod name;
 pub mod policy;
 pub mod record;
