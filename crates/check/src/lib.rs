@@ -19,6 +19,7 @@ mod botwall;
 pub mod bulk;
 mod dane;
 mod finding;
+pub mod list;
 pub mod model;
 mod mx;
 mod policy;

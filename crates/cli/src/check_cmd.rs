@@ -4,9 +4,11 @@ use crate::output::FormatArg;
 use crate::{EXIT_FINDINGS, EXIT_OK};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use mtasts_check::bulk::{ScanSettings, Summary, scan};
-use mtasts_check::render;
 use mtasts_check::{Env, Settings};
+use mtasts_check::{list, render};
 use mtasts_core::Severity;
 use mtasts_net::dns::{Resolver, ResolverSettings, TrustAnchor};
 use mtasts_net::tls::TlsProbeConfig;
@@ -190,26 +192,16 @@ pub(crate) fn run(args: CheckArgs, format: FormatArg) -> Result<u8> {
     Ok(code)
 }
 
-/// The domains of the arguments, then those of `--input`, read as the scan goes (on a thread of
-/// its own, see [`crate::input::domain_lines`]), and where a read error of the list is left.
+/// The domains of the arguments, then those of `--input` (read as the scan goes, see
+/// [`mtasts_check::list::open`]), and where a read error of the list is left.
 fn domain_stream(
     args: &CheckArgs,
-) -> Result<(
-    futures_util::stream::BoxStream<'static, String>,
-    Option<crate::input::ReadError>,
-)> {
-    use futures_util::StreamExt;
+) -> Result<(BoxStream<'static, String>, Option<list::ReadError>)> {
     let given = futures_util::stream::iter(args.domains.clone());
     let Some(path) = &args.input else {
         return Ok((given.boxed(), None));
     };
-    let reader: Box<dyn std::io::BufRead + Send> = if path == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        let f = std::fs::File::open(path).with_context(|| format!("cannot read --input {path}"))?;
-        Box::new(std::io::BufReader::new(f))
-    };
-    let (lines, error) = crate::input::domain_lines(reader)?;
+    let (lines, error) = list::open(path).with_context(|| format!("cannot read --input {path}"))?;
     Ok((given.chain(lines).boxed(), Some(error)))
 }
 
@@ -233,7 +225,7 @@ fn total(args: &CheckArgs, at_most: u64) -> Option<u64> {
     match args.input.as_deref() {
         None => Some(given),
         Some("-") => None,
-        Some(path) => crate::input::count_domains(path, at_most)
+        Some(path) => list::count_domains(path, at_most)
             .ok()
             .map(|n| n.saturating_add(given)),
     }

@@ -55,29 +55,6 @@ pub(crate) fn stdout_coloured() -> bool {
     "x".if_supports_color(Stdout, |t| t.red()).to_string() != "x"
 }
 
-/// A finding in the JSON schema: `{"id","severity","line","message","fix"}`.
-#[derive(Debug, Serialize)]
-pub(crate) struct Finding<'a> {
-    id: &'a str,
-    severity: Severity,
-    line: Option<usize>,
-    message: &'a str,
-    fix: &'a str,
-}
-
-pub(crate) fn findings(diags: &[Diagnostic]) -> Vec<Finding<'_>> {
-    diags
-        .iter()
-        .map(|d| Finding {
-            id: d.id,
-            severity: d.severity,
-            line: d.line,
-            message: &d.message,
-            fix: &d.fix,
-        })
-        .collect()
-}
-
 /// Writes a JSON value and a newline to standard output.
 pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();

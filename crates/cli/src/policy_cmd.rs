@@ -78,7 +78,7 @@ fn lint(file: &str, hosts: &[String], format: Format) -> Result<u8> {
             let mut doc = json!({
                 "valid": parsed.is_valid(),
                 "policy": parsed.policy,
-                "findings": output::findings(&parsed.diagnostics),
+                "findings": &parsed.diagnostics,
             });
             if !hosts.is_empty() {
                 doc["mx"] = serde_json::to_value(&checks)?;
@@ -155,7 +155,7 @@ fn render(mode: Mode, max_age: u64, mx: &[String], format: Format) -> Result<u8>
                     "id": id,
                     "record": format!("v=STSv1; id={id}"),
                     "policy": policy,
-                    "findings": output::findings(&warnings),
+                    "findings": &warnings,
                 }))?,
                 Format::Text => {
                     // The policy alone on stdout, byte for byte, so it can be redirected to a file.
@@ -175,7 +175,7 @@ fn render(mode: Mode, max_age: u64, mx: &[String], format: Format) -> Result<u8>
             match format {
                 Format::Json => output::print_json(&json!({
                     "text": null, "id": null, "record": null, "policy": null,
-                    "findings": output::findings(&errors),
+                    "findings": &errors,
                 }))?,
                 Format::Text => {
                     let mut err = std::io::stderr().lock();

@@ -67,7 +67,7 @@ pub(crate) fn run(cmd: RecordCommand, format: Format) -> Result<u8> {
         Format::Json => output::print_json(&json!({
             "valid": valid,
             "record": record,
-            "findings": output::findings(&diags),
+            "findings": &diags,
         }))?,
         Format::Text => {
             let mut out = std::io::stdout().lock();
