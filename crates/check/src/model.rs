@@ -4,7 +4,7 @@
 //! a [`DomainReport`] and writes out again byte for byte (so stored check history can be read
 //! and compared). Closed sets of words are enums; the spellings in JSON are those of the schema.
 
-use mtasts_core::Severity;
+pub use mtasts_core::finding::Finding;
 use mtasts_core::report::ResultType;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -51,55 +51,6 @@ pub enum Verdict {
     Fail,
     /// No error, but a step could not be tested (timeout, refused connection, DNS failure).
     Incomplete,
-}
-
-/// One finding: a stable id, a severity, what was observed, and the fix.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// Stable id, one of the catalogue ([`mtasts_core::catalog`], docs/diagnostics.md).
-    pub id: &'static str,
-    /// How serious.
-    pub severity: Severity,
-    /// What is wrong, in a sentence.
-    pub message: String,
-    /// The raw observation (a record, a policy line, a server reply), when there is one.
-    pub observed: Option<String>,
-    /// What to do.
-    pub fix: String,
-    /// True when the check could not be made (timeout, refused connection, DNS failure): not a
-    /// failure of the domain, but not a pass either.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub untested: bool,
-}
-
-/// A [`Finding`] as read from JSON, before its id is looked up in the catalogue.
-#[derive(Deserialize)]
-struct ReadFinding {
-    id: String,
-    severity: Severity,
-    message: String,
-    observed: Option<String>,
-    fix: String,
-    #[serde(default)]
-    untested: bool,
-}
-
-/// Reads the id as the catalogue's: an id the catalogue does not list is an error.
-impl<'de> Deserialize<'de> for Finding {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let f = ReadFinding::deserialize(d)?;
-        let id = mtasts_core::catalog::entry(&f.id)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown finding id {:?}", f.id)))?
-            .id;
-        Ok(Self {
-            id,
-            severity: f.severity,
-            message: f.message,
-            observed: f.observed,
-            fix: f.fix,
-            untested: f.untested,
-        })
-    }
 }
 
 /// The `_mta-sts` record as found.

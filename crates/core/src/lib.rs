@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`catalog`]: every finding id, declared once (id, severities, summary).
 //! - [`domain`]: the validated, normalised [`domain::Domain`] every part takes.
+//! - [`finding`]: the finding of an observation (id, severity, observed, fix, untested).
 //! - [`diag`]: positioned findings with stable ids, severities and fixes.
 //! - [`name`]: host names and MX patterns (one-label wildcard, A-labels).
 //! - [`policy`]: the policy file parser (sender view plus checker findings).
@@ -20,6 +21,7 @@
 pub mod catalog;
 pub mod diag;
 pub mod domain;
+pub mod finding;
 pub mod name;
 pub mod policy;
 pub mod record;
@@ -28,3 +30,4 @@ pub mod report;
 pub mod text;
 
 pub use diag::{Diagnostic, Severity};
+pub use finding::Finding;
