@@ -139,3 +139,21 @@ async fn check_text_escapes_records_it_quotes() {
         "{text}"
     );
 }
+
+/// `resolver query` text: a lookup key with an escape sequence and a CR is echoed escaped (the
+/// key is not a domain, so nothing is looked up).
+#[test]
+fn resolver_query_text_escapes_the_key() {
+    let out = mtasts()
+        .args(["resolver", "query", "ex\u{1b}[2Jample.com\rPASS"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_inert(&text);
+    assert!(
+        text.starts_with("ex\\u{1b}[2Jample.com\\rPASS (table postfix)\n"),
+        "{text}"
+    );
+    assert!(text.contains("Postfix gets: NOTFOUND"), "{text}");
+}
