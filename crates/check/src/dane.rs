@@ -6,7 +6,9 @@
 //! ([`apply`]) waits for the chains the probes captured.
 
 use crate::Env;
-use crate::model::{DaneAddressReport, DaneHostReport, DaneReport, Finding};
+use crate::model::{
+    DaneAddressReport, DaneHostReport, DaneHostState, DaneReport, DnssecState, Finding,
+};
 use crate::mx::Served;
 use futures_util::future::join_all;
 use mtasts_core::Severity;
@@ -96,7 +98,7 @@ pub(crate) fn apply(
         ));
     }
     Some(DaneReport {
-        mx_dnssec: mx_proof.map(Proof::as_str),
+        mx_dnssec: mx_proof.map(DnssecState::from),
         adopted: hosts.iter().any(|h| h.usable),
         hosts,
         error,
@@ -139,9 +141,9 @@ fn one_host(
     let mut report = DaneHostReport {
         host: host.clone(),
         tlsa_name: tlsa_name.clone(),
-        state: "no-tlsa",
-        dnssec: proof.map(Proof::as_str),
-        address_dnssec: address_proof.map(Proof::as_str),
+        state: DaneHostState::NoTlsa,
+        dnssec: proof.map(DnssecState::from),
+        address_dnssec: address_proof.map(DnssecState::from),
         tlsa: records.iter().map(ToString::to_string).collect(),
         usable: false,
         error: None,
@@ -150,7 +152,7 @@ fn one_host(
     let listed = report.tlsa.join("\n");
     match &state {
         DaneState::LookupFailed(e) => {
-            report.state = "lookup-failed";
+            report.state = DaneHostState::LookupFailed;
             report.error = Some(e.to_string());
             let what = if proof.is_some() {
                 "address records" // the TLSA lookup answered
@@ -167,7 +169,7 @@ fn one_host(
         DaneState::NoTlsa => return report,
         DaneState::Bogus if tlsa_secure => {
             // The TLSA records validate; the host's address records do not.
-            report.state = "bogus";
+            report.state = DaneHostState::Bogus;
             findings.push(Finding::new(
                 "dane.dnssec.bogus",
                 Severity::Error,
@@ -178,7 +180,7 @@ fn one_host(
             return report;
         }
         DaneState::Bogus => {
-            report.state = "bogus";
+            report.state = DaneHostState::Bogus;
             findings.push(Finding::new(
                 "dane.dnssec.bogus",
                 Severity::Error,
@@ -189,7 +191,7 @@ fn one_host(
             return report;
         }
         DaneState::Insecure(_) => {
-            report.state = "insecure";
+            report.state = DaneHostState::Insecure;
             // Signed TLSA records behind an MX RRset that is not secure (a DANE provider's MX for
             // an unsigned customer domain) are a missed chance, not a broken setup: a note.
             // Signed TLSA records of a host whose own addresses are unsigned (a CNAME into an
@@ -238,10 +240,10 @@ fn one_host(
             ));
         }
         DaneState::Usable(_) => {
-            report.state = "usable";
+            report.state = DaneHostState::Usable;
             report.usable = true;
         }
-        DaneState::Unusable(_) => report.state = "unusable",
+        DaneState::Unusable(_) => report.state = DaneHostState::Unusable,
     }
     unusable_records(&host, &tlsa_name, &records, &ee_fix, findings);
     if !report.usable {

@@ -1,41 +1,7 @@
-//! Building findings, and the verdict that follows from them.
+//! The order of findings, and the verdict that follows from them.
 
 use crate::model::{Finding, Verdict};
-use mtasts_core::{Diagnostic, Severity};
-
-impl Finding {
-    /// A finding.
-    pub fn new(
-        id: &'static str,
-        severity: Severity,
-        message: impl Into<String>,
-        observed: Option<String>,
-        fix: impl Into<String>,
-    ) -> Self {
-        Self {
-            id,
-            severity,
-            message: message.into(),
-            observed,
-            fix: fix.into(),
-            untested: false,
-        }
-    }
-
-    /// A step that could not be tested: reported as a warning with `untested` set.
-    pub fn untested(id: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self {
-            untested: true,
-            ..Self::new(id, Severity::Warning, message, None, fix)
-        }
-    }
-
-    /// A core parser diagnostic, with the input line it points at as the observation.
-    pub fn from_diagnostic(d: &Diagnostic, lines: &[String]) -> Self {
-        let observed = d.line.and_then(|l| lines.get(l.wrapping_sub(1))).cloned();
-        Self::new(d.id, d.severity, d.message.clone(), observed, d.fix.clone())
-    }
-}
+use mtasts_core::Severity;
 
 /// Most severe first; untested after errors; stable within a severity.
 pub(crate) fn sort(findings: &mut [Finding]) {

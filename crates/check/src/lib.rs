@@ -7,7 +7,9 @@
 //! is reported as untested, never as a failure of the domain.
 //!
 //! # Layout
-//! - [`model`]: the report (the JSON schema of `mtasts check --format json`).
+//! - [`model`]: the report (the JSON schema of `mtasts check --format json`), typed and
+//!   round-tripping.
+//! - [`render`]: the report as text, CSV and a bulk summary.
 //! - `records`, `policy`, `mx`, `tls`, `dane`, `rua` (TLS-RPT https endpoints), `botwall`: one
 //!   stage or one concern each.
 
@@ -17,10 +19,12 @@ mod botwall;
 pub mod bulk;
 mod dane;
 mod finding;
+pub mod list;
 pub mod model;
 mod mx;
 mod policy;
 mod records;
+pub mod render;
 mod rua;
 pub mod shared_mx;
 mod tls;
@@ -96,37 +100,18 @@ impl Env {
 /// Probes in flight to one MX address at most, by default.
 pub const DEFAULT_PER_DESTINATION: usize = 4;
 
-/// Normalises a domain as typed: lower case, no trailing dot, U-labels converted to A-labels
-/// (D28). Returns why it is not a usable domain name otherwise.
-pub fn normalize_domain(input: &str) -> Result<String, String> {
-    let trimmed = input.trim().trim_end_matches('.');
-    if trimmed.is_empty() {
-        return Err("empty domain".into());
-    }
-    let ascii = idna::domain_to_ascii_strict(trimmed)
-        .map_err(|_| format!("{input:?} is not a valid domain name"))?;
-    if !ascii.contains('.') {
-        return Err(format!("{input:?} is not a fully qualified domain name"));
-    }
-    if ascii.parse::<std::net::IpAddr>().is_ok() {
-        return Err(format!(
-            "{input:?} is an IP address; MTA-STS is published by domains"
-        ));
-    }
-    Ok(ascii)
-}
-
 /// Checks one domain end to end. Never fails: problems, including unreachable servers, are
 /// findings in the report.
 pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
     let mut findings = Vec::new();
-    let domain = match normalize_domain(input) {
-        Ok(d) => d,
+    // One rule set for every domain name (`mtasts_core::domain`, D28).
+    let domain = match mtasts_core::domain::Domain::parse(input) {
+        Ok(d) => d.into_string(),
         Err(why) => {
             findings.push(Finding::new(
                 "domain.invalid",
                 Severity::Error,
-                why,
+                format!("{input:?} {why}"),
                 Some(input.to_owned()),
                 "pass a domain name such as example.com",
             ));
@@ -227,6 +212,7 @@ pub(crate) fn finish(domain: String, mut findings: Vec<Finding>, parts: Parts) -
     finding::sort(&mut findings);
     let verdict = finding::verdict(&findings);
     DomainReport {
+        schema_version: model::SCHEMA_VERSION,
         domain,
         sts_record: parts.sts_record,
         policy: parts.policy,

@@ -1,11 +1,24 @@
-//! The report of one domain, in the JSON schema documented in docs/check-json.md.
+//! The report of one domain, in the JSON schema documented in docs/json-output.md.
+//!
+//! Every type here is `Serialize + Deserialize`: the JSON `mtasts check` prints reads back into
+//! a [`DomainReport`] and writes out again byte for byte (so stored check history can be read
+//! and compared). Closed sets of words are enums; the spellings in JSON are those of the schema.
 
-use mtasts_core::Severity;
-use serde::Serialize;
+pub use mtasts_core::finding::Finding;
+use mtasts_core::report::ResultType;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// The version of the report schema, the `schema_version` of every [`DomainReport`]. Raised
+/// when a field changes meaning or a reader written for the previous version could misread a
+/// report; adding a field or a value to an enum does not raise it.
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// Everything `check` observed and concluded about one domain.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DomainReport {
+    /// The schema version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
     /// The domain checked, lower-case A-labels.
     pub domain: String,
     /// The `_mta-sts` TXT record.
@@ -27,7 +40,7 @@ pub struct DomainReport {
 }
 
 /// The overall verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// No error and no warning.
@@ -40,27 +53,8 @@ pub enum Verdict {
     Incomplete,
 }
 
-/// One finding: a stable id, a severity, what was observed, and the fix.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// Stable id (docs/diagnostics.md).
-    pub id: &'static str,
-    /// How serious.
-    pub severity: Severity,
-    /// What is wrong, in a sentence.
-    pub message: String,
-    /// The raw observation (a record, a policy line, a server reply), when there is one.
-    pub observed: Option<String>,
-    /// What to do.
-    pub fix: String,
-    /// True when the check could not be made (timeout, refused connection, DNS failure): not a
-    /// failure of the domain, but not a pass either.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub untested: bool,
-}
-
 /// The `_mta-sts` record as found.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StsRecordReport {
     /// The RFC verdict on the RRset (false also when the lookup failed).
     pub valid: bool,
@@ -71,7 +65,7 @@ pub struct StsRecordReport {
 }
 
 /// The policy fetch and what was read.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PolicyReport {
     /// The HTTPS fetch.
     pub fetch: FetchReport,
@@ -79,7 +73,7 @@ pub struct PolicyReport {
     pub valid: bool,
     /// The TLS-RPT result type an RFC-conformant sender would report for the policy
     /// (`sts-policy-fetch-error`, `sts-webpki-invalid`, `sts-policy-invalid`), or null.
-    pub failure: Option<&'static str>,
+    pub failure: Option<ResultType>,
     /// The mode a sender would apply.
     pub mode: Option<String>,
     /// The max_age a sender would apply.
@@ -89,7 +83,7 @@ pub struct PolicyReport {
 }
 
 /// The HTTPS fetch as observed.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FetchReport {
     /// The URL fetched.
     pub url: String,
@@ -108,7 +102,7 @@ pub struct FetchReport {
 }
 
 /// A certificate, as shown in reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CertificateReport {
     /// SAN DNS names.
     pub sans: Vec<String>,
@@ -121,7 +115,7 @@ pub struct CertificateReport {
 }
 
 /// One MX host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MxReport {
     /// The host name from the MX record.
     pub host: String,
@@ -131,14 +125,15 @@ pub struct MxReport {
     pub pattern: Option<String>,
     /// Each address probed.
     pub addresses: Vec<AddressReport>,
-    /// `success`, a TLS-RPT result type, or `unreachable`; the worst over the addresses.
-    pub result: String,
+    /// `success`, a TLS-RPT result type, `unreachable` or `not-tested`; the worst over the
+    /// addresses.
+    pub result: TlsResult,
     /// A sender applying the policy must not deliver to this host.
     pub must_refuse: bool,
 }
 
 /// One address of an MX host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AddressReport {
     /// The IP address.
     pub ip: String,
@@ -149,26 +144,26 @@ pub struct AddressReport {
     /// The certificate presented.
     pub certificate: Option<CertificateReport>,
     /// `success`, a TLS-RPT result type, `unreachable`, or `not-tested` (`--no-smtp`).
-    pub result: String,
+    pub result: TlsResult,
     /// What failed, when something did.
     pub error: Option<String>,
 }
 
 /// The `_smtp._tls` record as found.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TlsRptReport {
     /// The RFC verdict on the RRset.
     pub valid: bool,
     /// The usable report URIs.
     pub rua: Vec<String>,
     /// The `https:` report URIs checked (R08); absent when there is none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointReport>,
 }
 
 /// One `https:` report endpoint, as checked (resolve, TLS verified against the URI host,
 /// `OPTIONS`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EndpointReport {
     /// The URI from the record.
     pub uri: String,
@@ -183,12 +178,12 @@ pub struct EndpointReport {
 }
 
 /// DANE for SMTP (RFC 7672): the DNSSEC proof of the MX RRset and the TLSA RRset of each MX host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaneReport {
     /// The DNSSEC proof of the MX RRset (`secure`, `insecure`, `bogus`, `indeterminate`); DANE
     /// applies to the MX hosts only when it is `secure` (RFC 7672 §2.2.1). Null when the
     /// validated MX lookup failed.
-    pub mx_dnssec: Option<&'static str>,
+    pub mx_dnssec: Option<DnssecState>,
     /// At least one MX host has a usable, DNSSEC-secure TLSA RRset: DANE senders authenticate
     /// TLS to it (what `--summary` counts as DANE adoption).
     pub adopted: bool,
@@ -199,7 +194,7 @@ pub struct DaneReport {
 }
 
 /// The TLSA RRset of one MX host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaneHostReport {
     /// The MX host name.
     pub host: String,
@@ -208,16 +203,16 @@ pub struct DaneHostReport {
     /// `usable` (secure, at least one usable record), `unusable` (secure, none usable),
     /// `no-tlsa`, `insecure` (records not protected by DNSSEC: ignored by senders), `bogus`
     /// (validation failed: DANE senders do not deliver), or `lookup-failed`.
-    pub state: &'static str,
+    pub state: DaneHostState,
     /// The DNSSEC proof of the TLSA answer; null when the lookup failed.
-    pub dnssec: Option<&'static str>,
+    pub dnssec: Option<DnssecState>,
     /// The DNSSEC proof of the host's address records (the weaker of A and AAAA, CNAMEs
     /// included): DANE applies only when it is `secure` (RFC 7672 §2.2.2). Null when they were
     /// not looked up (the MX RRset is not secure, so DANE cannot apply) or the lookup failed.
-    pub address_dnssec: Option<&'static str>,
+    pub address_dnssec: Option<DnssecState>,
     /// The TLSA records, presentation form (`3 1 1 <HEX>`).
     pub tlsa: Vec<String>,
-    /// Same as `state == "usable"`: senders must authenticate TLS by these records.
+    /// Same as `state == usable`: senders must authenticate TLS by these records.
     pub usable: bool,
     /// Why the lookup failed, when it did.
     pub error: Option<String>,
@@ -226,7 +221,7 @@ pub struct DaneHostReport {
 }
 
 /// One address of an MX host against its TLSA records.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaneAddressReport {
     /// The IP address.
     pub ip: String,
@@ -234,4 +229,147 @@ pub struct DaneAddressReport {
     pub matched: bool,
     /// The record that matched.
     pub record: Option<String>,
+}
+
+/// The outcome of a STARTTLS probe of an address, or the worst over a host's addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TlsResult {
+    /// `success`: STARTTLS offered, handshake made, certificate valid for the host.
+    Success,
+    /// `not-tested`: no probe was made (`--no-smtp`).
+    NotTested,
+    /// `unreachable`: no connection, or no answer in time; says nothing about the host's TLS.
+    Unreachable,
+    /// A TLS-RPT result type (RFC 8460 §4.3): what a sender would report.
+    Failure(ResultType),
+}
+
+impl TlsResult {
+    /// The word in reports: `success`, `not-tested`, `unreachable` or the result type.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Success => "success",
+            Self::NotTested => "not-tested",
+            Self::Unreachable => "unreachable",
+            Self::Failure(t) => t.as_str(),
+        }
+    }
+
+    /// The result a word of [`Self::as_str`] stands for; any word that is not one of the three
+    /// of this type is a result type.
+    pub fn from_name(s: &str) -> Self {
+        match s {
+            "success" => Self::Success,
+            "not-tested" => Self::NotTested,
+            "unreachable" => Self::Unreachable,
+            other => Self::Failure(ResultType::from_name(other)),
+        }
+    }
+
+    /// True for a TLS failure a sender would report (not for success, unreachable or not tested).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::Failure(_))
+    }
+}
+
+impl fmt::Display for TlsResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for TlsResult {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TlsResult {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(Self::from_name(&s))
+    }
+}
+
+/// The DNSSEC status of an answer (RFC 4035 §4.3), as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnssecState {
+    /// Validated from a trust anchor.
+    Secure,
+    /// Provably unsigned.
+    Insecure,
+    /// Should validate but does not.
+    Bogus,
+    /// Nothing could be decided.
+    Indeterminate,
+}
+
+impl DnssecState {
+    /// The word in reports: `secure`, `insecure`, `bogus`, `indeterminate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secure => "secure",
+            Self::Insecure => "insecure",
+            Self::Bogus => "bogus",
+            Self::Indeterminate => "indeterminate",
+        }
+    }
+}
+
+impl From<mtasts_net::dns::Proof> for DnssecState {
+    fn from(p: mtasts_net::dns::Proof) -> Self {
+        use mtasts_net::dns::Proof;
+        match p {
+            Proof::Secure => Self::Secure,
+            Proof::Insecure => Self::Insecure,
+            Proof::Bogus => Self::Bogus,
+            Proof::Indeterminate => Self::Indeterminate,
+        }
+    }
+}
+
+impl fmt::Display for DnssecState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a DANE sender makes of one MX host's TLSA RRset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DaneHostState {
+    /// Secure, at least one record usable for SMTP: senders authenticate TLS by it.
+    Usable,
+    /// Secure, but no record usable for SMTP.
+    Unusable,
+    /// No TLSA records.
+    NoTlsa,
+    /// Records not protected by DNSSEC: ignored by senders.
+    Insecure,
+    /// DNSSEC validation failed: DANE senders do not deliver.
+    Bogus,
+    /// The lookup failed: nothing is known.
+    LookupFailed,
+}
+
+impl DaneHostState {
+    /// The word in reports (`usable`, `unusable`, `no-tlsa`, `insecure`, `bogus`,
+    /// `lookup-failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Usable => "usable",
+            Self::Unusable => "unusable",
+            Self::NoTlsa => "no-tlsa",
+            Self::Insecure => "insecure",
+            Self::Bogus => "bogus",
+            Self::LookupFailed => "lookup-failed",
+        }
+    }
+}
+
+impl fmt::Display for DaneHostState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -2,11 +2,12 @@
 //! address (M37–M42).
 
 use crate::Env;
-use crate::model::{AddressReport, Finding, MxReport};
+use crate::model::{AddressReport, Finding, MxReport, TlsResult};
 use crate::tls::{self, Prefix};
 use futures_util::future::join_all;
 use mtasts_core::Severity;
 use mtasts_core::policy::{Mode, Policy};
+use mtasts_core::report::ResultType;
 use mtasts_net::dns::{DnsError, Lookup, Mx};
 use mtasts_net::probe::{MxProbe, ProbeFailure, probe_mx};
 use rustls_pki_types::CertificateDer;
@@ -88,7 +89,7 @@ pub(crate) fn apply_policy(
         r.pattern = policy
             .and_then(|p| p.matching_pattern(&r.host))
             .map(ToString::to_string);
-        let failed_tls = !matches!(r.result.as_str(), "success" | "unreachable" | "not-tested");
+        let failed_tls = r.result.is_failure();
         r.must_refuse = enforce && (r.pattern.is_none() || failed_tls);
     }
     reports
@@ -248,7 +249,7 @@ async fn one_host(mx: &Mx, env: &Env) -> (MxReport, Vec<Finding>, Vec<Served>) {
                 starttls: None,
                 tls_version: None,
                 certificate: None,
-                result: "not-tested".into(),
+                result: TlsResult::NotTested,
                 error: None,
             })
             .collect()
@@ -306,12 +307,12 @@ fn address(mx: &Mx, p: &MxProbe, findings: &mut Vec<Finding>) -> AddressReport {
             .as_ref()
             .map(mtasts_net::tls::TlsObservation::protocol_name),
         certificate: p.tls.as_ref().and_then(tls::certificate),
-        result: "success".into(),
+        result: TlsResult::Success,
         error: p.failure.as_ref().map(ToString::to_string),
     };
     if let Some(f) = &p.failure {
         if f.is_unreachable() {
-            report.result = "unreachable".into();
+            report.result = TlsResult::Unreachable;
             findings.push(Finding::untested(
                 "mx.unreachable",
                 format!("could not test {who}: {f}"),
@@ -322,7 +323,7 @@ fn address(mx: &Mx, p: &MxProbe, findings: &mut Vec<Finding>) -> AddressReport {
         let (id, result, message, fix) = match f {
             ProbeFailure::Tls(e) if e.is_protocol_version() => (
                 "mx.tls.old-protocol",
-                "validation-failure",
+                ResultType::ValidationFailure,
                 format!(
                     "{who} offers only TLS versions older than 1.2 (TLS 1.0/1.1): senders that require TLS 1.2, as MTA-STS senders do (RFC 8461 §4.2, RFC 8996), cannot deliver to it securely"
                 ),
@@ -330,30 +331,30 @@ fn address(mx: &Mx, p: &MxProbe, findings: &mut Vec<Finding>) -> AddressReport {
             ),
             ProbeFailure::Tls(_) => (
                 "mx.tls.failed",
-                "validation-failure",
+                ResultType::ValidationFailure,
                 format!("the TLS handshake with {who} failed: {f}"),
                 "fix the MX host's TLS configuration",
             ),
             ProbeFailure::StartTlsRefused(_) => (
                 "mx.starttls.refused",
-                "starttls-not-supported",
+                ResultType::StarttlsNotSupported,
                 format!("{who} offers STARTTLS but refuses it: {f}"),
                 "fix the MX host's STARTTLS setup",
             ),
             ProbeFailure::Smtp(_) => (
                 "mx.smtp.failed",
-                "validation-failure",
+                ResultType::ValidationFailure,
                 format!("the SMTP dialogue with {who} failed: {f}"),
                 "check the MX host's SMTP service",
             ),
             _ => (
                 "mx.smtp.failed",
-                "validation-failure",
+                ResultType::ValidationFailure,
                 format!("probing {who} failed: {f}"),
                 "check the MX host",
             ),
         };
-        report.result = result.into();
+        report.result = TlsResult::Failure(result);
         findings.push(Finding::new(
             id,
             Severity::Error,
@@ -364,7 +365,7 @@ fn address(mx: &Mx, p: &MxProbe, findings: &mut Vec<Finding>) -> AddressReport {
         return report;
     }
     if p.starttls_offered == Some(false) {
-        report.result = "starttls-not-supported".into();
+        report.result = TlsResult::Failure(ResultType::StarttlsNotSupported);
         findings.push(Finding::new(
             "mx.starttls.missing",
             Severity::Error,
@@ -382,17 +383,17 @@ fn address(mx: &Mx, p: &MxProbe, findings: &mut Vec<Finding>) -> AddressReport {
 }
 
 /// The worst result over the addresses: a failure beats unreachable beats success.
-fn worst(addresses: &[AddressReport]) -> String {
-    let rank = |r: &str| match r {
-        "success" => 0,
-        "not-tested" => 1,
-        "unreachable" => 2,
-        _ => 3,
+fn worst(addresses: &[AddressReport]) -> TlsResult {
+    let rank = |r: &TlsResult| match r {
+        TlsResult::Success => 0,
+        TlsResult::NotTested => 1,
+        TlsResult::Unreachable => 2,
+        TlsResult::Failure(_) => 3,
     };
     addresses
         .iter()
-        .map(|a| a.result.as_str())
+        .map(|a| &a.result)
         .max_by_key(|r| rank(r))
-        .unwrap_or("unreachable")
-        .to_owned()
+        .cloned()
+        .unwrap_or(TlsResult::Unreachable)
 }

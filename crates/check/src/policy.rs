@@ -5,6 +5,7 @@ use crate::model::{FetchReport, Finding, PolicyReport};
 use crate::tls::{self, Prefix};
 use mtasts_core::Severity;
 use mtasts_core::policy::{Policy, parse_policy};
+use mtasts_core::report::ResultType;
 use mtasts_net::https::{FetchFailure, PolicyFetch};
 use std::net::IpAddr;
 
@@ -54,9 +55,9 @@ pub(crate) fn policy(
     }
     if let Some(failure) = &fetch.failure {
         report.failure = Some(if matches!(failure, FetchFailure::Tls { .. }) {
-            "sts-webpki-invalid"
+            ResultType::StsWebpkiInvalid
         } else {
-            "sts-policy-fetch-error"
+            ResultType::StsPolicyFetchError
         });
         findings.push(fetch_failure(domain, host, failure, has_record));
     }
@@ -69,13 +70,15 @@ pub(crate) fn policy(
             findings,
         );
         if !tls_obs.verdict.is_valid() {
-            report.failure = Some("sts-webpki-invalid");
+            report.failure = Some(ResultType::StsWebpkiInvalid);
         }
     }
     match fetch.status {
         Some(200) | None => {}
         Some(code @ 300..=399) => {
-            report.failure.get_or_insert("sts-policy-fetch-error");
+            report
+                .failure
+                .get_or_insert(ResultType::StsPolicyFetchError);
             let to = fetch
                 .location
                 .clone()
@@ -89,7 +92,9 @@ pub(crate) fn policy(
             ));
         }
         Some(code) => {
-            report.failure.get_or_insert("sts-policy-fetch-error");
+            report
+                .failure
+                .get_or_insert(ResultType::StsPolicyFetchError);
             if let Some(sign) = botwall::sign(fetch) {
                 findings.push(bot_wall(fetch, sign));
                 return (report, None);
@@ -144,7 +149,7 @@ pub(crate) fn policy(
     }
     report.valid = parsed.is_valid();
     if report.failure.is_none() && parsed.policy.is_none() {
-        report.failure = Some("sts-policy-invalid");
+        report.failure = Some(ResultType::StsPolicyInvalid);
     }
     // A sender applies the policy only when the fetch itself was good.
     let applies = report.failure.is_none();

@@ -135,7 +135,7 @@ mod tests {
                         preference: 10,
                         pattern: covered.then(|| (*host).to_owned()),
                         addresses: Vec::new(),
-                        result: "success".into(),
+                        result: crate::model::TlsResult::Success,
                         must_refuse: false,
                     })
                     .collect(),

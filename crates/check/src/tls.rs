@@ -1,7 +1,7 @@
 //! Certificates and TLS observations as findings (M12–M14, M38–M40), shared by the policy host
 //! and the MX hosts.
 
-use crate::model::{CertificateReport, Finding};
+use crate::model::{CertificateReport, Finding, TlsResult};
 use mtasts_core::Severity;
 use mtasts_net::tls::{CertVerdict, TlsObservation};
 
@@ -25,10 +25,10 @@ pub(crate) fn certificate(tls: &TlsObservation) -> Option<CertificateReport> {
 }
 
 /// The TLS-RPT result of a completed handshake: `success` or the failure type.
-pub(crate) fn result(tls: &TlsObservation) -> String {
+pub(crate) fn result(tls: &TlsObservation) -> TlsResult {
     tls.verdict
         .result_type()
-        .map_or_else(|| "success".to_owned(), |r| r.as_str().to_owned())
+        .map_or(TlsResult::Success, TlsResult::Failure)
 }
 
 /// Findings about a completed handshake with `who` (e.g. `the policy host mta-sts.x` or

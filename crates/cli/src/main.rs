@@ -80,7 +80,10 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_OK),
         Err(e) => {
-            eprintln!("mtasts: {e:#}");
+            eprintln!(
+                "mtasts: {}",
+                mtasts_core::text::escape_lines(&format!("{e:#}"))
+            );
             ExitCode::from(EXIT_UNREADABLE)
         }
     }

@@ -1,5 +1,6 @@
 //! Output formats, colours, and the shared rendering of findings.
 
+use mtasts_core::text::escape;
 use mtasts_core::{Diagnostic, Severity};
 use owo_colors::{OwoColorize, Stream::Stdout};
 use serde::Serialize;
@@ -48,27 +49,10 @@ impl Color {
     }
 }
 
-/// A finding in the JSON schema: `{"id","severity","line","message","fix"}`.
-#[derive(Debug, Serialize)]
-pub(crate) struct Finding<'a> {
-    id: &'a str,
-    severity: Severity,
-    line: Option<usize>,
-    message: &'a str,
-    fix: &'a str,
-}
-
-pub(crate) fn findings(diags: &[Diagnostic]) -> Vec<Finding<'_>> {
-    diags
-        .iter()
-        .map(|d| Finding {
-            id: d.id,
-            severity: d.severity,
-            line: d.line,
-            message: &d.message,
-            fix: &d.fix,
-        })
-        .collect()
+/// Whether text on standard output is coloured: `--color`, else NO_COLOR and whether it is a
+/// terminal (owo-colors decides, as for every other coloured word).
+pub(crate) fn stdout_coloured() -> bool {
+    "x".if_supports_color(Stdout, |t| t.red()).to_string() != "x"
 }
 
 /// Writes a JSON value and a newline to standard output.
@@ -137,10 +121,10 @@ pub(crate) fn print_findings(
         writeln!(
             out,
             "  {pos}{sev}: {} [{}]",
-            d.message,
+            escape(&d.message),
             d.id.if_supports_color(Stdout, |t| t.dimmed())
         )?;
-        writeln!(out, "      fix: {}", d.fix)?;
+        writeln!(out, "      fix: {}", escape(&d.fix))?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use mtasts_core::policy::{MAX_POLICY_SIZE, Mode, ParsedPolicy, Policy, parse_policy};
 use mtasts_core::render::build_policy;
+use mtasts_core::text::escape;
 use serde::Serialize;
 use serde_json::json;
 use std::io::Write;
@@ -77,7 +78,7 @@ fn lint(file: &str, hosts: &[String], format: Format) -> Result<u8> {
             let mut doc = json!({
                 "valid": parsed.is_valid(),
                 "policy": parsed.policy,
-                "findings": output::findings(&parsed.diagnostics),
+                "findings": &parsed.diagnostics,
             });
             if !hosts.is_empty() {
                 doc["mx"] = serde_json::to_value(&checks)?;
@@ -98,14 +99,15 @@ fn print_lint_text(name: &str, parsed: &ParsedPolicy, checks: &[MxCheck<'_>]) ->
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{name}: {} ({})",
+        "{}: {} ({})",
+        escape(name),
         output::verdict(parsed.is_valid()),
         output::counts(&parsed.diagnostics)
     )?;
     output::print_findings(&mut out, &parsed.diagnostics, "line")?;
     match &parsed.policy {
         Some(p) => {
-            writeln!(out, "senders apply: {}", summary(p))?;
+            writeln!(out, "senders apply: {}", escape(&summary(p)))?;
             // Show the repaired text when something other than advice about the mode was found.
             let repairable = parsed.diagnostics.iter().any(|d| {
                 d.severity != mtasts_core::Severity::Info && d.id != "policy.mode.testing"
@@ -113,7 +115,7 @@ fn print_lint_text(name: &str, parsed: &ParsedPolicy, checks: &[MxCheck<'_>]) ->
             if repairable {
                 writeln!(out, "corrected policy (canonical form, CRLF line ends):")?;
                 for line in p.render().lines() {
-                    writeln!(out, "  {line}")?;
+                    writeln!(out, "  {}", escape(line))?;
                 }
             }
         }
@@ -124,8 +126,8 @@ fn print_lint_text(name: &str, parsed: &ParsedPolicy, checks: &[MxCheck<'_>]) ->
     }
     for c in checks {
         match &c.pattern {
-            Some(p) => writeln!(out, "mx {}: covered by `{p}`", c.host)?,
-            None => writeln!(out, "mx {}: NOT covered by any pattern", c.host)?,
+            Some(p) => writeln!(out, "mx {}: covered by `{}`", escape(c.host), escape(p))?,
+            None => writeln!(out, "mx {}: NOT covered by any pattern", escape(c.host))?,
         }
     }
     Ok(())
@@ -153,7 +155,7 @@ fn render(mode: Mode, max_age: u64, mx: &[String], format: Format) -> Result<u8>
                     "id": id,
                     "record": format!("v=STSv1; id={id}"),
                     "policy": policy,
-                    "findings": output::findings(&warnings),
+                    "findings": &warnings,
                 }))?,
                 Format::Text => {
                     // The policy alone on stdout, byte for byte, so it can be redirected to a file.
@@ -173,7 +175,7 @@ fn render(mode: Mode, max_age: u64, mx: &[String], format: Format) -> Result<u8>
             match format {
                 Format::Json => output::print_json(&json!({
                     "text": null, "id": null, "record": null, "policy": null,
-                    "findings": output::findings(&errors),
+                    "findings": &errors,
                 }))?,
                 Format::Text => {
                     let mut err = std::io::stderr().lock();

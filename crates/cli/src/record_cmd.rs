@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use mtasts_core::Diagnostic;
 use mtasts_core::record::{parse_sts_rrset, parse_tlsrpt_rrset};
+use mtasts_core::text::escape;
 use serde_json::{Value, json};
 use std::io::Write;
 
@@ -66,7 +67,7 @@ pub(crate) fn run(cmd: RecordCommand, format: Format) -> Result<u8> {
         Format::Json => output::print_json(&json!({
             "valid": valid,
             "record": record,
-            "findings": output::findings(&diags),
+            "findings": &diags,
         }))?,
         Format::Text => {
             let mut out = std::io::stdout().lock();
@@ -86,7 +87,7 @@ pub(crate) fn run(cmd: RecordCommand, format: Format) -> Result<u8> {
             if used.is_empty() {
                 writeln!(out, "senders use: nothing (no usable record)")?;
             } else {
-                writeln!(out, "senders use: {used}")?;
+                writeln!(out, "senders use: {}", escape(&used))?;
             }
         }
     }

@@ -5,6 +5,7 @@ use crate::{EXIT_FINDINGS, EXIT_OK, EXIT_UNREADABLE, input};
 use anyhow::Result;
 use clap::Subcommand;
 use mtasts_core::report::{MAX_INPUT_SIZE, ParsedReport, parse_reports};
+use mtasts_core::text::escape;
 use owo_colors::{OwoColorize, Stream::Stdout};
 use std::io::Write;
 
@@ -31,7 +32,10 @@ pub(crate) fn run(cmd: ReportCommand, format: Format) -> Result<u8> {
         let bytes = match input::read_capped(file, MAX_INPUT_SIZE) {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("mtasts: {e:#}");
+                eprintln!(
+                    "mtasts: {}",
+                    mtasts_core::text::escape_lines(&format!("{e:#}"))
+                );
                 code = code.max(EXIT_UNREADABLE);
                 continue;
             }
@@ -39,7 +43,12 @@ pub(crate) fn run(cmd: ReportCommand, format: Format) -> Result<u8> {
         match parse_reports(&bytes) {
             Ok(reports) => found.extend(reports.into_iter().map(|r| (name.to_owned(), r))),
             Err(e) => {
-                eprintln!("mtasts: {name}: no valid TLS-RPT report: {e}");
+                let why = e.to_string();
+                eprintln!(
+                    "mtasts: {}: no valid TLS-RPT report: {}",
+                    escape(name),
+                    escape(&why)
+                );
                 code = code.max(EXIT_FINDINGS);
             }
         }
@@ -61,12 +70,15 @@ pub(crate) fn run(cmd: ReportCommand, format: Format) -> Result<u8> {
 }
 
 fn print_text(out: &mut impl Write, src: &str, parsed: &ParsedReport) -> std::io::Result<()> {
+    // Every field of a report is foreign: escaped, so a forged one cannot act on the terminal.
     let r = &parsed.report;
-    let contact = r.contact_info.as_deref().unwrap_or("no contact");
+    let contact = escape(r.contact_info.as_deref().unwrap_or("no contact"));
     writeln!(
         out,
-        "{src}: report {} from {} ({contact})",
-        r.report_id, r.organization_name
+        "{}: report {} from {} ({contact})",
+        escape(src),
+        escape(&r.report_id),
+        escape(&r.organization_name)
     )?;
     writeln!(
         out,
@@ -75,7 +87,7 @@ fn print_text(out: &mut impl Write, src: &str, parsed: &ParsedReport) -> std::io
         rfc3339(r.date_range.end)
     )?;
     for p in &r.policies {
-        let domain = p.policy.policy_domain.as_deref().unwrap_or("(no domain)");
+        let domain = escape(p.policy.policy_domain.as_deref().unwrap_or("(no domain)"));
         let failed = p.summary.total_failure_session_count;
         let counts = format!(
             "{} successful, {failed} failed",
@@ -89,16 +101,16 @@ fn print_text(out: &mut impl Write, src: &str, parsed: &ParsedReport) -> std::io
         writeln!(
             out,
             "  policy {} {domain}: {counts}",
-            p.policy.policy_type.as_str()
+            escape(p.policy.policy_type.as_str())
         )?;
         for f in &p.failure_details {
             let mut line = format!(
                 "    {}: {} session(s)",
-                f.result_type.as_str(),
+                escape(f.result_type.as_str()),
                 f.failed_session_count
             );
             if let Some(h) = &f.receiving_mx_hostname {
-                line.push_str(&format!(", mx {h}"));
+                line.push_str(&format!(", mx {}", escape(h)));
             }
             if let Some(ip) = f.receiving_ip {
                 line.push_str(&format!(" ({ip})"));
@@ -107,13 +119,13 @@ fn print_text(out: &mut impl Write, src: &str, parsed: &ParsedReport) -> std::io
                 line.push_str(&format!(", from {ip}"));
             }
             if let Some(code) = &f.failure_reason_code {
-                line.push_str(&format!(", reason {code}"));
+                line.push_str(&format!(", reason {}", escape(code)));
             }
             writeln!(out, "{line}")?;
         }
     }
     for w in &parsed.warnings {
-        writeln!(out, "  repaired: {w}")?;
+        writeln!(out, "  repaired: {}", escape(&w.to_string()))?;
     }
     Ok(())
 }

@@ -461,7 +461,10 @@ async fn query(config: &Config, key: &str, zone: &str, format: Format) -> Result
     let answer = engine.query(zone, key).await;
     match format {
         Format::Json => crate::output::print_json(&json(key, zone, &answer))?,
-        Format::Text => print!("{}", text(key, zone, &answer)),
+        Format::Text => print!(
+            "{}",
+            mtasts_core::text::escape_lines(&text(key, zone, &answer))
+        ),
     }
     Ok(crate::EXIT_OK)
 }

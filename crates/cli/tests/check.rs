@@ -88,6 +88,14 @@ async fn run_with_stdin(w: &World, extra: &[&str], stdin: &str) -> (i32, String,
     )
 }
 
+/// The JSON `mtasts check` printed reads into the typed reports and writes out again byte for
+/// byte (the schema round-trips; stored history can be read back).
+fn assert_json_reads_back(json: &str) {
+    let reports: Vec<mtasts_check::DomainReport> = serde_json::from_str(json).unwrap();
+    let again = serde_json::to_string_pretty(&reports).unwrap() + "\n";
+    assert_eq!(again, json);
+}
+
 /// Removes what changes from run to run: days left and dates of generated certificates.
 fn stable_text(s: &str) -> String {
     let re_days = |s: &str| -> String {
@@ -139,6 +147,7 @@ async fn clean_domain_text_and_json() {
     insta::assert_snapshot!("check_clean_text", stable_text(&text));
     let (code, json, _) = run(&w, &["--format", "json"]).await;
     assert_eq!(code, 0);
+    assert_json_reads_back(&json);
     let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
     stable_json(&mut v);
     insta::assert_json_snapshot!("check_clean_json", v, {
@@ -154,6 +163,7 @@ async fn broken_domain_text_and_json() {
     assert_eq!(code, 1);
     insta::assert_snapshot!("check_broken_text", stable_text(&text));
     let (_, json, _) = run(&w, &["--format", "json"]).await;
+    assert_json_reads_back(&json);
     let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
     stable_json(&mut v);
     insta::assert_json_snapshot!("check_broken_json", v, {
@@ -169,6 +179,7 @@ async fn mixed_domain_text_and_json_and_fail_on() {
     assert_eq!(code, 1, "an expired MX certificate is an error");
     insta::assert_snapshot!("check_mixed_text", stable_text(&text));
     let (_, json, _) = run(&w, &["--format", "json"]).await;
+    assert_json_reads_back(&json);
     let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
     stable_json(&mut v);
     insta::assert_json_snapshot!("check_mixed_json", v, {
@@ -217,6 +228,25 @@ fn usage_errors() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "--threads 0 is a usage error");
+}
+
+/// `--timeout 0` (or a negative, infinite or over-long budget) is refused as a usage error
+/// with the real range, before anything is looked up.
+#[test]
+fn timeout_out_of_range_is_a_usage_error() {
+    for bad in ["0", "-1", "601", "inf", "NaN", "soon"] {
+        let out = Command::cargo_bin("mtasts")
+            .unwrap()
+            .args(["check", "example.test", &format!("--timeout={bad}")])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--timeout {bad}: {err}");
+        assert!(
+            err.contains("more than 0") && err.contains("at most 600"),
+            "--timeout {bad}: {err}"
+        );
+    }
 }
 
 /// M43: example.test enforces its policy on mx1.example.test, and shared.test uses the same MX
@@ -269,6 +299,10 @@ async fn bulk_input_jsonl_csv_and_summary() {
     )
     .await;
     assert_eq!(code, 0, "{err}");
+    for line in jsonl.lines() {
+        let r: mtasts_check::DomainReport = serde_json::from_str(line).unwrap();
+        assert_eq!(serde_json::to_string(&r).unwrap(), line, "jsonl reads back");
+    }
     let lines: Vec<serde_json::Value> = jsonl
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -343,6 +377,7 @@ async fn dane_in_text_json_and_summary() {
         "{text}"
     );
     let (_, json, err) = run(&w, &["--format", "json", "--summary"]).await;
+    assert_json_reads_back(&json);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(
         err.contains("  DANE (usable TLSA)           1  100.0 %"),

@@ -5,7 +5,7 @@
 //! (documented in `docs/diagnostics.md` at the repository root), a [`Severity`], a 1-based line (and
 //! column where it helps), a message saying what was observed and a fix saying what to do.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// How serious a finding is.
@@ -13,7 +13,7 @@ use std::fmt;
 /// `Error` means the input breaks an RFC requirement: an RFC-conformant reader rejects it, or
 /// mail delivery is weakened. `Warning` means it works but is fragile or unwise. `Info` is
 /// advice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Advice; nothing is wrong.
@@ -60,13 +60,18 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// A finding not tied to a position.
+    /// A finding not tied to a position. `id` is one of the [`crate::catalog`] (asserted in
+    /// debug builds; the severity is asserted where the parsers collect their findings).
     pub fn new(
         id: &'static str,
         severity: Severity,
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
+        debug_assert!(
+            crate::catalog::entry(id).is_some(),
+            "{id} is not in the catalogue"
+        );
         Self {
             id,
             severity,
@@ -126,6 +131,12 @@ pub(crate) struct Sink {
 
 impl Sink {
     pub(crate) fn push(&mut self, d: Diagnostic) {
+        debug_assert!(
+            crate::catalog::allows(d.id, d.severity),
+            "{} ({}) is not in the catalogue",
+            d.id,
+            d.severity
+        );
         // Errors always decide the verdict, so a dropped one must not hide it: keep the first
         // error even when the list is full.
         if self.diags.len() < MAX_DIAGNOSTICS

@@ -4,6 +4,9 @@
 //! and storage concern lives in other crates.
 //!
 //! # Layout
+//! - [`catalog`]: every finding id, declared once (id, severities, summary).
+//! - [`domain`]: the validated, normalised [`domain::Domain`] every part takes.
+//! - [`finding`]: the finding of an observation (id, severity, observed, fix, untested).
 //! - [`diag`]: positioned findings with stable ids, severities and fixes.
 //! - [`name`]: host names and MX patterns (one-label wildcard, A-labels).
 //! - [`policy`]: the policy file parser (sender view plus checker findings).
@@ -13,10 +16,14 @@
 //! - [`report`]: the TLS-RPT report model: tolerant parsing (JSON, gzip, MIME mail) and strict
 //!   generation.
 //! - [`rollout`]: the guided rollout testing -> enforce -> removal, a pure state machine.
+//! - [`text`]: escaping foreign strings for terminal text.
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod catalog;
 pub mod diag;
+pub mod domain;
+pub mod finding;
 pub mod name;
 pub mod policy;
 pub mod providers;
@@ -24,5 +31,7 @@ pub mod record;
 pub mod render;
 pub mod report;
 pub mod rollout;
+pub mod text;
 
 pub use diag::{Diagnostic, Severity};
+pub use finding::Finding;

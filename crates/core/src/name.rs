@@ -275,14 +275,14 @@ pub fn sender_pattern(raw: &str) -> Option<MxPattern> {
     }
 }
 
-/// Normalises a host name for matching: lower case, one trailing dot removed, U-labels converted
-/// to A-labels (D28). A name that cannot be converted is only lower-cased.
+/// Normalises a host name for matching: the [`Domain`](crate::domain::Domain) rules (lower
+/// case, one trailing dot removed, U-labels converted to A-labels, D28). A name that is not a
+/// valid domain (a single label, bad characters) is only lower-cased without its trailing dot:
+/// it can equal no valid pattern but itself.
 pub fn normalize_host(host: &str) -> String {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_ascii() {
-        host.to_ascii_lowercase()
-    } else {
-        idna::domain_to_ascii(host).unwrap_or_else(|_| host.to_lowercase())
+    match crate::domain::Domain::parse(host) {
+        Ok(d) => d.into_string(),
+        Err(_) => host.strip_suffix('.').unwrap_or(host).to_lowercase(),
     }
 }
 

@@ -6,8 +6,10 @@
 //! a `NOTFOUND` it probes the parent domains `.example.com`, `.com`: those can never carry an
 //! MTA-STS policy of their own, so they are answered at once without a lookup.
 
+use mtasts_core::domain::{Domain, DomainError};
+
 /// Longest domain name (RFC 1035 §2.3.4), in presentation form without the trailing dot.
-pub const MAX_NAME_LEN: usize = 253;
+pub const MAX_NAME_LEN: usize = mtasts_core::name::MAX_NAME_LEN;
 
 /// Why a key gets `NOTFOUND` without a lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,40 +65,16 @@ pub fn policy_domain(key: &str) -> Result<String, Skip> {
             _ => key,
         }
     };
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return Err(Skip::IpLiteral);
-    }
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let ascii = if host.is_ascii() {
-        host.to_ascii_lowercase()
-    } else {
-        idna::domain_to_ascii_strict(host).map_err(|_| Skip::BadName)?
-    };
-    if is_domain_name(&ascii) {
-        Ok(ascii)
-    } else {
-        Err(Skip::BadName)
+    // One rule set for every domain name (`mtasts_core::domain`).
+    match Domain::parse(host) {
+        Ok(d) => Ok(d.into_string()),
+        Err(DomainError::IpAddress) => Err(Skip::IpLiteral),
+        Err(_) => Err(Skip::BadName),
     }
 }
 
 fn is_port(s: &str) -> bool {
     !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Letters, digits, hyphens (not at either end) and underscores (seen in real next-hops), labels of
-/// 1 to 63 bytes, at most [`MAX_NAME_LEN`] bytes, at least two labels.
-fn is_domain_name(name: &str) -> bool {
-    name.len() <= MAX_NAME_LEN
-        && name.contains('.')
-        && name.split('.').all(|label| {
-            let b = label.as_bytes();
-            !b.is_empty()
-                && b.len() <= 63
-                && b[0] != b'-'
-                && b[b.len() - 1] != b'-'
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
-        })
 }
 
 #[cfg(test)]
@@ -137,5 +115,9 @@ mod tests {
         skip(&format!("{}.com", "a".repeat(64)), Skip::BadName);
         skip(&format!("{}com", "a.".repeat(130)), Skip::BadName);
         skip("ex\u{0}ample.com", Skip::BadName);
+        // The shared `Domain` rules: an address with a root dot is still an address, and an
+        // `xn--` label must be punycode.
+        skip("192.0.2.1.", Skip::IpLiteral);
+        skip("xn--a.example.com", Skip::BadName);
     }
 }

@@ -2,6 +2,7 @@
 //! produces it, and a secure, matching domain with none.
 
 use crate::world::{DOMAIN, World, env};
+use mtasts_check::model::{DaneHostState, DnssecState};
 use mtasts_check::{DomainReport, Verdict, check_domain};
 use mtasts_core::Severity;
 use mtasts_testnet::dns::Fault;
@@ -62,14 +63,19 @@ async fn secure_matching_dane_with_a_rollover_scheme_has_no_finding() {
     assert!(r.findings.is_empty(), "{:#?}", r.findings);
     assert_eq!(r.verdict, Verdict::Pass);
     let dane = r.dane.as_ref().expect("DANE tested");
-    assert_eq!(dane.mx_dnssec, Some("secure"));
+    assert_eq!(dane.mx_dnssec, Some(DnssecState::Secure));
     assert!(dane.adopted);
     let h = &dane.hosts[0];
     assert_eq!(h.host, "mx1.example.test");
     assert_eq!(h.tlsa_name, "_25._tcp.mx1.example.test");
     assert_eq!(
         (h.state, h.dnssec, h.address_dnssec, h.usable),
-        ("usable", Some("secure"), Some("secure"), true)
+        (
+            DaneHostState::Usable,
+            Some(DnssecState::Secure),
+            Some(DnssecState::Secure),
+            true
+        )
     );
     assert_eq!(h.tlsa.len(), 2);
     assert_eq!(h.addresses.len(), 1);
@@ -86,9 +92,9 @@ async fn clean_domain_without_tlsa_has_no_dane_finding_and_no_adoption() {
         assert!(!dane_ids(&r).contains(id), "{id}");
     }
     let dane = r.dane.as_ref().expect("DANE tested");
-    assert_eq!(dane.mx_dnssec, Some("insecure"));
+    assert_eq!(dane.mx_dnssec, Some(DnssecState::Insecure));
     assert!(!dane.adopted);
-    assert_eq!(dane.hosts[0].state, "no-tlsa");
+    assert_eq!(dane.hosts[0].state, DaneHostState::NoTlsa);
     assert!(dane.hosts[0].tlsa.is_empty());
 }
 
@@ -105,7 +111,12 @@ async fn d01_tlsa_in_an_unsigned_zone_is_ignored_by_senders() {
     let h = &r.dane.as_ref().unwrap().hosts[0];
     assert_eq!(
         (h.state, h.dnssec, h.address_dnssec, h.usable),
-        ("insecure", Some("insecure"), None, false)
+        (
+            DaneHostState::Insecure,
+            Some(DnssecState::Insecure),
+            None,
+            false
+        )
     );
     assert!(!r.dane.as_ref().unwrap().adopted);
 }
@@ -141,12 +152,17 @@ async fn d01_signed_tlsa_of_a_host_with_unsigned_addresses_is_ignored_by_senders
         f.observed
     );
     let dane = r.dane.as_ref().unwrap();
-    assert_eq!(dane.mx_dnssec, Some("secure"));
+    assert_eq!(dane.mx_dnssec, Some(DnssecState::Secure));
     assert!(!dane.adopted);
     let h = &dane.hosts[0];
     assert_eq!(
         (h.state, h.dnssec, h.address_dnssec, h.usable),
-        ("insecure", Some("secure"), Some("insecure"), false)
+        (
+            DaneHostState::Insecure,
+            Some(DnssecState::Secure),
+            Some(DnssecState::Insecure),
+            false
+        )
     );
 }
 
@@ -166,7 +182,7 @@ async fn failed_address_lookups_of_a_dane_host_are_untested() {
     let h = &r.dane.as_ref().unwrap().hosts[0];
     assert_eq!(
         (h.state, h.dnssec, h.address_dnssec),
-        ("lookup-failed", Some("secure"), None)
+        (DaneHostState::LookupFailed, Some(DnssecState::Secure), None)
     );
 }
 
@@ -192,7 +208,10 @@ async fn d01_bogus_tlsa_is_an_error() {
         );
         assert_eq!(get(&r, "dane.dnssec.bogus").severity, Severity::Error);
         assert_eq!(r.verdict, Verdict::Fail);
-        assert_eq!(r.dane.as_ref().unwrap().hosts[0].state, "bogus");
+        assert_eq!(
+            r.dane.as_ref().unwrap().hosts[0].state,
+            DaneHostState::Bogus
+        );
     }
 }
 
@@ -263,7 +282,7 @@ async fn d04_only_pkix_records_leave_no_usable_record() {
     let r = check_domain(DOMAIN, &env(&w)).await;
     assert_eq!(dane_ids(&r), ["dane.tlsa.unusable"], "{:#?}", r.findings);
     let h = &r.dane.as_ref().unwrap().hosts[0];
-    assert_eq!((h.state, h.usable), ("unusable", false));
+    assert_eq!((h.state, h.usable), (DaneHostState::Unusable, false));
     assert!(!r.dane.as_ref().unwrap().adopted);
 }
 
@@ -279,6 +298,6 @@ async fn a_failed_tlsa_lookup_is_untested_not_absent() {
     assert!(get(&r, "dane.untested").untested);
     assert_eq!(r.verdict, Verdict::Incomplete);
     let h = &r.dane.as_ref().unwrap().hosts[0];
-    assert_eq!((h.state, h.dnssec), ("lookup-failed", None));
+    assert_eq!((h.state, h.dnssec), (DaneHostState::LookupFailed, None));
     assert!(h.error.is_some());
 }

@@ -292,6 +292,14 @@ impl Serialize for ResultType {
     }
 }
 
+/// Reads the exact name ([`ResultType::from_name`]): unregistered values are kept verbatim.
+impl<'de> serde::Deserialize<'de> for ResultType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(Self::from_name(&s))
+    }
+}
+
 /// Formats a date-time as RFC 3339 in UTC with `Z` (fractional seconds only when non-zero).
 pub(crate) fn format_datetime(dt: OffsetDateTime) -> String {
     let dt = dt.to_offset(time::UtcOffset::UTC);
