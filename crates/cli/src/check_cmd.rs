@@ -5,14 +5,12 @@ use crate::{EXIT_FINDINGS, EXIT_OK};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use mtasts_check::bulk::{ScanSettings, Summary, scan};
+use mtasts_check::env::NetOptions;
 use mtasts_check::model::{AddressReport, DaneHostReport, DomainReport, MxReport};
 use mtasts_check::{Env, Settings, Verdict};
 use mtasts_core::Severity;
-use mtasts_net::dns::{Resolver, ResolverSettings, TrustAnchor};
-use mtasts_net::tls::TlsProbeConfig;
 use owo_colors::{OwoColorize, Stream::Stdout};
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Options of `mtasts check`.
@@ -311,66 +309,46 @@ fn print_shared_mx(
     Ok(())
 }
 
-/// `IP` or `IP:PORT` name servers (port 53 by default); `what` names the option in errors.
-pub(crate) fn nameservers(list: &[String], what: &str) -> Result<Vec<SocketAddr>> {
-    list.iter()
-        .map(|s| {
-            s.parse::<SocketAddr>()
-                .or_else(|_| {
-                    s.parse::<std::net::IpAddr>()
-                        .map(|ip| SocketAddr::new(ip, 53))
-                })
-                .with_context(|| format!("{what} {s}: not an IP address or IP:PORT"))
-        })
-        .collect()
-}
-
 fn build_env(args: &CheckArgs) -> Result<Env> {
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
         bail!("--timeout must be between 0 and 600 seconds");
     }
     let timeout = Duration::from_secs_f64(args.timeout);
-    let nameservers = nameservers(&args.nameservers, "--nameserver")?;
-    let trust_anchor = match &args.trust_anchor {
-        None => TrustAnchor::IanaRoot,
-        Some(path) => TrustAnchor::Keys(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read --trust-anchor {}", path.display()))?,
-        ),
-    };
-    let resolver = Resolver::new(&ResolverSettings {
-        nameservers,
-        timeout: Some(timeout),
-        trust_anchor,
-    })
-    .with_context(|| "--trust-anchor: not a file of DNSKEY records")?;
-    let mut tls = TlsProbeConfig::new();
-    if let Some(path) = &args.ca_file {
-        let pem = std::fs::read(path)
-            .with_context(|| format!("cannot read --ca-file {}", path.display()))?;
-        let n = tls
-            .add_pem_roots(&pem)
-            .with_context(|| format!("--ca-file {}", path.display()))?;
-        if n == 0 {
-            bail!("--ca-file {}: no certificate in it", path.display());
-        }
+    let net = NetOptions {
+        nameservers: args.nameservers.clone(),
+        trust_anchor: args.trust_anchor.clone(),
+        ca_file: args.ca_file.clone(),
+        dns_timeout: timeout,
+        https_port: args.https_port,
+        fetch_timeout: timeout,
     }
+    .build()
+    .map_err(|e| anyhow::anyhow!("--{} {}", flag(e.what), e.why))?;
     let mut settings = Settings {
         smtp_port: args.smtp_port,
         no_smtp: args.no_smtp,
         no_dane: args.no_dane,
         ..Settings::default()
     };
-    settings.fetch.port = args.https_port;
-    settings.fetch.timeout = timeout;
     settings.probe_budget.connect = timeout;
     settings.probe_budget.smtp = timeout;
     settings.probe_budget.tls = timeout;
-    let mut env = Env::new(resolver, tls, settings);
+    let mut env = Env::with_network(net, settings);
     env.limiter = std::sync::Arc::new(mtasts_check::bulk::DestinationLimiter::new(usize::from(
         args.per_destination,
     )));
     Ok(env)
+}
+
+/// The `check` flag for a network option named by its configuration key.
+fn flag(option: &str) -> &str {
+    match option {
+        "nameservers" => "nameserver",
+        "trust_anchor" => "trust-anchor",
+        "ca_file" => "ca-file",
+        "https_port" => "https-port",
+        _ => "timeout",
+    }
 }
 
 fn print_text(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {

@@ -98,18 +98,21 @@ impl NetOptions {
             timeout: Some(self.dns_timeout),
             trust_anchor,
         })
-        .map_err(|e| {
-            let what = if self.trust_anchor.is_some() {
-                "trust_anchor (not a file of DNSKEY records?)"
-            } else {
-                "nameservers"
-            };
-            bad(what, e)
+        .map_err(|e| match &self.trust_anchor {
+            Some(path) => bad(
+                "trust_anchor",
+                format!("{}: not a file of DNSKEY records ({e})", path.display()),
+            ),
+            None => bad("nameservers", e),
         })?;
         let mut tls = TlsProbeConfig::new();
         if let Some(path) = &self.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| bad("ca_file", format!("cannot read {}: {e}", path.display())))?;
+            let pem = std::fs::read(path).map_err(|e| {
+                bad(
+                    "ca_file",
+                    format!("{}: cannot read it ({e})", path.display()),
+                )
+            })?;
             tls.add_pem_roots(&pem)
                 .map_err(|e| bad("ca_file", format!("{}: {e}", path.display())))?;
         }
@@ -248,7 +251,7 @@ mod tests {
             (
                 NetOptions {
                     trust_anchor: Some("/nonexistent/root.key".into()),
-                    ..ok.clone()
+                    ..ok
                 },
                 "trust_anchor",
             ),

@@ -21,6 +21,7 @@
 //! - Policies loaded from the cache file at start-up are due at times spread over
 //!   [`Settings::refresh_interval`], not all at once.
 
+use crate::cache_file::{CacheOp, PersistedPolicy};
 use crate::cached::CachedPolicy;
 use crate::discover::Net;
 use crate::key::policy_domain;
@@ -28,7 +29,6 @@ use crate::redis_tier::RedisTier;
 use crate::reply::{Decision, PolicyFailure, ReplySettings, render};
 use crate::slots::{Clock, Entry, Other, Table, millis};
 use crate::stats::{Source, Stats};
-use crate::store::{StoreOp, StoredPolicy};
 use crate::{Handler, Reply};
 use mtasts_core::policy::Mode;
 use std::collections::HashMap;
@@ -154,7 +154,7 @@ struct Inner {
     background: Arc<Semaphore>,
     misses: Arc<Semaphore>,
     stats: Stats,
-    store: Option<mpsc::UnboundedSender<StoreOp>>,
+    store: Option<mpsc::UnboundedSender<CacheOp>>,
     redis: Option<RedisTier>,
 }
 
@@ -170,18 +170,18 @@ impl Engine {
         net: Net,
         settings: Settings,
         zones: HashMap<String, Zone>,
-        store: Option<mpsc::UnboundedSender<StoreOp>>,
+        store: Option<mpsc::UnboundedSender<CacheOp>>,
     ) -> Self {
         Self::with_tiers(net, settings, zones, store, None)
     }
 
     /// [`Engine::with_store`], also asking the shared Redis tier before the network on a cold
-    /// miss (writes to Redis go through `store`, see [`crate::store::spawn_writer`]).
+    /// miss (writes to Redis go through `store`, see [`crate::cache_file::spawn_writer`]).
     pub fn with_tiers(
         net: Net,
         settings: Settings,
         zones: HashMap<String, Zone>,
-        store: Option<mpsc::UnboundedSender<StoreOp>>,
+        store: Option<mpsc::UnboundedSender<CacheOp>>,
         redis: Option<RedisTier>,
     ) -> Self {
         let background = Arc::new(Semaphore::new(settings.refresh_concurrency.max(1)));
@@ -205,7 +205,7 @@ impl Engine {
     /// Puts persisted policies into the cache (at start-up). Expired ones, and ones that no
     /// longer parse, are skipped; each is due for a TXT check, in the background, at a time
     /// spread over the next [`Settings::refresh_interval`] (before it expires).
-    pub fn preload(&self, policies: impl IntoIterator<Item = StoredPolicy>) -> usize {
+    pub fn preload(&self, policies: impl IntoIterator<Item = PersistedPolicy>) -> usize {
         let wall = unix_now();
         let mut loaded = 0;
         for p in policies {
@@ -494,7 +494,7 @@ impl Inner {
     fn policy_from_store(
         &self,
         domain: &str,
-        p: &StoredPolicy,
+        p: &PersistedPolicy,
         now_ms: u64,
         wall: i64,
     ) -> Option<CachedPolicy> {

@@ -3,6 +3,7 @@
 //! Bind it to loopback or a management network: it has no authentication.
 
 use crate::Engine;
+use crate::service::Shutdown;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::server::conn::http1;
@@ -12,17 +13,18 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// Longest a metrics connection may live (scrapes are short).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 
-/// Serves `/metrics` on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, engine: Engine, mut shutdown: watch::Receiver<bool>) {
+/// Serves `/metrics` on `listener` until `shutdown` says stop.
+pub async fn serve(listener: TcpListener, engine: Engine, shutdown: Shutdown) {
+    let stopped = shutdown.stopped();
+    tokio::pin!(stopped);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => return,
+            () = &mut stopped => return,
         };
         let Ok((stream, _)) = accepted else { continue };
         let engine = engine.clone();

@@ -1,12 +1,12 @@
 //! The refresh of one domain, its outcome applied to the slot, back-off and the sweep.
 
 use super::{Inner, Outcome, Previous};
+use crate::cache_file::{CacheOp, PersistedPolicy};
 use crate::cached::{CachedPolicy, Unusable};
 use crate::discover::{self, TxtOutcome};
 use crate::reply::PolicyFailure;
 use crate::slots::{Entry, Other, Slot, millis};
 use crate::stats::FetchError;
-use crate::store::{StoreOp, StoredPolicy};
 use mtasts_net::dane::DaneState;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
@@ -155,7 +155,7 @@ impl Inner {
                 slot.next_check_ms = p
                     .expires_ms()
                     .min(now_ms + self.jittered(domain, s.refresh_interval));
-                store = Some(StoreOp::Put(self.stored(&p, now_ms)));
+                store = Some(CacheOp::Put(self.stored(&p, now_ms)));
                 slot.entry = Entry::Policy(p);
             }
             Outcome::Confirmed(dane) => {
@@ -177,7 +177,7 @@ impl Inner {
                 slot.next_check_ms = now_ms + millis(self.backoff(n));
                 if let Entry::Policy(p) = &mut slot.entry {
                     p.set_expires_ms(until_ms);
-                    store = Some(StoreOp::Put(self.stored(p, now_ms)));
+                    store = Some(CacheOp::Put(self.stored(p, now_ms)));
                     self.stats.extended();
                 }
             }
@@ -200,7 +200,7 @@ impl Inner {
             Outcome::NoPolicy => {
                 if slot.entry.policy().is_some() {
                     tracing::info!(domain, "policy gone: no MTA-STS record any more");
-                    store = Some(StoreOp::Delete(domain.to_owned()));
+                    store = Some(CacheOp::Delete(domain.to_owned()));
                 }
                 slot.failures = 0;
                 slot.entry = Entry::other(domain, Other::NoPolicy, "");
@@ -227,10 +227,10 @@ impl Inner {
     }
 
     /// The policy as persisted, `now_ms` being now.
-    fn stored(&self, p: &CachedPolicy, now_ms: u64) -> StoredPolicy {
+    fn stored(&self, p: &CachedPolicy, now_ms: u64) -> PersistedPolicy {
         let left =
             i64::try_from(p.expires_ms().saturating_sub(now_ms) / 1000).unwrap_or(i64::MAX / 2);
-        StoredPolicy {
+        PersistedPolicy {
             domain: p.domain().to_owned(),
             id: p.id().to_owned(),
             body: p.body().into_owned(),

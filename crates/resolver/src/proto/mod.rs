@@ -36,5 +36,7 @@ mod server;
 pub mod socketmap;
 pub mod tcp_table;
 
-pub use listen::{DEFAULT_UNIX_MODE, ListenAddr, ListenAddrError, Listener, SocketFile};
+pub use listen::{
+    DEFAULT_UNIX_MODE, ListenAddr, ListenAddrError, Listener, SocketFile, UnixSocket,
+};
 pub use server::Limits;

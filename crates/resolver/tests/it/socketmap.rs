@@ -409,7 +409,7 @@ async fn unix_socket_lifecycle() {
         .expect("socket file")
         .permissions()
         .mode();
-    assert_eq!(mode & 0o777, 0o666);
+    assert_eq!(mode & 0o777, 0o660, "not world-writable (issue 10 §2.2)");
     let err = addr
         .bind()
         .await
