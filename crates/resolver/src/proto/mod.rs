@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod conns;
 mod listen;
 pub mod netstring;
 mod server;
