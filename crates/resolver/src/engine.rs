@@ -555,8 +555,8 @@ enum Outcome {
     Confirmed(Option<bool>),
     /// The cached policy, extended to this time (ms, D18).
     Extended(u64),
-    /// Keep what is cached; `failed` counts towards the back-off.
-    Keep { failed: bool },
+    /// Keep what is cached; a failure (what failed, for the log) counts towards the back-off.
+    Keep { failed: Option<String> },
     /// No policy.
     NoPolicy,
     /// The policy could not be had, nothing cached.

@@ -1,12 +1,14 @@
 //! The refresh of one domain, its outcome applied to the slot, back-off and the sweep.
 
 use super::{Inner, Outcome, Previous};
+use crate::Reply;
 use crate::cache_file::{CacheOp, PersistedPolicy};
 use crate::cached::{CachedPolicy, Unusable};
 use crate::discover::{self, TxtOutcome};
-use crate::reply::PolicyFailure;
+use crate::reply::{Decision, PolicyFailure, render, trimmed};
 use crate::slots::{Entry, Other, Slot, millis};
 use crate::stats::FetchError;
+use mtasts_core::policy::Mode;
 use mtasts_net::dane::DaneState;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
@@ -40,7 +42,7 @@ impl Inner {
             };
             let outcome = match permit {
                 Ok(_permit) => inner.refresh(&domain, previous).await,
-                Err(_) => Outcome::Keep { failed: false },
+                Err(_) => Outcome::Keep { failed: None },
             };
             inner.stats.refreshed();
             inner.apply(&domain, outcome);
@@ -68,12 +70,14 @@ impl Inner {
         };
         let id = match discover::txt_id(&self.net, domain).await {
             TxtOutcome::Id(id) => id,
-            TxtOutcome::NoRecord if cached.is_some() => return Outcome::Keep { failed: false },
+            TxtOutcome::NoRecord if cached.is_some() => return Outcome::Keep { failed: None },
             TxtOutcome::NoRecord => return Outcome::NoPolicy,
             TxtOutcome::DnsError(why) => {
                 self.stats.fetch_error(FetchError::Dns);
                 return match cached {
-                    Some(_) => Outcome::Keep { failed: true },
+                    Some(_) => Outcome::Keep {
+                        failed: Some(format!("the _mta-sts TXT lookup failed: {why}")),
+                    },
                     None => Outcome::DnsError(why),
                 };
             }
@@ -113,7 +117,12 @@ impl Inner {
                     let keep = self.settings.refresh_interval.max(self.backoff(1));
                     Outcome::Extended(self.clock.now_ms().saturating_add(millis(keep)))
                 } else if cached.is_some() {
-                    Outcome::Keep { failed: true } // D17
+                    // D17
+                    Outcome::Keep {
+                        failed: Some(format!(
+                            "the policy for the new id {id} could not be had: {why}"
+                        )),
+                    }
                 } else {
                     Outcome::Failure(kind, why)
                 }
@@ -151,6 +160,7 @@ impl Inner {
         match outcome {
             Outcome::Policy(p) => {
                 tracing::info!(domain, id = p.id(), mode = %p.mode(), max_age = p.max_age(), "policy fetched");
+                self.log_fit(domain, &p);
                 slot.failures = 0;
                 slot.next_check_ms = p
                     .expires_ms()
@@ -182,12 +192,14 @@ impl Inner {
                 }
             }
             Outcome::Keep { failed } => {
-                if failed {
+                if let Some(why) = &failed {
                     tracing::warn!(
                         domain,
+                        %why,
                         "refresh failed; the cached policy still applies (D17)"
                     );
                 }
+                let failed = failed.is_some();
                 let expires_ms = slot.entry.policy().map_or(now_ms, |p| p.expires_ms());
                 let wait = if failed {
                     let n = slot.failed();
@@ -223,6 +235,33 @@ impl Inner {
         drop(shard);
         if let (Some(op), Some(tx)) = (store, &self.store) {
             let _ = tx.send(op);
+        }
+    }
+
+    /// Says, once per fetched policy, when a zone's answer for it leaves optional attributes
+    /// out to fit the reply size, or cannot carry it at all (the lookups are then deferred).
+    fn log_fit(&self, domain: &str, p: &CachedPolicy) {
+        let decision = match p.mode() {
+            Mode::Enforce => Decision::Enforce(p),
+            Mode::Testing => Decision::Testing(p),
+            Mode::None => return,
+        };
+        let zones = self.zones.read().map(|z| Arc::clone(&z));
+        let zones = zones.unwrap_or_else(|e| Arc::clone(&e.into_inner()));
+        for (zone, z) in zones.iter() {
+            if let Reply::Temp(why) = render(domain, decision, &z.reply) {
+                tracing::error!(domain, zone, %why, "policy too large for this table: lookups are deferred");
+            } else if let Some(t) = trimmed(domain, decision, &z.reply) {
+                tracing::warn!(
+                    domain,
+                    zone,
+                    patterns = p.patterns().count(),
+                    dropped_mx_host_pattern = t.mx_host_patterns,
+                    dropped_policy_string = t.policy_strings,
+                    max_reply = z.reply.max_reply,
+                    "policy answer shortened to fit the table's reply size"
+                );
+            }
         }
     }
 
