@@ -186,6 +186,14 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DaemonErr
         });
     }
     tracing::info!(zones = ?engine.zone_names(), preloaded, "resolver ready");
+    // Validate the root once at start, so a broken validator is said at once, not at the first
+    // domain whose MX records cannot be validated.
+    tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            let _ = engine.health().await;
+        }
+    });
     while shutdown.next().await == Event::Reload {
         reload(&config, &engine);
     }

@@ -37,6 +37,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Duration, Instant};
 
 pub use crate::slots::Known;
+pub use dane::{Dane, RootHealth};
 
 /// Timing and size settings of the cache.
 #[derive(Debug, Clone)]
@@ -117,8 +118,8 @@ pub struct PolicyInfo {
     pub mx: Vec<String>,
     /// Time left until it expires.
     pub expires_in: Duration,
-    /// Every MX host had a usable DNSSEC-validated TLSA RRset at the last check (D22).
-    pub dane: bool,
+    /// What DANE asked of the answer at the last check (D22).
+    pub dane: Dane,
 }
 
 /// One lookup's answer, with the why (for `resolver query` and logs).
@@ -136,6 +137,7 @@ pub struct Answer {
     pub why: String,
 }
 
+mod dane;
 mod refresh;
 
 /// The engine: the cache, its refresher and the zones. Cheap to clone.
@@ -154,6 +156,7 @@ struct Inner {
     background: Arc<Semaphore>,
     misses: Arc<Semaphore>,
     stats: Stats,
+    root: RootHealth,
     store: Option<mpsc::UnboundedSender<CacheOp>>,
     redis: Option<RedisTier>,
 }
@@ -196,6 +199,7 @@ impl Engine {
                 background,
                 misses,
                 stats: Stats::default(),
+                root: RootHealth::default(),
                 store,
                 redis,
             }),
@@ -267,7 +271,35 @@ impl Engine {
 
     /// The Prometheus text exposition of the counters.
     pub fn metrics(&self) -> String {
-        self.inner.stats.render(self.len())
+        self.inner.stats.render(self.len(), self.inner.root.valid())
+    }
+
+    /// Whether the DNSSEC validator can validate the root (checked while DANE is on; `None`
+    /// before the first check or with DANE off). A broken root is a fault of this system: no
+    /// domain's DANE state can be known.
+    pub fn dnssec_root(&self) -> &RootHealth {
+        &self.inner.root
+    }
+
+    /// The daemon's health for `/health`: `Err` with the reason when DNSSEC validation of the
+    /// root is broken while DANE is on (re-checked when the last check is over a minute old).
+    pub async fn health(&self) -> Result<(), String> {
+        if !self.inner.settings.dane {
+            return Ok(());
+        }
+        let broken = self
+            .inner
+            .root
+            .check(&self.inner.net.dns, self.inner.clock.now_ms(), false)
+            .await;
+        if broken {
+            Err(format!(
+                "DNSSEC validation is broken: {}; no DANE state can be known",
+                self.inner.root.why()
+            ))
+        } else {
+            Ok(())
+        }
     }
 
     /// The socketmap names served, sorted.
@@ -401,7 +433,12 @@ fn decide<'a>(known: Option<Known<'a>>, over: Option<Override>) -> Decision<'a> 
         Some(Known::NoPolicy) => Decision::NoPolicy,
         Some(Known::DnsError(why)) => Decision::DnsError(why),
         Some(Known::Failure(kind, _)) => Decision::Failure(kind),
-        Some(Known::Policy(p)) if p.dane && p.mode() != Mode::None => Decision::DaneOnly,
+        Some(Known::Policy(p)) if p.dane == Dane::Enforce && p.mode() != Mode::None => {
+            Decision::DaneOnly
+        }
+        Some(Known::Policy(p)) if p.dane == Dane::Undecided && p.mode() != Mode::None => {
+            Decision::DaneUndecided
+        }
         Some(Known::Policy(p)) => match mode(p, over) {
             Mode::Enforce => Decision::Enforce(p),
             Mode::Testing => Decision::Testing(p),
@@ -419,9 +456,16 @@ fn explain_known(known: Option<Known<'_>>, over: Option<Override>) -> String {
         Some(Known::Failure(_, why)) => {
             format!("the TXT record names a policy that could not be had: {why}")
         }
-        Some(Known::Policy(p)) if p.dane && p.mode() != Mode::None => format!(
-            "policy id {} in mode {}, but every MX host has a usable DNSSEC-validated TLSA \
-             RRset: DANE wins (D22)",
+        Some(Known::Policy(p)) if p.dane == Dane::Enforce && p.mode() != Mode::None => format!(
+            "policy id {} in mode {}, but the MX RRset is DNSSEC-secure and an MX host has TLSA \
+             records or a TLSA lookup that failed validation: DANE is enforced per host, and \
+             MTA-STS never overrides it (D22, RFC 8461 §2)",
+            p.id(),
+            p.mode()
+        ),
+        Some(Known::Policy(p)) if p.dane == Dane::Undecided && p.mode() != Mode::None => format!(
+            "policy id {} in mode {}, but the MX RRset could not be DNSSEC-validated (bogus or \
+             indeterminate): whether DANE applies cannot be known, so the lookup is deferred",
             p.id(),
             p.mode()
         ),
@@ -502,7 +546,7 @@ impl Inner {
             .ok()
             .filter(|l| *l > 0)?;
         let expires_ms = now_ms.saturating_add(left.saturating_mul(1000));
-        CachedPolicy::new(domain, &p.id, &p.body, expires_ms, false).ok()
+        CachedPolicy::new(domain, &p.id, &p.body, expires_ms, Dane::No).ok()
     }
 }
 
@@ -522,7 +566,7 @@ enum Previous {
     Policy {
         id: Box<str>,
         expires_ms: u64,
-        dane: bool,
+        dane: Dane,
     },
     /// Something other than a policy.
     Other,
@@ -552,7 +596,7 @@ enum Outcome {
     Policy(CachedPolicy),
     /// The TXT id is unchanged and the cached policy is far from expiry; the DANE check's
     /// result when it ran.
-    Confirmed(Option<bool>),
+    Confirmed(Option<Dane>),
     /// The cached policy, extended to this time (ms, D18).
     Extended(u64),
     /// Keep what is cached; a failure (what failed, for the log) counts towards the back-off.

@@ -1,4 +1,6 @@
-//! `GET /metrics`: the Prometheus text exposition of the engine's counters, over plain HTTP.
+//! `GET /metrics`: the Prometheus text exposition of the engine's counters, and `GET /health`:
+//! `200 ok`, or `503` with the reason when this system cannot do its job (DNSSEC validation of
+//! the root is broken while DANE is on), over plain HTTP.
 //!
 //! Bind it to loopback or a management network: it has no authentication.
 
@@ -31,7 +33,7 @@ pub async fn serve(listener: TcpListener, engine: Engine, shutdown: Shutdown) {
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let engine = engine.clone();
-                async move { Ok::<_, Infallible>(answer(&req, &engine)) }
+                async move { Ok::<_, Infallible>(answer(&req, &engine).await) }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
@@ -39,8 +41,20 @@ pub async fn serve(listener: TcpListener, engine: Engine, shutdown: Shutdown) {
     }
 }
 
-fn answer(req: &Request<hyper::body::Incoming>, engine: &Engine) -> Response<Full<Bytes>> {
+async fn answer(req: &Request<hyper::body::Incoming>, engine: &Engine) -> Response<Full<Bytes>> {
     let (status, ctype, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/health") => match engine.health().await {
+            Ok(()) => (
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                "ok\n".to_owned(),
+            ),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("{why}\n"),
+            ),
+        },
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
@@ -54,7 +68,7 @@ fn answer(req: &Request<hyper::body::Incoming>, engine: &Engine) -> Response<Ful
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
-            "only /metrics is served here\n".to_owned(),
+            "only /metrics and /health are served here\n".to_owned(),
         ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));

@@ -9,7 +9,8 @@
 //! | testing (D24) | `NOTFOUND` | `NOTFOUND` | `<base level> policy_type=sts …` (never blocks delivery) |
 //! | fetch failure, nothing cached | `NOTFOUND` | `NOTFOUND` | `<base level> policy_type=sts policy_domain=… policy_failure=…` |
 //! | no policy | `NOTFOUND` | `NOTFOUND` | `NOTFOUND`, or `<no_policy_level> policy_type=no-policy-found` when configured |
-//! | usable DANE (D22) | `dane-only` | `dane-only` | `dane-only` |
+//! | DANE applies to some MX host (D22) | `dane-only` | `dane-only` | `dane-only` |
+//! | MX RRset bogus or indeterminate (DANE on) | `TEMP` | `TEMP` | `TEMP` |
 //! | DNS failure, nothing cached (D16) | `NOTFOUND`, or `TEMP` with `on_dns_error = defer` | same | same |
 //!
 //! `mx_host_pattern` keeps the `*.` form (Postfix 3.10.5 and later match it as RFC 8461 does: one
@@ -176,8 +177,10 @@ pub enum Decision<'a> {
     Failure(PolicyFailure),
     /// DNS failed and nothing is cached (D16); the text says what failed.
     DnsError(&'a str),
-    /// Every MX host has a usable DNSSEC-validated TLSA RRset (D22).
+    /// DANE applies to some MX host (D22): Postfix enforces it per host.
     DaneOnly,
+    /// The MX RRset could not be DNSSEC-validated: whether DANE applies cannot be known.
+    DaneUndecided,
 }
 
 /// The reply for `domain` (an A-label domain) under `decision`.
@@ -194,6 +197,9 @@ pub fn render(domain: &str, decision: Decision<'_>, s: &ReplySettings) -> Reply 
             _ => Reply::NotFound,
         },
         Decision::DaneOnly => Reply::Ok("dane-only".to_owned()),
+        Decision::DaneUndecided => Reply::Temp(format!(
+            "the MX records of {domain} could not be DNSSEC-validated: DANE cannot be ruled out"
+        )),
         Decision::DnsError(why) => match s.on_dns_error {
             OnDnsError::Deliver => Reply::NotFound,
             OnDnsError::Defer => Reply::Temp(format!("MTA-STS lookup for {domain} failed: {why}")),
@@ -344,7 +350,7 @@ mod tests {
         "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmx: *.example.net\nmax_age: 86400\n";
 
     fn cached(body: &str) -> CachedPolicy {
-        CachedPolicy::new("example.com", "1", body, 0, false).unwrap()
+        CachedPolicy::new("example.com", "1", body, 0, crate::engine::Dane::No).unwrap()
     }
 
     fn policy() -> CachedPolicy {

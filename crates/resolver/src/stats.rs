@@ -133,9 +133,15 @@ impl Stats {
         self.extended.load(Relaxed)
     }
 
-    /// The Prometheus text exposition, with `entries` as the cache size gauge.
-    pub fn render(&self, entries: usize) -> String {
+    /// The Prometheus text exposition, with `entries` as the cache size gauge and `root_valid`
+    /// whether the DNSSEC validator can validate the root (`None`: not checked).
+    pub fn render(&self, entries: usize, root_valid: Option<bool>) -> String {
         let mut o = String::new();
+        if let Some(valid) = root_valid {
+            o.push_str("# HELP mtasts_resolver_dnssec_root_valid Whether the DNSSEC validator can validate the root zone (0: no DANE state can be known; a fault of this system).\n");
+            o.push_str("# TYPE mtasts_resolver_dnssec_root_valid gauge\n");
+            let _ = writeln!(o, "mtasts_resolver_dnssec_root_valid {}", u8::from(valid));
+        }
         o.push_str("# HELP mtasts_resolver_lookups_total Lookups answered, by reply status.\n");
         o.push_str("# TYPE mtasts_resolver_lookups_total counter\n");
         for (label, c) in REPLY_LABELS.iter().zip(&self.by_reply) {

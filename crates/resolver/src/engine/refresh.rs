@@ -1,5 +1,6 @@
 //! The refresh of one domain, its outcome applied to the slot, back-off and the sweep.
 
+use super::Dane;
 use super::{Inner, Outcome, Previous};
 use crate::Reply;
 use crate::cache_file::{CacheOp, PersistedPolicy};
@@ -9,7 +10,7 @@ use crate::reply::{Decision, PolicyFailure, render, trimmed};
 use crate::slots::{Entry, Other, Slot, millis};
 use crate::stats::FetchError;
 use mtasts_core::policy::Mode;
-use mtasts_net::dane::DaneState;
+use mtasts_net::dns::Proof;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Duration;
@@ -90,7 +91,7 @@ impl Inner {
             return Outcome::Confirmed(self.dane(domain).await);
         }
         let (fetched, dane) = tokio::join!(discover::fetch(&self.net, domain), self.dane(domain));
-        let dane = dane.or(cached.as_ref().map(|c| c.2)).unwrap_or(false);
+        let dane = dane.or(cached.as_ref().map(|c| c.2)).unwrap_or_default();
         let fetched = fetched.and_then(|(url, body)| {
             CachedPolicy::new(domain, &id, &body, 0, dane).map_err(|e| {
                 let why = match e {
@@ -130,23 +131,22 @@ impl Inner {
         }
     }
 
-    /// Whether every MX host of `domain` has a usable DNSSEC-validated TLSA RRset; `None` when
-    /// DANE is off or the lookups failed (the previous answer then stands).
-    async fn dane(&self, domain: &str) -> Option<bool> {
+    /// What DANE asks of the answer for `domain` (see [`super::dane`]); `None` when DANE is
+    /// off or the MX lookup failed (the previous verdict then stands).
+    async fn dane(&self, domain: &str) -> Option<Dane> {
         if !self.settings.dane {
             return None;
         }
-        match mtasts_net::dane::domain_states(&self.net.dns, domain).await {
-            Ok((_, hosts))
-                if hosts
-                    .iter()
-                    .any(|(_, s)| matches!(s, DaneState::LookupFailed(_))) =>
-            {
-                None
-            }
-            Ok((_, hosts)) => Some(!hosts.is_empty() && hosts.iter().all(|(_, s)| s.is_usable())),
-            Err(_) => None,
-        }
+        let states = mtasts_net::dane::domain_states(&self.net.dns, domain).await;
+        let unvalidated = matches!(&states, Ok((Proof::Bogus | Proof::Indeterminate, _)));
+        // An MX RRset that cannot be validated may be the domain's fault or this system's: the
+        // root tells them apart.
+        let root_broken = unvalidated
+            && self
+                .root
+                .check(&self.net.dns, self.clock.now_ms(), false)
+                .await;
+        super::dane::verdict(&states, root_broken)
     }
 
     fn apply(&self, domain: &str, outcome: Outcome) {
@@ -166,6 +166,9 @@ impl Inner {
                     .expires_ms()
                     .min(now_ms + self.jittered(domain, s.refresh_interval));
                 store = Some(CacheOp::Put(self.stored(&p, now_ms)));
+                if p.dane == Dane::Undecided {
+                    slot.next_check_ms = slot.next_check_ms.min(now_ms + millis(s.dns_retry));
+                }
                 slot.entry = Entry::Policy(p);
             }
             Outcome::Confirmed(dane) => {
@@ -174,8 +177,16 @@ impl Inner {
                 if let (Some(dane), Entry::Policy(p)) = (dane, &mut slot.entry)
                     && p.dane != dane
                 {
-                    tracing::info!(domain, dane, "DANE usability changed");
+                    tracing::info!(domain, ?dane, "DANE verdict changed");
                     p.dane = dane;
+                }
+                if slot
+                    .entry
+                    .policy()
+                    .is_some_and(|p| p.dane == Dane::Undecided)
+                {
+                    // Deferred lookups: look again soon rather than in an hour.
+                    slot.next_check_ms = slot.next_check_ms.min(now_ms + millis(s.dns_retry));
                 }
             }
             Outcome::Extended(until_ms) => {
