@@ -249,6 +249,7 @@ impl Engine {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
+                inner.stats.upkeep();
                 inner.sweep().await;
             }
         })
