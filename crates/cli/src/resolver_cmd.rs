@@ -4,8 +4,8 @@ use crate::output::Format;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use mtasts_resolver::config::{Config, DEFAULT_ZONE};
-use mtasts_resolver::engine::Answer;
-use mtasts_resolver::{Reply, daemon, service};
+use mtasts_resolver::explain::Explained;
+use mtasts_resolver::{daemon, service};
 use std::path::PathBuf;
 
 /// Options of `mtasts resolver`; each is also an environment variable, and a configuration
@@ -196,9 +196,10 @@ pub(crate) fn run(args: ResolverArgs, format: Format) -> Result<u8> {
     match args.action {
         Some(Action::Query { key, zone }) => runtime.block_on(async {
             let answer = daemon::explain(&config, &zone, &key).await?;
+            let explained = Explained::new(&key, &zone, &answer);
             match format {
-                Format::Json => crate::output::print_json(&json(&key, &zone, &answer))?,
-                Format::Text => print!("{}", text(&key, &zone, &answer)),
+                Format::Json => crate::output::print_json(&explained)?,
+                Format::Text => print!("{explained}"),
             }
             Ok(crate::EXIT_OK)
         }),
@@ -250,65 +251,4 @@ fn init_logs(format: &str) {
     } else {
         registry.with(layer).try_init()
     };
-}
-
-fn wire(reply: &Reply) -> (&'static str, &str) {
-    match reply {
-        Reply::Ok(d) => ("OK", d),
-        Reply::NotFound => ("NOTFOUND", ""),
-        Reply::Temp(d) => ("TEMP", d),
-        Reply::Timeout(d) => ("TIMEOUT", d),
-        Reply::Perm(d) => ("PERM", d),
-    }
-}
-
-fn text(key: &str, zone: &str, a: &Answer) -> String {
-    let (status, data) = wire(&a.reply);
-    let mut out = format!(
-        "{key} (table {zone})\n  Postfix gets: {status} {data}\n  because:      {}\n  source:       {}\n",
-        a.why,
-        a.source.as_str()
-    );
-    if let Some(p) = &a.policy {
-        out.push_str(&format!(
-            "  policy:       id {}, mode {}, max_age {}, mx {}; cached for {}\n",
-            p.id,
-            p.mode,
-            p.max_age,
-            p.mx.join(", "),
-            human(p.expires_in.as_secs())
-        ));
-    }
-    out
-}
-
-fn human(secs: u64) -> String {
-    match secs {
-        s if s >= 86_400 => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
-        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        s => format!("{}m {}s", s / 60, s % 60),
-    }
-}
-
-fn json(key: &str, zone: &str, a: &Answer) -> serde_json::Value {
-    let (status, data) = wire(&a.reply);
-    let policy = match &a.policy {
-        Some(p) => serde_json::json!({
-            "id": p.id,
-            "mode": p.mode,
-            "max_age": p.max_age,
-            "mx": p.mx,
-            "expires_in": p.expires_in.as_secs(),
-        }),
-        None => serde_json::Value::Null,
-    };
-    serde_json::json!({
-        "key": key,
-        "zone": zone,
-        "domain": a.domain,
-        "reply": { "status": status, "data": data },
-        "source": a.source.as_str(),
-        "why": a.why,
-        "policy": policy,
-    })
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod discover;
 pub mod engine;
+pub mod explain;
 pub mod key;
 pub mod metrics;
 pub mod proto;
