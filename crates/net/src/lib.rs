@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`dane`]: DANE for SMTP (RFC 7672): TLSA usability, chain matching, the state of an MX host.
 //! - [`dns`]: TXT, MX, A/AAAA lookups through hickory-resolver; validated MX and TLSA lookups.
-//! - [`env`]: the network environment (resolver, trust roots, fetch limits) built once from
+//! - [`env`](mod@env): the network environment (resolver, trust roots, fetch limits) built once from
 //!   one options struct, [`env::NetOptions`].
 //! - [`endpoint`]: a harmless check (`OPTIONS`, verified TLS) of a TLS-RPT `https:` endpoint.
 //! - [`https`]: the HTTPS policy fetch (no redirects, no cache, body cap, one time budget),

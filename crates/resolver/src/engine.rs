@@ -168,7 +168,7 @@ impl Engine {
         Self::with_store(net, settings, zones, None)
     }
 
-    /// [`Engine::new`], writing every policy change to `store` (see [`crate::store`]).
+    /// [`Engine::new`], writing every policy change to `store` (see [`crate::cache_file`]).
     pub fn with_store(
         net: Net,
         settings: Settings,

@@ -254,7 +254,7 @@ fn enforce_head(policy: &CachedPolicy, s: &ReplySettings) -> String {
     head
 }
 
-/// Which optional attributes [`with_attributes`] left out so the reply fits `max_reply`.
+/// Which optional attributes [`render`] left out so the reply fits `max_reply`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Trimmed {
     /// The `mx_host_pattern` attributes (Postfix 3.10.5+ then checks MX names against
