@@ -74,18 +74,51 @@ async fn ask(sock: &Path, key: &str) -> String {
     body.trim_end_matches(',').to_owned()
 }
 
+/// `GET path` over HTTP/1.1 with `Connection: close`; the whole response.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_is_a_library_call_that_answers_reloads_and_drains() {
     let w = world().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cache.sqlite");
-    let config = config(&w, dir.path(), &file.display().to_string());
+    let mut config = config(&w, dir.path(), &file.display().to_string());
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    config.metrics = Some(metrics.to_string());
+    config.dane = Some(false);
     let (control, shutdown) = service::channel();
     let daemon = tokio::spawn(daemon::run(config, shutdown));
     let sock = dir.path().join("s.sock");
     assert_eq!(
         ask(&sock, "example.test").await,
         "OK secure match=mx1.example.test servername=hostname"
+    );
+    // /metrics (through the metrics facade) and /health on the metrics listener.
+    let scrape = http_get(metrics, "/metrics").await;
+    assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+    assert!(
+        scrape.contains("mtasts_resolver_lookups_total{reply=\"ok\"} 1"),
+        "{scrape}"
+    );
+    assert!(scrape.contains("# TYPE mtasts_resolver_lookup_seconds histogram"));
+    let health = http_get(metrics, "/health").await;
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
     );
     // A reload keeps the listeners and the cache.
     control.reload();
