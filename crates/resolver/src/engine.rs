@@ -242,16 +242,33 @@ impl Engine {
     pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
         let every = self.inner.settings.sweep_interval;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                inner.stats.upkeep();
-                inner.sweep().await;
+        // The latency samples of the request path are folded into the histogram every second,
+        // so at most a second's worth is ever held (a sweep can take longer than that).
+        let upkeep = {
+            let weak = weak.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    inner.stats.upkeep();
+                }
             }
+        };
+        tokio::spawn(async move {
+            let sweeps = async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    inner.sweep().await;
+                }
+            };
+            // Both end together: when the engine is gone, or the handle is aborted.
+            tokio::join!(upkeep, sweeps);
         })
     }
 
