@@ -50,10 +50,10 @@ pub(crate) struct CheckArgs {
     #[arg(long, default_value_t = 25)]
     smtp_port: u16,
     /// HTTPS port of the policy host.
-    #[arg(long, default_value_t = 443)]
+    #[arg(long, default_value_t = mtasts_check::env::HTTPS_PORT)]
     https_port: u16,
     /// Time budget, in seconds, for each network step (DNS query, fetch, each probe stage).
-    #[arg(long, default_value_t = 15.0, value_name = "SECS")]
+    #[arg(long, default_value_t = mtasts_check::env::CHECKER_TIMEOUT.as_secs_f64(), value_name = "SECS")]
     timeout: f64,
     /// Do not probe the MX hosts on port 25 (where outbound SMTP is blocked).
     #[arg(long)]

@@ -23,6 +23,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The checker's time budget per step (DNS query, policy fetch), D14.
+pub const CHECKER_TIMEOUT: Duration = Duration::from_secs(15);
+/// The HTTPS port of policy hosts (RFC 8461 §3.3).
+pub const HTTPS_PORT: u16 = 443;
+
 /// The longest time-out any option accepts (10 minutes): longer ones are typing mistakes.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -52,9 +57,9 @@ impl NetOptions {
             nameservers: Vec::new(),
             trust_anchor: None,
             ca_file: None,
-            dns_timeout: Duration::from_secs(15),
-            https_port: 443,
-            fetch_timeout: Duration::from_secs(15),
+            dns_timeout: CHECKER_TIMEOUT,
+            https_port: HTTPS_PORT,
+            fetch_timeout: CHECKER_TIMEOUT,
         }
     }
 
