@@ -23,9 +23,21 @@ async fn world() -> World {
 
 /// The daemon's configuration for `w`, listening on a unix socket in `dir`.
 fn config(w: &World, dir: &Path, cache: &str) -> Config {
+    config_with(w, dir, cache, Config::default())
+}
+
+/// [`config`] written to `dir/resolver.toml` and loaded from there with `overrides` laid over
+/// it, as the binary does (so a reload reads the file again).
+fn config_with(w: &World, dir: &Path, cache: &str, overrides: Config) -> Config {
+    let file = dir.join("resolver.toml");
+    std::fs::write(&file, config_text(w, dir, cache)).unwrap();
+    Config::load(Some(&file), overrides).unwrap()
+}
+
+fn config_text(w: &World, dir: &Path, cache: &str) -> String {
     let pem = dir.join("root.pem");
     std::fs::write(&pem, w.pki.root_pem()).unwrap();
-    Config::from_toml(&format!(
+    format!(
         r#"
         listen = ["unix:{}"]
         nameservers = ["{}"]
@@ -38,8 +50,7 @@ fn config(w: &World, dir: &Path, cache: &str) -> Config {
         w.dns.addr(),
         pem.display(),
         w.https_port,
-    ))
-    .unwrap()
+    )
 }
 
 /// One socketmap lookup over a fresh unix connection, retried while the daemon starts.
@@ -93,13 +104,17 @@ async fn the_daemon_is_a_library_call_that_answers_reloads_and_drains() {
     let w = world().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cache.sqlite");
-    let mut config = config(&w, dir.path(), &file.display().to_string());
     let metrics = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    config.metrics = Some(metrics.to_string());
-    config.dane = Some(false);
+    let overrides = Config {
+        metrics: Some(metrics.to_string()),
+        dane: Some(false),
+        ..Config::default()
+    };
+    let cache = file.display().to_string();
+    let config = config_with(&w, dir.path(), &cache, overrides);
     let (control, shutdown) = service::channel();
     let daemon = tokio::spawn(daemon::run(config, shutdown));
     let sock = dir.path().join("s.sock");
@@ -120,12 +135,26 @@ async fn the_daemon_is_a_library_call_that_answers_reloads_and_drains() {
         health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
         "{health}"
     );
-    // A reload keeps the listeners and the cache.
+    // A reload of a broken file keeps the old configuration.
+    let toml = dir.path().join("resolver.toml");
+    std::fs::write(&toml, "listen = [").unwrap();
     control.reload();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         ask(&sock, "example.test").await,
         "OK secure match=mx1.example.test servername=hostname"
     );
+    // A reload reads the file again (with the same overrides) and applies the zones; the
+    // listeners and the cache stay.
+    let mut text = config_text(&w, dir.path(), &cache);
+    text.push_str("[zones.postfix]\noverrides = { \"example.test\" = \"none\" }\n");
+    std::fs::write(&toml, text).unwrap();
+    control.reload();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ask(&sock, "example.test").await != "NOTFOUND " {
+        assert!(Instant::now() < deadline, "the reload was not applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // A client holding an idle connection does not keep the daemon from stopping.
     let idle = tokio::net::UnixStream::connect(&sock).await.unwrap();
     control.stop();
