@@ -122,7 +122,8 @@ struct Opts {
         value_name = "SECS"
     )]
     miss_wait: Option<u64>,
-    /// Do not check DANE: never answer `dane-only` (D22).
+    /// Do not check DANE: never answer `dane-only`, nor defer for an MX RRset that does not
+    /// validate (D22).
     #[arg(long, global = true, env = "MTASTS_RESOLVER_NO_DANE")]
     no_dane: bool,
     /// DNSSEC trust anchor (DNSKEY lines) instead of the IANA root keys (test set-ups).

@@ -69,8 +69,9 @@ pub struct Config {
     pub negative_ttl: Option<u64>,
     /// The HTTPS port of policy hosts (443; for test set-ups).
     pub https_port: Option<u16>,
-    /// Answer `dane-only` for MTA-STS domains whose MX hosts all have a usable
-    /// DNSSEC-validated TLSA RRset (D22; default true).
+    /// Check DANE for MTA-STS domains (D22; default true): `dane-only` when the MX RRset is
+    /// secure and a host has TLSA records or a failed TLSA lookup, `TEMP` when the MX RRset
+    /// cannot be validated (see `engine::Dane`).
     pub dane: Option<bool>,
     /// DNSSEC trust anchor file (DNSKEY lines) instead of the IANA root keys (test set-ups).
     pub trust_anchor: Option<PathBuf>,

@@ -64,8 +64,8 @@ pub struct Settings {
     /// Entries nobody asked for in this long are dropped (policies: no longer refreshed, so they
     /// expire).
     pub idle_evict: Duration,
-    /// Check DANE (RFC 7672) for domains with an MTA-STS policy, and answer `dane-only` when
-    /// every MX host has a usable DNSSEC-validated TLSA RRset (D22).
+    /// Check DANE (RFC 7672) for domains with an MTA-STS policy and let it win (D22): see
+    /// [`Dane`] for what each outcome answers.
     pub dane: bool,
 }
 
