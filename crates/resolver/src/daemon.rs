@@ -53,11 +53,15 @@ impl From<ConfigError> for DaemonError {
     }
 }
 
+/// A start-up failure: what was being done, and why it failed.
 fn fail(
     context: impl Into<String>,
-) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> DaemonError {
-    let context = context.into();
-    move |source| DaemonError { context, source }
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> DaemonError {
+    DaemonError {
+        context: context.into(),
+        source: source.into(),
+    }
 }
 
 /// Where the cache is kept beyond memory.
@@ -114,7 +118,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DaemonErr
         Some(spec) => Some(
             tokio::net::TcpListener::bind(spec)
                 .await
-                .map_err(|e| fail(format!("cannot serve metrics on {spec}"))(e.into()))?,
+                .map_err(|e| fail(format!("cannot serve metrics on {spec}"), e))?,
         ),
         None => None,
     };
@@ -124,7 +128,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DaemonErr
         CacheTier::Redis(url) => {
             let r = RedisTier::connect(url)
                 .await
-                .map_err(|e| fail("cache (redis)")(e.into()))?;
+                .map_err(|e| fail("cache (redis)", e))?;
             tracing::info!(redis = ?r, "shared Redis tier connected");
             Some(r)
         }
@@ -148,7 +152,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), DaemonErr
             |p| preloaded += engine.preload([p]),
         )
         .await
-        .map_err(|e| fail("cache file")(e.into()))?;
+        .map_err(|e| fail("cache file", e))?;
         tracing::info!(path = %path.display(), pruned, "cache file opened");
         file = Some(f);
     }
@@ -250,13 +254,11 @@ async fn bind(
     at: &str,
     unix: crate::proto::UnixSocket,
 ) -> Result<Listener, DaemonError> {
-    let addr: ListenAddr = at
-        .parse()
-        .map_err(|e| fail(format!("listen {spec}"))(Box::new(e)))?;
+    let addr: ListenAddr = at.parse().map_err(|e| fail(format!("listen {spec}"), e))?;
     let listener = addr
         .bind_with(unix)
         .await
-        .map_err(|e| fail(format!("cannot listen on {addr}"))(e.into()))?;
+        .map_err(|e| fail(format!("cannot listen on {addr}"), e))?;
     tracing::info!(%addr, "listening ({spec})");
     Ok(listener)
 }
@@ -264,11 +266,12 @@ async fn bind(
 fn create_parent(path: &std::path::Path) -> Result<(), DaemonError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
-            fail(format!(
+            let what = format!(
                 "cannot create the cache directory {} (choose another with --cache PATH, or \
                  --cache memory)",
                 dir.display()
-            ))(e.into())
+            );
+            fail(what, e)
         })?;
     }
     Ok(())
@@ -287,7 +290,7 @@ pub async fn explain(config: &Config, zone: &str, key: &str) -> Result<Answer, D
         CacheTier::Redis(url) => Some(
             RedisTier::connect(url)
                 .await
-                .map_err(|e| fail("cache (redis)")(e.into()))?,
+                .map_err(|e| fail("cache (redis)", e))?,
         ),
         _ => None,
     };
@@ -303,12 +306,12 @@ pub async fn explain(config: &Config, zone: &str, key: &str) -> Result<Answer, D
     {
         let file = CacheFile::open(path)
             .await
-            .map_err(|e| fail("cache file")(e.into()))?;
+            .map_err(|e| fail("cache file", e))?;
         file.load_each(|p| {
             engine.preload([p]);
         })
         .await
-        .map_err(|e| fail("cache file")(e.into()))?;
+        .map_err(|e| fail("cache file", e))?;
     }
     Ok(engine.query(zone, key).await)
 }
