@@ -30,6 +30,8 @@ pub mod shared_mx;
 mod tls;
 
 pub use model::{DomainReport, Finding, Verdict};
+/// The network environment a check runs in, built once from [`env::NetOptions`].
+pub use mtasts_net::env;
 pub use tls::{EXPIRY_ERROR_DAYS, EXPIRY_WARNING_DAYS};
 
 use mtasts_core::Severity;
@@ -84,6 +86,13 @@ pub struct Env {
 }
 
 impl Env {
+    /// The environment for `net` (built once by [`env::NetOptions::build`], whose fetch
+    /// settings replace `settings.fetch`), with the default per-destination limit.
+    pub fn with_network(net: env::Network, settings: Settings) -> Self {
+        let env::Network { dns, tls, fetch } = net;
+        Self::new(dns, tls, Settings { fetch, ..settings })
+    }
+
     /// An environment with the default per-destination limit ([`DEFAULT_PER_DESTINATION`]).
     pub fn new(resolver: Resolver, tls: TlsProbeConfig, settings: Settings) -> Self {
         let limiter = std::sync::Arc::new(bulk::DestinationLimiter::new(DEFAULT_PER_DESTINATION));

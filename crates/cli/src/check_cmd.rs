@@ -2,18 +2,16 @@
 
 use crate::output::FormatArg;
 use crate::{EXIT_FINDINGS, EXIT_OK};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use mtasts_check::bulk::{ScanSettings, Summary, scan};
+use mtasts_check::env::NetOptions;
 use mtasts_check::{Env, Settings};
 use mtasts_check::{list, render};
 use mtasts_core::Severity;
-use mtasts_net::dns::{Resolver, ResolverSettings, TrustAnchor};
-use mtasts_net::tls::TlsProbeConfig;
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Options of `mtasts check`.
@@ -53,10 +51,10 @@ pub(crate) struct CheckArgs {
     #[arg(long, default_value_t = 25)]
     smtp_port: u16,
     /// HTTPS port of the policy host.
-    #[arg(long, default_value_t = 443)]
+    #[arg(long, default_value_t = mtasts_check::env::HTTPS_PORT)]
     https_port: u16,
     /// Time budget, in seconds, for each network step (DNS query, fetch, each probe stage).
-    #[arg(long, default_value_t = 15.0, value_name = "SECS", value_parser = parse_timeout)]
+    #[arg(long, default_value_t = mtasts_check::env::CHECKER_TIMEOUT.as_secs_f64(), value_name = "SECS", value_parser = parse_timeout)]
     timeout: f64,
     /// Do not probe the MX hosts on port 25 (where outbound SMTP is blocked).
     #[arg(long)]
@@ -231,64 +229,41 @@ fn total(args: &CheckArgs, at_most: u64) -> Option<u64> {
     }
 }
 
-/// `IP` or `IP:PORT` name servers (port 53 by default); `what` names the option in errors.
-pub(crate) fn nameservers(list: &[String], what: &str) -> Result<Vec<SocketAddr>> {
-    list.iter()
-        .map(|s| {
-            s.parse::<SocketAddr>()
-                .or_else(|_| {
-                    s.parse::<std::net::IpAddr>()
-                        .map(|ip| SocketAddr::new(ip, 53))
-                })
-                .with_context(|| format!("{what} {s}: not an IP address or IP:PORT"))
-        })
-        .collect()
-}
-
 fn build_env(args: &CheckArgs) -> Result<Env> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
-        bail!("--timeout must be between 0 and 600 seconds");
-    }
     let timeout = Duration::from_secs_f64(args.timeout);
-    let nameservers = nameservers(&args.nameservers, "--nameserver")?;
-    let trust_anchor = match &args.trust_anchor {
-        None => TrustAnchor::IanaRoot,
-        Some(path) => TrustAnchor::Keys(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read --trust-anchor {}", path.display()))?,
-        ),
-    };
-    let resolver = Resolver::new(&ResolverSettings {
-        nameservers,
-        timeout: Some(timeout),
-        trust_anchor,
-    })
-    .with_context(|| "--trust-anchor: not a file of DNSKEY records")?;
-    let mut tls = TlsProbeConfig::new();
-    if let Some(path) = &args.ca_file {
-        let pem = std::fs::read(path)
-            .with_context(|| format!("cannot read --ca-file {}", path.display()))?;
-        let n = tls
-            .add_pem_roots(&pem)
-            .with_context(|| format!("--ca-file {}", path.display()))?;
-        if n == 0 {
-            bail!("--ca-file {}: no certificate in it", path.display());
-        }
+    let net = NetOptions {
+        nameservers: args.nameservers.clone(),
+        trust_anchor: args.trust_anchor.clone(),
+        ca_file: args.ca_file.clone(),
+        dns_timeout: timeout,
+        https_port: args.https_port,
+        fetch_timeout: timeout,
     }
+    .build()
+    .map_err(|e| anyhow::anyhow!("--{} {}", flag(e.what), e.why))?;
     let mut settings = Settings {
         smtp_port: args.smtp_port,
         no_smtp: args.no_smtp,
         no_dane: args.no_dane,
         ..Settings::default()
     };
-    settings.fetch.port = args.https_port;
-    settings.fetch.timeout = timeout;
     settings.probe_budget.connect = timeout;
     settings.probe_budget.smtp = timeout;
     settings.probe_budget.tls = timeout;
-    let mut env = Env::new(resolver, tls, settings);
+    let mut env = Env::with_network(net, settings);
     env.limiter = std::sync::Arc::new(mtasts_check::bulk::DestinationLimiter::new(usize::from(
         args.per_destination,
     )));
     Ok(env)
+}
+
+/// The `check` flag for a network option named by its configuration key.
+fn flag(option: &str) -> &str {
+    match option {
+        "nameservers" => "nameserver",
+        "trust_anchor" => "trust-anchor",
+        "ca_file" => "ca-file",
+        "https_port" => "https-port",
+        _ => "timeout",
+    }
 }

@@ -1,25 +1,12 @@
 //! `mtasts resolver`: the MTA-STS policy daemon for Postfix, and `mtasts resolver query`.
 
 use crate::output::Format;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use mtasts_net::dns::{Resolver, ResolverSettings, TrustAnchor};
-use mtasts_net::https::FetchSettings;
-use mtasts_net::tls::TlsProbeConfig;
-use mtasts_resolver::config::{Config, DEFAULT_LISTEN, DEFAULT_ZONE};
-use mtasts_resolver::discover::Net;
-use mtasts_resolver::engine::Answer;
-use mtasts_resolver::proto::{Limits, ListenAddr, socketmap, tcp_table};
-use mtasts_resolver::redis_tier::RedisTier;
-use mtasts_resolver::store::{SqliteStore, spawn_writer};
-use mtasts_resolver::{Engine, Reply};
+use mtasts_resolver::config::{Config, DEFAULT_ZONE};
+use mtasts_resolver::explain::Explained;
+use mtasts_resolver::{daemon, service};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::watch;
-
-/// Where the persisted cache lives unless `--cache` says otherwise.
-const DEFAULT_CACHE: &str = "/var/lib/mtasts/resolver.sqlite";
 
 /// Options of `mtasts resolver`; each is also an environment variable, and a configuration
 /// file key (flag > environment > file > default).
@@ -135,7 +122,8 @@ struct Opts {
         value_name = "SECS"
     )]
     miss_wait: Option<u64>,
-    /// Do not check DANE: never answer `dane-only` (D22).
+    /// Do not check DANE: never answer `dane-only`, nor defer for an MX RRset that does not
+    /// validate (D22).
     #[arg(long, global = true, env = "MTASTS_RESOLVER_NO_DANE")]
     no_dane: bool,
     /// DNSSEC trust anchor (DNSKEY lines) instead of the IANA root keys (test set-ups).
@@ -153,64 +141,83 @@ struct Opts {
     /// scheduler), N > 1 a pool of N [default: the number of CPUs the process may run on].
     #[arg(long, global = true, env = "MTASTS_RESOLVER_THREADS", value_name = "N")]
     threads: Option<usize>,
+    /// Permission bits of unix socket listeners, octal [default: 0660].
+    #[arg(
+        long,
+        global = true,
+        env = "MTASTS_RESOLVER_SOCKET_MODE",
+        value_name = "MODE"
+    )]
+    socket_mode: Option<String>,
+    /// Group of unix socket listeners, a name or a number (e.g. `postfix`) [default: the
+    /// daemon's].
+    #[arg(
+        long,
+        global = true,
+        env = "MTASTS_RESOLVER_SOCKET_GROUP",
+        value_name = "GROUP"
+    )]
+    socket_group: Option<String>,
     /// Log format on standard error.
     #[arg(long, global = true, env = "MTASTS_RESOLVER_LOG", default_value = "text", value_parser = ["text", "json"])]
     log: String,
 }
 
 impl Opts {
-    /// The file's configuration with flags and environment laid over it.
+    /// The configuration file with flags and environment laid over it (flag > environment >
+    /// file > default; the overlay itself is the library's, [`Config::load`]).
     fn config(&self) -> Result<Config> {
-        let mut c = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
+        let overrides = Config {
+            listen: self.listen.clone(),
+            tcp_table: self.tcp_table.clone(),
+            nameservers: self.nameservers.clone(),
+            ca_file: self.ca_file.clone(),
+            cache: self.cache.clone(),
+            metrics: self.metrics.clone(),
+            postfix_version: self.postfix_version.clone(),
+            on_dns_error: self.on_dns_error.clone(),
+            fetch_timeout: self.fetch_timeout,
+            miss_wait: self.miss_wait,
+            https_port: self.https_port,
+            dane: self.no_dane.then_some(false),
+            trust_anchor: self.trust_anchor.clone(),
+            threads: self.threads,
+            socket_mode: self.socket_mode.clone(),
+            socket_group: self.socket_group.clone(),
+            ..Config::default()
         };
-        if !self.listen.is_empty() {
-            c.listen.clone_from(&self.listen);
-        }
-        if !self.tcp_table.is_empty() {
-            c.tcp_table.clone_from(&self.tcp_table);
-        }
-        if !self.nameservers.is_empty() {
-            c.nameservers.clone_from(&self.nameservers);
-        }
-        let over = |slot: &mut Option<String>, v: &Option<String>| {
-            if v.is_some() {
-                slot.clone_from(v);
-            }
-        };
-        over(&mut c.postfix_version, &self.postfix_version);
-        over(&mut c.cache, &self.cache);
-        over(&mut c.metrics, &self.metrics);
-        over(&mut c.on_dns_error, &self.on_dns_error);
-        if self.ca_file.is_some() {
-            c.ca_file.clone_from(&self.ca_file);
-        }
-        c.fetch_timeout = self.fetch_timeout.or(c.fetch_timeout);
-        c.miss_wait = self.miss_wait.or(c.miss_wait);
-        c.https_port = self.https_port.or(c.https_port);
-        c.threads = self.threads.or(c.threads);
-        if self.no_dane {
-            c.dane = Some(false);
-        }
-        if self.trust_anchor.is_some() {
-            c.trust_anchor.clone_from(&self.trust_anchor);
-        }
-        if c.listen.is_empty() {
-            c.listen.push(DEFAULT_LISTEN.to_owned());
-        }
-        Ok(c)
+        Ok(Config::load(self.config.as_deref(), overrides)?)
     }
 }
 
 pub(crate) fn run(args: ResolverArgs, format: Format) -> Result<u8> {
     let config = args.opts.config()?;
+    config.validate()?;
     let runtime = runtime(config.threads)?;
     match args.action {
-        Some(Action::Query { key, zone }) => runtime.block_on(query(&config, &key, &zone, format)),
+        Some(Action::Query { key, zone }) => runtime.block_on(async {
+            let answer = daemon::explain(&config, &zone, &key).await?;
+            let explained = Explained::new(&key, &zone, &answer);
+            match format {
+                Format::Json => crate::output::print_json(&explained)?,
+                Format::Text => print!("{explained}"),
+            }
+            Ok(crate::EXIT_OK)
+        }),
         None => {
             init_logs(&args.opts.log);
-            runtime.block_on(serve(config, args.opts))
+            runtime.block_on(async {
+                let (control, shutdown) = service::channel();
+                let mut daemon = tokio::spawn(daemon::run(config, shutdown));
+                tokio::select! {
+                    signals = control.forward_signals() => {
+                        signals.context("cannot watch signals")?;
+                        (&mut daemon).await.context("the daemon panicked")??;
+                    }
+                    done = &mut daemon => done.context("the daemon panicked")??,
+                }
+                Ok(crate::EXIT_OK)
+            })
         }
     }
 }
@@ -222,12 +229,7 @@ pub(crate) fn run(args: ResolverArgs, format: Format) -> Result<u8> {
 /// a hit that waits for the next scheduler tick (4 ms) shows in the p99 (BENCHMARKS.md,
 /// "Resolver": two workers on one CPU gave p99 4.5 ms at 100 connections, one worker 1.1 ms).
 fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
-    let threads = match threads {
-        Some(0) => bail!("threads must be at least 1"),
-        Some(n) => n,
-        None => crate::runtime::usable_cpus(),
-    };
-    crate::runtime::with_threads(threads)
+    crate::runtime::with_threads(threads.unwrap_or_else(crate::runtime::usable_cpus))
 }
 
 fn init_logs(format: &str) {
@@ -250,282 +252,4 @@ fn init_logs(format: &str) {
     } else {
         registry.with(layer).try_init()
     };
-}
-
-/// The network side, from the configuration.
-fn net(c: &Config) -> Result<Net> {
-    let nameservers = crate::check_cmd::nameservers(&c.nameservers, "nameserver")?;
-    let trust_anchor = match &c.trust_anchor {
-        Some(path) => TrustAnchor::Keys(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read trust_anchor {}", path.display()))?,
-        ),
-        None => TrustAnchor::IanaRoot,
-    };
-    let dns = Resolver::new(&ResolverSettings {
-        nameservers,
-        timeout: Some(Duration::from_secs(5)),
-        trust_anchor,
-    })?;
-    let mut tls = TlsProbeConfig::new();
-    if let Some(path) = &c.ca_file {
-        let pem = std::fs::read(path)
-            .with_context(|| format!("cannot read ca_file {}", path.display()))?;
-        if tls
-            .add_pem_roots(&pem)
-            .with_context(|| format!("ca_file {}", path.display()))?
-            == 0
-        {
-            bail!("ca_file {}: no certificate in it", path.display());
-        }
-    }
-    let fetch = FetchSettings {
-        port: c.https_port.unwrap_or(443),
-        timeout: c.fetch_timeout(),
-        ..FetchSettings::default()
-    };
-    Ok(Net { dns, tls, fetch })
-}
-
-/// Where the cache is kept beyond memory.
-enum Cache {
-    Memory,
-    File(PathBuf),
-    Redis(String),
-}
-
-fn cache(c: &Config) -> Cache {
-    match c.cache.as_deref() {
-        Some("memory") => Cache::Memory,
-        Some(url) if url.starts_with("redis://") || url.starts_with("redis+unix://") => {
-            Cache::Redis(url.to_owned())
-        }
-        Some(path) => Cache::File(PathBuf::from(path)),
-        None => Cache::File(PathBuf::from(DEFAULT_CACHE)),
-    }
-}
-
-async fn open_store(path: &std::path::Path) -> Result<SqliteStore> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| {
-            format!(
-                "cannot create the cache directory {} (choose another with --cache PATH, or --cache memory)",
-                dir.display()
-            )
-        })?;
-    }
-    Ok(SqliteStore::open(path).await?)
-}
-
-async fn serve(config: Config, opts: Opts) -> Result<u8> {
-    let zones = config.zones()?;
-    let mut store_task = None;
-    let mut sender = None;
-    let mut preload = None;
-    let mut redis = None;
-    match cache(&config) {
-        Cache::Memory => {}
-        Cache::File(path) => {
-            let store = open_store(&path).await?;
-            let pruned = store.prune().await?;
-            tracing::info!(path = %path.display(), pruned, "cache file opened");
-            let (tx, task) = store.clone().spawn_writer();
-            sender = Some(tx);
-            store_task = Some(task);
-            preload = Some(store);
-        }
-        Cache::Redis(url) => {
-            let tier = RedisTier::connect(&url).await?;
-            tracing::info!(redis = ?tier, "shared Redis tier connected");
-            let (tx, task) = spawn_writer(None, Some(tier.clone()));
-            sender = Some(tx);
-            store_task = Some(task);
-            redis = Some(tier);
-        }
-    }
-    let engine = Engine::with_tiers(net(&config)?, config.settings(), zones, sender, redis);
-    let mut loaded = 0;
-    if let Some(store) = preload {
-        engine.reserve(store.count().await?);
-        store.load_each(|p| loaded += engine.preload([p])).await?;
-    }
-    let sweeper = engine.spawn_sweeper();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let handler = Arc::new(engine.clone());
-    let mut servers = tokio::task::JoinSet::new();
-    for spec in &config.listen {
-        let addr: ListenAddr = spec.parse().with_context(|| format!("listen {spec}"))?;
-        let listener = addr
-            .bind()
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        tracing::info!(%addr, "socketmap listening");
-        servers.spawn(socketmap::serve(
-            listener,
-            Arc::clone(&handler),
-            Limits::socketmap(),
-            stopped(stop_rx.clone()),
-        ));
-    }
-    for spec in &config.tcp_table {
-        let (at, zone) = spec.split_once('=').unwrap_or((spec, DEFAULT_ZONE));
-        let addr: ListenAddr = at.parse().with_context(|| format!("tcp_table {spec}"))?;
-        let listener = addr
-            .bind()
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        tracing::info!(%addr, zone, "tcp_table listening");
-        servers.spawn({
-            let (handler, zone, stop) = (Arc::clone(&handler), zone.to_owned(), stopped(stop_rx.clone()));
-            async move { tcp_table::serve(listener, handler, &zone, Limits::tcp_table(), stop).await }
-        });
-    }
-    if let Some(spec) = &config.metrics {
-        let listener = tokio::net::TcpListener::bind(spec)
-            .await
-            .with_context(|| format!("cannot serve metrics on {spec}"))?;
-        tracing::info!(addr = %spec, "metrics listening");
-        tokio::spawn(mtasts_resolver::metrics::serve(
-            listener,
-            engine.clone(),
-            stop_rx.clone(),
-        ));
-    }
-    tracing::info!(zones = ?engine.zone_names(), preloaded = loaded, "resolver ready");
-    signals(&engine, &opts).await?;
-    tracing::info!("shutting down: finishing requests under way");
-    let _ = stop_tx.send(true);
-    while servers.join_next().await.is_some() {}
-    sweeper.abort();
-    drop(handler);
-    drop(engine);
-    if let Some(task) = store_task {
-        // The writer ends once the engine's last sender is gone (refresh tasks still running hold
-        // one); bounded so shutdown never hangs on a slow fetch.
-        match tokio::time::timeout(Duration::from_secs(10), task).await {
-            Ok(Ok(errors)) if errors > 0 => tracing::warn!(errors, "some cache writes failed"),
-            Ok(_) => {}
-            Err(_) => tracing::warn!("cache writer still busy after 10 s; exiting anyway"),
-        }
-    }
-    Ok(crate::EXIT_OK)
-}
-
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
-/// Waits for SIGTERM or SIGINT; on SIGHUP reloads the zones from the configuration.
-async fn signals(engine: &Engine, opts: &Opts) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => match opts.config().and_then(|c| Ok(c.zones()?)) {
-                Ok(zones) => {
-                    engine.set_zones(zones);
-                    tracing::info!(zones = ?engine.zone_names(), "configuration reloaded (listeners and cache unchanged)");
-                }
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed; the old configuration stays"),
-            },
-        }
-    }
-}
-
-async fn query(config: &Config, key: &str, zone: &str, format: Format) -> Result<u8> {
-    let redis = match cache(config) {
-        Cache::Redis(url) => Some(RedisTier::connect(&url).await?),
-        _ => None,
-    };
-    let engine = Engine::with_tiers(
-        net(config)?,
-        config.settings(),
-        config.zones()?,
-        None,
-        redis,
-    );
-    if let Cache::File(path) = cache(config)
-        && path.exists()
-    {
-        let store = SqliteStore::open(&path).await?;
-        store
-            .load_each(|p| {
-                engine.preload([p]);
-            })
-            .await?;
-    }
-    let answer = engine.query(zone, key).await;
-    match format {
-        Format::Json => crate::output::print_json(&json(key, zone, &answer))?,
-        Format::Text => print!(
-            "{}",
-            mtasts_core::text::escape_lines(&text(key, zone, &answer))
-        ),
-    }
-    Ok(crate::EXIT_OK)
-}
-
-fn wire(reply: &Reply) -> (&'static str, &str) {
-    match reply {
-        Reply::Ok(d) => ("OK", d),
-        Reply::NotFound => ("NOTFOUND", ""),
-        Reply::Temp(d) => ("TEMP", d),
-        Reply::Timeout(d) => ("TIMEOUT", d),
-        Reply::Perm(d) => ("PERM", d),
-    }
-}
-
-fn text(key: &str, zone: &str, a: &Answer) -> String {
-    let (status, data) = wire(&a.reply);
-    let mut out = format!(
-        "{key} (table {zone})\n  Postfix gets: {status} {data}\n  because:      {}\n  source:       {}\n",
-        a.why,
-        a.source.as_str()
-    );
-    if let Some(p) = &a.policy {
-        out.push_str(&format!(
-            "  policy:       id {}, mode {}, max_age {}, mx {}; cached for {}\n",
-            p.id,
-            p.mode,
-            p.max_age,
-            p.mx.join(", "),
-            human(p.expires_in.as_secs())
-        ));
-    }
-    out
-}
-
-fn human(secs: u64) -> String {
-    match secs {
-        s if s >= 86_400 => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
-        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        s => format!("{}m {}s", s / 60, s % 60),
-    }
-}
-
-fn json(key: &str, zone: &str, a: &Answer) -> serde_json::Value {
-    let (status, data) = wire(&a.reply);
-    let policy = match &a.policy {
-        Some(p) => serde_json::json!({
-            "id": p.id,
-            "mode": p.mode,
-            "max_age": p.max_age,
-            "mx": p.mx,
-            "expires_in": p.expires_in.as_secs(),
-        }),
-        None => serde_json::Value::Null,
-    };
-    serde_json::json!({
-        "key": key,
-        "zone": zone,
-        "domain": a.domain,
-        "reply": { "status": status, "data": data },
-        "source": a.source.as_str(),
-        "why": a.why,
-        "policy": policy,
-    })
 }

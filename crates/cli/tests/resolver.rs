@@ -69,6 +69,32 @@ async fn the_single_threaded_daemon_answers_postfix_and_stops_cleanly() {
     daemon_answers_and_stops(&["--threads", "1"]).await;
 }
 
+/// Issue 10 §2.6: values that would silently disable the resolver are refused by name.
+#[test]
+fn values_that_disable_the_resolver_are_refused_by_name() {
+    for (flag, option) in [
+        ("--fetch-timeout", "fetch_timeout"),
+        ("--miss-wait", "miss_wait"),
+    ] {
+        let out = Command::cargo_bin("mtasts")
+            .unwrap()
+            .args([
+                "resolver",
+                "--cache",
+                "memory",
+                "--nameserver",
+                "127.0.0.1",
+                flag,
+                "0",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(option) && err.contains('0'), "{flag}: {err}");
+    }
+}
+
 #[test]
 fn zero_threads_is_refused() {
     let out = Command::cargo_bin("mtasts")

@@ -64,8 +64,8 @@ pub struct CachedPolicy {
     expires_s: u32,
     mode: Mode,
     body: Body,
-    /// Every MX host had a usable DNSSEC-validated TLSA RRset at the last check (D22).
-    pub(crate) dane: bool,
+    /// What DANE asked of the answer at the last check (D22).
+    pub(crate) dane: crate::engine::Dane,
 }
 
 /// Why a body cannot be cached.
@@ -85,7 +85,7 @@ impl CachedPolicy {
         id: &str,
         body: &str,
         expires_ms: u64,
-        dane: bool,
+        dane: crate::engine::Dane,
     ) -> Result<Self, Unusable> {
         let policy = parse_policy(body.as_bytes())
             .policy
@@ -307,7 +307,7 @@ mod tests {
     use super::*;
 
     fn cached(body: &str) -> CachedPolicy {
-        CachedPolicy::new("example.com", "20260101", body, 0, false).unwrap()
+        CachedPolicy::new("example.com", "20260101", body, 0, crate::engine::Dane::No).unwrap()
     }
 
     #[test]
@@ -367,17 +367,23 @@ mod tests {
     #[test]
     fn invalid_and_oversized_inputs_are_refused() {
         assert_eq!(
-            CachedPolicy::new("example.com", "1", "not a policy", 0, false),
+            CachedPolicy::new(
+                "example.com",
+                "1",
+                "not a policy",
+                0,
+                crate::engine::Dane::No
+            ),
             Err(Unusable::Invalid)
         );
         let long = "a".repeat(300);
         let body = "version: STSv1\nmode: none\nmax_age: 86400\n";
         assert_eq!(
-            CachedPolicy::new(&long, "1", body, 0, false),
+            CachedPolicy::new(&long, "1", body, 0, crate::engine::Dane::No),
             Err(Unusable::TooLong)
         );
         assert_eq!(
-            CachedPolicy::new("example.com", &long, body, 0, false),
+            CachedPolicy::new("example.com", &long, body, 0, crate::engine::Dane::No),
             Err(Unusable::TooLong)
         );
     }
@@ -391,7 +397,8 @@ mod tests {
             let Ok(body) = std::fs::read_to_string(e.path()) else {
                 continue;
             };
-            let Ok(p) = CachedPolicy::new("example.com", "1", &body, 0, false) else {
+            let Ok(p) = CachedPolicy::new("example.com", "1", &body, 0, crate::engine::Dane::No)
+            else {
                 continue;
             };
             assert_eq!(p.body(), body, "{}", e.path().display());

@@ -16,6 +16,7 @@
 
 use crate::engine::{Override, Settings, Zone};
 use crate::reply::{OnDnsError, PostfixVersion, ReplySettings};
+use mtasts_net::env::{NetOptions, Network};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -34,6 +35,10 @@ pub const TCP_TABLE_MAX_DATA: usize = crate::proto::tcp_table::MAX_REPLY_LINE - 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where this configuration came from, so that a reload reads it again the same way (the
+    /// file, with the same flags and environment laid over it). Not a file key.
+    #[serde(skip)]
+    pub source: Option<Source>,
     /// Socketmap listeners: `IP:PORT`, `[IPv6]:PORT` or `unix:PATH`.
     #[serde(default)]
     pub listen: Vec<String>,
@@ -64,8 +69,9 @@ pub struct Config {
     pub negative_ttl: Option<u64>,
     /// The HTTPS port of policy hosts (443; for test set-ups).
     pub https_port: Option<u16>,
-    /// Answer `dane-only` for MTA-STS domains whose MX hosts all have a usable
-    /// DNSSEC-validated TLSA RRset (D22; default true).
+    /// Check DANE for MTA-STS domains (D22; default true): `dane-only` when the MX RRset is
+    /// secure and a host has TLSA records or a failed TLSA lookup, `TEMP` when the MX RRset
+    /// cannot be validated (see `engine::Dane`).
     pub dane: Option<bool>,
     /// DNSSEC trust anchor file (DNSKEY lines) instead of the IANA root keys (test set-ups).
     pub trust_anchor: Option<PathBuf>,
@@ -75,6 +81,21 @@ pub struct Config {
     /// Per socketmap name settings.
     #[serde(default)]
     pub zones: BTreeMap<String, ZoneConfig>,
+    /// The unix socket listeners' permission bits, octal (default 0660: see
+    /// [`crate::proto::DEFAULT_UNIX_MODE`]).
+    pub socket_mode: Option<String>,
+    /// The group the unix socket listeners belong to (a name or a number; default: the
+    /// daemon's own group). Postfix's smtp(8) runs as `postfix`, so `postfix` is usual.
+    pub socket_group: Option<String>,
+}
+
+/// Where a [`Config`] came from: a file (or none) with flags and environment laid over it.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// The configuration file.
+    pub file: Option<PathBuf>,
+    /// Flags and environment, laid over the file (their zones table is not used).
+    pub overrides: Box<Config>,
 }
 
 /// One socketmap name's settings, as written.
@@ -115,6 +136,129 @@ fn bad(what: impl Into<String>, why: impl std::fmt::Display) -> ConfigError {
 }
 
 impl Config {
+    /// The file's configuration (none: the defaults) with `overrides` laid over it: every option
+    /// `overrides` sets replaces the file's (flag > environment > file > default); with no
+    /// socketmap listener anywhere, [`DEFAULT_LISTEN`]. The result remembers both, so that
+    /// [`Config::reload`] reads them again the same way.
+    pub fn load(file: Option<&Path>, overrides: Self) -> Result<Self, ConfigError> {
+        let mut c = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        c.overlay(&overrides);
+        if c.listen.is_empty() {
+            c.listen.push(DEFAULT_LISTEN.to_owned());
+        }
+        c.source = Some(Source {
+            file: file.map(Path::to_path_buf),
+            overrides: Box::new(overrides),
+        });
+        Ok(c)
+    }
+
+    /// Reads the configuration again from where [`Config::load`] read it (a configuration built
+    /// otherwise is returned as it is).
+    pub fn reload(&self) -> Result<Self, ConfigError> {
+        match &self.source {
+            Some(source) => Self::load(source.file.as_deref(), (*source.overrides).clone()),
+            None => Ok(self.clone()),
+        }
+    }
+
+    /// Lays every option `o` sets over `self`.
+    fn overlay(&mut self, o: &Self) {
+        fn list(slot: &mut Vec<String>, v: &[String]) {
+            if !v.is_empty() {
+                slot.clear();
+                slot.extend_from_slice(v);
+            }
+        }
+        fn one<T: Clone>(slot: &mut Option<T>, v: &Option<T>) {
+            if v.is_some() {
+                slot.clone_from(v);
+            }
+        }
+        list(&mut self.listen, &o.listen);
+        list(&mut self.tcp_table, &o.tcp_table);
+        list(&mut self.nameservers, &o.nameservers);
+        one(&mut self.ca_file, &o.ca_file);
+        one(&mut self.cache, &o.cache);
+        one(&mut self.metrics, &o.metrics);
+        one(&mut self.postfix_version, &o.postfix_version);
+        one(&mut self.on_dns_error, &o.on_dns_error);
+        one(&mut self.fetch_timeout, &o.fetch_timeout);
+        one(&mut self.miss_wait, &o.miss_wait);
+        one(&mut self.refresh_interval, &o.refresh_interval);
+        one(&mut self.negative_ttl, &o.negative_ttl);
+        one(&mut self.https_port, &o.https_port);
+        one(&mut self.dane, &o.dane);
+        one(&mut self.trust_anchor, &o.trust_anchor);
+        one(&mut self.threads, &o.threads);
+        one(&mut self.socket_mode, &o.socket_mode);
+        one(&mut self.socket_group, &o.socket_group);
+    }
+
+    /// The network environment's options (the sender's defaults, D14, where none is set).
+    pub fn net_options(&self) -> NetOptions {
+        let d = NetOptions::sender();
+        NetOptions {
+            nameservers: self.nameservers.clone(),
+            trust_anchor: self.trust_anchor.clone(),
+            ca_file: self.ca_file.clone(),
+            https_port: self.https_port.unwrap_or(d.https_port),
+            fetch_timeout: self
+                .fetch_timeout
+                .map_or(d.fetch_timeout, Duration::from_secs),
+            ..d
+        }
+    }
+
+    /// The network environment, built (the files read, the values checked: `fetch_timeout = 0`
+    /// and the like are refused by [`NetOptions::build`]).
+    pub fn network(&self) -> Result<Network, ConfigError> {
+        self.net_options().build().map_err(|e| bad(e.what, e.why))
+    }
+
+    /// Checks every option that is not checked where it is used: a value that would silently
+    /// disable something (a zero time-out or interval, no threads) is refused with the
+    /// option's name and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |what: &str, v: Option<u64>, why: &str| match v {
+            Some(0) => Err(bad(what, format!("0 {why} (use at least 1)"))),
+            _ => Ok(()),
+        };
+        positive(
+            "miss_wait",
+            self.miss_wait,
+            "would answer every uncached domain as if DNS had failed",
+        )?;
+        positive(
+            "refresh_interval",
+            self.refresh_interval,
+            "would re-check every cached policy on every sweep",
+        )?;
+        positive(
+            "negative_ttl",
+            self.negative_ttl,
+            "would ask DNS again on every lookup of a domain without a policy",
+        )?;
+        if self.threads == Some(0) {
+            return Err(bad(
+                "threads",
+                "threads must be at least 1 (0 would answer nothing)",
+            ));
+        }
+        self.unix_socket()?;
+        self.zones()?;
+        Ok(())
+    }
+
+    /// The unix socket listeners' mode and group.
+    pub fn unix_socket(&self) -> Result<crate::proto::UnixSocket, ConfigError> {
+        crate::proto::UnixSocket::parse(self.socket_mode.as_deref(), self.socket_group.as_deref())
+            .map_err(|why| bad("socket_mode/socket_group", why))
+    }
+
     /// Reads a TOML file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| bad(path.display().to_string(), e))?;
@@ -137,11 +281,6 @@ impl Config {
             dane: self.dane.unwrap_or(d.dane),
             ..d
         }
-    }
-
-    /// The policy fetch budget (D14: 60 s for senders).
-    pub fn fetch_timeout(&self) -> Duration {
-        Duration::from_secs(self.fetch_timeout.unwrap_or(60))
     }
 
     /// The zones, checked; [`DEFAULT_ZONE`] with the global settings when none is configured.
@@ -256,7 +395,7 @@ mod tests {
         let zones = c.zones().unwrap();
         assert_eq!(zones.len(), 1);
         assert_eq!(zones[DEFAULT_ZONE].reply.postfix, PostfixVersion::default());
-        assert_eq!(c.fetch_timeout(), Duration::from_secs(60));
+        assert_eq!(c.net_options().fetch_timeout, Duration::from_secs(60));
     }
 
     #[test]

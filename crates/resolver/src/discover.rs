@@ -2,20 +2,12 @@
 
 use crate::reply::PolicyFailure;
 use mtasts_core::record::parse_sts_rrset;
-use mtasts_net::dns::{Lookup, Resolver};
-use mtasts_net::https::{FetchSettings, fetch_policy};
-use mtasts_net::tls::TlsProbeConfig;
+use mtasts_net::dns::Lookup;
+use mtasts_net::https::fetch_policy;
 
-/// What the resolver needs from the network.
-#[derive(Debug, Clone)]
-pub struct Net {
-    /// DNS.
-    pub dns: Resolver,
-    /// Trust roots for the policy host's certificate.
-    pub tls: TlsProbeConfig,
-    /// The policy fetch: port, time budget (60 s for senders, D14), size cap.
-    pub fetch: FetchSettings,
-}
+/// What the resolver needs from the network: the one environment every service takes, built by
+/// [`crate::config::Config::network`] (the sender's defaults: a 60 s policy fetch, D14).
+pub type Net = mtasts_net::env::Network;
 
 /// The `_mta-sts` record as a sender reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,6 +21,7 @@
 //! - Policies loaded from the cache file at start-up are due at times spread over
 //!   [`Settings::refresh_interval`], not all at once.
 
+use crate::cache_file::{CacheOp, PersistedPolicy};
 use crate::cached::CachedPolicy;
 use crate::discover::Net;
 use crate::key::policy_domain;
@@ -28,7 +29,6 @@ use crate::redis_tier::RedisTier;
 use crate::reply::{Decision, PolicyFailure, ReplySettings, render};
 use crate::slots::{Clock, Entry, Other, Table, millis};
 use crate::stats::{Source, Stats};
-use crate::store::{StoreOp, StoredPolicy};
 use crate::{Handler, Reply};
 use mtasts_core::policy::Mode;
 use std::collections::HashMap;
@@ -37,6 +37,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Duration, Instant};
 
 pub use crate::slots::Known;
+pub use dane::{Dane, RootHealth};
 
 /// Timing and size settings of the cache.
 #[derive(Debug, Clone)]
@@ -63,8 +64,8 @@ pub struct Settings {
     /// Entries nobody asked for in this long are dropped (policies: no longer refreshed, so they
     /// expire).
     pub idle_evict: Duration,
-    /// Check DANE (RFC 7672) for domains with an MTA-STS policy, and answer `dane-only` when
-    /// every MX host has a usable DNSSEC-validated TLSA RRset (D22).
+    /// Check DANE (RFC 7672) for domains with an MTA-STS policy and let it win (D22): see
+    /// [`Dane`] for what each outcome answers.
     pub dane: bool,
 }
 
@@ -117,8 +118,8 @@ pub struct PolicyInfo {
     pub mx: Vec<String>,
     /// Time left until it expires.
     pub expires_in: Duration,
-    /// Every MX host had a usable DNSSEC-validated TLSA RRset at the last check (D22).
-    pub dane: bool,
+    /// What DANE asked of the answer at the last check (D22).
+    pub dane: Dane,
 }
 
 /// One lookup's answer, with the why (for `resolver query` and logs).
@@ -136,6 +137,7 @@ pub struct Answer {
     pub why: String,
 }
 
+mod dane;
 mod refresh;
 
 /// The engine: the cache, its refresher and the zones. Cheap to clone.
@@ -154,7 +156,8 @@ struct Inner {
     background: Arc<Semaphore>,
     misses: Arc<Semaphore>,
     stats: Stats,
-    store: Option<mpsc::UnboundedSender<StoreOp>>,
+    root: RootHealth,
+    store: Option<mpsc::UnboundedSender<CacheOp>>,
     redis: Option<RedisTier>,
 }
 
@@ -165,23 +168,23 @@ impl Engine {
         Self::with_store(net, settings, zones, None)
     }
 
-    /// [`Engine::new`], writing every policy change to `store` (see [`crate::store`]).
+    /// [`Engine::new`], writing every policy change to `store` (see [`crate::cache_file`]).
     pub fn with_store(
         net: Net,
         settings: Settings,
         zones: HashMap<String, Zone>,
-        store: Option<mpsc::UnboundedSender<StoreOp>>,
+        store: Option<mpsc::UnboundedSender<CacheOp>>,
     ) -> Self {
         Self::with_tiers(net, settings, zones, store, None)
     }
 
     /// [`Engine::with_store`], also asking the shared Redis tier before the network on a cold
-    /// miss (writes to Redis go through `store`, see [`crate::store::spawn_writer`]).
+    /// miss (writes to Redis go through `store`, see [`crate::cache_file::spawn_writer`]).
     pub fn with_tiers(
         net: Net,
         settings: Settings,
         zones: HashMap<String, Zone>,
-        store: Option<mpsc::UnboundedSender<StoreOp>>,
+        store: Option<mpsc::UnboundedSender<CacheOp>>,
         redis: Option<RedisTier>,
     ) -> Self {
         let background = Arc::new(Semaphore::new(settings.refresh_concurrency.max(1)));
@@ -196,6 +199,7 @@ impl Engine {
                 background,
                 misses,
                 stats: Stats::default(),
+                root: RootHealth::default(),
                 store,
                 redis,
             }),
@@ -205,7 +209,7 @@ impl Engine {
     /// Puts persisted policies into the cache (at start-up). Expired ones, and ones that no
     /// longer parse, are skipped; each is due for a TXT check, in the background, at a time
     /// spread over the next [`Settings::refresh_interval`] (before it expires).
-    pub fn preload(&self, policies: impl IntoIterator<Item = StoredPolicy>) -> usize {
+    pub fn preload(&self, policies: impl IntoIterator<Item = PersistedPolicy>) -> usize {
         let wall = unix_now();
         let mut loaded = 0;
         for p in policies {
@@ -238,15 +242,33 @@ impl Engine {
     pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
         let every = self.inner.settings.sweep_interval;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                inner.sweep().await;
+        // The latency samples of the request path are folded into the histogram every second,
+        // so at most a second's worth is ever held (a sweep can take longer than that).
+        let upkeep = {
+            let weak = weak.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    inner.stats.upkeep();
+                }
             }
+        };
+        tokio::spawn(async move {
+            let sweeps = async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    inner.sweep().await;
+                }
+            };
+            // Both end together: when the engine is gone, or the handle is aborted.
+            tokio::join!(upkeep, sweeps);
         })
     }
 
@@ -267,7 +289,35 @@ impl Engine {
 
     /// The Prometheus text exposition of the counters.
     pub fn metrics(&self) -> String {
-        self.inner.stats.render(self.len())
+        self.inner.stats.render(self.len(), self.inner.root.valid())
+    }
+
+    /// Whether the DNSSEC validator can validate the root (checked while DANE is on; `None`
+    /// before the first check or with DANE off). A broken root is a fault of this system: no
+    /// domain's DANE state can be known.
+    pub fn dnssec_root(&self) -> &RootHealth {
+        &self.inner.root
+    }
+
+    /// The daemon's health for `/health`: `Err` with the reason when DNSSEC validation of the
+    /// root is broken while DANE is on (re-checked when the last check is over a minute old).
+    pub async fn health(&self) -> Result<(), String> {
+        if !self.inner.settings.dane {
+            return Ok(());
+        }
+        let broken = self
+            .inner
+            .root
+            .check(&self.inner.net.dns, self.inner.clock.now_ms(), false)
+            .await;
+        if broken {
+            Err(format!(
+                "DNSSEC validation is broken: {}; no DANE state can be known",
+                self.inner.root.why()
+            ))
+        } else {
+            Ok(())
+        }
     }
 
     /// The socketmap names served, sorted.
@@ -401,7 +451,12 @@ fn decide<'a>(known: Option<Known<'a>>, over: Option<Override>) -> Decision<'a> 
         Some(Known::NoPolicy) => Decision::NoPolicy,
         Some(Known::DnsError(why)) => Decision::DnsError(why),
         Some(Known::Failure(kind, _)) => Decision::Failure(kind),
-        Some(Known::Policy(p)) if p.dane && p.mode() != Mode::None => Decision::DaneOnly,
+        Some(Known::Policy(p)) if p.dane == Dane::Enforce && p.mode() != Mode::None => {
+            Decision::DaneOnly
+        }
+        Some(Known::Policy(p)) if p.dane == Dane::Undecided && p.mode() != Mode::None => {
+            Decision::DaneUndecided
+        }
         Some(Known::Policy(p)) => match mode(p, over) {
             Mode::Enforce => Decision::Enforce(p),
             Mode::Testing => Decision::Testing(p),
@@ -419,9 +474,16 @@ fn explain_known(known: Option<Known<'_>>, over: Option<Override>) -> String {
         Some(Known::Failure(_, why)) => {
             format!("the TXT record names a policy that could not be had: {why}")
         }
-        Some(Known::Policy(p)) if p.dane && p.mode() != Mode::None => format!(
-            "policy id {} in mode {}, but every MX host has a usable DNSSEC-validated TLSA \
-             RRset: DANE wins (D22)",
+        Some(Known::Policy(p)) if p.dane == Dane::Enforce && p.mode() != Mode::None => format!(
+            "policy id {} in mode {}, but the MX RRset is DNSSEC-secure and an MX host has TLSA \
+             records or a TLSA lookup that failed validation: DANE is enforced per host, and \
+             MTA-STS never overrides it (D22, RFC 8461 §2)",
+            p.id(),
+            p.mode()
+        ),
+        Some(Known::Policy(p)) if p.dane == Dane::Undecided && p.mode() != Mode::None => format!(
+            "policy id {} in mode {}, but the MX RRset could not be DNSSEC-validated (bogus or \
+             indeterminate): whether DANE applies cannot be known, so the lookup is deferred",
             p.id(),
             p.mode()
         ),
@@ -494,7 +556,7 @@ impl Inner {
     fn policy_from_store(
         &self,
         domain: &str,
-        p: &StoredPolicy,
+        p: &PersistedPolicy,
         now_ms: u64,
         wall: i64,
     ) -> Option<CachedPolicy> {
@@ -502,7 +564,7 @@ impl Inner {
             .ok()
             .filter(|l| *l > 0)?;
         let expires_ms = now_ms.saturating_add(left.saturating_mul(1000));
-        CachedPolicy::new(domain, &p.id, &p.body, expires_ms, false).ok()
+        CachedPolicy::new(domain, &p.id, &p.body, expires_ms, Dane::No).ok()
     }
 }
 
@@ -522,7 +584,7 @@ enum Previous {
     Policy {
         id: Box<str>,
         expires_ms: u64,
-        dane: bool,
+        dane: Dane,
     },
     /// Something other than a policy.
     Other,
@@ -552,11 +614,11 @@ enum Outcome {
     Policy(CachedPolicy),
     /// The TXT id is unchanged and the cached policy is far from expiry; the DANE check's
     /// result when it ran.
-    Confirmed(Option<bool>),
+    Confirmed(Option<Dane>),
     /// The cached policy, extended to this time (ms, D18).
     Extended(u64),
-    /// Keep what is cached; `failed` counts towards the back-off.
-    Keep { failed: bool },
+    /// Keep what is cached; a failure (what failed, for the log) counts towards the back-off.
+    Keep { failed: Option<String> },
     /// No policy.
     NoPolicy,
     /// The policy could not be had, nothing cached.

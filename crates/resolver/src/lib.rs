@@ -5,11 +5,16 @@
 //! that is refreshed in the background, so no cached answer ever waits on the network.
 //!
 //! The protocol servers only know the [`Handler`] trait: one lookup in, one [`Reply`] out.
+//! [`daemon::run`] is the whole daemon as one call: configuration in, listeners, cache tiers,
+//! refresh, metrics, reload and drain inside.
 
+pub mod cache_file;
 pub mod cached;
 pub mod config;
+pub mod daemon;
 pub mod discover;
 pub mod engine;
+pub mod explain;
 pub mod key;
 pub mod metrics;
 pub mod proto;
@@ -17,9 +22,12 @@ pub mod redis_tier;
 pub mod reply;
 mod slots;
 pub mod stats;
-pub mod store;
 
 pub use engine::{Engine, Settings, Zone};
+/// The network environment every service takes ([`config::Config::network`] builds it).
+pub use mtasts_net::env;
+/// The reload/stop life cycle shared by every service ([`daemon::run`] takes its [`service::Shutdown`]).
+pub use mtasts_net::service;
 
 use std::future::Future;
 

@@ -1,8 +1,11 @@
-//! `GET /metrics`: the Prometheus text exposition of the engine's counters, over plain HTTP.
+//! `GET /metrics`: the Prometheus text exposition of the engine's counters, and `GET /health`:
+//! `200 ok`, or `503` with the reason when this system cannot do its job (DNSSEC validation of
+//! the root is broken while DANE is on), over plain HTTP.
 //!
 //! Bind it to loopback or a management network: it has no authentication.
 
 use crate::Engine;
+use crate::service::Shutdown;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::server::conn::http1;
@@ -12,24 +15,25 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// Longest a metrics connection may live (scrapes are short).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 
-/// Serves `/metrics` on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, engine: Engine, mut shutdown: watch::Receiver<bool>) {
+/// Serves `/metrics` on `listener` until `shutdown` says stop.
+pub async fn serve(listener: TcpListener, engine: Engine, shutdown: Shutdown) {
+    let stopped = shutdown.stopped();
+    tokio::pin!(stopped);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => return,
+            () = &mut stopped => return,
         };
         let Ok((stream, _)) = accepted else { continue };
         let engine = engine.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let engine = engine.clone();
-                async move { Ok::<_, Infallible>(answer(&req, &engine)) }
+                async move { Ok::<_, Infallible>(answer(&req, &engine).await) }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
@@ -37,8 +41,20 @@ pub async fn serve(listener: TcpListener, engine: Engine, mut shutdown: watch::R
     }
 }
 
-fn answer(req: &Request<hyper::body::Incoming>, engine: &Engine) -> Response<Full<Bytes>> {
+async fn answer(req: &Request<hyper::body::Incoming>, engine: &Engine) -> Response<Full<Bytes>> {
     let (status, ctype, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/health") => match engine.health().await {
+            Ok(()) => (
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                "ok\n".to_owned(),
+            ),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("{why}\n"),
+            ),
+        },
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
@@ -52,7 +68,7 @@ fn answer(req: &Request<hyper::body::Incoming>, engine: &Engine) -> Response<Ful
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
-            "only /metrics is served here\n".to_owned(),
+            "only /metrics and /health are served here\n".to_owned(),
         ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));

@@ -9,7 +9,7 @@
 //!
 //! Keys are `mtasts:sts:<domain>` ([`DEFAULT_PREFIX`]); the value is `id LF expires_unix LF body`.
 
-use crate::store::StoredPolicy;
+use crate::cache_file::PersistedPolicy;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
 
@@ -75,7 +75,7 @@ impl RedisTier {
     }
 
     /// The domain's policy, if another resolver stored one; `None` on any error.
-    pub async fn get(&self, domain: &str) -> Option<StoredPolicy> {
+    pub async fn get(&self, domain: &str) -> Option<PersistedPolicy> {
         let mut conn = self.conn.clone();
         let cmd = redis::cmd("GET")
             .arg(format!("{}{domain}", self.prefix))
@@ -96,7 +96,7 @@ impl RedisTier {
     }
 
     /// Stores `p` until it expires.
-    pub async fn put(&self, p: &StoredPolicy) -> Result<(), RedisError> {
+    pub async fn put(&self, p: &PersistedPolicy) -> Result<(), RedisError> {
         let ttl = p.expires_unix - crate::engine::unix_now();
         if ttl <= 0 {
             return Ok(());
@@ -138,11 +138,11 @@ impl RedisTier {
 }
 
 /// `id LF expires LF body`; anything else is ignored (another program's key, a partial write).
-fn decode(domain: &str, v: &[u8]) -> Option<StoredPolicy> {
+fn decode(domain: &str, v: &[u8]) -> Option<PersistedPolicy> {
     let text = std::str::from_utf8(v).ok()?;
     let (id, rest) = text.split_once('\n')?;
     let (expires, body) = rest.split_once('\n')?;
-    Some(StoredPolicy {
+    Some(PersistedPolicy {
         domain: domain.to_owned(),
         id: id.to_owned(),
         body: body.to_owned(),

@@ -9,7 +9,8 @@
 //! | testing (D24) | `NOTFOUND` | `NOTFOUND` | `<base level> policy_type=sts …` (never blocks delivery) |
 //! | fetch failure, nothing cached | `NOTFOUND` | `NOTFOUND` | `<base level> policy_type=sts policy_domain=… policy_failure=…` |
 //! | no policy | `NOTFOUND` | `NOTFOUND` | `NOTFOUND`, or `<no_policy_level> policy_type=no-policy-found` when configured |
-//! | usable DANE (D22) | `dane-only` | `dane-only` | `dane-only` |
+//! | DANE applies to some MX host (D22) | `dane-only` | `dane-only` | `dane-only` |
+//! | MX RRset bogus or indeterminate (DANE on) | `TEMP` | `TEMP` | `TEMP` |
 //! | DNS failure, nothing cached (D16) | `NOTFOUND`, or `TEMP` with `on_dns_error = defer` | same | same |
 //!
 //! `mx_host_pattern` keeps the `*.` form (Postfix 3.10.5 and later match it as RFC 8461 does: one
@@ -176,8 +177,10 @@ pub enum Decision<'a> {
     Failure(PolicyFailure),
     /// DNS failed and nothing is cached (D16); the text says what failed.
     DnsError(&'a str),
-    /// Every MX host has a usable DNSSEC-validated TLSA RRset (D22).
+    /// DANE applies to some MX host (D22): Postfix enforces it per host.
     DaneOnly,
+    /// The MX RRset could not be DNSSEC-validated: whether DANE applies cannot be known.
+    DaneUndecided,
 }
 
 /// The reply for `domain` (an A-label domain) under `decision`.
@@ -194,6 +197,9 @@ pub fn render(domain: &str, decision: Decision<'_>, s: &ReplySettings) -> Reply 
             _ => Reply::NotFound,
         },
         Decision::DaneOnly => Reply::Ok("dane-only".to_owned()),
+        Decision::DaneUndecided => Reply::Temp(format!(
+            "the MX records of {domain} could not be DNSSEC-validated: DANE cannot be ruled out"
+        )),
         Decision::DnsError(why) => match s.on_dns_error {
             OnDnsError::Deliver => Reply::NotFound,
             OnDnsError::Defer => Reply::Temp(format!("MTA-STS lookup for {domain} failed: {why}")),
@@ -207,25 +213,22 @@ pub fn render(domain: &str, decision: Decision<'_>, s: &ReplySettings) -> Reply 
         Decision::Testing(..) if !tlsrpt => Reply::NotFound,
         Decision::Testing(policy) => {
             let head = s.base_level.clone();
-            Reply::Ok(with_attributes(head, domain, policy, s))
+            Reply::Ok(with_attributes(head, domain, policy, s).0)
         }
         Decision::Enforce(policy) if !policy.has_patterns() => Reply::NotFound,
         Decision::Enforce(policy) => {
-            let mut head =
-                String::with_capacity(64 + policy.patterns().map(str::len).sum::<usize>());
-            head.push_str("secure match=");
-            for (i, p) in policy.patterns().enumerate() {
-                if i > 0 {
-                    head.push(':');
-                }
-                // Postfix's `.domain` form for `*.domain`.
-                head.push_str(p.strip_prefix('*').unwrap_or(p));
-            }
-            if s.postfix.has_servername() {
-                head.push_str(" servername=hostname");
+            let head = enforce_head(policy, s);
+            let size = measure(&head, s);
+            if size > s.max_reply {
+                return Reply::Temp(format!(
+                    "the MTA-STS policy of {domain} names {} MX patterns: its shortest answer \
+                     is {size} bytes, more than this table's replies may carry ({} bytes)",
+                    policy.patterns().count(),
+                    s.max_reply
+                ));
             }
             if tlsrpt {
-                Reply::Ok(with_attributes(head, domain, policy, s))
+                Reply::Ok(with_attributes(head, domain, policy, s).0)
             } else {
                 Reply::Ok(head)
             }
@@ -233,26 +236,88 @@ pub fn render(domain: &str, decision: Decision<'_>, s: &ReplySettings) -> Reply 
     }
 }
 
-/// `head` plus the TLSRPT attributes; the `policy_string` ones only while the reply fits.
+/// `secure match=... [servername=hostname]`: the part of an enforce answer that cannot be left
+/// out.
+fn enforce_head(policy: &CachedPolicy, s: &ReplySettings) -> String {
+    let mut head = String::with_capacity(64 + policy.patterns().map(str::len).sum::<usize>());
+    head.push_str("secure match=");
+    for (i, p) in policy.patterns().enumerate() {
+        if i > 0 {
+            head.push(':');
+        }
+        // Postfix's `.domain` form for `*.domain`.
+        head.push_str(p.strip_prefix('*').unwrap_or(p));
+    }
+    if s.postfix.has_servername() {
+        head.push_str(" servername=hostname");
+    }
+    head
+}
+
+/// Which optional attributes [`render`] left out so the reply fits `max_reply`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    /// The `mx_host_pattern` attributes (Postfix 3.10.5+ then checks MX names against
+    /// `match=` alone, which is broader for `*.` patterns).
+    pub mx_host_patterns: bool,
+    /// The `policy_string` attributes (TLS-RPT reports then carry no policy text).
+    pub policy_strings: bool,
+}
+
+impl Trimmed {
+    /// Whether anything was left out.
+    pub fn any(self) -> bool {
+        self.mx_host_patterns || self.policy_strings
+    }
+}
+
+/// What [`render`] leaves out of the answer for `decision` to fit (for the log line written when
+/// a policy is fetched); `None` when nothing is left out. An answer that cannot fit at all is a
+/// `TEMP` whose text says so.
+pub fn trimmed(domain: &str, decision: Decision<'_>, s: &ReplySettings) -> Option<Trimmed> {
+    let (head, policy) = match decision {
+        Decision::Testing(p) => (s.base_level.clone(), p),
+        Decision::Enforce(p) => (enforce_head(p, s), p),
+        _ => return None,
+    };
+    if !s.tlsrpt_on() || !policy.has_patterns() || measure(&head, s) > s.max_reply {
+        return None;
+    }
+    Some(with_attributes(head, domain, policy, s).1).filter(|t| t.any())
+}
+
+fn measure(t: &str, s: &ReplySettings) -> usize {
+    if s.escaped {
+        crate::proto::tcp_table::encoded_len(t.as_bytes())
+    } else {
+        t.len()
+    }
+}
+
+/// `head` plus the TLSRPT attributes: `policy_type` and `policy_domain` always, then the
+/// `mx_host_pattern` attributes while all of them fit, then the `policy_string` ones while all
+/// of them fit; what was left out.
 fn with_attributes(
     mut out: String,
     domain: &str,
     policy: &CachedPolicy,
     s: &ReplySettings,
-) -> String {
-    let measure = |t: &str| {
-        if s.escaped {
-            crate::proto::tcp_table::encoded_len(t.as_bytes())
-        } else {
-            t.len()
-        }
-    };
+) -> (String, Trimmed) {
+    let mut trimmed = Trimmed::default();
     let _ = write!(out, " policy_type=sts policy_domain={domain}");
+    let without_patterns = out.len();
+    let mut size = measure(&out, s);
     for p in policy.patterns() {
+        let start = out.len();
         let _ = write!(out, " mx_host_pattern={p}");
+        size += measure(&out[start..], s);
+    }
+    if size > s.max_reply {
+        out.truncate(without_patterns);
+        size = measure(&out, s);
+        trimmed.mx_host_patterns = true;
     }
     let without_strings = out.len();
-    let mut size = measure(&out);
     policy.each_line(|line| {
         // `{ name = value }` cannot carry braces; such a line (an odd extension value) is left out.
         if matches!(line, PolicyLine::Verbatim(l) if l.contains(['{', '}'])) {
@@ -260,14 +325,15 @@ fn with_attributes(
         }
         let start = out.len();
         let _ = write!(out, " {{ policy_string = {line} }}");
-        size += measure(&out[start..]);
+        size += measure(&out[start..], s);
         if size > s.max_reply {
             out.truncate(without_strings);
+            trimmed.policy_strings = true;
             return false;
         }
         true
     });
-    out
+    (out, trimmed)
 }
 
 /// The lines of a policy body as `policy_string` carries them: CR stripped, blank lines dropped,
@@ -284,7 +350,7 @@ mod tests {
         "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmx: *.example.net\nmax_age: 86400\n";
 
     fn cached(body: &str) -> CachedPolicy {
-        CachedPolicy::new("example.com", "1", body, 0, false).unwrap()
+        CachedPolicy::new("example.com", "1", body, 0, crate::engine::Dane::No).unwrap()
     }
 
     fn policy() -> CachedPolicy {
@@ -403,6 +469,53 @@ mod tests {
         assert!(r.len() <= s.max_reply, "{}", r.len());
         assert!(!r.contains("policy_string"));
         assert!(r.contains("mx_host_pattern=mx1499.example.com"));
+        let t = trimmed("example.com", Decision::Enforce(&p), &s).unwrap();
+        assert!(t.policy_strings && !t.mx_host_patterns);
+    }
+
+    fn many_mx(n: usize, suffix: &str) -> CachedPolicy {
+        let mut body = String::from("version: STSv1\nmode: enforce\nmax_age: 86400\n");
+        for i in 0..n {
+            body.push_str(&format!("mx: mx-{i:04}.{suffix}\n"));
+        }
+        cached(&body)
+    }
+
+    #[test]
+    fn oversized_policies_drop_mx_host_patterns_before_deferring() {
+        let tcp = ReplySettings {
+            max_reply: 4091,
+            escaped: true,
+            ..settings("3.10.5")
+        };
+        // 60 mx lines (2 KB): the patterns twice over do not fit a tcp_table line.
+        let p = many_mx(60, "mail-cluster.example.net");
+        let r = ok(render("example.com", Decision::Enforce(&p), &tcp));
+        assert!(crate::proto::tcp_table::encoded_len(r.as_bytes()) <= 4091);
+        assert!(
+            r.starts_with("secure match=mx-0000.mail-cluster.example.net:"),
+            "{r}"
+        );
+        assert!(r.contains("policy_type=sts policy_domain=example.com"));
+        assert!(!r.contains("mx_host_pattern") && !r.contains("policy_string"));
+        let t = trimmed("example.com", Decision::Enforce(&p), &tcp).unwrap();
+        assert!(t.mx_host_patterns && t.policy_strings);
+        // 1,900 mx lines (63 KB) fit a socketmap reply without the optional attributes.
+        let big = many_mx(1900, "example.net");
+        assert!(big.patterns().map(str::len).sum::<usize>() > 35_000);
+        let sm = settings("3.10.5");
+        let r = ok(render("example.com", Decision::Enforce(&big), &sm));
+        assert!(r.len() <= sm.max_reply && r.contains("mx-1899.example.net"));
+        assert!(!r.contains("mx_host_pattern"));
+        // ... but not a tcp_table line: deferred, and the reason says why.
+        match render("example.com", Decision::Enforce(&big), &tcp) {
+            Reply::Temp(why) => assert!(why.contains("1900 MX patterns"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(trimmed("example.com", Decision::Enforce(&big), &tcp), None);
+        // A testing policy never defers: its head is the base level.
+        let r = ok(render("example.com", Decision::Testing(&big), &tcp));
+        assert!(r.starts_with("may policy_type=sts"));
     }
 
     #[test]

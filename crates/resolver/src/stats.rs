@@ -1,6 +1,13 @@
-//! Counters for `/metrics` and tests: plain atomics, rendered in the Prometheus text format.
+//! Counters for `/metrics` and tests.
+//!
+//! One metrics path for every service: the `metrics` facade, rendered by
+//! metrics-exporter-prometheus from a recorder of this engine's own (not the process-global
+//! one, so several engines in one process, as in tests, keep their figures apart). The counters
+//! of the request path stay plain atomics, copied into the facade when `/metrics` is asked for;
+//! the latency histogram is recorded through the facade's handle, registered once.
 
-use std::fmt::Write as _;
+use metrics::{Histogram, Recorder as _};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -44,21 +51,89 @@ impl Source {
     ];
 }
 
-/// Latency histogram bucket bounds, in microseconds.
-const BUCKETS_US: [u64; 12] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 100_000, 1_000_000, 10_000_000, 60_000_000,
+/// Latency histogram bucket bounds, in seconds.
+const BUCKETS_S: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.1, 1.0, 10.0, 60.0,
 ];
 
+/// The name of the latency histogram.
+const LATENCY: &str = "mtasts_resolver_lookup_seconds";
+
 /// The counters.
-#[derive(Debug, Default)]
 pub struct Stats {
     by_reply: [AtomicU64; 5],
     by_source: [AtomicU64; 6],
     fetch_errors: [AtomicU64; 4],
     refreshes: AtomicU64,
     extended: AtomicU64,
-    buckets: [AtomicU64; BUCKETS_US.len()],
-    latency_sum_us: AtomicU64,
+    recorder: PrometheusRecorder,
+    latency: Histogram,
+}
+
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stats")
+            .field("refreshes", &self.refreshes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS_S)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let describe = |name: &'static str, help: &'static str| {
+            recorder.describe_counter(name.into(), None, help.into());
+        };
+        describe(
+            "mtasts_resolver_lookups_total",
+            "Lookups answered, by reply status.",
+        );
+        describe(
+            "mtasts_resolver_answers_total",
+            "Lookups answered, by where the answer came from.",
+        );
+        describe(
+            "mtasts_resolver_fetch_errors_total",
+            "Failed policy refreshes, by TLS-RPT result type.",
+        );
+        describe(
+            "mtasts_resolver_refreshes_total",
+            "Network refreshes finished.",
+        );
+        describe(
+            "mtasts_resolver_extended_total",
+            "Expired policies kept because the TXT id was unchanged and the refetch failed (D18).",
+        );
+        recorder.describe_gauge(
+            "mtasts_resolver_cache_entries".into(),
+            None,
+            "Domains in the memory cache.".into(),
+        );
+        recorder.describe_gauge(
+            "mtasts_resolver_dnssec_root_valid".into(),
+            None,
+            "Whether the DNSSEC validator can validate the root zone (0: no DANE state can be \
+             known; a fault of this system)."
+                .into(),
+        );
+        recorder.describe_histogram(LATENCY.into(), None, "Time to answer a lookup.".into());
+        let latency = recorder.register_histogram(
+            &metrics::Key::from_static_name(LATENCY),
+            &metrics::Metadata::new(module_path!(), metrics::Level::INFO, None),
+        );
+        Self {
+            by_reply: Default::default(),
+            by_source: Default::default(),
+            fetch_errors: Default::default(),
+            refreshes: AtomicU64::default(),
+            extended: AtomicU64::default(),
+            recorder,
+            latency,
+        }
+    }
 }
 
 /// Fetch error kinds counted.
@@ -93,11 +168,13 @@ impl Stats {
         };
         self.by_reply[r].fetch_add(1, Relaxed);
         self.by_source[source as usize].fetch_add(1, Relaxed);
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.latency_sum_us.fetch_add(us, Relaxed);
-        if let Some(i) = BUCKETS_US.iter().position(|b| us <= *b) {
-            self.buckets[i].fetch_add(1, Relaxed);
-        }
+        self.latency.record(took.as_secs_f64());
+    }
+
+    /// Folds the latency samples recorded since the last call into the histogram, so they never
+    /// pile up between scrapes (the engine's sweep calls it).
+    pub(crate) fn upkeep(&self) {
+        self.recorder.handle().run_upkeep();
     }
 
     pub(crate) fn fetch_error(&self, kind: FetchError) {
@@ -133,68 +210,73 @@ impl Stats {
         self.extended.load(Relaxed)
     }
 
-    /// The Prometheus text exposition, with `entries` as the cache size gauge.
-    pub fn render(&self, entries: usize) -> String {
-        let mut o = String::new();
-        o.push_str("# HELP mtasts_resolver_lookups_total Lookups answered, by reply status.\n");
-        o.push_str("# TYPE mtasts_resolver_lookups_total counter\n");
-        for (label, c) in REPLY_LABELS.iter().zip(&self.by_reply) {
-            let _ = writeln!(
-                o,
-                "mtasts_resolver_lookups_total{{reply=\"{label}\"}} {}",
-                c.load(Relaxed)
-            );
-        }
-        o.push_str("# HELP mtasts_resolver_answers_total Lookups answered, by where the answer came from.\n");
-        o.push_str("# TYPE mtasts_resolver_answers_total counter\n");
-        for (s, c) in Source::ALL.iter().zip(&self.by_source) {
-            let _ = writeln!(
-                o,
-                "mtasts_resolver_answers_total{{source=\"{}\"}} {}",
-                s.as_str(),
-                c.load(Relaxed)
-            );
-        }
-        o.push_str("# HELP mtasts_resolver_fetch_errors_total Failed policy refreshes, by TLS-RPT result type.\n");
-        o.push_str("# TYPE mtasts_resolver_fetch_errors_total counter\n");
-        for (label, c) in FETCH_ERROR_LABELS.iter().zip(&self.fetch_errors) {
-            let _ = writeln!(
-                o,
-                "mtasts_resolver_fetch_errors_total{{type=\"{label}\"}} {}",
-                c.load(Relaxed)
-            );
-        }
-        o.push_str("# HELP mtasts_resolver_refreshes_total Network refreshes finished.\n");
-        o.push_str("# TYPE mtasts_resolver_refreshes_total counter\n");
-        let _ = writeln!(o, "mtasts_resolver_refreshes_total {}", self.refreshes());
-        o.push_str("# HELP mtasts_resolver_extended_total Expired policies kept because the TXT id was unchanged and the refetch failed (D18).\n");
-        o.push_str("# TYPE mtasts_resolver_extended_total counter\n");
-        let _ = writeln!(o, "mtasts_resolver_extended_total {}", self.extensions());
-        o.push_str("# HELP mtasts_resolver_cache_entries Domains in the memory cache.\n");
-        o.push_str("# TYPE mtasts_resolver_cache_entries gauge\n");
-        let _ = writeln!(o, "mtasts_resolver_cache_entries {entries}");
-        o.push_str("# HELP mtasts_resolver_lookup_seconds Time to answer a lookup.\n");
-        o.push_str("# TYPE mtasts_resolver_lookup_seconds histogram\n");
-        let mut cumulative = 0;
-        for (bound, c) in BUCKETS_US.iter().zip(&self.buckets) {
-            cumulative += c.load(Relaxed);
-            let _ = writeln!(
-                o,
-                "mtasts_resolver_lookup_seconds_bucket{{le=\"{}\"}} {cumulative}",
-                *bound as f64 / 1e6
-            );
-        }
-        let count: u64 = self.by_reply.iter().map(|c| c.load(Relaxed)).sum();
-        let _ = writeln!(
-            o,
-            "mtasts_resolver_lookup_seconds_bucket{{le=\"+Inf\"}} {count}"
+    /// The Prometheus text exposition, with `entries` as the cache size gauge and `root_valid`
+    /// whether the DNSSEC validator can validate the root (`None`: not checked).
+    pub fn render(&self, entries: usize, root_valid: Option<bool>) -> String {
+        metrics::with_local_recorder(&self.recorder, || {
+            for (label, c) in REPLY_LABELS.iter().zip(&self.by_reply) {
+                metrics::counter!("mtasts_resolver_lookups_total", "reply" => *label)
+                    .absolute(c.load(Relaxed));
+            }
+            for (s, c) in Source::ALL.iter().zip(&self.by_source) {
+                metrics::counter!("mtasts_resolver_answers_total", "source" => s.as_str())
+                    .absolute(c.load(Relaxed));
+            }
+            for (label, c) in FETCH_ERROR_LABELS.iter().zip(&self.fetch_errors) {
+                metrics::counter!("mtasts_resolver_fetch_errors_total", "type" => *label)
+                    .absolute(c.load(Relaxed));
+            }
+            metrics::counter!("mtasts_resolver_refreshes_total").absolute(self.refreshes());
+            metrics::counter!("mtasts_resolver_extended_total").absolute(self.extensions());
+            metrics::gauge!("mtasts_resolver_cache_entries").set(entries as f64);
+            if let Some(valid) = root_valid {
+                metrics::gauge!("mtasts_resolver_dnssec_root_valid")
+                    .set(f64::from(u8::from(valid)));
+            }
+        });
+        let handle = self.recorder.handle();
+        handle.run_upkeep();
+        handle.render()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_has_every_family_with_its_figures() {
+        let s = Stats::default();
+        s.answered(
+            &crate::Reply::NotFound,
+            Source::Hit,
+            Duration::from_micros(80),
         );
-        let _ = writeln!(
-            o,
-            "mtasts_resolver_lookup_seconds_sum {}",
-            self.latency_sum_us.load(Relaxed) as f64 / 1e6
+        s.answered(
+            &crate::Reply::Ok("x".into()),
+            Source::Miss,
+            Duration::from_millis(20),
         );
-        let _ = writeln!(o, "mtasts_resolver_lookup_seconds_count {count}");
-        o
+        s.fetch_error(FetchError::WebPki);
+        s.refreshed();
+        s.upkeep();
+        let text = s.render(7, Some(false));
+        for line in [
+            "# TYPE mtasts_resolver_lookups_total counter",
+            "mtasts_resolver_lookups_total{reply=\"notfound\"} 1",
+            "mtasts_resolver_answers_total{source=\"miss\"} 1",
+            "mtasts_resolver_fetch_errors_total{type=\"sts-webpki-invalid\"} 1",
+            "mtasts_resolver_refreshes_total 1",
+            "mtasts_resolver_cache_entries 7",
+            "mtasts_resolver_dnssec_root_valid 0",
+            "mtasts_resolver_lookup_seconds_bucket{le=\"0.0001\"} 1",
+            "mtasts_resolver_lookup_seconds_bucket{le=\"+Inf\"} 2",
+            "mtasts_resolver_lookup_seconds_count 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // Counters follow the atomics, never double-count across scrapes.
+        let again = s.render(7, None);
+        assert!(again.contains("mtasts_resolver_lookups_total{reply=\"notfound\"} 1\n"));
     }
 }

@@ -1,13 +1,16 @@
 //! The refresh of one domain, its outcome applied to the slot, back-off and the sweep.
 
+use super::Dane;
 use super::{Inner, Outcome, Previous};
+use crate::Reply;
+use crate::cache_file::{CacheOp, PersistedPolicy};
 use crate::cached::{CachedPolicy, Unusable};
 use crate::discover::{self, TxtOutcome};
-use crate::reply::PolicyFailure;
+use crate::reply::{Decision, PolicyFailure, render, trimmed};
 use crate::slots::{Entry, Other, Slot, millis};
 use crate::stats::FetchError;
-use crate::store::{StoreOp, StoredPolicy};
-use mtasts_net::dane::DaneState;
+use mtasts_core::policy::Mode;
+use mtasts_net::dns::Proof;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Duration;
@@ -40,7 +43,7 @@ impl Inner {
             };
             let outcome = match permit {
                 Ok(_permit) => inner.refresh(&domain, previous).await,
-                Err(_) => Outcome::Keep { failed: false },
+                Err(_) => Outcome::Keep { failed: None },
             };
             inner.stats.refreshed();
             inner.apply(&domain, outcome);
@@ -68,12 +71,14 @@ impl Inner {
         };
         let id = match discover::txt_id(&self.net, domain).await {
             TxtOutcome::Id(id) => id,
-            TxtOutcome::NoRecord if cached.is_some() => return Outcome::Keep { failed: false },
+            TxtOutcome::NoRecord if cached.is_some() => return Outcome::Keep { failed: None },
             TxtOutcome::NoRecord => return Outcome::NoPolicy,
             TxtOutcome::DnsError(why) => {
                 self.stats.fetch_error(FetchError::Dns);
                 return match cached {
-                    Some(_) => Outcome::Keep { failed: true },
+                    Some(_) => Outcome::Keep {
+                        failed: Some(format!("the _mta-sts TXT lookup failed: {why}")),
+                    },
                     None => Outcome::DnsError(why),
                 };
             }
@@ -86,7 +91,7 @@ impl Inner {
             return Outcome::Confirmed(self.dane(domain).await);
         }
         let (fetched, dane) = tokio::join!(discover::fetch(&self.net, domain), self.dane(domain));
-        let dane = dane.or(cached.as_ref().map(|c| c.2)).unwrap_or(false);
+        let dane = dane.or(cached.as_ref().map(|c| c.2)).unwrap_or_default();
         let fetched = fetched.and_then(|(url, body)| {
             CachedPolicy::new(domain, &id, &body, 0, dane).map_err(|e| {
                 let why = match e {
@@ -113,7 +118,12 @@ impl Inner {
                     let keep = self.settings.refresh_interval.max(self.backoff(1));
                     Outcome::Extended(self.clock.now_ms().saturating_add(millis(keep)))
                 } else if cached.is_some() {
-                    Outcome::Keep { failed: true } // D17
+                    // D17
+                    Outcome::Keep {
+                        failed: Some(format!(
+                            "the policy for the new id {id} could not be had: {why}"
+                        )),
+                    }
                 } else {
                     Outcome::Failure(kind, why)
                 }
@@ -121,23 +131,22 @@ impl Inner {
         }
     }
 
-    /// Whether every MX host of `domain` has a usable DNSSEC-validated TLSA RRset; `None` when
-    /// DANE is off or the lookups failed (the previous answer then stands).
-    async fn dane(&self, domain: &str) -> Option<bool> {
+    /// What DANE asks of the answer for `domain` (see [`super::dane`]); `None` when DANE is
+    /// off or the MX lookup failed (the previous verdict then stands).
+    async fn dane(&self, domain: &str) -> Option<Dane> {
         if !self.settings.dane {
             return None;
         }
-        match mtasts_net::dane::domain_states(&self.net.dns, domain).await {
-            Ok((_, hosts))
-                if hosts
-                    .iter()
-                    .any(|(_, s)| matches!(s, DaneState::LookupFailed(_))) =>
-            {
-                None
-            }
-            Ok((_, hosts)) => Some(!hosts.is_empty() && hosts.iter().all(|(_, s)| s.is_usable())),
-            Err(_) => None,
-        }
+        let states = mtasts_net::dane::domain_states(&self.net.dns, domain).await;
+        let unvalidated = matches!(&states, Ok((Proof::Bogus | Proof::Indeterminate, _)));
+        // An MX RRset that cannot be validated may be the domain's fault or this system's: the
+        // root tells them apart.
+        let root_broken = unvalidated
+            && self
+                .root
+                .check(&self.net.dns, self.clock.now_ms(), false)
+                .await;
+        super::dane::verdict(&states, root_broken)
     }
 
     fn apply(&self, domain: &str, outcome: Outcome) {
@@ -151,11 +160,15 @@ impl Inner {
         match outcome {
             Outcome::Policy(p) => {
                 tracing::info!(domain, id = p.id(), mode = %p.mode(), max_age = p.max_age(), "policy fetched");
+                self.log_fit(domain, &p);
                 slot.failures = 0;
                 slot.next_check_ms = p
                     .expires_ms()
                     .min(now_ms + self.jittered(domain, s.refresh_interval));
-                store = Some(StoreOp::Put(self.stored(&p, now_ms)));
+                store = Some(CacheOp::Put(self.stored(&p, now_ms)));
+                if p.dane == Dane::Undecided {
+                    slot.next_check_ms = slot.next_check_ms.min(now_ms + millis(s.dns_retry));
+                }
                 slot.entry = Entry::Policy(p);
             }
             Outcome::Confirmed(dane) => {
@@ -164,8 +177,16 @@ impl Inner {
                 if let (Some(dane), Entry::Policy(p)) = (dane, &mut slot.entry)
                     && p.dane != dane
                 {
-                    tracing::info!(domain, dane, "DANE usability changed");
+                    tracing::info!(domain, ?dane, "DANE verdict changed");
                     p.dane = dane;
+                }
+                if slot
+                    .entry
+                    .policy()
+                    .is_some_and(|p| p.dane == Dane::Undecided)
+                {
+                    // Deferred lookups: look again soon rather than in an hour.
+                    slot.next_check_ms = slot.next_check_ms.min(now_ms + millis(s.dns_retry));
                 }
             }
             Outcome::Extended(until_ms) => {
@@ -177,17 +198,19 @@ impl Inner {
                 slot.next_check_ms = now_ms + millis(self.backoff(n));
                 if let Entry::Policy(p) = &mut slot.entry {
                     p.set_expires_ms(until_ms);
-                    store = Some(StoreOp::Put(self.stored(p, now_ms)));
+                    store = Some(CacheOp::Put(self.stored(p, now_ms)));
                     self.stats.extended();
                 }
             }
             Outcome::Keep { failed } => {
-                if failed {
+                if let Some(why) = &failed {
                     tracing::warn!(
                         domain,
+                        %why,
                         "refresh failed; the cached policy still applies (D17)"
                     );
                 }
+                let failed = failed.is_some();
                 let expires_ms = slot.entry.policy().map_or(now_ms, |p| p.expires_ms());
                 let wait = if failed {
                     let n = slot.failed();
@@ -200,7 +223,7 @@ impl Inner {
             Outcome::NoPolicy => {
                 if slot.entry.policy().is_some() {
                     tracing::info!(domain, "policy gone: no MTA-STS record any more");
-                    store = Some(StoreOp::Delete(domain.to_owned()));
+                    store = Some(CacheOp::Delete(domain.to_owned()));
                 }
                 slot.failures = 0;
                 slot.entry = Entry::other(domain, Other::NoPolicy, "");
@@ -226,11 +249,38 @@ impl Inner {
         }
     }
 
+    /// Says, once per fetched policy, when a zone's answer for it leaves optional attributes
+    /// out to fit the reply size, or cannot carry it at all (the lookups are then deferred).
+    fn log_fit(&self, domain: &str, p: &CachedPolicy) {
+        let decision = match p.mode() {
+            Mode::Enforce => Decision::Enforce(p),
+            Mode::Testing => Decision::Testing(p),
+            Mode::None => return,
+        };
+        let zones = self.zones.read().map(|z| Arc::clone(&z));
+        let zones = zones.unwrap_or_else(|e| Arc::clone(&e.into_inner()));
+        for (zone, z) in zones.iter() {
+            if let Reply::Temp(why) = render(domain, decision, &z.reply) {
+                tracing::error!(domain, zone, %why, "policy too large for this table: lookups are deferred");
+            } else if let Some(t) = trimmed(domain, decision, &z.reply) {
+                tracing::warn!(
+                    domain,
+                    zone,
+                    patterns = p.patterns().count(),
+                    dropped_mx_host_pattern = t.mx_host_patterns,
+                    dropped_policy_string = t.policy_strings,
+                    max_reply = z.reply.max_reply,
+                    "policy answer shortened to fit the table's reply size"
+                );
+            }
+        }
+    }
+
     /// The policy as persisted, `now_ms` being now.
-    fn stored(&self, p: &CachedPolicy, now_ms: u64) -> StoredPolicy {
+    fn stored(&self, p: &CachedPolicy, now_ms: u64) -> PersistedPolicy {
         let left =
             i64::try_from(p.expires_ms().saturating_sub(now_ms) / 1000).unwrap_or(i64::MAX / 2);
-        StoredPolicy {
+        PersistedPolicy {
             domain: p.domain().to_owned(),
             id: p.id().to_owned(),
             body: p.body().into_owned(),

@@ -8,12 +8,80 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 
-/// The permissions of a unix socket created by [`ListenAddr::bind`]: readable and writable by
-/// everyone, as Postfix's own public sockets are. The socket answers policy lookups only, and
-/// Postfix's smtp(8) processes run as the `postfix` user, so anything stricter must match that
-/// user or group; restrict access with [`ListenAddr::bind_with_mode`] or the directory's
-/// permissions.
-pub const DEFAULT_UNIX_MODE: u32 = 0o666;
+/// The permissions of a unix socket created by [`ListenAddr::bind`]: owner and group may
+/// connect, nobody else.
+///
+/// Any process that can connect can hold connections open and stall lookups, so a socket writable
+/// by every local user lets any of them delay mail. Postfix's smtp(8) processes run as the
+/// `postfix` user: give the socket the `postfix` group ([`UnixSocket::group`], `socket_group`
+/// in the configuration) and 0660 lets Postfix in and keeps everyone else out, whoever the
+/// daemon runs as. 0600 would need the daemon to run as `postfix` itself.
+pub const DEFAULT_UNIX_MODE: u32 = 0o660;
+
+/// How unix socket listeners are created: their permission bits and group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixSocket {
+    /// Permission bits (at most 0o777).
+    pub mode: u32,
+    /// Group id to give the socket; `None` keeps the daemon's own group.
+    pub group: Option<u32>,
+}
+
+impl Default for UnixSocket {
+    fn default() -> Self {
+        Self {
+            mode: DEFAULT_UNIX_MODE,
+            group: None,
+        }
+    }
+}
+
+impl UnixSocket {
+    /// From the configuration's `socket_mode` (octal, e.g. `"0660"`) and `socket_group` (a group
+    /// name from `/etc/group`, or a number).
+    ///
+    /// # Errors
+    /// The mode is not octal or has bits beyond 0o777, or the group is unknown.
+    pub fn parse(mode: Option<&str>, group: Option<&str>) -> Result<Self, String> {
+        let mode = match mode {
+            None => DEFAULT_UNIX_MODE,
+            Some(m) => {
+                let digits = m.trim().trim_start_matches("0o");
+                match u32::from_str_radix(digits, 8) {
+                    Ok(v) if v <= 0o777 && !digits.is_empty() => v,
+                    _ => return Err(format!("socket_mode {m:?}: not an octal mode like 0660")),
+                }
+            }
+        };
+        if mode & 0o600 != 0o600 {
+            return Err(format!(
+                "socket_mode {mode:04o}: the daemon's own user must be able to read and write \
+                 its socket (0600 at least)"
+            ));
+        }
+        let group = match group {
+            None => None,
+            Some(g) => Some(group_id(g).ok_or_else(|| {
+                format!("socket_group {g:?}: no such group in /etc/group (give a name or a number)")
+            })?),
+        };
+        Ok(Self { mode, group })
+    }
+}
+
+/// A group's id: a number as it is, a name looked up in `/etc/group`.
+fn group_id(group: &str) -> Option<u32> {
+    if let Ok(n) = group.parse() {
+        return Some(n);
+    }
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == group)
+            .then(|| fields.nth(1)?.parse().ok())
+            .flatten()
+    })
+}
 
 /// A listen address: `127.0.0.1:8461`, `[::1]:8461` or `unix:/run/mtasts/socketmap.sock`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,12 +130,22 @@ impl ListenAddr {
     /// Binds the address; a unix socket gets [`DEFAULT_UNIX_MODE`].
     ///
     /// # Errors
-    /// As [`ListenAddr::bind_with_mode`].
+    /// As [`ListenAddr::bind_with`].
     pub async fn bind(&self) -> io::Result<Listener> {
-        self.bind_with_mode(DEFAULT_UNIX_MODE).await
+        self.bind_with(UnixSocket::default()).await
     }
 
     /// Binds the address; a unix socket file gets the permission bits `mode`.
+    ///
+    /// # Errors
+    /// As [`ListenAddr::bind_with`].
+    pub async fn bind_with_mode(&self, mode: u32) -> io::Result<Listener> {
+        self.bind_with(UnixSocket { mode, group: None }).await
+    }
+
+    /// Binds the address; a unix socket file gets `unix`'s mode and group. The socket is
+    /// created with no permissions for anyone but the owner and only then opened up, so there
+    /// is no moment when it is more open than asked.
     ///
     /// A stale unix socket file (one nobody accepts on) is removed first. A live one is an
     /// [`io::ErrorKind::AddrInUse`] error, and a path that exists but is not a socket is never
@@ -75,14 +153,18 @@ impl ListenAddr {
     ///
     /// # Errors
     /// Binding fails, the path is in use or is not a socket, or setting the mode fails.
-    pub async fn bind_with_mode(&self, mode: u32) -> io::Result<Listener> {
+    pub async fn bind_with(&self, unix: UnixSocket) -> io::Result<Listener> {
         match self {
             Self::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).await?)),
             Self::Unix(path) => {
                 remove_stale_socket(path).await?;
                 let listener = UnixListener::bind(path)?;
                 let guard = SocketFile(path.clone());
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+                if let Some(gid) = unix.group {
+                    std::os::unix::fs::chown(path, None, Some(gid))?;
+                }
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(unix.mode))?;
                 Ok(Listener::Unix(listener, guard))
             }
         }
@@ -166,6 +248,51 @@ mod tests {
             assert_eq!(addr.to_string(), text);
         }
         assert!(matches!("[::1]:8461".parse(), Ok(ListenAddr::Tcp(a)) if a.is_ipv6()));
+    }
+
+    #[test]
+    fn socket_modes_and_groups_parse() {
+        assert_eq!(UnixSocket::parse(None, None), Ok(UnixSocket::default()));
+        assert_eq!(
+            DEFAULT_UNIX_MODE & 0o007,
+            0,
+            "not world-accessible by default"
+        );
+        assert_eq!(
+            UnixSocket::parse(Some("0600"), Some("0")).unwrap().mode,
+            0o600
+        );
+        assert_eq!(UnixSocket::parse(None, Some("0")).unwrap().group, Some(0));
+        assert_eq!(
+            UnixSocket::parse(None, Some("root")).unwrap().group,
+            Some(0)
+        );
+        for bad in ["8", "01777", "rw", "", "0060"] {
+            assert!(UnixSocket::parse(Some(bad), None).is_err(), "{bad}");
+        }
+        assert!(UnixSocket::parse(None, Some("no-such-group-here")).is_err());
+    }
+
+    #[tokio::test]
+    async fn unix_sockets_are_not_world_writable_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = ListenAddr::Unix(path.clone()).bind().await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        drop(listener);
+        // A group the test may give its own files: the one its temporary directory has.
+        let gid = std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(dir.path()).unwrap());
+        let _l = ListenAddr::Unix(path.clone())
+            .bind_with(UnixSocket {
+                mode: 0o600,
+                group: Some(gid),
+            })
+            .await
+            .unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), gid);
     }
 
     #[test]

@@ -30,11 +30,14 @@
 //! # }
 //! ```
 
+mod conns;
 mod listen;
 pub mod netstring;
 mod server;
 pub mod socketmap;
 pub mod tcp_table;
 
-pub use listen::{DEFAULT_UNIX_MODE, ListenAddr, ListenAddrError, Listener, SocketFile};
+pub use listen::{
+    DEFAULT_UNIX_MODE, ListenAddr, ListenAddrError, Listener, SocketFile, UnixSocket,
+};
 pub use server::Limits;

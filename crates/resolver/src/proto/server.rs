@@ -1,5 +1,6 @@
-//! The connection machinery both protocol servers share: accept with a connection cap, one task
-//! per connection, request/idle/write time limits, graceful shutdown.
+//! The connection machinery both protocol servers share: accept with connection limits that
+//! make room for new clients (see [`super::conns`]), one task per connection,
+//! request/idle/write time limits, graceful shutdown.
 
 use crate::{Handler, Reply};
 use bytes::{Buf, BytesMut};
@@ -10,10 +11,11 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep, sleep_until, timeout};
 
+use super::conns::{Peer, Registry, State, Tracked};
 use super::listen::Listener;
 
 /// Limits of a protocol server. [`Limits::socketmap`] and [`Limits::tcp_table`] give Postfix's
@@ -34,16 +36,22 @@ pub struct Limits {
     /// (tcp_table). A longer answer from the handler becomes a temporary error.
     pub max_reply: usize,
     /// Once the first byte of a request has arrived, the whole request must arrive within this
-    /// time, or the connection is closed (Postfix: 100 s).
+    /// time, or the connection is closed (Postfix writes a request in one piece).
     pub request_timeout: Duration,
     /// A connection with no request under way is closed after this long (Postfix closes its own
     /// idle socketmap connections after 10 s and reconnects transparently).
     pub idle_timeout: Duration,
     /// Writing one batch of replies must finish within this time (Postfix: 100 s).
     pub write_timeout: Duration,
-    /// Connections served at once; further clients wait in the listen backlog until one closes,
-    /// so a flood cannot exhaust file descriptors.
+    /// Connections served at once. A client arriving at a full server makes room: the
+    /// connection idle the longest is closed (then the one stalled longest part-way through a
+    /// request); only when every connection is answering a request does the client wait for
+    /// the first to finish. A flood cannot exhaust file descriptors, nor keep Postfix out.
     pub max_connections: usize,
+    /// A peer's share (a TCP client's IP address, a unix socket client's user id): a peer holding
+    /// this many has its own oldest idle connection closed when it opens another. Never a
+    /// refusal: on loopback every client, Postfix included, is one peer.
+    pub max_per_peer: usize,
     /// On shutdown, how long requests under way may take to finish before their connections
     /// are dropped.
     pub shutdown_grace: Duration,
@@ -51,16 +59,18 @@ pub struct Limits {
 
 impl Limits {
     /// Postfix's socketmap limits: query 10,000 bytes (`socketmap_max_query_size`), reply
-    /// 100,000 bytes (`socketmap_max_reply_size`), 100 s per request and write; idle connections
-    /// closed after 5 minutes, 1024 connections, 10 s shutdown grace.
+    /// 100,000 bytes (`socketmap_max_reply_size`), 100 s per write (Postfix's); 10 s for a
+    /// request to arrive whole once it has started; idle connections closed after 30 s (Postfix
+    /// closes its own after 10 s); 1024 connections, 256 per peer; 10 s shutdown grace.
     pub fn socketmap() -> Self {
         Self {
             max_query: 10_000,
             max_reply: 100_000,
-            request_timeout: Duration::from_secs(100),
-            idle_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(100),
             max_connections: 1024,
+            max_per_peer: 256,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -107,6 +117,9 @@ const KEEP_OUT: usize = 16 * 1024;
 const LINGER_BYTES: usize = 256 * 1024;
 /// How long input is discarded after a fatal error before the connection is dropped.
 const LINGER_TIME: Duration = Duration::from_secs(1);
+/// How often a client waiting for a slot looks again for a connection to evict, while every
+/// connection is answering a request.
+const ROOM_RETRY: Duration = Duration::from_millis(20);
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop never spins.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -128,36 +141,45 @@ where
     let slots = Arc::new(Semaphore::new(
         limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
+    let registry = Registry::new(limits.max_per_peer);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         while tasks.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             accepted = accept(&listener) => accepted,
         };
-        let Ok(stream) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             tokio::time::sleep(ACCEPT_BACKOFF).await;
             continue;
         };
+        let Some(permit) = make_room(&slots, &registry, &mut shutdown).await else {
+            break;
+        };
+        let admitted = registry.admit(peer);
         let conn = Connection {
             handler: Arc::clone(&handler),
             limits: Arc::clone(&limits),
             stop: stop_rx.clone(),
             protocol: protocol(),
+            tracked: Arc::clone(&admitted.tracked),
         };
         tasks.spawn(async move {
             match stream {
                 Accepted::Tcp(s) => conn.serve(s).await,
                 Accepted::Unix(s) => conn.serve(s).await,
             }
+            drop(admitted);
             drop(permit);
         });
+    }
+    if registry.evictions() > 0 {
+        tracing::info!(
+            evicted = registry.evictions(),
+            "connections closed to make room for new clients"
+        );
     }
     drop(listener);
     // Every connection sees this at its next idle point; a send error only means none is left.
@@ -172,20 +194,54 @@ where
     Ok(())
 }
 
+/// A connection slot for a client that has arrived: a free one, or the slot of the connection
+/// idle the longest, closed for it (see [`Limits::max_connections`]). When every connection is
+/// answering a request, looks again every [`ROOM_RETRY`] until one is idle or done. `None` on
+/// shutdown.
+async fn make_room<F: Future<Output = ()>>(
+    slots: &Arc<Semaphore>,
+    registry: &Registry,
+    shutdown: &mut Pin<&mut F>,
+) -> Option<OwnedSemaphorePermit> {
+    loop {
+        if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+            return Some(permit);
+        }
+        let evicted = registry.evict_one();
+        let retry = async {
+            if evicted {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(ROOM_RETRY).await;
+        };
+        tokio::select! {
+            () = shutdown.as_mut() => return None,
+            permit = Arc::clone(slots).acquire_owned() => {
+                return Some(permit.expect("the semaphore is never closed"));
+            }
+            () = retry => {}
+        }
+    }
+}
+
 enum Accepted {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
 }
 
-async fn accept(listener: &Listener) -> io::Result<Accepted> {
+async fn accept(listener: &Listener) -> io::Result<(Accepted, Peer)> {
     match listener {
         Listener::Tcp(l) => {
-            let (s, _) = l.accept().await?;
+            let (s, from) = l.accept().await?;
             // Replies are written in one piece per batch; Nagle would only add latency.
             let _ = s.set_nodelay(true);
-            Ok(Accepted::Tcp(s))
+            Ok((Accepted::Tcp(s), Peer::Ip(from.ip())))
         }
-        Listener::Unix(l, _) => Ok(Accepted::Unix(l.accept().await?.0)),
+        Listener::Unix(l, _) => {
+            let s = l.accept().await?.0;
+            let uid = s.peer_cred().ok().map(|c| c.uid());
+            Ok((Accepted::Unix(s), Peer::Uid(uid)))
+        }
     }
 }
 
@@ -194,6 +250,7 @@ struct Connection<H, P> {
     limits: Arc<Limits>,
     stop: watch::Receiver<bool>,
     protocol: P,
+    tracked: Arc<Tracked>,
 }
 
 impl<H: Handler, P: Protocol> Connection<H, P> {
@@ -210,6 +267,7 @@ impl<H: Handler, P: Protocol> Connection<H, P> {
             limits,
             stop,
             mut protocol,
+            tracked,
         } = self;
         let mut inbuf = BytesMut::with_capacity(READ_SIZE);
         let mut out = Vec::new();
@@ -229,6 +287,7 @@ impl<H: Handler, P: Protocol> Connection<H, P> {
             loop {
                 let (reply, used) = match protocol.decode(&inbuf) {
                     Ok(Some((Request::Lookup { name, key }, used))) => {
+                        tracked.busy();
                         (handler.lookup(name, key).await, used)
                     }
                     Ok(Some((Request::Answer(reply), used))) => (reply, used),
@@ -258,10 +317,14 @@ impl<H: Handler, P: Protocol> Connection<H, P> {
                 return;
             }
             let idle = inbuf.is_empty();
+            let now = Instant::now();
             let deadline = if idle {
-                Instant::now() + limits.idle_timeout
+                tracked.set(State::Idle, now);
+                now + limits.idle_timeout
             } else {
-                *started.get_or_insert_with(Instant::now) + limits.request_timeout
+                let started = *started.get_or_insert(now);
+                tracked.set(State::Reading, started);
+                started + limits.request_timeout
             };
             inbuf.reserve(READ_SIZE);
             let read = tokio::select! {
@@ -269,6 +332,8 @@ impl<H: Handler, P: Protocol> Connection<H, P> {
                 // Shutdown closes idle connections at once; a request already under way is
                 // read to its end (within `shutdown_grace`, enforced by `run`).
                 () = &mut stopped, if idle => return,
+                // Evicted to make room for a new client (never while a request is answered).
+                () = tracked.evicted() => return,
                 read = wait(stream.read_buf(&mut inbuf), timer.as_mut(), deadline) => read,
             };
             match read {

@@ -6,6 +6,7 @@ use mtasts_net::https::FetchSettings;
 use mtasts_net::tls::TlsProbeConfig;
 use mtasts_resolver::discover::Net;
 use mtasts_resolver::{Engine, Reply};
+use mtasts_testnet::dnssec::Tamper;
 use mtasts_testnet::https::HttpResponse;
 use mtasts_testnet::pki::Defect;
 use mtasts_testnet::tlsa::{Matching, Selector, Usage, tlsa_data};
@@ -33,10 +34,14 @@ async fn world(dnssec: Dnssec, tlsa: bool) -> World {
 }
 
 fn engine(w: &World, dane: bool) -> Engine {
+    engine_with_anchor(w, dane, w.trust_anchor())
+}
+
+fn engine_with_anchor(w: &World, dane: bool, anchor: String) -> Engine {
     let dns = Resolver::new(&ResolverSettings {
         nameservers: vec![w.dns.addr()],
         timeout: Some(Duration::from_millis(800)),
-        trust_anchor: TrustAnchor::Keys(w.trust_anchor()),
+        trust_anchor: TrustAnchor::Keys(anchor),
     })
     .unwrap();
     let net = Net {
@@ -74,7 +79,6 @@ async fn without_a_usable_secure_tlsa_set_mta_sts_applies() {
     for (dnssec, tlsa, what) in [
         (Dnssec::Signed, false, "signed zone, no TLSA"),
         (Dnssec::Unsigned, true, "TLSA in an unsigned zone"),
-        (Dnssec::WrongDs, true, "bogus zone"),
     ] {
         let w = world(dnssec, tlsa).await;
         let a = engine(&w, true).query("postfix", DOMAIN).await;
@@ -84,4 +88,64 @@ async fn without_a_usable_secure_tlsa_set_mta_sts_applies() {
             a.reply
         );
     }
+}
+
+/// RFC 7672 §2.1.2 and RFC 8461 §2: a host whose TLSA lookup is bogus must not be used, and the
+/// MTA-STS answer must not let Postfix deliver to it over WebPKI.
+#[tokio::test]
+async fn a_bogus_tlsa_lookup_enforces_dane_instead_of_falling_back_to_mta_sts() {
+    let mut w = world(Dnssec::Signed, true).await;
+    w.tamper("_25._tcp.mx1", "TLSA", Tamper::BadSignature);
+    let a = engine(&w, true).query("postfix", DOMAIN).await;
+    assert_eq!(a.reply, Reply::Ok("dane-only".into()), "{}", a.why);
+    assert!(a.why.contains("never overrides"), "{}", a.why);
+}
+
+/// One host with TLSA records is enough: `dane-only` lets Postfix enforce DANE per host.
+#[tokio::test]
+async fn one_host_with_tlsa_among_several_enforces_dane() {
+    let mut w = world(Dnssec::Signed, true).await;
+    w.mx_with_cert("mx2", 20, 2, Defect::Valid).await;
+    let a = engine(&w, true).query("postfix", DOMAIN).await;
+    assert_eq!(a.reply, Reply::Ok("dane-only".into()), "{}", a.why);
+}
+
+/// A bogus MX RRset: nothing can be decided, so the lookup is deferred with the reason.
+#[tokio::test]
+async fn a_bogus_mx_rrset_defers_rather_than_answering_mta_sts() {
+    let w = world(Dnssec::WrongDs, true).await;
+    let e = engine(&w, true);
+    let a = e.query("postfix", DOMAIN).await;
+    assert!(
+        matches!(&a.reply, Reply::Temp(t) if t.contains("could not be DNSSEC-validated")),
+        "{:?} {}",
+        a.reply,
+        a.why
+    );
+    assert_eq!(
+        e.dnssec_root().valid(),
+        Some(true),
+        "the root itself validates"
+    );
+    assert!(e.health().await.is_ok());
+}
+
+/// A validator that cannot validate the root at all is this system's fault: said loudly
+/// (health, metrics), and no domain's answer is turned into a deferral because of it.
+#[tokio::test]
+async fn a_validator_that_cannot_validate_the_root_is_a_system_fault() {
+    let w = world(Dnssec::Signed, true).await;
+    let other = World::new().await;
+    let e = engine_with_anchor(&w, true, other.trust_anchor());
+    let a = e.query("postfix", DOMAIN).await;
+    assert!(
+        matches!(&a.reply, Reply::Ok(r) if r.starts_with(ENFORCE)),
+        "{:?} {}",
+        a.reply,
+        a.why
+    );
+    assert_eq!(e.dnssec_root().valid(), Some(false));
+    let why = e.health().await.unwrap_err();
+    assert!(why.contains("DNSSEC validation is broken"), "{why}");
+    assert!(e.metrics().contains("mtasts_resolver_dnssec_root_valid 0"));
 }

@@ -3,9 +3,9 @@
 use mtasts_net::dns::{Resolver, ResolverSettings};
 use mtasts_net::https::FetchSettings;
 use mtasts_net::tls::TlsProbeConfig;
+use mtasts_resolver::cache_file::CacheOp;
 use mtasts_resolver::discover::Net;
 use mtasts_resolver::reply::{PostfixVersion, ReplySettings};
-use mtasts_resolver::store::StoreOp;
 use mtasts_resolver::{Engine, Settings, Zone};
 pub(crate) use mtasts_testnet::dns::Fault;
 use mtasts_testnet::https::{HttpResponse, PolicyHost};
@@ -106,7 +106,7 @@ impl Fx {
         &self,
         settings: Settings,
         zones: HashMap<String, Zone>,
-        store: Option<mpsc::UnboundedSender<StoreOp>>,
+        store: Option<mpsc::UnboundedSender<CacheOp>>,
     ) -> Engine {
         Engine::with_store(self.net(), settings, zones, store)
     }

@@ -4,6 +4,7 @@
 //! time); [`Fx::advance`] pauses the clock, jumps it forward and resumes it, so expiry, refresh
 //! and back-off are tested in milliseconds.
 
+mod daemon;
 mod dane;
 mod fixture;
 mod persist;

@@ -2,8 +2,8 @@
 
 use crate::fixture::*;
 use mtasts_resolver::Reply;
+use mtasts_resolver::cache_file::CacheFile;
 use mtasts_resolver::stats::Source;
-use mtasts_resolver::store::SqliteStore;
 
 #[tokio::test]
 async fn a_restarted_engine_answers_from_the_file_without_the_network() {
@@ -11,7 +11,7 @@ async fn a_restarted_engine_answers_from_the_file_without_the_network() {
     let path = dir.path().join("cache.sqlite");
     let fx = Fx::new(&policy_text("enforce", DAY)).await;
     {
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = CacheFile::open(&path).await.unwrap();
         let (tx, writer) = store.spawn_writer();
         let e = fx.engine_with(quick(), zones(v37()), Some(tx));
         assert_eq!(
@@ -24,7 +24,7 @@ async fn a_restarted_engine_answers_from_the_file_without_the_network() {
     // The network is gone; the new engine still knows the policy.
     fx.w.dns
         .set_fault("_mta-sts.example.test", Some(Fault::Silent));
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = CacheFile::open(&path).await.unwrap();
     let loaded = store.load().await.unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].domain, DOMAIN);
@@ -40,7 +40,7 @@ async fn a_restarted_engine_answers_from_the_file_without_the_network() {
 async fn a_domain_that_drops_its_policy_is_deleted_from_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cache.sqlite");
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = CacheFile::open(&path).await.unwrap();
     let mut fx = Fx::new(&policy_text("enforce", 3600)).await;
     let (tx, writer) = store.clone().spawn_writer();
     let e = fx.engine_with(quick(), zones(v37()), Some(tx));
@@ -64,7 +64,7 @@ fn a_corrupt_file_is_a_clear_error() {
         .build()
         .unwrap();
     let err = rt
-        .block_on(async { SqliteStore::open(&path).await.map(|_| ()) })
+        .block_on(async { CacheFile::open(&path).await.map(|_| ()) })
         .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("cache.sqlite"), "{msg}");

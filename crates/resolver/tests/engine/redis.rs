@@ -10,8 +10,8 @@ use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY_S: i64 = 86_400;
+use mtasts_resolver::cache_file::spawn_writer;
 use mtasts_resolver::redis_tier::RedisTier;
-use mtasts_resolver::store::spawn_writer;
 
 fn redis_url() -> Option<String> {
     match std::env::var("TEST_REDIS_URL") {

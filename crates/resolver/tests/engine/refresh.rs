@@ -140,6 +140,49 @@ async fn a_new_id_whose_policy_fails_keeps_the_old_one_and_backs_off() {
     );
 }
 
+/// The log of everything the engine says while `f` runs (this thread's tasks only: the tests
+/// run on a current-thread runtime).
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_refresh_failed_log_line_says_why() {
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut fx = Fx::new(&policy_text("enforce", DAY)).await;
+    let e = fx.engine(quick(), v37());
+    e.query("postfix", DOMAIN).await;
+    fx.set_txt(Some("v=STSv1; id=2"));
+    fx.set_policy(HttpResponse::status(503));
+    advance(HOUR).await;
+    e.query("postfix", DOMAIN).await;
+    refreshes(&e, 2).await;
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("refresh failed"))
+        .unwrap_or_else(|| panic!("no refresh-failed line in {text}"));
+    assert!(
+        line.contains("new id 2") && line.contains("HTTP 503"),
+        "{line}"
+    );
+}
+
 #[tokio::test]
 async fn an_expiring_policy_with_the_same_id_is_extended_when_the_refetch_fails() {
     // D18.

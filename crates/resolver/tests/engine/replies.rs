@@ -224,3 +224,118 @@ async fn a_silent_dns_answers_within_the_miss_budget() {
     let a = e.query("postfix", DOMAIN).await;
     assert_eq!((a.reply, a.source), (Reply::NotFound, Source::MissTimeout));
 }
+
+/// A policy with `n` MX patterns of `len`-ish names.
+fn many_mx(n: usize, suffix: &str) -> String {
+    let mut body = String::from("version: STSv1\nmode: enforce\nmax_age: 86400\n");
+    for i in 0..n {
+        body.push_str(&format!("mx: mx-{i:04}.{suffix}\n"));
+    }
+    body
+}
+
+/// One request over a fresh connection to `addr`: tcp_table when `tcp`, socketmap otherwise; the
+/// raw reply.
+async fn over_the_wire(addr: std::net::SocketAddr, tcp: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = if tcp {
+        format!("get {DOMAIN}\n")
+    } else {
+        let p = format!("postfix {DOMAIN}");
+        format!("{}:{p},", p.len())
+    };
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&out));
+            out.extend_from_slice(&buf[..n]);
+            if (tcp && out.ends_with(b"\n")) || (!tcp && out.ends_with(b",")) {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("a reply");
+    String::from_utf8(out).unwrap()
+}
+
+/// Issue 10 §2.3: a 60-mx policy used to answer `400` over tcp_table and a 1,900-mx one `TEMP`
+/// over socketmap (Postfix 3.10 attributes). Both are answered now, without the optional
+/// attributes; only what cannot be expressed at all (1,900 patterns in one tcp_table line)
+/// defers, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_policies_are_answered_over_both_protocols() {
+    use mtasts_resolver::config::Config;
+    use mtasts_resolver::proto::{Limits, ListenAddr, socketmap, tcp_table};
+    for (n, suffix) in [(60, "mail-cluster.example.net"), (1900, "example.net")] {
+        let fx = Fx::new(&many_mx(n, suffix)).await;
+        let config = Config::from_toml(
+            "postfix_version = \"3.10.5\"\ntcp_table = [\"127.0.0.1:1=tcp\"]\n[zones.tcp]\n[zones.postfix]\n",
+        )
+        .unwrap();
+        let engine = std::sync::Arc::new(fx.engine_with(quick(), config.zones().unwrap(), None));
+        let bind = || async {
+            "127.0.0.1:0"
+                .parse::<ListenAddr>()
+                .unwrap()
+                .bind()
+                .await
+                .unwrap()
+        };
+        let (tl, sl) = (bind().await, bind().await);
+        let (ta, sa) = (tl.local_addr().unwrap(), sl.local_addr().unwrap());
+        let (ListenAddr::Tcp(ta), ListenAddr::Tcp(sa)) = (ta, sa) else {
+            unreachable!()
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let t = tokio::spawn(tcp_table::serve(
+            tl,
+            std::sync::Arc::clone(&engine),
+            "tcp",
+            Limits::tcp_table(),
+            stop(),
+        ));
+        let s = tokio::spawn(socketmap::serve(
+            sl,
+            std::sync::Arc::clone(&engine),
+            Limits::socketmap(),
+            stop(),
+        ));
+        let tcp = over_the_wire(ta, true).await;
+        let sm = over_the_wire(sa, false).await;
+        let last = format!("mx-{:04}.{suffix}", n - 1);
+        assert!(
+            sm.contains("OK secure match=") && sm.contains(&last),
+            "{n}: {}",
+            &sm[..80]
+        );
+        // Socketmap's 100,000 bytes hold 60 patterns twice over, not 1,900.
+        assert_eq!(sm.contains("mx_host_pattern"), n == 60, "{n}");
+        assert!(tcp.len() <= 4096, "{n}: {}", tcp.len());
+        if n == 60 {
+            assert!(
+                tcp.starts_with("200 secure%20match=") && tcp.contains(&last),
+                "{tcp}"
+            );
+            assert!(!tcp.contains("mx_host_pattern"), "dropped to fit: {tcp}");
+        } else {
+            assert!(
+                tcp.starts_with("400 ") && tcp.contains("1900%20MX%20patterns"),
+                "{tcp}"
+            );
+        }
+        let _ = stop_tx.send(true);
+        t.await.unwrap().unwrap();
+        s.await.unwrap().unwrap();
+    }
+}

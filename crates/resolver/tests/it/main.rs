@@ -3,6 +3,7 @@
 //! limit and time-out, hostile bytes, bounded connections and graceful shutdown; plus the
 //! netstring codec's properties and the replay of the fuzz corpora.
 
+mod exhaustion;
 mod fuzz_corpus;
 mod netstring;
 mod socketmap;

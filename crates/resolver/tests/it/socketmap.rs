@@ -281,24 +281,37 @@ async fn partial_request_times_out() {
     server.stop().await;
 }
 
-/// At most `max_connections` are served; the next client waits until one closes.
+/// At most `max_connections` are served: a client arriving at a full server evicts the idle
+/// connection, and waits only while every connection is answering a request.
 #[tokio::test]
-async fn connections_are_bounded() {
+async fn connections_are_bounded_and_the_idle_make_room() {
     let limits = Limits {
         max_connections: 1,
         ..Limits::socketmap()
     };
-    let server = example(limits).await;
+    let server = Server::start(
+        Proto::Socketmap,
+        MapHandler::example().with_delay(Duration::from_millis(400)),
+        limits,
+    )
+    .await;
     let mut first = server.connect().await;
     first
         .exchange(&ns(b"postfix .com"), &ns(b"NOTFOUND "))
         .await;
+    // `first` is idle now: the next client takes its place at once.
     let mut second = server.connect().await;
     second.send(&ns(b"postfix .net")).await;
-    assert!(second.stays_silent(Duration::from_millis(300)).await);
-    drop(first);
-    let reply = second.read_netstring(100).await;
-    assert_eq!(reply, b"NOTFOUND ");
+    assert_eq!(first.read_to_close(PATIENCE).await, b"");
+    assert_eq!(second.read_netstring(100).await, b"NOTFOUND ");
+    // While `second` is answering a request it is never evicted: a third client waits.
+    second.send(&ns(b"postfix .org")).await;
+    server.handler.wait_for_calls(3).await;
+    let mut third = server.connect().await;
+    third.send(&ns(b"postfix .edu")).await;
+    assert!(third.stays_silent(Duration::from_millis(50)).await);
+    assert_eq!(second.read_netstring(100).await, b"NOTFOUND ");
+    assert_eq!(third.read_netstring(100).await, b"NOTFOUND ");
     server.stop().await;
 }
 
@@ -410,7 +423,7 @@ async fn unix_socket_lifecycle() {
         .expect("socket file")
         .permissions()
         .mode();
-    assert_eq!(mode & 0o777, 0o666);
+    assert_eq!(mode & 0o777, 0o660, "not world-writable (issue 10 §2.2)");
     let err = addr
         .bind()
         .await
