@@ -10,3 +10,4 @@ mod oracle;
 mod props;
 mod repairs;
 pub(crate) mod support;
+mod tolerance;
