@@ -5,6 +5,7 @@ mod corpus;
 mod errors;
 mod generate;
 mod limits;
+mod memory;
 mod mime;
 mod oracle;
 mod props;
