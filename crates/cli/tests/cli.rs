@@ -415,7 +415,7 @@ fn report_parse_streams_json_output_identical_to_one_pretty_array() {
         args.extend(files.iter().cloned());
         let out = mtasts().args(&args).output().unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v.as_array().map(Vec::len), Some(files.len()));
         assert_eq!(text, serde_json::to_string_pretty(&v).unwrap() + "\n");
     }

@@ -4,9 +4,10 @@
 //! label plain JSON `application/tlsrpt+gzip`, send `application/octet-stream`, or name the
 //! file oddly (see `USER-EXPECTATIONS.md`, "Real TLS-RPT reports").
 
-use super::decode::{Input, SNIFF, Spend, TextKind, read_report, sniff_text};
+use super::decode::{Input, SNIFF, Spend, read_report};
 use super::error::ReportError;
 use super::model::{ParsedReport, Repair};
+use super::text::{TextKind, sniff_text};
 use super::{Limits, RunBudget};
 use crate::diag::Severity;
 use flate2::read::MultiGzDecoder;

@@ -101,6 +101,7 @@ mod json;
 mod mime;
 mod model;
 mod parse;
+mod text;
 
 pub use error::{GenerateError, ReportError};
 pub use generate::{generate_json, gzip, report_filename};
