@@ -92,6 +92,14 @@ def policy_strings(limit: int = 64 * MIB) -> bytes:
     return just_under(build, limit)
 
 
+def policy_strings_n(n: int) -> bytes:
+    """`policy-string` holding `n` empty strings (1.6 million: just under the per-report memory
+    estimate, so two of them fill a mail's)."""
+    return report().replace(
+        b'"policy-string":["version: STSv1","mode: enforce","mx: mx.example.com","max_age: 86400"]',
+        b'"policy-string":[' + b",".join([b'""'] * n) + b"]")
+
+
 def long_string(limit: int = 64 * MIB) -> bytes:
     """One string member (`report-id`) of nearly 64 MiB."""
     def build(pad):
@@ -145,6 +153,9 @@ def main() -> None:
     files["many-members.json.gz"] = gz(many_members())
     files["many-parts.eml"] = many_parts()
     files["many-headers.eml"] = many_headers()
+    two = gz(policy_strings_n(1_600_000))
+    files["policy-strings-x2.eml"] = mail(
+        [("application/tlsrpt+gzip", f"r{i}.json.gz", two) for i in range(2)])
     for name, data in files.items():
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)
