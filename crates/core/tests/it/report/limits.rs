@@ -16,6 +16,46 @@ fn limit_values_are_as_documented() {
     assert_eq!((MAX_MIME_PARTS, MAX_MIME_DEPTH), (1000, 8));
     assert_eq!((MAX_POLICIES, MAX_FAILURE_DETAILS), (10_000, 100_000));
     assert_eq!(Limits::default().max_input, MAX_INPUT_SIZE);
+    // The memory budgets of issue 10 §2.1, as docs/diagnostics.md lists them.
+    use mtasts_core::report::{
+        MAX_MAIL_DECOMPRESSED, MAX_MAIL_MEMORY, MAX_MIME_HEADER_FIELDS, MAX_RAW_JSON,
+        MAX_REPORT_MEMORY, MAX_RUN_DECOMPRESSED, MAX_UNKNOWN_MEMBER, MAX_UNKNOWN_TOTAL,
+    };
+    assert_eq!(
+        (MAX_MAIL_DECOMPRESSED, MAX_RUN_DECOMPRESSED),
+        (256 << 20, 4 << 30)
+    );
+    assert_eq!((MAX_REPORT_MEMORY, MAX_MAIL_MEMORY), (128 << 20, 256 << 20));
+    assert_eq!((MAX_UNKNOWN_MEMBER, MAX_UNKNOWN_TOTAL), (64 << 10, 1 << 20));
+    assert_eq!((MAX_RAW_JSON, MAX_MIME_HEADER_FIELDS), (1 << 20, 100_000));
+    let d = Limits::default();
+    assert_eq!(
+        (
+            d.max_mail_decompressed,
+            d.max_run_decompressed,
+            d.max_report_memory
+        ),
+        (
+            MAX_MAIL_DECOMPRESSED,
+            MAX_RUN_DECOMPRESSED,
+            MAX_REPORT_MEMORY
+        )
+    );
+    assert_eq!(
+        (
+            d.max_mail_memory,
+            d.max_unknown_member,
+            d.max_unknown_total,
+            d.max_raw_json
+        ),
+        (
+            MAX_MAIL_MEMORY,
+            MAX_UNKNOWN_MEMBER,
+            MAX_UNKNOWN_TOTAL,
+            MAX_RAW_JSON
+        )
+    );
+    assert_eq!(d.max_mime_header_fields, MAX_MIME_HEADER_FIELDS);
 }
 
 #[test]
