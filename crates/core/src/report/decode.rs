@@ -136,22 +136,28 @@ fn read_text(
     spend: &mut Spend<'_>,
     mend: bool,
 ) -> Result<ParsedReport, ReportError> {
-    let mut prefix = Vec::with_capacity(SNIFF);
     let io = |e: io::Error| ReportError::Gzip {
         message: e.to_string(),
     };
-    capped
-        .by_ref()
-        .take(SNIFF as u64)
-        .read_to_end(&mut prefix)
-        .map_err(io)?;
-    let (kind, opens) = sniff_text(&prefix);
-    // Plain JSON is the caller's word (or its sniffing): the JSON parser judges it.
-    if !opens && let Input::Gzip(_) = input {
-        return Err(ReportError::NotJsonInGzip {
-            start: String::from_utf8_lossy(&prefix[..prefix.len().min(16)]).into_owned(),
-        });
-    }
+    // What the text is, from its first bytes: read ahead (and kept for the parser) for gzip.
+    let mut prefix = Vec::new();
+    let kind = match input {
+        Input::Json(bytes) => sniff_text(&bytes[..bytes.len().min(SNIFF)]).0,
+        Input::Gzip(_) => {
+            capped
+                .by_ref()
+                .take(SNIFF as u64)
+                .read_to_end(&mut prefix)
+                .map_err(io)?;
+            let (kind, opens) = sniff_text(&prefix);
+            if !opens {
+                return Err(ReportError::NotJsonInGzip {
+                    start: String::from_utf8_lossy(&prefix[..prefix.len().min(16)]).into_owned(),
+                });
+            }
+            kind
+        }
+    };
     let raw_cap = limits.max_raw_json.min(spend.memory_left);
     let mut notes = Vec::new();
     let mut caps = Caps {
@@ -206,8 +212,8 @@ fn read_text(
                 let reader = BufReader::with_capacity(1 << 16, reader);
                 json::parse(serde_json::Deserializer::from_reader(reader), &caps)
             };
-            if let TextKind::Utf16 { .. } = kind {
-                notes.push(utf16_note(kind, counts.utf16.get()));
+            if let TextKind::Utf16 { big_endian, bom } = kind {
+                notes.push(utf16_note(big_endian, bom, counts.utf16.get()));
             }
             notes.extend(counts.notes());
             (parsed?, tee.kept, tee.total)
@@ -244,10 +250,7 @@ fn read_text(
     build_report(parsed, notes, raw, raw_size, limits)
 }
 
-fn utf16_note(kind: TextKind, replaced: usize) -> Repair {
-    let TextKind::Utf16 { big_endian, bom } = kind else {
-        unreachable!("only called for UTF-16")
-    };
+fn utf16_note(big_endian: bool, bom: bool, replaced: usize) -> Repair {
     let mut message = format!(
         "the JSON is UTF-16{} {}, not UTF-8 as RFC 8259 §8.1 requires; converted",
         if big_endian { "BE" } else { "LE" },
