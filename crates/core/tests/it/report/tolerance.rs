@@ -297,3 +297,26 @@ fn count_that_is_not_an_exact_integer_is_refused_never_rounded() {
     );
     assert!(ids(&p.warnings).contains(&"report.count-not-integer"));
 }
+
+#[test]
+fn report_beside_a_message_nested_too_deep_is_read_with_a_warning() {
+    use mtasts_core::report::MAX_MIME_DEPTH;
+    // A report at the top, and a forwarded message whose own report sits one level too deep.
+    let deep = String::from_utf8(crate::report::limits::nested(MAX_MIME_DEPTH))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mail = format!(
+        "From: a@o.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=TOP\r\n\r\n\
+         --TOP\r\nContent-Type: application/tlsrpt+json\r\n\r\n{}\r\n\
+         --TOP\r\nContent-Type: message/rfc822\r\n\r\n{deep}\r\n--TOP--\r\n",
+        report_json("", &detail("")).replace(r#""report-id":"r1""#, r#""report-id":"top""#)
+    );
+    let p = read_one(mail.as_bytes());
+    assert_eq!(p.report.report_id, "top");
+    assert!(
+        only(&p, "report.mail-truncated")
+            .message
+            .starts_with(&format!(
+                "the mail nests messages deeper than {MAX_MIME_DEPTH} levels"
+            ))
+    );
+}
