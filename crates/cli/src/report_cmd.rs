@@ -1,10 +1,10 @@
 //! `mtasts report parse`.
 
-use crate::output::{self, Format};
+use crate::output::Format;
 use crate::{EXIT_FINDINGS, EXIT_OK, EXIT_UNREADABLE, input};
 use anyhow::Result;
 use clap::Subcommand;
-use mtasts_core::report::{MAX_INPUT_SIZE, ParsedReport, parse_reports};
+use mtasts_core::report::{Limits, ParsedReport, RunBudget, parse_reports_in};
 use mtasts_core::text::escape;
 use owo_colors::{OwoColorize, Stream::Stdout};
 use std::io::Write;
@@ -26,10 +26,16 @@ pub(crate) enum ReportCommand {
 pub(crate) fn run(cmd: ReportCommand, format: Format) -> Result<u8> {
     let ReportCommand::Parse { files } = cmd;
     let mut code = EXIT_OK;
-    let mut found: Vec<(String, ParsedReport)> = Vec::new();
+    // Each file's reports are printed as soon as it is read and then dropped, so memory stays
+    // that of one file (core's per-mail budgets) however many files there are; the run shares
+    // one decompression budget.
+    let limits = Limits::default();
+    let mut run = RunBudget::new(limits.max_run_decompressed);
+    let mut out = std::io::stdout().lock();
+    let mut printed = 0usize;
     for file in &files {
         let name = input::display_name(file);
-        let bytes = match input::read_capped(file, MAX_INPUT_SIZE) {
+        let bytes = match input::read_capped(file, limits.max_input) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!(
@@ -40,8 +46,8 @@ pub(crate) fn run(cmd: ReportCommand, format: Format) -> Result<u8> {
                 continue;
             }
         };
-        match parse_reports(&bytes) {
-            Ok(reports) => found.extend(reports.into_iter().map(|r| (name.to_owned(), r))),
+        let reports = match parse_reports_in(&bytes, &limits, &mut run) {
+            Ok(reports) => reports,
             Err(e) => {
                 let why = e.to_string();
                 eprintln!(
@@ -50,23 +56,49 @@ pub(crate) fn run(cmd: ReportCommand, format: Format) -> Result<u8> {
                     escape(&why)
                 );
                 code = code.max(EXIT_FINDINGS);
+                continue;
             }
+        };
+        drop(bytes);
+        for r in &reports {
+            match format {
+                Format::Json => print_json_element(&mut out, printed, &r.to_json(name))?,
+                Format::Text => print_text(&mut out, name, r)?,
+            }
+            printed += 1;
         }
     }
-    match format {
-        Format::Json => {
-            let docs: Vec<serde_json::Value> =
-                found.iter().map(|(src, r)| r.to_json(src)).collect();
-            output::print_json(&docs)?;
-        }
-        Format::Text => {
-            let mut out = std::io::stdout().lock();
-            for (src, r) in &found {
-                print_text(&mut out, src, r)?;
-            }
-        }
+    if format == Format::Json {
+        writeln!(out, "{}", if printed == 0 { "[]" } else { "\n]" })?;
     }
     Ok(code)
+}
+
+/// Writes one element of the JSON array, as `serde_json::to_writer_pretty` would place it,
+/// without building the text in memory first.
+fn print_json_element(out: &mut impl Write, index: usize, doc: &serde_json::Value) -> Result<()> {
+    out.write_all(if index == 0 { b"[\n  " } else { b",\n  " })?;
+    serde_json::to_writer_pretty(Indent(out), doc)?;
+    Ok(())
+}
+
+/// Indents every line after the first by two spaces (JSON strings never hold a raw line break).
+struct Indent<W>(W);
+
+impl<W: Write> Write for Indent<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for (i, line) in buf.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                self.0.write_all(b"\n  ")?;
+            }
+            self.0.write_all(line)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn print_text(out: &mut impl Write, src: &str, parsed: &ParsedReport) -> std::io::Result<()> {

@@ -391,6 +391,37 @@ fn report_parse_json_shape_bad_files_named_others_still_reported() {
 }
 
 #[test]
+fn report_parse_streams_json_output_identical_to_one_pretty_array() {
+    // Reports are printed file by file (memory stays that of one file); the output is still
+    // exactly the pretty-printed array, and `[]` when nothing was read.
+    for files in [
+        vec![],
+        vec![data("tlsrpt/mail-auth/rpt02.json")],
+        vec![
+            data("tlsrpt/parsedmarc/rfc8460.json"),
+            data("tlsrpt/mail-auth/rpt01.eml"),
+            data("tlsrpt/mta-sts-exporter/google.json"),
+        ],
+    ] {
+        let mut args = vec![
+            "--format".to_owned(),
+            "json".into(),
+            "report".into(),
+            "parse".into(),
+        ];
+        if files.is_empty() {
+            args.push("/nonexistent.json".into());
+        }
+        args.extend(files.iter().cloned());
+        let out = mtasts().args(&args).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v.as_array().map(Vec::len), Some(files.len()));
+        assert_eq!(text, serde_json::to_string_pretty(&v).unwrap() + "\n");
+    }
+}
+
+#[test]
 fn report_parse_all_good_exit_0_and_unreadable_exit_3() {
     let out = mtasts()
         .args([

@@ -542,6 +542,41 @@ pub static CATALOGUE: &[Entry] = &[
         "unregistered `result-type` → `ResultType::Other`, verbatim",
     ),
     Entry::new(
+        "report.utf16",
+        &[Severity::Warning],
+        "the JSON is UTF-16 (either byte order, with or without BOM) → converted to UTF-8",
+    ),
+    Entry::new(
+        "report.latin1",
+        &[Severity::Warning],
+        "bytes that are not UTF-8 → read as Latin-1 characters",
+    ),
+    Entry::new(
+        "report.lone-surrogate",
+        &[Severity::Warning],
+        "a `\\u` escape naming a lone UTF-16 surrogate → U+FFFD",
+    ),
+    Entry::new(
+        "report.unknown-member-dropped",
+        &[Severity::Warning],
+        "an unknown member over its memory cap → read past, not kept",
+    ),
+    Entry::new(
+        "report.raw-json-truncated",
+        &[Severity::Info],
+        "JSON text longer than `MAX_RAW_JSON` → only that prefix kept as the raw copy",
+    ),
+    Entry::new(
+        "report.mail-truncated",
+        &[Severity::Warning],
+        "the mail goes past its part, header or depth limit → the reports found before kept",
+    ),
+    Entry::new(
+        "report.base64-unpadded",
+        &[Severity::Warning],
+        "a base64 part without its `=` padding → decoded anyway",
+    ),
+    Entry::new(
         "report.keyword-case",
         &[Severity::Warning],
         "`STS`, ` sts ` → registered value",

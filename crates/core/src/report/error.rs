@@ -79,19 +79,30 @@ pub enum ReportError {
         /// The value as sent.
         value: String,
     },
-    /// An array has more elements than the parser accepts.
-    #[error("`{path}` has {count} elements, more than the limit of {limit}")]
+    /// An array has more elements than the parser accepts. Reading stops at the first element
+    /// past the limit.
+    #[error("`{path}` has more than {limit} elements")]
     TooManyElements {
         /// JSON path of the array.
         path: String,
-        /// How many elements it has.
+        /// How many elements were read when reading stopped: the limit + 1.
         count: usize,
         /// The limit.
         limit: usize,
     },
-    /// The mail has more MIME parts than [`MAX_MIME_PARTS`](super::MAX_MIME_PARTS).
+    /// The mail has more MIME parts than [`MAX_MIME_PARTS`](super::MAX_MIME_PARTS). An error
+    /// only when no report was found in the parts examined; otherwise the reports carry a
+    /// `report.mail-truncated` warning.
     #[error("the mail has more than {limit} MIME parts")]
     TooManyMimeParts {
+        /// The limit.
+        limit: usize,
+    },
+    /// The mail has more header-like lines than
+    /// [`MAX_MIME_HEADER_FIELDS`](super::MAX_MIME_HEADER_FIELDS). As for
+    /// [`Self::TooManyMimeParts`], an error only when no report was found before that point.
+    #[error("the mail has more than {limit} header fields")]
+    TooManyHeaderFields {
         /// The limit.
         limit: usize,
     },

@@ -350,9 +350,13 @@ pub struct ParsedReport {
     pub report: Report,
     /// Repairs and notes, in document order.
     pub warnings: Vec<Repair>,
-    /// The JSON document exactly as the reporter sent it (after gzip and MIME decoding), kept
-    /// beside the normalised form (D25).
+    /// The JSON document exactly as the reporter sent it (after gzip and MIME decoding, before
+    /// any change of text encoding), kept beside the normalised form (D25): at most its first
+    /// [`MAX_RAW_JSON`](super::MAX_RAW_JSON) bytes (less when the mail's memory budget is
+    /// nearly spent); a `report.raw-json-truncated` note says when it was cut.
     pub raw_json: Vec<u8>,
+    /// The size of the whole JSON document, in bytes (`raw_json.len()` unless it was cut).
+    pub raw_json_size: u64,
 }
 
 impl ParsedReport {

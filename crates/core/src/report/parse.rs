@@ -11,6 +11,7 @@ use super::model::{
 use super::{Limits, MAX_WARNINGS};
 use crate::diag::Severity;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Largest integer I-JSON numbers carry exactly (RFC 7493 §2.2).
@@ -19,13 +20,14 @@ const MAX_EXACT_INT: u64 = 1 << 53;
 const REPORT_KEYS: [&str; 4] = ["organization-name", "date-range", "report-id", "policies"];
 
 /// Collects repairs, at most [`MAX_WARNINGS`] of them.
-struct Ctx<'l> {
-    limits: &'l Limits,
+struct Ctx {
     warnings: Vec<Repair>,
     dropped: usize,
+    /// Counts not written as plain integers, by path (see [`json::Parsed::counts`]).
+    counts: HashMap<String, json::CountText>,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     fn warn(&mut self, id: &'static str, severity: Severity, path: &str, message: String) {
         if self.warnings.len() < MAX_WARNINGS {
             self.warnings.push(Repair {
@@ -52,30 +54,26 @@ impl Ctx<'_> {
     }
 }
 
-/// Reads one JSON document (already decompressed) as a report. Does not check the input size.
-pub(crate) fn parse_document(bytes: &[u8], limits: &Limits) -> Result<ParsedReport, ReportError> {
+/// Turns a JSON document read by [`json::parse`] into a report. `notes` are the repairs made
+/// while decoding the text (they come first); `raw` is the kept prefix of the `raw_size` bytes
+/// of JSON text.
+pub(crate) fn build_report(
+    parsed: json::Parsed,
+    notes: Vec<Repair>,
+    raw: Vec<u8>,
+    raw_size: u64,
+    limits: &Limits,
+) -> Result<ParsedReport, ReportError> {
     let mut ctx = Ctx {
-        limits,
         warnings: Vec::new(),
         dropped: 0,
+        counts: parsed.counts,
     };
-    let body = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
-        Some(rest) => {
-            ctx.warn(
-                "report.bom",
-                Severity::Info,
-                "",
-                "UTF-8 byte order mark before the JSON (RFC 8259 §8.1: must not be added) \
-                 was ignored"
-                    .to_owned(),
-            );
-            rest
-        }
-        None => bytes,
-    };
-    let (value, dups) = json::parse(body).map_err(|e| ReportError::json(&e))?;
-    let report = read_report(&mut ctx, value)?;
-    for path in dups {
+    for n in notes {
+        ctx.warn(n.id, n.severity, &n.path, n.message);
+    }
+    let report = read_report(&mut ctx, parsed.value)?;
+    for path in parsed.dups {
         ctx.warn(
             "report.duplicate-key",
             Severity::Warning,
@@ -85,10 +83,25 @@ pub(crate) fn parse_document(bytes: &[u8], limits: &Limits) -> Result<ParsedRepo
                 .to_owned(),
         );
     }
+    ctx.dropped += parsed.dups_more + parsed.dropped_more;
+    for d in parsed.dropped {
+        ctx.warn(
+            "report.unknown-member-dropped",
+            Severity::Warning,
+            &d.path,
+            format!(
+                "this member is not in RFC 8460 and would take more than {} bytes in memory \
+                 (the limit for unknown members, {} per member and {} per report); it was read \
+                 past and not kept",
+                d.cap, limits.max_unknown_member, limits.max_unknown_total
+            ),
+        );
+    }
     Ok(ParsedReport {
         report,
         warnings: ctx.finish(),
-        raw_json: bytes.to_vec(),
+        raw_json: raw,
+        raw_json_size: raw_size,
     })
 }
 
@@ -165,7 +178,7 @@ fn opt_string(obj: &mut Extra, parent: &str, key: &str) -> Result<Option<String>
         .transpose()
 }
 
-fn read_report(ctx: &mut Ctx<'_>, value: Value) -> Result<Report, ReportError> {
+fn read_report(ctx: &mut Ctx, value: Value) -> Result<Report, ReportError> {
     let mut obj = match value {
         Value::Object(o) => o,
         other => {
@@ -191,13 +204,6 @@ fn read_report(ctx: &mut Ctx<'_>, value: Value) -> Result<Report, ReportError> {
         Value::Array(a) => a,
         other => return Err(invalid("policies".to_owned(), "an array", &other)),
     };
-    if policies.len() > ctx.limits.max_policies {
-        return Err(ReportError::TooManyElements {
-            path: "policies".to_owned(),
-            count: policies.len(),
-            limit: ctx.limits.max_policies,
-        });
-    }
     let date_range = read_date_range(ctx, take_required(&mut obj, "", "date-range")?)?;
     let report_id = as_string(
         take_required(&mut obj, "", "report-id")?,
@@ -241,9 +247,9 @@ fn read_report(ctx: &mut Ctx<'_>, value: Value) -> Result<Report, ReportError> {
     })
 }
 
-fn read_date_range(ctx: &mut Ctx<'_>, v: Value) -> Result<DateRange, ReportError> {
+fn read_date_range(ctx: &mut Ctx, v: Value) -> Result<DateRange, ReportError> {
     let mut obj = as_object(v, "date-range".to_owned())?;
-    let mut read = |ctx: &mut Ctx<'_>, key: &str| -> Result<time::OffsetDateTime, ReportError> {
+    let mut read = |ctx: &mut Ctx, key: &str| -> Result<time::OffsetDateTime, ReportError> {
         let path = join("date-range", key);
         let text = as_string(take_required(&mut obj, "date-range", key)?, path.clone())?;
         let (dt, notes) = parse_datetime(&text).ok_or(ReportError::InvalidDateTime {
@@ -272,11 +278,7 @@ fn read_date_range(ctx: &mut Ctx<'_>, v: Value) -> Result<DateRange, ReportError
     })
 }
 
-fn read_policy_result(
-    ctx: &mut Ctx<'_>,
-    v: Value,
-    path: &str,
-) -> Result<PolicyResult, ReportError> {
+fn read_policy_result(ctx: &mut Ctx, v: Value, path: &str) -> Result<PolicyResult, ReportError> {
     let mut obj = as_object(v, path.to_owned())?;
     let policy_path = join(path, "policy");
     let policy = read_policy(ctx, take_required(&mut obj, path, "policy")?, &policy_path)?;
@@ -326,13 +328,6 @@ fn read_policy_result(
         }
         Some(other) => return Err(invalid(fd_path, "an array", &other)),
     };
-    if details.len() > ctx.limits.max_failure_details {
-        return Err(ReportError::TooManyElements {
-            path: fd_path,
-            count: details.len(),
-            limit: ctx.limits.max_failure_details,
-        });
-    }
     let mut failure_details = Vec::with_capacity(details.len());
     for (j, d) in details.into_iter().enumerate() {
         failure_details.push(read_failure_detail(ctx, d, &format!("{fd_path}[{j}]"))?);
@@ -364,7 +359,7 @@ fn read_policy_result(
 
 /// Matches a registered keyword, tolerating case and surrounding space with a warning.
 fn keyword<T>(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx,
     raw: String,
     path: &str,
     from_name: fn(&str) -> T,
@@ -396,7 +391,7 @@ fn keyword<T>(
     exact
 }
 
-fn read_policy(ctx: &mut Ctx<'_>, v: Value, path: &str) -> Result<Policy, ReportError> {
+fn read_policy(ctx: &mut Ctx, v: Value, path: &str) -> Result<Policy, ReportError> {
     let mut obj = as_object(v, path.to_owned())?;
     let type_path = join(path, "policy-type");
     let raw_type = as_string(
@@ -558,12 +553,7 @@ fn strip_mx_prefix(host: &str) -> Option<String> {
     Some(t[3..].trim().to_owned())
 }
 
-fn read_count(
-    ctx: &mut Ctx<'_>,
-    obj: &mut Extra,
-    parent: &str,
-    key: &str,
-) -> Result<u64, ReportError> {
+fn read_count(ctx: &mut Ctx, obj: &mut Extra, parent: &str, key: &str) -> Result<u64, ReportError> {
     let path = join(parent, key);
     let Some(v) = take(obj, key) else {
         ctx.warn(
@@ -575,21 +565,32 @@ fn read_count(
         return Ok(0);
     };
     let n = match &v {
+        // Written as something else than a plain integer: judged from the exact text, never
+        // from serde_json's float (which reads `1.0000000000000000001` as 1.0).
+        Value::Number(_) if let Some(form) = ctx.counts.get(&path) => match form.exact {
+            Some(n) => {
+                ctx.warn(
+                    "report.count-not-integer",
+                    Severity::Warning,
+                    &path,
+                    format!(
+                        "count written as {} instead of an integer; its exact value is {n}",
+                        form.text
+                    ),
+                );
+                n
+            }
+            None => {
+                return Err(ReportError::InvalidField {
+                    path,
+                    expected: "a non-negative integer",
+                    found: format!("a number ({})", form.text),
+                });
+            }
+        },
         Value::Number(n) => match n.as_u64() {
             Some(n) => n,
-            None => match n.as_f64() {
-                Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= MAX_EXACT_INT as f64 => {
-                    ctx.warn(
-                        "report.count-not-integer",
-                        Severity::Warning,
-                        &path,
-                        format!("count written as {n} instead of an integer; read as {f}"),
-                    );
-                    // Exact: f is integral and at most 2^53.
-                    f as u64
-                }
-                _ => return Err(invalid(path, "a non-negative integer", &v)),
-            },
+            None => return Err(invalid(path, "a non-negative integer", &v)),
         },
         Value::String(s) => match s.trim().parse::<u64>() {
             Ok(n) => {
@@ -617,7 +618,7 @@ fn read_count(
 }
 
 fn read_ip(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx,
     obj: &mut Extra,
     parent: &str,
     key: &str,
@@ -683,11 +684,7 @@ fn lenient_ipv4(s: &str) -> Option<Ipv4Addr> {
     parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
-fn read_failure_detail(
-    ctx: &mut Ctx<'_>,
-    v: Value,
-    path: &str,
-) -> Result<FailureDetail, ReportError> {
+fn read_failure_detail(ctx: &mut Ctx, v: Value, path: &str) -> Result<FailureDetail, ReportError> {
     let mut obj = as_object(v, path.to_owned())?;
     let rt_path = join(path, "result-type");
     let raw = as_string(
