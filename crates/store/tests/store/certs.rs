@@ -106,7 +106,13 @@ both! {
                 if path.extension().is_some_and(|e| e == "key") {
                     continue;
                 }
-                std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+                // The pool closes its connections in the background: SQLite may remove its
+                // `-wal`/`-shm` files between the listing and the copy.
+                match std::fs::copy(&path, copy.path().join(path.file_name().unwrap())) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => panic!("{}: {e}", path.display()),
+                }
             }
             let url = format!("sqlite:{}", copy.path().join("store.db").display());
             let err = Store::open(&url, &StoreOptions::default()).await.unwrap_err();
