@@ -152,10 +152,17 @@ fn d05_utf8_bom_invalidates() {
 }
 
 #[test]
-fn d05b_blank_lines_warn_and_senders_skip_them() {
+fn d05b_blank_lines_are_invalid_for_the_checker_and_skipped_by_senders() {
     let text = "version: STSv1\n\nmode: enforce\nmx: mx1.contoso.net\nmax_age: 86400\n\n\n";
     let p = lint(text);
-    assert!(p.is_valid(), "blank lines are a warning, not an error");
+    assert!(
+        !p.is_valid(),
+        "blank lines are an error for the checker (D5b)"
+    );
+    assert_eq!(
+        find(&p.diagnostics, "policy.blank-line").severity,
+        Severity::Error
+    );
     let blanks: Vec<_> = p
         .diagnostics
         .iter()
@@ -497,4 +504,32 @@ fn d20_d21_matching_uses_the_mx_name_and_one_label_wildcards() {
         "never two labels"
     );
     assert!(pol.matching_pattern("mx2.contoso.net").is_none());
+}
+
+#[test]
+fn d05b_blank_lines_every_shape_is_an_error_and_the_sender_keeps_the_policy() {
+    for text in [
+        "\nversion: STSv1\nmode: enforce\nmx: mx1.contoso.net\nmax_age: 86400\n",
+        "version: STSv1\nmode: enforce\n\nmx: mx1.contoso.net\nmax_age: 86400\n",
+        "version: STSv1\nmode: enforce\nmx: mx1.contoso.net\nmax_age: 86400\n\n",
+        "version: STSv1\r\nmode: enforce\r\n\r\nmx: mx1.contoso.net\r\nmax_age: 86400\r\n",
+        "version: STSv1\nmode: enforce\n \t\nmx: mx1.contoso.net\nmax_age: 86400\n",
+    ] {
+        let p = lint(text);
+        assert!(!p.is_valid(), "{text:?}");
+        assert_eq!(
+            find(&p.diagnostics, "policy.blank-line").severity,
+            Severity::Error,
+            "{text:?}"
+        );
+        let policy = p.policy.expect("the sender view skips blank lines");
+        assert_eq!(policy.mode, Mode::Enforce, "{text:?}");
+    }
+    // One line end after the last field is no blank line, with or without it.
+    for text in [
+        "version: STSv1\nmode: enforce\nmx: mx1.contoso.net\nmax_age: 86400\n",
+        "version: STSv1\nmode: enforce\nmx: mx1.contoso.net\nmax_age: 86400",
+    ] {
+        assert!(lint(text).is_valid(), "{text:?}");
+    }
 }
