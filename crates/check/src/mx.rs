@@ -319,6 +319,19 @@ fn address(mx: &Mx, p: &MxProbe, findings: &mut Vec<Finding>) -> AddressReport {
             ));
             return report;
         }
+        if f.is_transient() {
+            // Turned away for now (421, 554, slow): nothing is known about its TLS.
+            report.result = "not-tested".into();
+            findings.push(Finding {
+                observed: p.banner.as_ref().map(mtasts_net::smtp::Reply::text),
+                ..Finding::untested(
+                    "mx.smtp.transient",
+                    format!("could not test {who}: {f}; this is a temporary refusal or a slow server, not a TLS failure"),
+                    "run the check again later, from an address the MX host accepts (a checker on a blocklisted address is often greeted with 554)",
+                )
+            });
+            return report;
+        }
         let (id, result, message, fix) = match f {
             ProbeFailure::Tls(e) if e.is_protocol_version() => (
                 "mx.tls.old-protocol",
