@@ -1,0 +1,125 @@
+//! The verdict classes that outside test suites showed to be wrong: one test (or more) per class,
+//! named after it. See docs/conformance.md, "Verdict classes".
+
+use crate::scenarios::{get, has, ids};
+use crate::world::{DOMAIN, World, env};
+use mtasts_check::{Verdict, check_domain};
+use mtasts_core::Severity;
+use mtasts_testnet::https::HttpResponse;
+use mtasts_testnet::pki::Defect;
+use mtasts_testnet::smtp::Behaviour;
+use std::time::Duration;
+
+/// A domain whose policy covers every `*.example.test` MX, in `enforce`.
+async fn enforced_world() -> World {
+    let mut w = World::new().await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"\n_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:r@reports.example.net\"\nmta-sts 300 IN AAAA ::1");
+    w.policy_host(
+        Defect::Valid,
+        HttpResponse::policy(
+            "version: STSv1\nmode: enforce\nmx: *.example.test\nmax_age: 1209600\n",
+        ),
+    )
+    .await;
+    w
+}
+
+// ---- class 1: records senders discard ----
+
+#[tokio::test]
+async fn rrset_with_spf_lookalikes_and_one_sts_record_is_valid_in_check() {
+    let mut w = enforced_world().await;
+    w.zone(concat!(
+        "_mta-sts 300 IN TXT \"v=spf1 -all\"\n",
+        "_mta-sts 300 IN TXT \"V=STSv1; id=2\"\n",
+        "_mta-sts 300 IN TXT \"v=STSv10; id=3\"\n",
+        "_mta-sts 300 IN TXT \"v=TLSRPTv1; rua=mailto:a@b.example\"",
+    ));
+    w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    assert!(r.sts_record.valid, "{:?}", ids(&r));
+    assert_eq!(r.sts_record.id.as_deref(), Some("1"));
+    for id in [
+        "sts.record.spf",
+        "sts.record.version-case",
+        "sts.record.bad-start",
+        "sts.record.wrong-kind",
+    ] {
+        assert_eq!(get(&r, id).severity, Severity::Warning, "{id}");
+    }
+    assert!(
+        r.findings.iter().all(|f| f.severity != Severity::Error),
+        "{:#?}",
+        r.findings
+    );
+}
+
+// ---- class 6: SMTP refusals are not TLS failures ----
+
+#[tokio::test]
+async fn smtp_refusals_and_slow_servers_are_untested_never_must_refuse() {
+    let mut w = enforced_world().await;
+    let cases: [(&str, Behaviour); 7] = [
+        ("banner421", Behaviour::Banner("421 4.7.0 try again later")),
+        ("banner554", Behaviour::Reject),
+        (
+            "ehlo421",
+            Behaviour::RefuseEhlo("421 4.7.0 too many connections"),
+        ),
+        (
+            "ehlo554",
+            Behaviour::RefuseEhlo("554 5.7.1 your address is listed"),
+        ),
+        (
+            "starttls421",
+            Behaviour::RefuseStartTls("421 4.3.2 shutting down"),
+        ),
+        ("slowehlo", Behaviour::SlowEhlo(Duration::from_secs(3))),
+        ("stalled", Behaviour::StalledHandshake),
+    ];
+    let names: Vec<&str> = cases.iter().map(|(n, _)| *n).collect();
+    for (i, (name, behaviour)) in cases.into_iter().enumerate() {
+        w.mx(name, 10, u8::try_from(i + 1).unwrap(), behaviour)
+            .await;
+    }
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    for name in &names {
+        let m =
+            r.mx.iter()
+                .find(|m| m.host == format!("{name}.example.test"))
+                .unwrap();
+        assert_eq!(m.result, "not-tested", "{name}: {m:?}");
+        assert!(!m.must_refuse, "{name}");
+    }
+    let transient: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.id == "mx.smtp.transient")
+        .collect();
+    assert_eq!(transient.len(), names.len(), "{:#?}", r.findings);
+    assert!(
+        transient
+            .iter()
+            .all(|f| f.untested && f.severity == Severity::Warning)
+    );
+    assert!(
+        !has(&r, "mx.smtp.failed") && !has(&r, "mx.tls.failed") && !has(&r, "mx.starttls.refused")
+    );
+    assert_eq!(r.verdict, Verdict::Incomplete);
+}
+
+#[tokio::test]
+async fn smtp_permanent_refusal_of_starttls_is_still_a_failure() {
+    let mut w = enforced_world().await;
+    w.mx(
+        "mx1",
+        10,
+        1,
+        Behaviour::RefuseStartTls("554 5.5.1 no TLS for you"),
+    )
+    .await;
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    assert_eq!(r.mx[0].result, "starttls-not-supported");
+    assert!(r.mx[0].must_refuse);
+    assert_eq!(get(&r, "mx.starttls.refused").severity, Severity::Error);
+}
