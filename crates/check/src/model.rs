@@ -207,7 +207,8 @@ pub struct DaneHostReport {
     pub tlsa_name: String,
     /// `usable` (secure, at least one usable record), `unusable` (secure, none usable),
     /// `no-tlsa`, `insecure` (records not protected by DNSSEC: ignored by senders), `bogus`
-    /// (validation failed: DANE senders do not deliver), or `lookup-failed`.
+    /// (validation failed: DANE senders do not deliver), `indeterminate` (the chain of trust
+    /// could not be fetched: untested, not bogus), or `lookup-failed`.
     pub state: &'static str,
     /// The DNSSEC proof of the TLSA answer; null when the lookup failed.
     pub dnssec: Option<&'static str>,

@@ -44,14 +44,26 @@ impl Observed {
 
 /// Looks up the MX hosts of `domain`, their addresses, and probes every address. Independent of
 /// the policy, so it runs at the same time as the policy fetch; [`apply_policy`] adds coverage.
+/// A host whose lookups and probes do not finish by `deadline` is reported as not tested; the
+/// others keep what they found.
 pub(crate) async fn observe(
     domain: &str,
     env: &Env,
     answer: impl Future<Output = Result<Lookup<Mx>, DnsError>>,
+    deadline: Option<crate::Deadline>,
 ) -> Observed {
-    let answer = answer.await;
     let mut findings = Vec::new();
-    let hosts = mx_hosts(domain, answer, env, &mut findings).await;
+    let Some(answer) = crate::bounded(deadline, answer).await else {
+        findings.push(crate::step_timed_out(
+            &format!("the MX lookup of {domain}"),
+            deadline,
+        ));
+        return Observed {
+            findings,
+            ..Observed::default()
+        };
+    };
+    let hosts = mx_hosts(domain, answer, env, &mut findings, deadline).await;
     let mut served = Vec::new();
     let (hosts, reports) = hosts
         .into_iter()
@@ -100,6 +112,7 @@ async fn mx_hosts(
     answer: Result<Lookup<Mx>, DnsError>,
     env: &Env,
     findings: &mut Vec<Finding>,
+    deadline: Option<crate::Deadline>,
 ) -> Vec<(Mx, MxReport, Vec<Served>)> {
     let hosts: Vec<Mx> = match answer {
         Err(e) => {
@@ -145,9 +158,18 @@ async fn mx_hosts(
         ));
         return Vec::new();
     }
-    let reports = join_all(hosts.iter().map(|mx| one_host(mx, env))).await;
+    let reports = join_all(
+        hosts
+            .iter()
+            .map(|mx| crate::bounded(deadline, one_host(mx, env))),
+    )
+    .await;
     let mut out = Vec::with_capacity(reports.len());
-    for (mx, (report, mut fs, served)) in hosts.into_iter().zip(reports) {
+    for (mx, outcome) in hosts.into_iter().zip(reports) {
+        let (report, mut fs, served) = outcome.unwrap_or_else(|| {
+            let finding = crate::step_timed_out(&format!("the test of MX {}", mx.host), deadline);
+            (not_tested(&mx), vec![finding], Vec::new())
+        });
         findings.append(&mut fs);
         out.push((mx, report, served));
     }
@@ -392,6 +414,18 @@ fn address(mx: &Mx, p: &MxProbe, findings: &mut Vec<Finding>) -> AddressReport {
         tls::findings(Prefix::Mx, &who, &mx.host, obs, findings);
     }
     report
+}
+
+/// The report of an MX host that could not be tested at all.
+fn not_tested(mx: &Mx) -> MxReport {
+    MxReport {
+        host: mx.host.clone(),
+        preference: mx.preference,
+        pattern: None,
+        addresses: Vec::new(),
+        result: "not-tested".into(),
+        must_refuse: false,
+    }
 }
 
 /// The worst result over the addresses: a failure beats unreachable beats success.

@@ -1,7 +1,7 @@
 //! `mtasts check`: the whole-chain audit of one or more domains.
 
 use crate::output::FormatArg;
-use crate::{EXIT_FINDINGS, EXIT_OK};
+use crate::{EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use mtasts_check::bulk::{ScanSettings, Summary, scan};
@@ -128,6 +128,8 @@ pub(crate) fn run(args: CheckArgs, format: FormatArg) -> Result<u8> {
         progress.inc();
         if threshold.is_some_and(|t| report.findings.iter().any(|f| f.severity >= t)) {
             code = EXIT_FINDINGS;
+        } else if threshold.is_some() && report.verdict == Verdict::Incomplete && code == EXIT_OK {
+            code = EXIT_INCOMPLETE;
         }
         if args.summary {
             summary.add(&report);
@@ -391,6 +393,19 @@ fn print_text(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
         plural(count(Severity::Error), "error"),
         plural(count(Severity::Warning), "warning")
     )?;
+    // A domain that does not exist (or is no domain name) has nothing else to show.
+    let nothing_else = r
+        .findings
+        .iter()
+        .any(|f| matches!(f.id, "domain.nxdomain" | "domain.invalid"));
+    if !nothing_else {
+        print_sections(out, r)?;
+    }
+    print_findings(out, r)
+}
+
+/// The record, policy, MX and TLS-RPT lines of a report.
+fn print_sections(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
     let rec = match (&r.sts_record.id, r.sts_record.records.is_empty()) {
         (Some(id), _) => format!("id {id}"),
         (None, true) => "none".into(),
@@ -455,6 +470,10 @@ fn print_text(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
         };
         writeln!(out, "                   endpoint {}: {what}", e.uri)?;
     }
+    Ok(())
+}
+
+fn print_findings(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
     if !r.findings.is_empty() {
         writeln!(out, "  findings:")?;
     }

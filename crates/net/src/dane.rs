@@ -239,8 +239,14 @@ pub enum DaneState {
     /// TLSA records exist but are not DNSSEC-secure, or the MX RRset or the host's address
     /// records were not: senders ignore them.
     Insecure(Vec<Tlsa>),
-    /// Validation failed (bogus or indeterminate): a DANE sender must not use this host.
+    /// Validation failed although the chain of trust was fetched: a DANE sender must not use
+    /// this host (RFC 7672 §2.1.2).
     Bogus,
+    /// Validation could not be made (the chain of trust could not be fetched: a DNSKEY or DS
+    /// query failed or timed out, signatures stripped), while the MX RRset is secure: nothing
+    /// can be decided, and a DANE sender must not use this host either (RFC 7672 §2.1.2), but
+    /// the zone is not shown to be broken. Holds the reason.
+    Indeterminate(String),
     /// The lookup failed (SERVFAIL, timeout): nothing can be said.
     LookupFailed(DnsError),
 }
@@ -253,18 +259,23 @@ impl DaneState {
             Err(e) => return Self::LookupFailed(e),
             Ok(v) => v,
         };
+        let why = v.why.unwrap_or_else(|| {
+            "no trust anchor covers the name, or the proof was incomplete".to_owned()
+        });
         let records = match v.lookup {
             Lookup::Records { records, .. } => records,
             Lookup::NoData | Lookup::NxDomain => {
-                return if v.proof == Proof::Bogus {
-                    Self::Bogus
-                } else {
-                    Self::NoTlsa
+                return match v.proof {
+                    Proof::Bogus => Self::Bogus,
+                    Proof::Indeterminate if mx_secure => Self::Indeterminate(why),
+                    _ => Self::NoTlsa,
                 };
             }
         };
         match v.proof {
-            Proof::Bogus | Proof::Indeterminate => Self::Bogus,
+            Proof::Bogus => Self::Bogus,
+            Proof::Indeterminate if mx_secure => Self::Indeterminate(why),
+            Proof::Indeterminate => Self::Insecure(records),
             Proof::Insecure => Self::Insecure(records),
             Proof::Secure if !mx_secure => Self::Insecure(records),
             Proof::Secure if records.iter().any(|t| usability(t).is_ok()) => Self::Usable(records),
@@ -293,7 +304,11 @@ impl DaneState {
             }
             Ok(Proof::Secure) => Self::Unusable(records),
             Ok(Proof::Insecure) => Self::Insecure(records),
-            Ok(Proof::Bogus | Proof::Indeterminate) => Self::Bogus,
+            Ok(Proof::Bogus) => Self::Bogus,
+            Ok(Proof::Indeterminate) => Self::Indeterminate(
+                "the DNSSEC proof of the host's address records could not be established"
+                    .to_owned(),
+            ),
             Err(e) => Self::LookupFailed(e),
         }
     }
@@ -348,7 +363,9 @@ pub async fn host_state(resolver: &Resolver, host: &str, port: u16, mx_secure: b
 
 /// Every MX host of `domain` with its [`DaneState`] on port 25, after a validated MX lookup.
 /// `Err` when the MX lookup itself failed; an MX RRset that is not secure makes every host's
-/// TLSA records [`DaneState::Insecure`] (RFC 7672 §2.2.1).
+/// TLSA records [`DaneState::Insecure`] (RFC 7672 §2.2.1). A bogus or indeterminate MX answer
+/// (no usable records) gives that proof and no host, never the domain as its own implicit MX;
+/// a domain that does not exist or has a null MX gives no host and no TLSA lookup.
 pub async fn domain_states(
     resolver: &Resolver,
     domain: &str,
@@ -357,6 +374,9 @@ pub async fn domain_states(
     let secure = mx.proof == Proof::Secure;
     let hosts: Vec<String> = match &mx.lookup {
         Lookup::Records { records, .. } => records.iter().map(|m| m.host.clone()).collect(),
+        // A bogus or indeterminate answer carries no records: it is not "no MX" (which would
+        // make the domain its own MX host). No host is known; the caller sees the proof.
+        Lookup::NoData if matches!(mx.proof, Proof::Bogus | Proof::Indeterminate) => Vec::new(),
         Lookup::NoData => vec![domain.to_owned()],
         Lookup::NxDomain => Vec::new(),
     };

@@ -164,9 +164,11 @@ pub enum Proof {
     Secure,
     /// Provably unsigned: a secure parent says the zone is not signed.
     Insecure,
-    /// Should validate but does not (bad or expired signature, missing keys, DS mismatch).
+    /// Should validate but does not (bad or expired signature, missing keys, DS mismatch),
+    /// although every record of the chain of trust was fetched.
     Bogus,
-    /// No trust anchor covers the name, so nothing could be decided.
+    /// Nothing could be decided: no trust anchor covers the name, or the chain of trust could
+    /// not be fetched (see [`Validated::why`]).
     Indeterminate,
 }
 
@@ -217,6 +219,10 @@ pub struct Validated<T> {
     /// included), or over the records of the denial of existence (SOA, NSEC) for NODATA and
     /// NXDOMAIN.
     pub proof: Proof,
+    /// Why the proof is [`Proof::Indeterminate`] when the validator could not fetch the chain
+    /// of trust (a DNSKEY or DS query answered SERVFAIL or REFUSED or timed out, signatures
+    /// stripped by the resolver): what a report says instead of "bogus". `None` otherwise.
+    pub why: Option<String>,
 }
 
 /// A TLSA record (RFC 6698 §2.1), fields as published (unknown values kept).
@@ -412,10 +418,17 @@ impl Resolver {
             return Ok(Validated {
                 lookup,
                 proof: Proof::Insecure,
+                why: None,
             });
         }
         let query = self.validating.lookup(&fq, rtype);
-        let out = self.query(name, rtype, query, pick).await?;
+        let mut out = self.query(name, rtype, query, pick).await?;
+        if out.proof == Proof::Bogus
+            && let Some(why) = self.validating.unfetchable_chain(&fq, rtype).await
+        {
+            out.proof = Proof::Indeterminate;
+            out.why = Some(why);
+        }
         // Only records owned by the name itself say that the zone holding it is insecure: not
         // a CNAME's target (another zone), and not a denial, whose proof may come from a CNAME
         // target hickory followed, or be an insecure NSEC3 proof inside a signed zone (too many
@@ -457,17 +470,16 @@ impl Resolver {
                     }
                 }
                 let proof = weakest(answers.iter().copied());
-                if records.is_empty() {
-                    Ok(Validated {
-                        lookup: Lookup::NoData,
-                        proof,
-                    })
+                let lookup = if records.is_empty() {
+                    Lookup::NoData
                 } else {
-                    Ok(Validated {
-                        lookup: Lookup::Records { records, cnames },
-                        proof,
-                    })
-                }
+                    Lookup::Records { records, cnames }
+                };
+                Ok(Validated {
+                    lookup,
+                    proof,
+                    why: None,
+                })
             }
             Err(e) => self.classify(name, rtype, &e),
         }
@@ -487,7 +499,13 @@ impl Resolver {
         rtype: RecordType,
         e: &NetError,
     ) -> Result<Validated<T>, DnsError> {
-        let answer = |lookup: Lookup<T>, proof: Proof| Ok(Validated { lookup, proof });
+        let answer = |lookup: Lookup<T>, proof: Proof| {
+            Ok(Validated {
+                lookup,
+                proof,
+                why: None,
+            })
+        };
         if let NetError::Dns(ProtoDnsError::Nsec {
             response, proof, ..
         }) = e
