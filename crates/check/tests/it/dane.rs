@@ -23,7 +23,7 @@ const DANE_IDS: &[&str] = &[
 ];
 
 /// The clean domain of the scenarios, with the chain its MX serves.
-async fn clean() -> (World, Vec<CertificateDer<'static>>) {
+pub(crate) async fn clean() -> (World, Vec<CertificateDer<'static>>) {
     let mut w = World::new().await;
     w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=20240101T000000\"\n_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example.net\"\nmta-sts 300 IN AAAA ::1");
     w.policy_host(Defect::Valid, HttpResponse::policy(POLICY))
@@ -32,7 +32,7 @@ async fn clean() -> (World, Vec<CertificateDer<'static>>) {
     (w, chain)
 }
 
-fn tlsa(cert: &CertificateDer<'_>, u: Usage) -> String {
+pub(crate) fn tlsa(cert: &CertificateDer<'_>, u: Usage) -> String {
     let data = tlsa_data(cert, u, Selector::Spki, Matching::Sha256).unwrap();
     format!("_25._tcp.mx1 300 IN TLSA {data}")
 }

@@ -123,3 +123,130 @@ async fn smtp_permanent_refusal_of_starttls_is_still_a_failure() {
     assert!(r.mx[0].must_refuse);
     assert_eq!(get(&r, "mx.starttls.refused").severity, Severity::Error);
 }
+
+// ---- class 4: could not validate is not bogus; no DANE for what does not exist ----
+
+#[tokio::test]
+async fn dnssec_chain_unfetchable_is_indeterminate_not_bogus() {
+    use mtasts_testnet::dns::{Fault, RecordType};
+    for fault in [Fault::Refused, Fault::ServFail] {
+        let (mut w, chain) = crate::dane::clean().await;
+        w.zone(&crate::dane::tlsa(
+            &chain[0],
+            mtasts_testnet::tlsa::Usage::DaneEe,
+        ));
+        w.dnssec(mtasts_testnet::world::Dnssec::Signed);
+        w.dns
+            .set_type_fault("example.test.", RecordType::DNSKEY, Some(fault));
+        let r = check_domain(DOMAIN, &env(&w)).await;
+        assert!(
+            !has(&r, "dane.dnssec.bogus"),
+            "{fault:?}: {:#?}",
+            r.findings
+        );
+        let f = get(&r, "dane.untested");
+        assert!(f.untested, "{fault:?}");
+        assert!(f.message.contains("DNSKEY"), "{fault:?}: {}", f.message);
+        assert!(
+            !f.fix.contains("DS record"),
+            "no advice to remove the DS record"
+        );
+        assert_ne!(r.verdict, Verdict::Fail, "{fault:?}: {:#?}", r.findings);
+    }
+}
+
+#[tokio::test]
+async fn dnssec_really_bogus_stays_bogus_when_the_chain_was_fetched() {
+    let (mut w, chain) = crate::dane::clean().await;
+    w.zone(&crate::dane::tlsa(
+        &chain[0],
+        mtasts_testnet::tlsa::Usage::DaneEe,
+    ));
+    w.dnssec(mtasts_testnet::world::Dnssec::Signed);
+    w.tamper(
+        "_25._tcp.mx1",
+        "TLSA",
+        mtasts_testnet::dnssec::Tamper::BadSignature,
+    );
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    assert_eq!(get(&r, "dane.dnssec.bogus").severity, Severity::Error);
+}
+
+/// A name server that answers NXDOMAIN for every name, as on a machine without internet.
+async fn nxdomain_everywhere() -> mtasts_testnet::dns::DnsServer {
+    let dns = mtasts_testnet::dns::DnsServer::start("127.0.0.1".parse().unwrap())
+        .await
+        .unwrap();
+    dns.set_outside(Some(mtasts_testnet::dns::Fault::NxDomain));
+    dns
+}
+
+#[tokio::test]
+async fn nxdomain_domain_gives_only_that_it_does_not_exist_and_no_dane_lookups() {
+    let dns = nxdomain_everywhere().await;
+    let w = World::new().await;
+    let anchor = w.trust_anchor();
+    let e = crate::world::env_for(dns.addr(), anchor, &w.pki, (w.smtp_port, w.https_port));
+    dns.log_queries(true);
+    let started = std::time::Instant::now();
+    let r = check_domain("example.com", &e).await;
+    let took = started.elapsed();
+    assert_eq!(ids(&r), ["domain.nxdomain"], "{:#?}", r.findings);
+    assert!(r.dane.is_none());
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    let log = dns.take_query_log();
+    assert!(
+        log.iter()
+            .all(|q| !matches!(q.rtype.to_string().as_str(), "TLSA" | "DNSKEY" | "DS")),
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
+async fn nxdomain_and_null_mx_make_no_dane_lookup_in_a_signed_world() {
+    let (mut w, _) = crate::dane::clean().await;
+    w.zone("nomail 300 IN MX 0 .\nnomail 300 IN TXT \"x\"");
+    w.dnssec(mtasts_testnet::world::Dnssec::Signed);
+    for name in ["nosuch.example.test", "nomail.example.test"] {
+        w.dns.log_queries(true);
+        let r = check_domain(name, &env(&w)).await;
+        let log = w.dns.take_query_log();
+        assert!(r.dane.is_none(), "{name}");
+        assert!(
+            log.iter().all(|q| q.rtype.to_string() != "TLSA"),
+            "{name}: {log:?}"
+        );
+    }
+}
+
+// ---- class 7: a check past its time budget keeps what was learnt ----
+
+#[tokio::test]
+async fn time_budget_keeps_finished_steps_and_marks_the_rest_untested() {
+    let mut w = enforced_world().await;
+    w.mx(
+        "mx1",
+        10,
+        1,
+        Behaviour::SlowBanner {
+            delay: Duration::from_secs(5),
+            then: Box::new(Behaviour::NoStartTls),
+        },
+    )
+    .await;
+    let r = mtasts_check::check_domain_within(DOMAIN, &env(&w), Duration::from_millis(700)).await;
+    assert!(r.sts_record.valid, "{:#?}", r.findings);
+    assert_eq!(r.policy.mode.as_deref(), Some("enforce"));
+    assert!(r.tlsrpt.valid);
+    assert_eq!(r.mx.len(), 1, "the MX lookup finished");
+    assert_eq!(r.mx[0].result, "not-tested");
+    assert!(!r.mx[0].must_refuse);
+    let f = get(&r, "check.timeout");
+    assert!(
+        f.untested && f.message.contains("mx1.example.test"),
+        "{}",
+        f.message
+    );
+    assert_eq!(r.verdict, Verdict::Incomplete);
+}
