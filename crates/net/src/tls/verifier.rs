@@ -358,7 +358,7 @@ mod tests {
         use webpki::Error as W;
         let other = |w: W| {
             CertVerdict::from_rustls(&cert_err(CertificateError::Other(rustls::OtherError(
-                std::sync::Arc::new(w),
+                Arc::new(w),
             ))))
         };
         for w in [
