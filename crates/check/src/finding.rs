@@ -30,6 +30,42 @@ impl Finding {
         }
     }
 
+    /// A lookup that gave no answer: untested (`id`, with `message` and `fix`), unless the
+    /// zone's own data is at fault (a CNAME loop, a chain longer than senders' resolvers
+    /// follow), which is an error of its own (`dns.cname.loop`, `dns.cname.too-long`).
+    pub(crate) fn dns_failure(
+        id: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+        e: &mtasts_net::dns::DnsError,
+    ) -> Self {
+        use mtasts_net::dns::DnsError;
+        match e {
+            DnsError::CnameLoop { name, chain, .. } => Self::new(
+                "dns.cname.loop",
+                Severity::Error,
+                format!(
+                    "{name} is a CNAME loop: no resolver can answer for it, so senders get no record"
+                ),
+                Some(chain.clone()),
+                format!("point the CNAME at {name} at a name that holds the records"),
+            ),
+            DnsError::CnameChainTooLong { name, links, .. } => Self::new(
+                "dns.cname.too-long",
+                Severity::Error,
+                format!(
+                    "{name} is a chain of {links} or more CNAME records: senders' resolvers give up after about {} links, so some senders get no answer",
+                    mtasts_net::dns::MAX_CNAME_CHAIN
+                ),
+                None,
+                format!(
+                    "point {name} directly at the name that holds the records (one CNAME at most)"
+                ),
+            ),
+            _ => Self::untested(id, message, fix),
+        }
+    }
+
     /// A core parser diagnostic, with the input line it points at as the observation.
     pub fn from_diagnostic(d: &Diagnostic, lines: &[String]) -> Self {
         let observed = d.line.and_then(|l| lines.get(l.wrapping_sub(1))).cloned();

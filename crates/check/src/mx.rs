@@ -116,10 +116,11 @@ async fn mx_hosts(
 ) -> Vec<(Mx, MxReport, Vec<Served>)> {
     let hosts: Vec<Mx> = match answer {
         Err(e) => {
-            findings.push(Finding::untested(
+            findings.push(Finding::dns_failure(
                 "mx.untested",
                 format!("could not look up the MX records of {domain}: {e}"),
                 "check that the domain's name servers answer, then run again",
+                &e,
             ));
             return Vec::new();
         }
@@ -243,10 +244,11 @@ async fn one_host(mx: &Mx, env: &Env) -> (MxReport, Vec<Finding>, Vec<Served>) {
     for answer in [&v4, &v6] {
         match answer {
             Ok(l) => ips.extend_from_slice(l.records()),
-            Err(e) => findings.push(Finding::untested(
+            Err(e) => findings.push(Finding::dns_failure(
                 "mx.address.untested",
                 format!("could not resolve MX {}: {e}", mx.host),
                 "check that the name servers of the MX host answer",
+                e,
             )),
         }
     }

@@ -32,6 +32,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest CNAME chain a lookup accepts: more links than this are refused
+/// ([`DnsError::CnameChainTooLong`]). Senders' resolvers give up somewhere between 8 and 16
+/// links (Unbound and hickory stop after 8 restarts, BIND after 11 or 16, Knot Resolver after 13),
+/// so a longer chain fails for some senders; the smallest common limit is taken.
+pub const MAX_CNAME_CHAIN: usize = 8;
+
 /// Default time budget for one query (all attempts).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -98,6 +104,29 @@ pub enum DnsError {
         name: String,
         /// Why.
         message: String,
+    },
+    /// The CNAME chain at `name` loops back on itself: no resolver can answer.
+    #[error("{rtype} {name}: a CNAME loop ({chain})")]
+    CnameLoop {
+        /// The name asked.
+        name: String,
+        /// The record type asked.
+        rtype: String,
+        /// The chain as followed, `a -> b -> a`.
+        chain: String,
+    },
+    /// The CNAME chain at `name` is longer than senders' resolvers follow
+    /// ([`MAX_CNAME_CHAIN`]).
+    #[error(
+        "{rtype} {name}: a chain of {links} or more CNAME records, longer than the {MAX_CNAME_CHAIN} that senders' resolvers follow"
+    )]
+    CnameChainTooLong {
+        /// The name asked.
+        name: String,
+        /// The record type asked.
+        rtype: String,
+        /// How many links were seen (a lower bound when the resolver gave up first).
+        links: usize,
     },
     /// Anything else (network error, malformed answer).
     #[error("{rtype} {name}: {message}")]
@@ -462,13 +491,19 @@ impl Resolver {
                     .iter()
                     .filter(|r| r.record_type() != RecordType::RRSIG)
                     .collect();
+                let mut links = Vec::new();
                 for record in &answers {
                     if let RData::CNAME(target) = &record.data {
                         cnames.push(host_name(&target.0.to_ascii()));
+                        links.push((
+                            host_name(&record.name.to_ascii()),
+                            cnames[cnames.len() - 1].clone(),
+                        ));
                     } else if let Some(v) = pick(&record.data) {
                         records.push(v);
                     }
                 }
+                check_cname_chain(name, rtype, &links)?;
                 let proof = weakest(answers.iter().copied());
                 let lookup = if records.is_empty() {
                     Lookup::NoData
@@ -481,8 +516,47 @@ impl Resolver {
                     why: None,
                 })
             }
-            Err(e) => self.classify(name, rtype, &e),
+            Err(e) => {
+                // hickory follows a CNAME chain itself and, when it gives up (a loop, or more
+                // links than it follows), answers NODATA for the last name it asked, or for the
+                // name itself without the SOA record a real NODATA carries: tell that apart.
+                if let NetError::Dns(ProtoDnsError::NoRecordsFound(no)) = &e
+                    && no.response_code == ResponseCode::NoError
+                    && (no.soa.is_none()
+                        || host_name(&no.query.name().to_ascii()) != host_name(name))
+                {
+                    self.walk_cnames(name, rtype).await?;
+                }
+                self.classify(name, rtype, &e)
+            }
         }
+    }
+
+    /// Follows the CNAME chain at `name` one link at a time (at most [`MAX_CNAME_CHAIN`] + 1
+    /// queries): a loop or an over-long chain is an error, anything else is left to the caller.
+    async fn walk_cnames(&self, name: &str, rtype: RecordType) -> Result<(), DnsError> {
+        let mut links = Vec::new();
+        let mut at = host_name(name);
+        for _ in 0..=MAX_CNAME_CHAIN {
+            let query = self.inner.lookup(fully_qualified(&at), RecordType::CNAME);
+            let Ok(Ok(answer)) = tokio::time::timeout(self.timeout, query).await else {
+                break;
+            };
+            let Some(target) = answer.answers().iter().find_map(|r| match &r.data {
+                RData::CNAME(t) if host_name(&r.name.to_ascii()) == at => {
+                    Some(host_name(&t.0.to_ascii()))
+                }
+                _ => None,
+            }) else {
+                break;
+            };
+            links.push((at.clone(), target.clone()));
+            if links.iter().any(|(owner, _)| *owner == target) {
+                break;
+            }
+            at = target;
+        }
+        check_cname_chain(name, rtype, &links)
     }
 
     fn timeout_error(&self, name: &str, rtype: RecordType) -> DnsError {
@@ -566,6 +640,59 @@ impl Resolver {
             other_err => Err(other(other_err.to_string())),
         }
     }
+}
+
+impl DnsError {
+    /// Whether the error is a fault of the zone's data (a CNAME loop or an over-long chain),
+    /// which a checker reports as an error, rather than a failure to get an answer.
+    pub fn is_zone_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::CnameLoop { .. } | Self::CnameChainTooLong { .. }
+        )
+    }
+}
+
+/// Follows the CNAME records of an answer (`(owner, target)` pairs, lower case, no final dot)
+/// from `name`: a target met twice is a loop, more than [`MAX_CNAME_CHAIN`] links too many.
+fn check_cname_chain(
+    name: &str,
+    rtype: RecordType,
+    links: &[(String, String)],
+) -> Result<(), DnsError> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let mut at = host_name(name);
+    let mut seen = vec![at.clone()];
+    while let Some((_, target)) = links.iter().find(|(owner, _)| *owner == at) {
+        if seen.contains(target) {
+            seen.push(target.clone());
+            return Err(DnsError::CnameLoop {
+                name: name.to_owned(),
+                rtype: rtype.to_string(),
+                chain: seen.join(" -> "),
+            });
+        }
+        seen.push(target.clone());
+        at = target.clone();
+        if seen.len() > links.len() + 1 {
+            break;
+        }
+    }
+    // The links followed from `name`; an answer may hold other CNAMEs too (from a cache).
+    let followed = match seen.len() - 1 {
+        0 => links.len(),
+        n => n,
+    };
+    if followed > MAX_CNAME_CHAIN {
+        return Err(DnsError::CnameChainTooLong {
+            name: name.to_owned(),
+            rtype: rtype.to_string(),
+            links: followed,
+        });
+    }
+    Ok(())
 }
 
 fn pick_mx(data: &RData) -> Option<Mx> {

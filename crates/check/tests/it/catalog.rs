@@ -20,7 +20,7 @@ fn every_check_finding_id_is_documented() {
                     .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'-');
             if !shaped
                 || ![
-                    "check.", "domain.", "sts.", "tlsrpt.", "policy.", "mx.", "dane.",
+                    "check.", "domain.", "dns.", "sts.", "tlsrpt.", "policy.", "mx.", "dane.",
                 ]
                 .iter()
                 .any(|p| id.starts_with(p))

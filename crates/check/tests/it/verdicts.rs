@@ -250,3 +250,32 @@ async fn time_budget_keeps_finished_steps_and_marks_the_rest_untested() {
     );
     assert_eq!(r.verdict, Verdict::Incomplete);
 }
+
+// ---- class 8: odd DNS answers ----
+
+#[tokio::test]
+async fn cname_loop_at_mta_sts_is_reported_as_a_loop_not_as_no_record() {
+    let mut w2 = World::new().await;
+    w2.zone("_mta-sts 300 IN CNAME sts-a\nsts-a 300 IN CNAME _mta-sts");
+    w2.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+    let r = check_domain(DOMAIN, &env(&w2)).await;
+    let f = get(&r, "dns.cname.loop");
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.observed.as_deref().unwrap().contains("->"), "{f:?}");
+    assert!(!has(&r, "sts.record.missing"), "{:?}", ids(&r));
+    // An MX host behind a chain longer than senders follow.
+    let mut chain = String::from("@ 300 IN MX 10 deep0\n");
+    for i in 0..12 {
+        chain.push_str(&format!("deep{i} 300 IN CNAME deep{}\n", i + 1));
+    }
+    chain.push_str("deep12 300 IN A 127.0.0.9\n");
+    let mut w = enforced_world().await;
+    w.zone(&chain);
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    assert_eq!(
+        get(&r, "dns.cname.too-long").severity,
+        Severity::Error,
+        "{:?}",
+        ids(&r)
+    );
+}
