@@ -314,7 +314,8 @@ struct Parts {
     dane: Option<model::DaneReport>,
 }
 
-pub(crate) fn finish(domain: String, mut findings: Vec<Finding>, parts: Parts) -> DomainReport {
+pub(crate) fn finish(domain: String, findings: Vec<Finding>, parts: Parts) -> DomainReport {
+    let mut findings = finding::group(findings);
     finding::sort(&mut findings);
     let verdict = finding::verdict(&findings);
     DomainReport {

@@ -96,7 +96,13 @@ async fn smtp_refusals_and_slow_servers_are_untested_never_must_refuse() {
         .iter()
         .filter(|f| f.id == "mx.smtp.transient")
         .collect();
-    assert_eq!(transient.len(), names.len(), "{:#?}", r.findings);
+    // Three shown one by one, the other four grouped (many_similar_findings_are_grouped).
+    assert_eq!(transient.len(), 4, "{:#?}", r.findings);
+    assert!(
+        transient[3].message.starts_with("4 more"),
+        "{}",
+        transient[3].message
+    );
     assert!(
         transient
             .iter()
@@ -278,4 +284,41 @@ async fn cname_loop_at_mta_sts_is_reported_as_a_loop_not_as_no_record() {
         "{:?}",
         ids(&r)
     );
+}
+
+#[tokio::test]
+async fn many_similar_findings_are_grouped() {
+    let mut w = World::new().await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"\nmta-sts 300 IN AAAA ::1");
+    w.policy_host(
+        Defect::Valid,
+        HttpResponse::policy(
+            "version: STSv1\nmode: enforce\nmx: mx0.example.test\nmax_age: 86400\n",
+        ),
+    )
+    .await;
+    let mut zone = String::new();
+    for i in 0..300 {
+        zone.push_str(&format!("@ 300 IN MX 10 mx{i}.example.test.\n"));
+    }
+    w.zone(&zone);
+    let mut e = env(&w);
+    e.settings.no_smtp = true;
+    let r = check_domain(DOMAIN, &e).await;
+    assert_eq!(r.mx.len(), 300);
+    let not_covered: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.id == "mx.not-covered")
+        .collect();
+    assert_eq!(not_covered.len(), 4, "three shown, the rest grouped");
+    let grouped = not_covered.last().unwrap();
+    assert!(
+        grouped.message.starts_with("296 more findings"),
+        "{}",
+        grouped.message
+    );
+    assert!(grouped.observed.as_deref().unwrap().contains("(286 more)"));
+    assert_eq!(grouped.severity, Severity::Error);
+    assert!(r.findings.len() < 20, "{} findings", r.findings.len());
 }
