@@ -155,10 +155,11 @@ fn one_host(
 ) -> DaneHostReport {
     let tlsa_name = format!("_{SMTP_PORT}._tcp.{host}");
     let proof = lookups.tlsa.as_ref().ok().map(|v| v.proof);
-    let address_proof = lookups
+    let address_records = lookups
         .addresses
         .as_ref()
         .and_then(|a| a.as_ref().ok().copied());
+    let address_proof = address_records.map(|a| a.proof);
     let records: Vec<Tlsa> = lookups
         .tlsa
         .as_ref()

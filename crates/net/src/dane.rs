@@ -12,10 +12,11 @@
 //! Simplifications, stated: the reference identifier for DANE-TA is the MX host name only
 //! (not also the next-hop domain); a CNAME at the TLSA name is followed by the resolver and
 //! its proof counts, but the TLSA base domain stays the MX host name (§2.2.3 would use the
-//! CNAME-expanded host name when the host's address lookup was a secure CNAME); the DNSSEC
-//! proof of the host's address records (§2.2.2) is not checked.
+//! CNAME-expanded host name when the host's address lookup was a secure CNAME). A host whose
+//! address records are insecure only behind a secure first CNAME link (a CNAME into an unsigned
+//! zone) is still in a signed zone (§2.2.2).
 
-use crate::dns::{DnsError, Lookup, Proof, Resolver, Tlsa, Validated};
+use crate::dns::{AddressesProof, DnsError, Lookup, Proof, Resolver, Tlsa, Validated};
 use crate::tls::RecordingVerifier;
 use ring::digest::{SHA256, SHA512, digest};
 use rustls::RootCertStore;
@@ -294,6 +295,24 @@ impl DaneState {
     /// failed, and [`DaneState::LookupFailed`] when they could not be looked up. Any other state
     /// is kept.
     pub fn with_addresses(self, addresses: Result<Proof, DnsError>) -> Self {
+        self.with_address_records(addresses.map(|proof| AddressesProof {
+            proof,
+            in_signed_zone: proof == Proof::Secure,
+        }))
+    }
+
+    /// [`DaneState::with_addresses`] with the whole standing of the address records: a host
+    /// whose addresses are insecure only because a secure CNAME leads into an unsigned zone is
+    /// still in a signed zone (RFC 7672 §2.2.2), so its TLSA records (at the MX host name)
+    /// still apply.
+    pub fn with_address_records(self, addresses: Result<AddressesProof, DnsError>) -> Self {
+        let addresses = addresses.map(|a| {
+            if a.in_signed_zone {
+                Proof::Secure
+            } else {
+                a.proof
+            }
+        });
         let records = match self {
             Self::Usable(r) | Self::Unusable(r) => r,
             other => return other,
@@ -321,9 +340,9 @@ impl DaneState {
 pub struct HostLookups {
     /// The TLSA lookup.
     pub tlsa: Result<Validated<Tlsa>, DnsError>,
-    /// The proof of the host's address records ([`Resolver::addresses_proof`]); `None` when the
-    /// MX RRset is not secure, so they were not asked.
-    pub addresses: Option<Result<Proof, DnsError>>,
+    /// The standing of the host's address records ([`Resolver::address_records`]); `None`
+    /// when the MX RRset is not secure, so they were not asked.
+    pub addresses: Option<Result<AddressesProof, DnsError>>,
 }
 
 impl HostLookups {
@@ -336,7 +355,7 @@ impl HostLookups {
             };
         }
         let (tlsa, addresses) =
-            tokio::join!(resolver.tlsa(host, port), resolver.addresses_proof(host));
+            tokio::join!(resolver.tlsa(host, port), resolver.address_records(host));
         Self {
             tlsa,
             addresses: Some(addresses),
@@ -348,7 +367,7 @@ impl HostLookups {
     pub fn state(self, mx_secure: bool) -> DaneState {
         let state = DaneState::from_lookup(self.tlsa, mx_secure);
         match self.addresses {
-            Some(addresses) => state.with_addresses(addresses),
+            Some(addresses) => state.with_address_records(addresses),
             None => state,
         }
     }

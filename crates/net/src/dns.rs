@@ -252,6 +252,20 @@ pub struct Validated<T> {
     /// of trust (a DNSKEY or DS query answered SERVFAIL or REFUSED or timed out, signatures
     /// stripped by the resolver): what a report says instead of "bogus". `None` otherwise.
     pub why: Option<String>,
+    /// The proof of the CNAME record owned by the name asked, when the answer starts with one
+    /// (RFC 7672 §2.2.2: a host whose first CNAME link is secure is in a signed zone, even when
+    /// the chain leads into an unsigned one).
+    pub first_link: Option<Proof>,
+}
+
+/// The DNSSEC standing of an MX host's address records (RFC 7672 §2.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressesProof {
+    /// The weaker proof of the A and AAAA answers that have records (CNAMEs included).
+    pub proof: Proof,
+    /// Whether the host counts as in a signed zone: its addresses are secure, or they are
+    /// insecure only because a secure first CNAME link leads into an unsigned zone.
+    pub in_signed_zone: bool,
 }
 
 /// A TLSA record (RFC 6698 §2.1), fields as published (unknown values kept).
@@ -380,6 +394,13 @@ impl Resolver {
     /// records. Bogus if either family is bogus; with no address at all, the weaker of the two
     /// denials; an error only when no family has records and a lookup failed.
     pub async fn addresses_proof(&self, host: &str) -> Result<Proof, DnsError> {
+        self.address_records(host).await.map(|a| a.proof)
+    }
+
+    /// [`Resolver::addresses_proof`], and whether the host counts as in a signed zone (RFC 7672
+    /// §2.2.2): its addresses are secure, or they are insecure behind a secure first CNAME link
+    /// (a secure CNAME into an unsigned zone), in every family that has records.
+    pub async fn address_records(&self, host: &str) -> Result<AddressesProof, DnsError> {
         let pick_a = |data: &RData| matches!(data, RData::A(_)).then_some(());
         let pick_aaaa = |data: &RData| matches!(data, RData::AAAA(_)).then_some(());
         let (a, aaaa) = tokio::join!(
@@ -388,16 +409,27 @@ impl Resolver {
         );
         let answered = || [&a, &aaaa].into_iter().filter_map(|r| r.as_ref().ok());
         if answered().any(|v| v.proof == Proof::Bogus) {
-            return Ok(Proof::Bogus);
+            return Ok(AddressesProof {
+                proof: Proof::Bogus,
+                in_signed_zone: false,
+            });
         }
-        if let Some(p) = answered()
-            .filter(|v| !v.lookup.records().is_empty())
-            .map(|v| v.proof)
-            .reduce(Proof::weaker)
-        {
-            return Ok(p);
+        let with_records = || answered().filter(|v| !v.lookup.records().is_empty());
+        if let Some(proof) = with_records().map(|v| v.proof).reduce(Proof::weaker) {
+            let in_signed_zone = with_records().all(|v| {
+                v.proof == Proof::Secure
+                    || (v.proof == Proof::Insecure && v.first_link == Some(Proof::Secure))
+            });
+            return Ok(AddressesProof {
+                proof,
+                in_signed_zone,
+            });
         }
-        Ok(a?.proof.weaker(aaaa?.proof))
+        let proof = a?.proof.weaker(aaaa?.proof);
+        Ok(AddressesProof {
+            proof,
+            in_signed_zone: proof == Proof::Secure,
+        })
     }
 
     /// The TLSA records of `host` for TCP `port` (`_25._tcp.mx1.example.com`, RFC 7672 §2.2.3),
@@ -448,6 +480,7 @@ impl Resolver {
                 lookup,
                 proof: Proof::Insecure,
                 why: None,
+                first_link: None,
             });
         }
         let query = self.validating.lookup(&fq, rtype);
@@ -505,6 +538,13 @@ impl Resolver {
                 }
                 check_cname_chain(name, rtype, &links)?;
                 let proof = weakest(answers.iter().copied());
+                let first_link = answers
+                    .iter()
+                    .find(|r| {
+                        matches!(r.data, RData::CNAME(_))
+                            && host_name(&r.name.to_ascii()) == host_name(name)
+                    })
+                    .map(|r| Proof::from_hickory(r.proof));
                 let lookup = if records.is_empty() {
                     Lookup::NoData
                 } else {
@@ -514,6 +554,7 @@ impl Resolver {
                     lookup,
                     proof,
                     why: None,
+                    first_link,
                 })
             }
             Err(e) => {
@@ -578,6 +619,7 @@ impl Resolver {
                 lookup,
                 proof,
                 why: None,
+                first_link: None,
             })
         };
         if let NetError::Dns(ProtoDnsError::Nsec {

@@ -322,3 +322,39 @@ async fn many_similar_findings_are_grouped() {
     assert_eq!(grouped.severity, Severity::Error);
     assert!(r.findings.len() < 20, "{} findings", r.findings.len());
 }
+
+// ---- class 9 (b): a secure CNAME into an unsigned zone ----
+
+#[tokio::test]
+async fn dane_secure_cname_into_unsigned_zone_is_insecure_addresses_not_bogus() {
+    let (mut w, chain) = crate::dane::clean().await;
+    let ip = w.ip(1, 1);
+    // `alias.example.test` (signed zone) is a CNAME to a host in the unsigned `other.test`,
+    // served by the same SMTP host as mx1; its TLSA record sits at the original name.
+    w.unsigned_zone("other.test.", &format!("real 300 IN A {ip}"));
+    w.zone("@ 300 IN MX 20 alias.example.test.\nalias 300 IN CNAME real.other.test.");
+    let data = mtasts_testnet::tlsa::tlsa_data(
+        &chain[0],
+        mtasts_testnet::tlsa::Usage::DaneEe,
+        mtasts_testnet::tlsa::Selector::Spki,
+        mtasts_testnet::tlsa::Matching::Sha256,
+    )
+    .unwrap();
+    w.zone(&format!("_25._tcp.alias 300 IN TLSA {data}"));
+    w.dnssec(mtasts_testnet::world::Dnssec::Signed);
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    let dane = r.dane.as_ref().unwrap();
+    let alias = dane
+        .hosts
+        .iter()
+        .find(|h| h.host == "alias.example.test")
+        .unwrap();
+    assert_ne!(alias.state, "bogus", "{alias:?}\n{:#?}", r.findings);
+    assert!(!has(&r, "dane.dnssec.bogus"), "{:#?}", r.findings);
+    assert_eq!(alias.address_dnssec, Some("insecure"), "{alias:?}");
+    assert_eq!(alias.tlsa_name, "_25._tcp.alias.example.test");
+    assert_eq!(
+        alias.state, "usable",
+        "RFC 7672 §2.2.2: still in a signed zone: {alias:?}"
+    );
+}

@@ -330,6 +330,7 @@ fn validated(lookup: Lookup<Tlsa>, proof: Proof) -> Result<Validated<Tlsa>, DnsE
         lookup,
         proof,
         why: None,
+        first_link: None,
     })
 }
 

@@ -125,9 +125,10 @@ async fn a_spoiled_or_expired_tlsa_signature_is_bogus_and_the_rest_stays_secure(
 }
 
 #[tokio::test]
-async fn secure_tlsa_of_a_host_whose_addresses_are_insecure_does_not_apply() {
-    // RFC 7672 §2.2.2: the MX host's address records must be secure too. Here mx1 is a CNAME
-    // into an unsigned provider zone, while its TLSA records are signed.
+async fn secure_tlsa_of_a_host_behind_a_secure_cname_into_an_unsigned_zone_applies() {
+    // RFC 7672 §2.2.2: a host whose first CNAME link is secure is in a signed zone even when
+    // the chain leads into an unsigned zone (its addresses are insecure, not bogus). Here mx1
+    // is a secure CNAME into an unsigned provider zone, and its TLSA records are signed.
     let mut w = World::new().await;
     let ip = w.ip(1, 1);
     w.unsigned_zone("other.test.", &format!("mx 300 IN A {ip}"));
@@ -141,14 +142,16 @@ async fn secure_tlsa_of_a_host_whose_addresses_are_insecure_does_not_apply() {
     // denial for AAAA) must not make mx1.example.test itself count as insecure.
     assert_eq!(r.addresses_proof(HOST).await.unwrap(), Proof::Insecure);
     assert_eq!(r.tlsa(HOST, SMTP_PORT).await.unwrap().proof, Proof::Secure);
+    let records = r.address_records(HOST).await.unwrap();
+    assert!(records.in_signed_zone, "{records:?}");
     let state = host_state(&r, HOST, SMTP_PORT, true).await;
     assert!(
-        matches!(state, DaneState::Insecure(ref t) if t.len() == 1),
+        matches!(state, DaneState::Usable(ref t) if t.len() == 1),
         "{state:?}"
     );
     let (proof, hosts) = domain_states(&r, "example.test").await.unwrap();
     assert_eq!(proof, Proof::Secure);
-    assert!(matches!(hosts[0].1, DaneState::Insecure(_)), "{hosts:?}");
+    assert!(matches!(hosts[0].1, DaneState::Usable(_)), "{hosts:?}");
     // The same host with a plain, signed A record: DANE applies.
     let (w, _) = world(Dnssec::Signed).await;
     let r = resolver(&w);
