@@ -159,6 +159,15 @@ async fn dnssec_chain_unfetchable_is_indeterminate_not_bogus() {
         );
         assert_ne!(r.verdict, Verdict::Fail, "{fault:?}: {:#?}", r.findings);
     }
+    // A DNSKEY query that times out: untested too, never bogus.
+    let (mut w, chain) = crate::dane::clean().await;
+    w.zone(&crate::dane::tlsa(&chain[0], mtasts_testnet::tlsa::Usage::DaneEe));
+    w.dnssec(mtasts_testnet::world::Dnssec::Signed);
+    w.dns
+        .set_type_fault("example.test.", RecordType::DNSKEY, Some(Fault::Silent));
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    assert!(!has(&r, "dane.dnssec.bogus"), "{:#?}", r.findings);
+    assert!(get(&r, "dane.untested").untested);
 }
 
 #[tokio::test]
