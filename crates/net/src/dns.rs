@@ -14,8 +14,11 @@
 //! validated lookup at or below a name already proven to lie in an insecure zone is a plain
 //! lookup reported insecure (see `insecure.rs`): no chain of trust can start below one.
 
+mod cname;
 mod generations;
 mod insecure;
+pub use cname::MAX_CNAME_CHAIN;
+use cname::check_cname_chain;
 mod validating;
 pub use insecure::{INSECURE_MEMO_CAPACITY, INSECURE_MEMO_TTL};
 pub use validating::{MEMO_CAPACITY, MEMO_MAX_TTL, VALIDATION_CACHE_CAPACITY};
@@ -31,12 +34,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The longest CNAME chain a lookup accepts: more links than this are refused
-/// ([`DnsError::CnameChainTooLong`]). Senders' resolvers give up somewhere between 8 and 16
-/// links (Unbound and hickory stop after 8 restarts, BIND after 11 or 16, Knot Resolver after 13),
-/// so a longer chain fails for some senders; the smallest common limit is taken.
-pub const MAX_CNAME_CHAIN: usize = 8;
 
 /// Default time budget for one query (all attempts).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -573,33 +570,6 @@ impl Resolver {
         }
     }
 
-    /// Follows the CNAME chain at `name` one link at a time (at most [`MAX_CNAME_CHAIN`] + 1
-    /// queries): a loop or an over-long chain is an error, anything else is left to the caller.
-    async fn walk_cnames(&self, name: &str, rtype: RecordType) -> Result<(), DnsError> {
-        let mut links = Vec::new();
-        let mut at = host_name(name);
-        for _ in 0..=MAX_CNAME_CHAIN {
-            let query = self.inner.lookup(fully_qualified(&at), RecordType::CNAME);
-            let Ok(Ok(answer)) = tokio::time::timeout(self.timeout, query).await else {
-                break;
-            };
-            let Some(target) = answer.answers().iter().find_map(|r| match &r.data {
-                RData::CNAME(t) if host_name(&r.name.to_ascii()) == at => {
-                    Some(host_name(&t.0.to_ascii()))
-                }
-                _ => None,
-            }) else {
-                break;
-            };
-            links.push((at.clone(), target.clone()));
-            if links.iter().any(|(owner, _)| *owner == target) {
-                break;
-            }
-            at = target;
-        }
-        check_cname_chain(name, rtype, &links)
-    }
-
     fn timeout_error(&self, name: &str, rtype: RecordType) -> DnsError {
         DnsError::Timeout {
             name: name.to_owned(),
@@ -693,48 +663,6 @@ impl DnsError {
             Self::CnameLoop { .. } | Self::CnameChainTooLong { .. }
         )
     }
-}
-
-/// Follows the CNAME records of an answer (`(owner, target)` pairs, lower case, no final dot)
-/// from `name`: a target met twice is a loop, more than [`MAX_CNAME_CHAIN`] links too many.
-fn check_cname_chain(
-    name: &str,
-    rtype: RecordType,
-    links: &[(String, String)],
-) -> Result<(), DnsError> {
-    if links.is_empty() {
-        return Ok(());
-    }
-    let mut at = host_name(name);
-    let mut seen = vec![at.clone()];
-    while let Some((_, target)) = links.iter().find(|(owner, _)| *owner == at) {
-        if seen.contains(target) {
-            seen.push(target.clone());
-            return Err(DnsError::CnameLoop {
-                name: name.to_owned(),
-                rtype: rtype.to_string(),
-                chain: seen.join(" -> "),
-            });
-        }
-        seen.push(target.clone());
-        at = target.clone();
-        if seen.len() > links.len() + 1 {
-            break;
-        }
-    }
-    // The links followed from `name`; an answer may hold other CNAMEs too (from a cache).
-    let followed = match seen.len() - 1 {
-        0 => links.len(),
-        n => n,
-    };
-    if followed > MAX_CNAME_CHAIN {
-        return Err(DnsError::CnameChainTooLong {
-            name: name.to_owned(),
-            rtype: rtype.to_string(),
-            links: followed,
-        });
-    }
-    Ok(())
 }
 
 fn pick_mx(data: &RData) -> Option<Mx> {

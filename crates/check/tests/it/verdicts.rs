@@ -161,7 +161,10 @@ async fn dnssec_chain_unfetchable_is_indeterminate_not_bogus() {
     }
     // A DNSKEY query that times out: untested too, never bogus.
     let (mut w, chain) = crate::dane::clean().await;
-    w.zone(&crate::dane::tlsa(&chain[0], mtasts_testnet::tlsa::Usage::DaneEe));
+    w.zone(&crate::dane::tlsa(
+        &chain[0],
+        mtasts_testnet::tlsa::Usage::DaneEe,
+    ));
     w.dnssec(mtasts_testnet::world::Dnssec::Signed);
     w.dns
         .set_type_fault("example.test.", RecordType::DNSKEY, Some(Fault::Silent));
