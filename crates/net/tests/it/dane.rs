@@ -254,3 +254,80 @@ async fn plain_lookups_of_a_signed_zone_are_unchanged() {
     assert_eq!(mx.records()[0].host, HOST);
     assert_eq!(r.a(HOST).await.unwrap().records().len(), 1);
 }
+
+/// A UDP relay to `upstream` that drops every RRSIG record from the answers, as a resolver or
+/// middlebox that strips DNSSEC signatures does.
+async fn stripping_relay(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    use hickory_proto::op::Message;
+    use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
+    let socket = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        while let Ok((n, client)) = socket.recv_from(&mut buf).await {
+            let query = buf[..n].to_vec();
+            let socket = std::sync::Arc::clone(&socket);
+            tokio::spawn(async move {
+                let up = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                up.send_to(&query, upstream).await.unwrap();
+                let mut answer = vec![0u8; 65_535];
+                let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(2), up.recv(&mut answer)).await
+                else {
+                    return;
+                };
+                let Ok(mut message) = Message::from_bytes(&answer[..n]) else {
+                    return;
+                };
+                message
+                    .answers
+                    .retain(|r| r.record_type() != RecordType::RRSIG);
+                message
+                    .authorities
+                    .retain(|r| r.record_type() != RecordType::RRSIG);
+                message
+                    .additionals
+                    .retain(|r| r.record_type() != RecordType::RRSIG);
+                if let Ok(bytes) = message.to_bytes() {
+                    let _ = socket.send_to(&bytes, client).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Class 4: a resolver that strips DNSSEC signatures (the records arrive, their RRSIGs do not)
+/// cannot validate anything: the answer is indeterminate with that reason, never bogus.
+#[tokio::test]
+async fn stripped_signatures_are_indeterminate_not_bogus() {
+    let (w, _) = world(Dnssec::Signed).await;
+    let relay = stripping_relay(w.dns.addr()).await;
+    let r = Resolver::new(&ResolverSettings {
+        nameservers: vec![relay],
+        timeout: Some(Duration::from_millis(800)),
+        trust_anchor: TrustAnchor::Keys(w.trust_anchor()),
+    })
+    .unwrap();
+    let mx = r.mx_validated("example.test").await.unwrap();
+    assert_eq!(mx.proof, Proof::Indeterminate, "{mx:?}");
+    assert!(
+        mx.why.as_deref().is_some_and(|w| w.contains("strips")),
+        "{mx:?}"
+    );
+    let (proof, hosts) = domain_states(&r, "example.test").await.unwrap();
+    assert_eq!(proof, Proof::Indeterminate);
+    assert!(
+        hosts.is_empty(),
+        "an unusable MX answer is not 'no MX': {hosts:?}"
+    );
+    // Through the server itself, the same zone validates.
+    assert_eq!(
+        resolver(&w)
+            .mx_validated("example.test")
+            .await
+            .unwrap()
+            .proof,
+        Proof::Secure
+    );
+}
