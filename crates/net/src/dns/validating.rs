@@ -324,9 +324,15 @@ impl Validating {
         let this = self.clone();
         let owned = name.clone();
         tokio::spawn(async move { this.warm(&owned).await });
-        self.client
-            .lookup(Query::query(name.clone(), rtype), self.options)
+        // The validation runs in a task of its own: hickory's validator recurses (a DS lookup
+        // validates its own DS, up the chain), and when every answer is already at hand the whole
+        // recursion runs in one poll. On the caller's stack, under a whole check, that overflowed
+        // a 2 MiB test thread in a debug build; a task starts from the scheduler's shallow stack.
+        let client = self.client.clone();
+        let (query, options) = (Query::query(name.clone(), rtype), self.options);
+        tokio::spawn(async move { client.lookup(query, options).await })
             .await
+            .unwrap_or_else(|e| Err(NetError::from(format!("the validation task failed: {e}"))))
     }
 
     /// Why an answer the validator found bogus could not have been validated at all, or `None`
