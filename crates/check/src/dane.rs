@@ -153,13 +153,12 @@ fn one_host(
     served: &[&Served],
     findings: &mut Vec<Finding>,
 ) -> DaneHostReport {
-    let tlsa_name = format!("_{SMTP_PORT}._tcp.{host}");
+    let tlsa_name = format!("_{SMTP_PORT}._tcp.{}", lookups.base);
     let proof = lookups.tlsa.as_ref().ok().map(|v| v.proof);
-    let address_records = lookups
+    let address_proof = lookups
         .addresses
         .as_ref()
-        .and_then(|a| a.as_ref().ok().copied());
-    let address_proof = address_records.map(|a| a.proof);
+        .and_then(|a| a.as_ref().ok().map(|a| a.proof));
     let records: Vec<Tlsa> = lookups
         .tlsa
         .as_ref()

@@ -203,7 +203,8 @@ pub struct DaneReport {
 pub struct DaneHostReport {
     /// The MX host name.
     pub host: String,
-    /// Where its TLSA records are looked up: `_25._tcp.<host>`.
+    /// Where its TLSA records were found: `_25._tcp.<host>`, or `_25._tcp.<expanded name>` when
+    /// the host is a secure CNAME chain with TLSA records at its end (RFC 7672 §2.2.2).
     pub tlsa_name: String,
     /// `usable` (secure, at least one usable record), `unusable` (secure, none usable),
     /// `no-tlsa`, `insecure` (records not protected by DNSSEC: ignored by senders), `bogus`

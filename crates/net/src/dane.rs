@@ -10,11 +10,11 @@
 //!   a Postfix policy daemon answers with `dane-only` (DECISIONS D22).
 //!
 //! Simplifications, stated: the reference identifier for DANE-TA is the MX host name only
-//! (not also the next-hop domain); a CNAME at the TLSA name is followed by the resolver and
-//! its proof counts, but the TLSA base domain stays the MX host name (§2.2.3 would use the
-//! CNAME-expanded host name when the host's address lookup was a secure CNAME). A host whose
-//! address records are insecure only behind a secure first CNAME link (a CNAME into an unsigned
-//! zone) is still in a signed zone (§2.2.2).
+//! (not also the next-hop domain); a CNAME at the TLSA name is followed by the resolver and its
+//! proof counts. The TLSA base domain is the CNAME-expanded host name when the host's address
+//! chain is secure end to end and TLSA records are found there, otherwise the MX host name
+//! ([`HostLookups::base`], §2.2.2). A host whose address records are insecure only behind a
+//! secure first CNAME link (a CNAME into an unsigned zone) is still in a signed zone (§2.2.2).
 
 use crate::dns::{AddressesProof, DnsError, Lookup, Proof, Resolver, Tlsa, Validated};
 use crate::tls::RecordingVerifier;
@@ -298,6 +298,7 @@ impl DaneState {
         self.with_address_records(addresses.map(|proof| AddressesProof {
             proof,
             in_signed_zone: proof == Proof::Secure,
+            expanded: None,
         }))
     }
 
@@ -338,8 +339,11 @@ impl DaneState {
 /// whatever they are), the proof of its address records, both at once.
 #[derive(Debug)]
 pub struct HostLookups {
-    /// The TLSA lookup.
+    /// The TLSA lookup, at the TLSA base domain ([`HostLookups::base`]).
     pub tlsa: Result<Validated<Tlsa>, DnsError>,
+    /// The TLSA base domain (RFC 7672 §2.2.2): the CNAME-expanded host name when the whole
+    /// CNAME chain is secure and TLSA records are found there, otherwise the MX host name.
+    pub base: String,
     /// The standing of the host's address records ([`Resolver::address_records`]); `None`
     /// when the MX RRset is not secure, so they were not asked.
     pub addresses: Option<Result<AddressesProof, DnsError>>,
@@ -351,13 +355,30 @@ impl HostLookups {
         if !mx_secure {
             return Self {
                 tlsa: resolver.tlsa(host, port).await,
+                base: host.to_owned(),
                 addresses: None,
             };
         }
         let (tlsa, addresses) =
             tokio::join!(resolver.tlsa(host, port), resolver.address_records(host));
+        // A secure CNAME chain: TLSA records at the expanded name come first; when there are
+        // none there, the MX host name's (already asked) apply.
+        if let Some(expanded) = addresses.as_ref().ok().and_then(|a| a.expanded.clone()) {
+            let at_expanded = resolver.tlsa(&expanded, port).await;
+            if at_expanded
+                .as_ref()
+                .is_ok_and(|v| !v.lookup.records().is_empty())
+            {
+                return Self {
+                    tlsa: at_expanded,
+                    base: expanded,
+                    addresses: Some(addresses),
+                };
+            }
+        }
         Self {
             tlsa,
+            base: host.to_owned(),
             addresses: Some(addresses),
         }
     }

@@ -256,13 +256,16 @@ pub struct Validated<T> {
 }
 
 /// The DNSSEC standing of an MX host's address records (RFC 7672 §2.2.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressesProof {
     /// The weaker proof of the A and AAAA answers that have records (CNAMEs included).
     pub proof: Proof,
     /// Whether the host counts as in a signed zone: its addresses are secure, or they are
     /// insecure only because a secure first CNAME link leads into an unsigned zone.
     pub in_signed_zone: bool,
+    /// The CNAME-expanded host name, when the host is a CNAME and the whole chain is secure:
+    /// where a sender looks for TLSA records first (RFC 7672 §2.2.2).
+    pub expanded: Option<String>,
 }
 
 /// A TLSA record (RFC 6698 §2.1), fields as published (unknown values kept).
@@ -409,6 +412,7 @@ impl Resolver {
             return Ok(AddressesProof {
                 proof: Proof::Bogus,
                 in_signed_zone: false,
+                expanded: None,
             });
         }
         let with_records = || answered().filter(|v| !v.lookup.records().is_empty());
@@ -417,15 +421,23 @@ impl Resolver {
                 v.proof == Proof::Secure
                     || (v.proof == Proof::Insecure && v.first_link == Some(Proof::Secure))
             });
+            let expanded = with_records()
+                .find_map(|v| match &v.lookup {
+                    Lookup::Records { cnames, .. } => cnames.last().cloned(),
+                    _ => None,
+                })
+                .filter(|_| proof == Proof::Secure);
             return Ok(AddressesProof {
                 proof,
                 in_signed_zone,
+                expanded,
             });
         }
         let proof = a?.proof.weaker(aaaa?.proof);
         Ok(AddressesProof {
             proof,
             in_signed_zone: proof == Proof::Secure,
+            expanded: None,
         })
     }
 

@@ -370,3 +370,46 @@ async fn dane_secure_cname_into_unsigned_zone_is_insecure_addresses_not_bogus() 
         "RFC 7672 §2.2.2: still in a signed zone: {alias:?}"
     );
 }
+
+#[tokio::test]
+async fn dane_secure_cname_chain_looks_up_tlsa_at_the_expanded_name_first() {
+    let (mut w, chain) = crate::dane::clean().await;
+    let data = mtasts_testnet::tlsa::tlsa_data(
+        &chain[0],
+        mtasts_testnet::tlsa::Usage::DaneEe,
+        mtasts_testnet::tlsa::Selector::Spki,
+        mtasts_testnet::tlsa::Matching::Sha256,
+    )
+    .unwrap();
+    // `alias` is a secure CNAME to mx1 (same signed zone); records at the expanded name only,
+    // and at the original name only for `alias2`.
+    w.zone(&format!(
+        "@ 300 IN MX 20 alias.example.test.\nalias 300 IN CNAME mx1.example.test.\n_25._tcp.mx1 300 IN TLSA {data}\n@ 300 IN MX 30 alias2.example.test.\nalias2 300 IN CNAME mx1.example.test.\n"
+    ));
+    w.dnssec(mtasts_testnet::world::Dnssec::Signed);
+    let r = check_domain(DOMAIN, &env(&w)).await;
+    let dane = r.dane.as_ref().unwrap();
+    let alias = dane
+        .hosts
+        .iter()
+        .find(|h| h.host == "alias.example.test")
+        .unwrap();
+    assert_eq!(alias.tlsa_name, "_25._tcp.mx1.example.test", "{alias:?}");
+    assert_eq!(alias.state, "usable", "{alias:?}");
+    // Records only at the original name: found there after nothing at the expanded name.
+    let mut w2 = crate::dane::clean().await.0;
+    w2.zone(&format!(
+        "@ 300 IN MX 20 alias.example.test.\nalias 300 IN CNAME other.example.test.\nother 300 IN A {}\n_25._tcp.alias 300 IN TLSA {data}\n",
+        w2.ip(1, 1)
+    ));
+    w2.dnssec(mtasts_testnet::world::Dnssec::Signed);
+    let r = check_domain(DOMAIN, &env(&w2)).await;
+    let dane = r.dane.as_ref().unwrap();
+    let alias = dane
+        .hosts
+        .iter()
+        .find(|h| h.host == "alias.example.test")
+        .unwrap();
+    assert_eq!(alias.tlsa_name, "_25._tcp.alias.example.test", "{alias:?}");
+    assert_eq!(alias.state, "usable", "{alias:?}");
+}
