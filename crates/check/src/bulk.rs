@@ -3,7 +3,7 @@
 //! adoption summary.
 
 use crate::model::{DomainReport, Finding, Verdict};
-use crate::{Env, check_domain};
+use crate::{Env, check_domain_within};
 use futures_util::stream::{Stream, StreamExt};
 use mtasts_core::Severity;
 use serde::Serialize;
@@ -125,7 +125,8 @@ impl EndpointCache {
 pub struct ScanSettings {
     /// Domains checked at once.
     pub concurrency: usize,
-    /// The most time one domain may take; past it the domain is reported as untested.
+    /// The most time one domain may take; the steps not finished by then are reported as
+    /// untested, the finished ones are kept ([`check_domain_within`]).
     pub domain_budget: Duration,
 }
 
@@ -141,7 +142,10 @@ where
     let budget = settings.domain_budget;
     let reports = domains
         .map(|domain| async move {
-            match tokio::time::timeout(budget, check_domain(&domain, env)).await {
+            // The check keeps what finished within the budget itself; this outer limit only
+            // catches a check that does not return soon after its deadline.
+            let check = check_domain_within(&domain, env, budget);
+            match tokio::time::timeout(budget + OVERRUN, check).await {
                 Ok(report) => report,
                 Err(_) => timed_out(domain, budget),
             }
@@ -152,6 +156,9 @@ where
         emit(report);
     }
 }
+
+/// How long past its budget a check may take to hand in what it has.
+const OVERRUN: Duration = Duration::from_secs(2);
 
 fn timed_out(domain: String, budget: Duration) -> DomainReport {
     let f = Finding::untested(

@@ -22,6 +22,8 @@ use mtasts_net::dns::{DnsError, Lookup, Mx, Proof, Tlsa};
 pub(crate) struct Observed {
     domain: String,
     mx: Result<Proof, DnsError>,
+    /// Why the MX answer could not be validated, when it is indeterminate.
+    why: Option<String>,
     hosts: Vec<(String, HostLookups)>,
 }
 
@@ -31,10 +33,30 @@ pub(crate) struct Observed {
 /// insecure zones), and the MX probes, which the matching waits for anyway, take longer than the
 /// one extra round trip. `None` when there is nothing DANE could apply to (no such domain, null
 /// MX).
-pub(crate) async fn observe(domain: &str, env: &Env) -> Option<Observed> {
+///
+/// `plain` is the (unvalidated) MX answer the MX stage uses: when it says the domain does not
+/// exist or has a null MX, no DANE lookup is made at all.
+pub(crate) async fn observe(
+    domain: &str,
+    env: &Env,
+    plain: impl Future<Output = Result<Lookup<Mx>, DnsError>>,
+) -> Option<Observed> {
+    if let Ok(answer) = plain.await {
+        hosts_of(domain, &answer)?;
+    }
     let r = &env.resolver;
-    let (mx, hosts) = match r.mx_validated(domain).await {
+    let validated = r.mx_validated(domain).await;
+    let why = validated.as_ref().ok().and_then(|v| v.why.clone());
+    let (mx, hosts) = match validated {
         Err(e) => (Err(e), Vec::new()),
+        // A bogus or indeterminate answer carries no records: it is not "no MX" (which would
+        // make the domain its own MX host), it is an MX RRset nobody can use.
+        Ok(v)
+            if matches!(v.proof, Proof::Bogus | Proof::Indeterminate)
+                && v.lookup.records().is_empty() =>
+        {
+            (Ok(v.proof), Vec::new())
+        }
         Ok(v) => (Ok(v.proof), hosts_of(domain, &v.lookup)?),
     };
     let mx_secure = matches!(mx, Ok(Proof::Secure));
@@ -46,6 +68,7 @@ pub(crate) async fn observe(domain: &str, env: &Env) -> Option<Observed> {
     Some(Observed {
         domain: domain.to_owned(),
         mx,
+        why,
         hosts,
     })
 }
@@ -84,6 +107,25 @@ pub(crate) fn apply(
             (None, Some(e.to_string()))
         }
     };
+    match mx_proof {
+        Some(Proof::Bogus) if obs.hosts.is_empty() => findings.push(Finding::new(
+            "dane.dnssec.bogus",
+            Severity::Error,
+            format!("DNSSEC validation of the MX records of {} fails: validating senders cannot use them, so they cannot deliver mail to {}", obs.domain, obs.domain),
+            Some(format!("MX {}: bogus", obs.domain)),
+            format!("re-sign the zone of {} and check that the DS record at its parent matches its DNSKEY", obs.domain),
+        )),
+        Some(Proof::Indeterminate) if obs.hosts.is_empty() => findings.push(Finding::untested(
+            "dane.untested",
+            format!(
+                "could not validate the MX records of {}: {}",
+                obs.domain,
+                obs.why.as_deref().unwrap_or("the DNSSEC chain of trust could not be fetched")
+            ),
+            "check that the resolver passes DNSSEC records (DO bit, RRSIG, DNSKEY, DS) and that the name servers answer, then run again",
+        )),
+        _ => {}
+    }
     let mx_secure = mx_proof == Some(Proof::Secure);
     let mut hosts = Vec::with_capacity(obs.hosts.len());
     for (host, lookups) in obs.hosts {
@@ -113,12 +155,12 @@ fn one_host(
     served: &[&Served],
     findings: &mut Vec<Finding>,
 ) -> DaneHostReport {
-    let tlsa_name = format!("_{SMTP_PORT}._tcp.{host}");
+    let tlsa_name = format!("_{SMTP_PORT}._tcp.{}", lookups.base);
     let proof = lookups.tlsa.as_ref().ok().map(|v| v.proof);
     let address_proof = lookups
         .addresses
         .as_ref()
-        .and_then(|a| a.as_ref().ok().copied());
+        .and_then(|a| a.as_ref().ok().map(|a| a.proof));
     let records: Vec<Tlsa> = lookups
         .tlsa
         .as_ref()
@@ -167,6 +209,18 @@ fn one_host(
             return report;
         }
         DaneState::NoTlsa => return report,
+        DaneState::Indeterminate(why) => {
+            // Could not validate: not a broken zone (no advice to remove the DS record), and
+            // not a pass either.
+            report.state = DaneHostState::Indeterminate;
+            report.error = Some(why.clone());
+            findings.push(Finding::untested(
+                "dane.untested",
+                format!("could not validate the DNSSEC records of MX {host}: {why}"),
+                "check that the resolver passes DNSSEC records (DO bit, RRSIG, DNSKEY, DS) and that the name servers answer, then run again",
+            ));
+            return report;
+        }
         DaneState::Bogus if tlsa_secure => {
             // The TLSA records validate; the host's address records do not.
             report.state = DaneHostState::Bogus;

@@ -34,11 +34,13 @@ pub use model::{DomainReport, Finding, Verdict};
 pub use mtasts_net::env;
 pub use tls::{EXPIRY_ERROR_DAYS, EXPIRY_WARNING_DAYS};
 
+use futures_util::FutureExt;
 use mtasts_core::Severity;
-use mtasts_net::dns::Resolver;
+use mtasts_net::dns::{Lookup, Resolver};
 use mtasts_net::https::{FetchSettings, fetch_policy};
 use mtasts_net::probe::ProbeBudget;
 use mtasts_net::tls::TlsProbeConfig;
+use std::time::Duration;
 
 /// How a check runs.
 #[derive(Debug, Clone)]
@@ -112,6 +114,44 @@ pub const DEFAULT_PER_DESTINATION: usize = 4;
 /// Checks one domain end to end. Never fails: problems, including unreachable servers, are
 /// findings in the report.
 pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
+    // On the heap: the check's state is large (six chains at once), and a caller's stack (a
+    // test thread's 2 MiB, in a debug build) should not have to hold it.
+    Box::pin(check(input, env, None)).await
+}
+
+/// [`check_domain`] within a time budget: whatever finished by then is kept (records that took
+/// 0.1 s are not thrown away because one MX host is slow), each step that did not finish is
+/// reported as untested (`check.timeout`), and the verdict says so (incomplete, unless a
+/// finished step already failed).
+pub async fn check_domain_within(input: &str, env: &Env, budget: Duration) -> DomainReport {
+    let deadline = tokio::time::Instant::now() + budget;
+    Box::pin(check(input, env, Some((deadline, budget)))).await
+}
+
+/// A step's output, or `None` when the deadline came first.
+async fn bounded<T>(deadline: Option<Deadline>, step: impl Future<Output = T>) -> Option<T> {
+    match deadline {
+        None => Some(step.await),
+        Some((at, _)) => tokio::time::timeout_at(at, step).await.ok(),
+    }
+}
+
+/// When the time budget of a check runs out, and how long it was.
+pub(crate) type Deadline = (tokio::time::Instant, Duration);
+
+/// The finding for a step that did not finish within the budget.
+pub(crate) fn step_timed_out(step: &str, budget: Option<Deadline>) -> Finding {
+    let secs = budget.map_or(0.0, |(_, b)| b.as_secs_f64());
+    Finding::untested(
+        "check.timeout",
+        format!(
+            "{step} did not finish within the check's time budget ({secs:.1} s), so it was not tested"
+        ),
+        "run the check again alone, or with a larger --timeout",
+    )
+}
+
+async fn check(input: &str, env: &Env, deadline: Option<Deadline>) -> DomainReport {
     let mut findings = Vec::new();
     // One rule set for every domain name (`mtasts_core::domain`, D28).
     let domain = match mtasts_core::domain::Domain::parse(input) {
@@ -124,7 +164,7 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
                 Some(input.to_owned()),
                 "pass a domain name such as example.com",
             ));
-            return finish(input.to_owned(), findings, Default::default());
+            return finish(input.to_owned(), findings, Parts::default());
         }
     };
     let r = &env.resolver;
@@ -134,8 +174,6 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
     // lookup, address lookups and STARTTLS probes on the other. Only MX coverage needs both, so
     // the wall time is the longer chain, not their sum.
     let old_rpt_name = format!("_smtp-tlsrpt.{domain}");
-    // DANE's lookups (validated MX, then TLSA of its hosts) need only host names, so they form
-    // a third chain.
     let records_chain = async {
         let sts = r.txt(&sts_name).await;
         let apex = if records::needs_apex(&sts) {
@@ -145,35 +183,90 @@ pub async fn check_domain(input: &str, env: &Env) -> DomainReport {
         };
         (sts, apex)
     };
-    let (
-        (sts_answer, apex_answer),
-        (rpt_answer, endpoints),
-        old_rpt_answer,
-        fetch,
-        mut mx_observed,
-        dane_observed,
-    ) = tokio::join!(
-        records_chain,
-        rua::lookup(&rpt_name, env),
-        r.txt(&old_rpt_name),
-        fetch_policy(&domain, r, &env.tls, &env.settings.fetch),
-        mx::observe(&domain, env, r.mx(&domain)),
+    // The MX answer is shared: the MX chain probes its hosts, and DANE (a third chain, which
+    // needs only host names) makes no lookup at all for a domain that does not exist or
+    // accepts no mail (null MX).
+    let mx_answer = r.mx(&domain).boxed().shared();
+    let (records_out, rpt_out, old_rpt_answer, fetch, mx_observed, dane_observed) = tokio::join!(
+        bounded(deadline, records_chain),
+        bounded(deadline, rua::lookup(&rpt_name, env)),
+        bounded(deadline, r.txt(&old_rpt_name)),
+        bounded(
+            deadline,
+            fetch_policy(&domain, r, &env.tls, &env.settings.fetch)
+        ),
+        mx::observe(&domain, env, mx_answer.clone(), deadline),
         async {
             if env.settings.no_dane {
                 None
             } else {
-                dane::observe(&domain, env).await
+                bounded(deadline, dane::observe(&domain, env, mx_answer.clone())).await
             }
         },
     );
-    let (sts_record, record) =
-        records::sts(&domain, &sts_answer, apex_answer.as_ref(), &mut findings);
-    let (policy_report, policy) = policy::policy(&domain, &fetch, record.is_some(), &mut findings);
-    let mut tlsrpt = records::tlsrpt(&domain, &rpt_answer, &old_rpt_answer, &mut findings);
-    tlsrpt.endpoints = rua::endpoints(endpoints, &mut findings);
+    // RFC 8020: nothing exists below a name that does not exist. Only that is worth saying.
+    let nxdomain = matches!(mx_answer.peek(), Some(Ok(Lookup::NxDomain)));
+    drop(mx_answer);
+    if nxdomain {
+        let mx = mx::apply_policy(mx_observed, None, &mut findings);
+        return finish(
+            domain,
+            findings,
+            Parts {
+                mx,
+                ..Parts::default()
+            },
+        );
+    }
+    let (sts_record, record) = match &records_out {
+        Some((sts_answer, apex_answer)) => {
+            records::sts(&domain, sts_answer, apex_answer.as_ref(), &mut findings)
+        }
+        None => {
+            findings.push(step_timed_out(
+                &format!("the lookup of {sts_name}"),
+                deadline,
+            ));
+            Default::default()
+        }
+    };
+    let (policy_report, policy) = match &fetch {
+        Some(fetch) => policy::policy(&domain, fetch, record.is_some(), &mut findings),
+        None => {
+            findings.push(step_timed_out("the policy fetch", deadline));
+            Default::default()
+        }
+    };
+    let tlsrpt = match (rpt_out, &old_rpt_answer) {
+        (Some((rpt_answer, endpoints)), old) => {
+            let no_old = Ok(Lookup::NoData);
+            let old = old.as_ref().unwrap_or(&no_old);
+            let mut t = records::tlsrpt(&domain, &rpt_answer, old, &mut findings);
+            t.endpoints = rua::endpoints(endpoints, &mut findings);
+            t
+        }
+        (None, _) => {
+            findings.push(step_timed_out(
+                &format!("the lookup of {rpt_name}"),
+                deadline,
+            ));
+            model::TlsRptReport::default()
+        }
+    };
+    let mut mx_observed = mx_observed;
     let served = mx_observed.take_served();
     let mx = mx::apply_policy(mx_observed, policy.as_ref(), &mut findings);
-    let dane = dane::apply(dane_observed, &served, &mut findings);
+    let dane = if env.settings.no_dane {
+        None
+    } else {
+        match dane_observed {
+            Some(observed) => dane::apply(observed, &served, &mut findings),
+            None => {
+                findings.push(step_timed_out("the DANE lookups", deadline));
+                None
+            }
+        }
+    };
     drop_real_placeholders(&mut findings, &mx);
     finish(
         domain,
@@ -217,7 +310,8 @@ struct Parts {
     dane: Option<model::DaneReport>,
 }
 
-pub(crate) fn finish(domain: String, mut findings: Vec<Finding>, parts: Parts) -> DomainReport {
+pub(crate) fn finish(domain: String, findings: Vec<Finding>, parts: Parts) -> DomainReport {
+    let mut findings = finding::group(findings);
     finding::sort(&mut findings);
     let verdict = finding::verdict(&findings);
     DomainReport {

@@ -198,11 +198,13 @@ pub struct DaneReport {
 pub struct DaneHostReport {
     /// The MX host name.
     pub host: String,
-    /// Where its TLSA records are looked up: `_25._tcp.<host>`.
+    /// Where its TLSA records were found: `_25._tcp.<host>`, or `_25._tcp.<expanded name>` when
+    /// the host is a secure CNAME chain with TLSA records at its end (RFC 7672 §2.2.2).
     pub tlsa_name: String,
     /// `usable` (secure, at least one usable record), `unusable` (secure, none usable),
     /// `no-tlsa`, `insecure` (records not protected by DNSSEC: ignored by senders), `bogus`
-    /// (validation failed: DANE senders do not deliver), or `lookup-failed`.
+    /// (validation failed: DANE senders do not deliver), `indeterminate` (the chain of trust
+    /// could not be fetched: untested, not bogus), or `lookup-failed`.
     pub state: DaneHostState,
     /// The DNSSEC proof of the TLSA answer; null when the lookup failed.
     pub dnssec: Option<DnssecState>,
@@ -349,13 +351,16 @@ pub enum DaneHostState {
     Insecure,
     /// DNSSEC validation failed: DANE senders do not deliver.
     Bogus,
+    /// The chain of trust could not be fetched (a DNSKEY or DS query failed, or signatures
+    /// were stripped): untested, not bogus.
+    Indeterminate,
     /// The lookup failed: nothing is known.
     LookupFailed,
 }
 
 impl DaneHostState {
     /// The word in reports (`usable`, `unusable`, `no-tlsa`, `insecure`, `bogus`,
-    /// `lookup-failed`).
+    /// `indeterminate`, `lookup-failed`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Usable => "usable",
@@ -363,6 +368,7 @@ impl DaneHostState {
             Self::NoTlsa => "no-tlsa",
             Self::Insecure => "insecure",
             Self::Bogus => "bogus",
+            Self::Indeterminate => "indeterminate",
             Self::LookupFailed => "lookup-failed",
         }
     }

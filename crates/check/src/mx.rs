@@ -45,14 +45,26 @@ impl Observed {
 
 /// Looks up the MX hosts of `domain`, their addresses, and probes every address. Independent of
 /// the policy, so it runs at the same time as the policy fetch; [`apply_policy`] adds coverage.
+/// A host whose lookups and probes do not finish by `deadline` is reported as not tested; the
+/// others keep what they found.
 pub(crate) async fn observe(
     domain: &str,
     env: &Env,
     answer: impl Future<Output = Result<Lookup<Mx>, DnsError>>,
+    deadline: Option<crate::Deadline>,
 ) -> Observed {
-    let answer = answer.await;
     let mut findings = Vec::new();
-    let hosts = mx_hosts(domain, answer, env, &mut findings).await;
+    let Some(answer) = crate::bounded(deadline, answer).await else {
+        findings.push(crate::step_timed_out(
+            &format!("the MX lookup of {domain}"),
+            deadline,
+        ));
+        return Observed {
+            findings,
+            ..Observed::default()
+        };
+    };
+    let hosts = mx_hosts(domain, answer, env, &mut findings, deadline).await;
     let mut served = Vec::new();
     let (hosts, reports) = hosts
         .into_iter()
@@ -101,13 +113,15 @@ async fn mx_hosts(
     answer: Result<Lookup<Mx>, DnsError>,
     env: &Env,
     findings: &mut Vec<Finding>,
+    deadline: Option<crate::Deadline>,
 ) -> Vec<(Mx, MxReport, Vec<Served>)> {
     let hosts: Vec<Mx> = match answer {
         Err(e) => {
-            findings.push(Finding::untested(
+            findings.push(crate::finding::dns_failure(
                 "mx.untested",
                 format!("could not look up the MX records of {domain}: {e}"),
                 "check that the domain's name servers answer, then run again",
+                &e,
             ));
             return Vec::new();
         }
@@ -146,9 +160,18 @@ async fn mx_hosts(
         ));
         return Vec::new();
     }
-    let reports = join_all(hosts.iter().map(|mx| one_host(mx, env))).await;
+    let reports = join_all(
+        hosts
+            .iter()
+            .map(|mx| crate::bounded(deadline, one_host(mx, env))),
+    )
+    .await;
     let mut out = Vec::with_capacity(reports.len());
-    for (mx, (report, mut fs, served)) in hosts.into_iter().zip(reports) {
+    for (mx, outcome) in hosts.into_iter().zip(reports) {
+        let (report, mut fs, served) = outcome.unwrap_or_else(|| {
+            let finding = crate::step_timed_out(&format!("the test of MX {}", mx.host), deadline);
+            (not_tested(&mx), vec![finding], Vec::new())
+        });
         findings.append(&mut fs);
         out.push((mx, report, served));
     }
@@ -222,10 +245,11 @@ async fn one_host(mx: &Mx, env: &Env) -> (MxReport, Vec<Finding>, Vec<Served>) {
     for answer in [&v4, &v6] {
         match answer {
             Ok(l) => ips.extend_from_slice(l.records()),
-            Err(e) => findings.push(Finding::untested(
+            Err(e) => findings.push(crate::finding::dns_failure(
                 "mx.address.untested",
                 format!("could not resolve MX {}: {e}", mx.host),
                 "check that the name servers of the MX host answer",
+                e,
             )),
         }
     }
@@ -320,6 +344,19 @@ fn address(mx: &Mx, p: &MxProbe, findings: &mut Vec<Finding>) -> AddressReport {
             ));
             return report;
         }
+        if f.is_transient() {
+            // Turned away for now (421, 554, slow): nothing is known about its TLS.
+            report.result = TlsResult::NotTested;
+            findings.push(Finding {
+                observed: p.banner.as_ref().map(mtasts_net::smtp::Reply::text),
+                ..Finding::untested(
+                    "mx.smtp.transient",
+                    format!("could not test {who}: {f}; this is a temporary refusal or a slow server, not a TLS failure"),
+                    "run the check again later, from an address the MX host accepts (a checker on a blocklisted address is often greeted with 554)",
+                )
+            });
+            return report;
+        }
         let (id, result, message, fix) = match f {
             ProbeFailure::Tls(e) if e.is_protocol_version() => (
                 "mx.tls.old-protocol",
@@ -380,6 +417,18 @@ fn address(mx: &Mx, p: &MxProbe, findings: &mut Vec<Finding>) -> AddressReport {
         tls::findings(Prefix::Mx, &who, &mx.host, obs, findings);
     }
     report
+}
+
+/// The report of an MX host that could not be tested at all.
+fn not_tested(mx: &Mx) -> MxReport {
+    MxReport {
+        host: mx.host.clone(),
+        preference: mx.preference,
+        pattern: None,
+        addresses: Vec::new(),
+        result: TlsResult::NotTested,
+        must_refuse: false,
+    }
 }
 
 /// The worst result over the addresses: a failure beats unreachable beats success.

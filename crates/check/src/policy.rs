@@ -187,10 +187,11 @@ fn fetch_failure(domain: &str, host: &str, failure: &FetchFailure, has_record: b
                 "publish A/AAAA (or a CNAME) for {host} pointing at the server that hosts the policy"
             ),
         ),
-        FetchFailure::Dns(e) => Finding::untested(
+        FetchFailure::Dns(e) => crate::finding::dns_failure(
             "policy.host.untested",
             format!("could not resolve {host}: {e}"),
             "check that the domain's name servers answer, then run again",
+            e,
         ),
         f if f.is_unreachable() => Finding::untested(
             "policy.fetch.unreachable",

@@ -35,10 +35,11 @@ pub(crate) fn sts(
     let owner = format!("_mta-sts.{domain}");
     let records = match answer {
         Err(e) => {
-            findings.push(Finding::untested(
+            findings.push(crate::finding::dns_failure(
                 "sts.record.untested",
                 format!("could not look up {owner}: {e}"),
                 "check that the domain's name servers answer, then run again",
+                e,
             ));
             return (StsRecordReport::default(), None);
         }
@@ -116,10 +117,11 @@ pub(crate) fn tlsrpt(
     let owner = format!("_smtp._tls.{domain}");
     let records = match answer {
         Err(e) => {
-            findings.push(Finding::untested(
+            findings.push(crate::finding::dns_failure(
                 "tlsrpt.record.untested",
                 format!("could not look up {owner}: {e}"),
                 "check that the domain's name servers answer, then run again",
+                e,
             ));
             return TlsRptReport::default();
         }

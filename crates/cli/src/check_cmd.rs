@@ -1,14 +1,14 @@
 //! `mtasts check`: the whole-chain audit of one or more domains.
 
 use crate::output::FormatArg;
-use crate::{EXIT_FINDINGS, EXIT_OK};
+use crate::{EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use mtasts_check::bulk::{ScanSettings, Summary, scan};
 use mtasts_check::env::NetOptions;
-use mtasts_check::{Env, Settings};
+use mtasts_check::{Env, Settings, Verdict};
 use mtasts_check::{list, render};
 use mtasts_core::Severity;
 use std::io::{IsTerminal, Write};
@@ -138,6 +138,8 @@ pub(crate) fn run(args: CheckArgs, format: FormatArg) -> Result<u8> {
         progress.inc();
         if threshold.is_some_and(|t| report.findings.iter().any(|f| f.severity >= t)) {
             code = EXIT_FINDINGS;
+        } else if threshold.is_some() && report.verdict == Verdict::Incomplete && code == EXIT_OK {
+            code = EXIT_INCOMPLETE;
         }
         if args.summary {
             summary.add(&report);

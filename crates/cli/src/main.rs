@@ -26,6 +26,10 @@ pub(crate) const EXIT_OK: u8 = 0;
 pub(crate) const EXIT_FINDINGS: u8 = 1;
 /// Exit status when some input could not be read.
 pub(crate) const EXIT_UNREADABLE: u8 = 3;
+/// Exit status of `check` when no domain failed but some step of a check could not be made
+/// (a DNS failure, an unreachable server, a check past its time budget): the verdict is
+/// incomplete, not a pass.
+pub(crate) const EXIT_INCOMPLETE: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(name = "mtasts", version, about, max_term_width = 100)]

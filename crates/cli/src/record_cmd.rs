@@ -19,9 +19,10 @@ pub(crate) enum RecordCommand {
         /// Which record: `sts` (`_mta-sts`) or `tlsrpt` (`_smtp._tls`).
         #[arg(long, value_enum)]
         kind: Kind,
-        /// The TXT records of the RRset, one argument each.
-        #[arg(required = true, value_name = "RECORD")]
-        records: Vec<String>,
+        /// The TXT records of the RRset, one argument each. Taken as bytes: a record that is not
+        /// valid UTF-8 gets a verdict (the US-ASCII error), not a usage error.
+        #[arg(required = true, value_name = "RECORD", value_parser = clap::value_parser!(std::ffi::OsString))]
+        records: Vec<std::ffi::OsString>,
     },
 }
 
@@ -35,6 +36,10 @@ pub(crate) enum Kind {
 
 pub(crate) fn run(cmd: RecordCommand, format: Format) -> Result<u8> {
     let RecordCommand::Lint { kind, records } = cmd;
+    let records: Vec<&[u8]> = records
+        .iter()
+        .map(|r| std::os::unix::ffi::OsStrExt::as_bytes(r.as_os_str()))
+        .collect();
     let (valid, record, diags, used): (bool, Value, Vec<Diagnostic>, String) = match kind {
         Kind::Sts => {
             let p = parse_sts_rrset(&records);

@@ -298,7 +298,10 @@ async fn bulk_input_jsonl_csv_and_summary() {
         ],
     )
     .await;
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        code, 4,
+        "two domains could not be tested: incomplete. {err}"
+    );
     for line in jsonl.lines() {
         let r: mtasts_check::DomainReport = serde_json::from_str(line).unwrap();
         assert_eq!(serde_json::to_string(&r).unwrap(), line, "jsonl reads back");
@@ -340,7 +343,7 @@ async fn bulk_input_jsonl_csv_and_summary() {
         &std::fs::read_to_string(&list).unwrap(),
     )
     .await;
-    assert_eq!((code, jsonl.lines().count()), (0, 4), "{err}");
+    assert_eq!((code, jsonl.lines().count()), (4, 4), "{err}");
 
     let (_, csv, _) = run(&w, &["--input", &input, "--format", "csv"]).await;
     let rows: Vec<&str> = csv.lines().collect();
@@ -416,4 +419,56 @@ fn jsonl_and_csv_are_only_for_check() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only for `mtasts check`"));
+}
+
+/// Must-show: on a machine whose DNS answers NXDOMAIN for every name, `check example.com` says
+/// only that the domain does not exist, exits 1, and takes well under a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nxdomain_everywhere_prints_only_that_the_domain_does_not_exist() {
+    let dns = mtasts_testnet::dns::DnsServer::start("127.0.0.1".parse().unwrap())
+        .await
+        .unwrap();
+    dns.set_outside(Some(mtasts_testnet::dns::Fault::NxDomain));
+    let addr = dns.addr().to_string();
+    let started = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::cargo_bin("mtasts")
+            .unwrap()
+            .env("NO_COLOR", "1")
+            .args(["check", "example.com", "--nameserver", &addr])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("example.com: FAIL"), "{text}");
+    assert!(text.contains("[domain.nxdomain]"), "{text}");
+    assert!(
+        !text.contains("MTA-STS record") && !text.contains("DANE"),
+        "{text}"
+    );
+    assert_eq!(text.matches(" [").count(), 1, "one finding only: {text}");
+}
+
+/// A check with an untested step and no error exits 4 (incomplete), not 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomplete_check_exits_4() {
+    let mut w = World::with_net(47).await;
+    w.zone("_mta-sts 300 IN TXT \"v=STSv1; id=1\"\n_smtp._tls 300 IN TXT \"v=TLSRPTv1; rua=mailto:r@reports.example.net\"\nmta-sts 300 IN AAAA ::1");
+    w.policy_host(Defect::Valid, HttpResponse::policy(POLICY))
+        .await;
+    w.mx("mx1", 10, 1, Behaviour::Banner("421 4.7.0 try again later"))
+        .await;
+    let (code, text, _) = run(&w, &[]).await;
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains("INCOMPLETE"), "{text}");
+    let (code, _, _) = run(&w, &["--fail-on", "never"]).await;
+    assert_eq!(code, 0);
+    let (code, _, _) = run(&w, &["--fail-on", "warning"]).await;
+    assert_eq!(code, 1);
 }

@@ -138,6 +138,59 @@ fn policy_lint_reads_at_most_the_cap_from_stdin() {
 }
 
 #[test]
+fn record_lint_non_utf8_record_gets_the_us_ascii_verdict_not_a_usage_error() {
+    use std::os::unix::ffi::OsStrExt;
+    for bytes in [b"v=STSv1; id=\xff\xfe".as_slice(), b"\xc3(".as_slice()] {
+        let out = mtasts()
+            .args(["--format", "json", "record", "lint", "--kind", "sts"])
+            .arg(std::ffi::OsStr::from_bytes(bytes))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "a verdict, not exit 2");
+        let v = json_of(&out);
+        assert_eq!(v["valid"], false);
+        assert!(v["record"].is_null());
+    }
+    // Beside a valid record, a non-UTF-8 record that does not start with `v=STSv1;` is
+    // discarded like any other: the RRset is valid.
+    let out = mtasts()
+        .args(["record", "lint", "--kind", "sts", "v=STSv1; id=abc"])
+        .arg(std::ffi::OsStr::from_bytes(b"x\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let out = mtasts()
+        .args(["--format", "json", "record", "lint", "--kind", "sts"])
+        .arg(std::ffi::OsStr::from_bytes(b"v=STSv1; id=\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&out)["findings"][0]["id"], "sts.record.syntax");
+}
+
+#[test]
+fn record_lint_rrset_with_spf_and_one_sts_record_is_valid() {
+    let out = mtasts()
+        .args([
+            "record",
+            "lint",
+            "--kind",
+            "sts",
+            "v=spf1 -all",
+            "V=STSv1; id=x",
+            "v=STSv10; id=y",
+            "v=STSv1; id=abc",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
 fn record_lint_sts_and_tlsrpt_json() {
     let out = mtasts()
         .args([

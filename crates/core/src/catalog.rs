@@ -82,7 +82,7 @@ pub static CATALOGUE: &[Entry] = &[
     ),
     Entry::new(
         "policy.blank-line",
-        &[Severity::Warning],
+        &[Severity::Error],
         "blank line between fields or at the end",
     ),
     Entry::new(
@@ -208,6 +208,21 @@ pub static CATALOGUE: &[Entry] = &[
         "policy.mx.whitespace",
         &[Severity::Error],
         "white space inside the value (trailing comment)",
+    ),
+    Entry::new(
+        "policy.mx.invisible-character",
+        &[Severity::Error],
+        "pattern holds an invisible character (zero-width, soft hyphen, direction mark, BOM)",
+    ),
+    Entry::new(
+        "policy.mx.look-alike",
+        &[Severity::Error],
+        "a label that reads as Latin but holds a look-alike from another script or a fullwidth form",
+    ),
+    Entry::new(
+        "policy.mx.bad-punycode",
+        &[Severity::Error],
+        "a label starting with `xn--` that is not a valid A-label",
     ),
     Entry::new(
         "policy.mx.underscore",
@@ -662,6 +677,16 @@ pub static CATALOGUE: &[Entry] = &[
         "the argument is not a domain name (empty, single label, IP address)",
     ),
     Entry::new(
+        "dns.cname.loop",
+        &[Severity::Error],
+        "a name the check looks up is a CNAME loop",
+    ),
+    Entry::new(
+        "dns.cname.too-long",
+        &[Severity::Error],
+        "a CNAME chain longer than senders' resolvers follow (`MAX_CNAME_CHAIN`)",
+    ),
+    Entry::new(
         "domain.nxdomain",
         &[Severity::Error],
         "the domain does not exist",
@@ -847,6 +872,10 @@ pub static CATALOGUE: &[Entry] = &[
     untested(
         "mx.unreachable",
         "no connection to an MX address, or no banner in time",
+    ),
+    untested(
+        "mx.smtp.transient",
+        "an MX address turned the check away for now or was too slow (4xx/554 replies, slow EHLO or handshake)",
     ),
     Entry::new(
         "mx.starttls.missing",

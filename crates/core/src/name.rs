@@ -50,6 +50,17 @@ pub enum PatternProblem {
     LabelTooLong,
     /// A name longer than 253 octets.
     NameTooLong,
+    /// An invisible character (zero-width space or joiner, soft hyphen, direction mark, ...):
+    /// IDNA drops or maps it silently, so the pattern is not the name it looks like. A sender
+    /// drops the pattern.
+    Invisible(char),
+    /// A character that looks like a Latin letter or digit but is another one (Cyrillic `а`,
+    /// Greek `ο`, fullwidth `ｍ`, ...): `(character, what it looks like)`. A sender drops the
+    /// pattern rather than match a host other than the one it appears to name.
+    LookAlike(char, char),
+    /// A label that starts with `xn--` but is not a valid A-label (bad Punycode, or one that
+    /// decodes to something IDNA does not allow), e.g. `xn--a`.
+    BadPunycode(String),
 }
 
 impl PatternProblem {
@@ -67,6 +78,9 @@ impl PatternProblem {
             Self::BadLabel(_) => "policy.mx.bad-label",
             Self::LabelTooLong => "policy.mx.label-too-long",
             Self::NameTooLong => "policy.mx.name-too-long",
+            Self::Invisible(_) => "policy.mx.invisible-character",
+            Self::LookAlike(..) => "policy.mx.look-alike",
+            Self::BadPunycode(_) => "policy.mx.bad-punycode",
         }
     }
 
@@ -99,6 +113,17 @@ impl PatternProblem {
             ),
             Self::LabelTooLong => format!("has a label longer than {MAX_LABEL_LEN} characters"),
             Self::NameTooLong => format!("is longer than {MAX_NAME_LEN} characters"),
+            Self::Invisible(c) => format!(
+                "holds the invisible character U+{:04X}: IDNA drops it silently, so the pattern is not the name it looks like",
+                u32::from(*c)
+            ),
+            Self::LookAlike(c, like) => format!(
+                "holds `{c}` (U+{:04X}), which looks like `{like}` but is another character: the pattern names another host than it appears to",
+                u32::from(*c)
+            ),
+            Self::BadPunycode(l) => format!(
+                "has the label `{l}`, which starts with `xn--` but is not a valid A-label (Punycode)"
+            ),
         }
     }
 }
@@ -214,6 +239,22 @@ pub fn check_pattern(raw: &str) -> Vec<PatternProblem> {
     if !out.is_empty() {
         return out;
     }
+    if let Some(c) = raw.chars().find(|c| is_invisible(*c)) {
+        out.push(PatternProblem::Invisible(c));
+        return out;
+    }
+    // A label that reads as Latin: every character ASCII or a look-alike of an ASCII one, and
+    // at least one not ASCII (`exаmple`, `аррӏе`). A label in another script (`почта`) is not.
+    for label in raw.split('.') {
+        let reads_latin = label
+            .chars()
+            .all(|c| c.is_ascii() || look_alike(c).is_some());
+        let first = label.chars().find_map(|c| look_alike(c).map(|l| (c, l)));
+        if let (true, Some((c, like))) = (reads_latin, first) {
+            out.push(PatternProblem::LookAlike(c, like));
+            return out;
+        }
+    }
     let mut body = raw;
     if let Some(stripped) = body.strip_suffix('.') {
         out.push(PatternProblem::TrailingDot);
@@ -256,8 +297,70 @@ pub fn check_pattern(raw: &str) -> Vec<PatternProblem> {
             out.push(PatternProblem::BadLabel(label.to_owned()));
             return out;
         }
+        if label
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+            && idna::domain_to_unicode(label).1.is_err()
+        {
+            out.push(PatternProblem::BadPunycode(label.to_owned()));
+            return out;
+        }
     }
     out
+}
+
+/// Characters that show as nothing (or almost nothing) and that IDNA drops or maps silently.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+    )
+}
+
+/// The ASCII letter or digit `c` is easily taken for, when it is not one: fullwidth forms
+/// (which IDNA maps to ASCII silently) and the Cyrillic and Greek letters that look Latin.
+fn look_alike(c: char) -> Option<char> {
+    if ('\u{FF10}'..='\u{FF5A}').contains(&c) {
+        return char::from_u32(u32::from(c) - 0xFEE0).filter(char::is_ascii_alphanumeric);
+    }
+    let like = match c {
+        'а' | 'α' => 'a',
+        'ь' => 'b',
+        'с' | 'ϲ' => 'c',
+        'ԁ' => 'd',
+        'е' | 'ε' => 'e',
+        'һ' => 'h',
+        'і' | 'ι' | 'ı' => 'i',
+        'ј' | 'ϳ' => 'j',
+        'κ' => 'k',
+        'ӏ' => 'l',
+        'ո' => 'n',
+        'о' | 'ο' | 'σ' => 'o',
+        'р' | 'ρ' => 'p',
+        'ԛ' => 'q',
+        'ѕ' => 's',
+        'υ' => 'u',
+        'ν' | 'ѵ' => 'v',
+        'ԝ' | 'ω' => 'w',
+        'х' | 'χ' => 'x',
+        'у' | 'γ' => 'y',
+        _ => return None,
+    };
+    Some(like)
 }
 
 /// What a sender makes of a pattern (D10): the usable pattern, or `None` when it must be dropped.

@@ -144,6 +144,11 @@ fn is_wsp(b: u8) -> bool {
 
 /// D13: keeps the records that start with the version field and a delimiter; exactly one must be
 /// left. Returns that record and its 1-based position.
+///
+/// Every record of the RRset is looked at, however many there are (a sender filters them all;
+/// the RRset is bounded by the DNS message that carried it). A discarded record is never an
+/// error by itself (RFC 8461 §3.1, RFC 8460 §3: it is dropped before counting): it gets a
+/// warning or a note, and records discarded for the same reason share one finding.
 fn select<'a, S: AsRef<[u8]>>(
     k: &Kind,
     records: &'a [S],
@@ -151,29 +156,29 @@ fn select<'a, S: AsRef<[u8]>>(
 ) -> Option<(usize, &'a [u8])> {
     let tag = k.tag.as_bytes();
     let mut candidates = Vec::new();
+    let mut discarded = Discarded::default();
+    if records.len() > MAX_RRSET {
+        sink.push(Diagnostic::new(
+            id!(k, "record.too-many"),
+            Severity::Warning,
+            format!(
+                "{} TXT records at {}: an answer this large needs DNS over TCP, which some senders' resolvers do not use",
+                records.len(),
+                k.owner
+            ),
+            format!("publish only the one `{}` record there", k.tag),
+        ));
+    }
     for (i, rec) in records.iter().enumerate() {
         let n = i + 1;
-        if n > MAX_RRSET {
-            sink.push(Diagnostic::new(
-                id!(k, "record.too-many"),
-                Severity::Error,
-                format!(
-                    "{} records at {}; only the first {MAX_RRSET} were examined",
-                    records.len(),
-                    k.owner
-                ),
-                format!("publish one `{}` record", k.tag),
-            ));
-            break;
-        }
         let rec = rec.as_ref();
         if rec.len() > MAX_RECORD_LEN {
-            sink.push(
+            discarded.push(
                 Diagnostic::new(
                     id!(k, "record.too-long"),
-                    Severity::Error,
+                    Severity::Warning,
                     format!(
-                        "the record is {} bytes long; no DNS answer can carry that",
+                        "a record is {} bytes long; no DNS answer can carry that, so it is discarded",
                         rec.len()
                     ),
                     format!("publish `{}`", k.example),
@@ -200,12 +205,12 @@ fn select<'a, S: AsRef<[u8]>>(
                     );
                     candidates.push((n, rec));
                 }
-                _ => sink.push(
+                _ => discarded.push(
                     Diagnostic::new(
                         id!(k, "record.bad-start"),
-                        Severity::Error,
+                        Severity::Warning,
                         format!(
-                            "the record starts with `{}` but not with `{};`, so senders discard it",
+                            "a record starts with `{}` but not with `{};`, so senders discard it",
                             k.tag, k.tag
                         ),
                         format!("publish `{}`", k.example),
@@ -217,12 +222,13 @@ fn select<'a, S: AsRef<[u8]>>(
             continue;
         }
         let (id, severity, message, fix) = misplaced(k, rec);
-        sink.push(
+        discarded.push(
             Diagnostic::new(id, severity, message, fix)
                 .at_line(n)
                 .at_column(1),
         );
     }
+    discarded.finish(sink);
     match candidates.as_slice() {
         [one] => Some(*one),
         [] => {
@@ -248,7 +254,10 @@ fn select<'a, S: AsRef<[u8]>>(
             None
         }
         many => {
-            let at: Vec<String> = many.iter().map(|(n, _)| n.to_string()).collect();
+            let mut at: Vec<String> = many.iter().take(10).map(|(n, _)| n.to_string()).collect();
+            if many.len() > at.len() {
+                at.push("…".to_owned());
+            }
             sink.push(Diagnostic::new(
                 id!(k, "record.multiple"),
                 Severity::Error,
@@ -265,6 +274,43 @@ fn select<'a, S: AsRef<[u8]>>(
     }
 }
 
+/// The findings about discarded records, one per reason: the first record of each reason is
+/// named, the others counted (a wildcard answering 300 SPF-like records gives one finding, not
+/// 300).
+#[derive(Default)]
+struct Discarded {
+    /// Per reason (diagnostic id), in first-seen order: the first record's finding and the
+    /// positions of the others.
+    groups: Vec<(Diagnostic, Vec<usize>)>,
+}
+
+impl Discarded {
+    fn push(&mut self, d: Diagnostic) {
+        match self.groups.iter_mut().find(|(first, _)| first.id == d.id) {
+            Some((_, more)) => more.push(d.line.unwrap_or(0)),
+            None => self.groups.push((d, Vec::new())),
+        }
+    }
+
+    fn finish(self, sink: &mut Sink) {
+        for (mut d, more) in self.groups {
+            if !more.is_empty() {
+                let mut shown: Vec<String> = more.iter().take(5).map(ToString::to_string).collect();
+                if more.len() > shown.len() {
+                    shown.push("…".to_owned());
+                }
+                d.message = format!(
+                    "{} (and {} more record(s) like it: {})",
+                    d.message,
+                    more.len(),
+                    shown.join(", ")
+                );
+            }
+            sink.push(d);
+        }
+    }
+}
+
 /// Why a record that does not start with the version field is there.
 fn misplaced(k: &Kind, rec: &[u8]) -> (&'static str, Severity, String, String) {
     let lower = rec.to_ascii_lowercase();
@@ -276,7 +322,7 @@ fn misplaced(k: &Kind, rec: &[u8]) -> (&'static str, Severity, String, String) {
     if trimmed.starts_with(k.tag.as_bytes()) {
         (
             id!(k, "record.leading-space"),
-            Severity::Error,
+            Severity::Warning,
             format!(
                 "the record starts with white space before `{}`, so senders discard it",
                 k.tag
@@ -286,7 +332,7 @@ fn misplaced(k: &Kind, rec: &[u8]) -> (&'static str, Severity, String, String) {
     } else if lower.starts_with(ltag.as_bytes()) {
         (
             id!(k, "record.version-case"),
-            Severity::Error,
+            Severity::Warning,
             format!(
                 "the record starts with `{}` in the wrong case; `{}` is case-sensitive, so senders discard it",
                 String::from_utf8_lossy(&rec[..k.tag.len()]),
@@ -297,7 +343,7 @@ fn misplaced(k: &Kind, rec: &[u8]) -> (&'static str, Severity, String, String) {
     } else if lower.starts_with(b"v=spf1") {
         (
             id!(k, "record.spf"),
-            Severity::Error,
+            Severity::Warning,
             format!(
                 "an SPF record is answered at {} (a wildcard record, or a record at the wrong name)",
                 k.owner
@@ -310,7 +356,7 @@ fn misplaced(k: &Kind, rec: &[u8]) -> (&'static str, Severity, String, String) {
     } else if rec.starts_with(k.other_tag.as_bytes()) {
         (
             id!(k, "record.wrong-kind"),
-            Severity::Error,
+            Severity::Warning,
             format!("a `{}` record is published at {}", k.other_tag, k.owner),
             "move it to its own name: `_mta-sts.<domain>` for v=STSv1, `_smtp._tls.<domain>` for v=TLSRPTv1".to_owned(),
         )

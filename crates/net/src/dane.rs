@@ -10,12 +10,13 @@
 //!   a Postfix policy daemon answers with `dane-only` (DECISIONS D22).
 //!
 //! Simplifications, stated: the reference identifier for DANE-TA is the MX host name only
-//! (not also the next-hop domain); a CNAME at the TLSA name is followed by the resolver and
-//! its proof counts, but the TLSA base domain stays the MX host name (§2.2.3 would use the
-//! CNAME-expanded host name when the host's address lookup was a secure CNAME); the DNSSEC
-//! proof of the host's address records (§2.2.2) is not checked.
+//! (not also the next-hop domain); a CNAME at the TLSA name is followed by the resolver and its
+//! proof counts. The TLSA base domain is the CNAME-expanded host name when the host's address
+//! chain is secure end to end and TLSA records are found there, otherwise the MX host name
+//! ([`HostLookups::base`], §2.2.2). A host whose address records are insecure only behind a
+//! secure first CNAME link (a CNAME into an unsigned zone) is still in a signed zone (§2.2.2).
 
-use crate::dns::{DnsError, Lookup, Proof, Resolver, Tlsa, Validated};
+use crate::dns::{AddressesProof, DnsError, Lookup, Proof, Resolver, Tlsa, Validated};
 use crate::tls::RecordingVerifier;
 use ring::digest::{SHA256, SHA512, digest};
 use rustls::RootCertStore;
@@ -239,8 +240,14 @@ pub enum DaneState {
     /// TLSA records exist but are not DNSSEC-secure, or the MX RRset or the host's address
     /// records were not: senders ignore them.
     Insecure(Vec<Tlsa>),
-    /// Validation failed (bogus or indeterminate): a DANE sender must not use this host.
+    /// Validation failed although the chain of trust was fetched: a DANE sender must not use
+    /// this host (RFC 7672 §2.1.2).
     Bogus,
+    /// Validation could not be made (the chain of trust could not be fetched: a DNSKEY or DS
+    /// query failed or timed out, signatures stripped), while the MX RRset is secure: nothing
+    /// can be decided, and a DANE sender must not use this host either (RFC 7672 §2.1.2), but
+    /// the zone is not shown to be broken. Holds the reason.
+    Indeterminate(String),
     /// The lookup failed (SERVFAIL, timeout): nothing can be said.
     LookupFailed(DnsError),
 }
@@ -253,18 +260,23 @@ impl DaneState {
             Err(e) => return Self::LookupFailed(e),
             Ok(v) => v,
         };
+        let why = v.why.unwrap_or_else(|| {
+            "no trust anchor covers the name, or the proof was incomplete".to_owned()
+        });
         let records = match v.lookup {
             Lookup::Records { records, .. } => records,
             Lookup::NoData | Lookup::NxDomain => {
-                return if v.proof == Proof::Bogus {
-                    Self::Bogus
-                } else {
-                    Self::NoTlsa
+                return match v.proof {
+                    Proof::Bogus => Self::Bogus,
+                    Proof::Indeterminate if mx_secure => Self::Indeterminate(why),
+                    _ => Self::NoTlsa,
                 };
             }
         };
         match v.proof {
-            Proof::Bogus | Proof::Indeterminate => Self::Bogus,
+            Proof::Bogus => Self::Bogus,
+            Proof::Indeterminate if mx_secure => Self::Indeterminate(why),
+            Proof::Indeterminate => Self::Insecure(records),
             Proof::Insecure => Self::Insecure(records),
             Proof::Secure if !mx_secure => Self::Insecure(records),
             Proof::Secure if records.iter().any(|t| usability(t).is_ok()) => Self::Usable(records),
@@ -283,6 +295,25 @@ impl DaneState {
     /// failed, and [`DaneState::LookupFailed`] when they could not be looked up. Any other state
     /// is kept.
     pub fn with_addresses(self, addresses: Result<Proof, DnsError>) -> Self {
+        self.with_address_records(addresses.map(|proof| AddressesProof {
+            proof,
+            in_signed_zone: proof == Proof::Secure,
+            expanded: None,
+        }))
+    }
+
+    /// [`DaneState::with_addresses`] with the whole standing of the address records: a host
+    /// whose addresses are insecure only because a secure CNAME leads into an unsigned zone is
+    /// still in a signed zone (RFC 7672 §2.2.2), so its TLSA records (at the MX host name)
+    /// still apply.
+    pub fn with_address_records(self, addresses: Result<AddressesProof, DnsError>) -> Self {
+        let addresses = addresses.map(|a| {
+            if a.in_signed_zone {
+                Proof::Secure
+            } else {
+                a.proof
+            }
+        });
         let records = match self {
             Self::Usable(r) | Self::Unusable(r) => r,
             other => return other,
@@ -293,7 +324,11 @@ impl DaneState {
             }
             Ok(Proof::Secure) => Self::Unusable(records),
             Ok(Proof::Insecure) => Self::Insecure(records),
-            Ok(Proof::Bogus | Proof::Indeterminate) => Self::Bogus,
+            Ok(Proof::Bogus) => Self::Bogus,
+            Ok(Proof::Indeterminate) => Self::Indeterminate(
+                "the DNSSEC proof of the host's address records could not be established"
+                    .to_owned(),
+            ),
             Err(e) => Self::LookupFailed(e),
         }
     }
@@ -304,11 +339,14 @@ impl DaneState {
 /// whatever they are), the proof of its address records, both at once.
 #[derive(Debug)]
 pub struct HostLookups {
-    /// The TLSA lookup.
+    /// The TLSA lookup, at the TLSA base domain ([`HostLookups::base`]).
     pub tlsa: Result<Validated<Tlsa>, DnsError>,
-    /// The proof of the host's address records ([`Resolver::addresses_proof`]); `None` when the
-    /// MX RRset is not secure, so they were not asked.
-    pub addresses: Option<Result<Proof, DnsError>>,
+    /// The TLSA base domain (RFC 7672 §2.2.2): the CNAME-expanded host name when the whole
+    /// CNAME chain is secure and TLSA records are found there, otherwise the MX host name.
+    pub base: String,
+    /// The standing of the host's address records ([`Resolver::address_records`]); `None`
+    /// when the MX RRset is not secure, so they were not asked.
+    pub addresses: Option<Result<AddressesProof, DnsError>>,
 }
 
 impl HostLookups {
@@ -317,13 +355,30 @@ impl HostLookups {
         if !mx_secure {
             return Self {
                 tlsa: resolver.tlsa(host, port).await,
+                base: host.to_owned(),
                 addresses: None,
             };
         }
         let (tlsa, addresses) =
-            tokio::join!(resolver.tlsa(host, port), resolver.addresses_proof(host));
+            tokio::join!(resolver.tlsa(host, port), resolver.address_records(host));
+        // A secure CNAME chain: TLSA records at the expanded name come first; when there are
+        // none there, the MX host name's (already asked) apply.
+        if let Some(expanded) = addresses.as_ref().ok().and_then(|a| a.expanded.clone()) {
+            let at_expanded = resolver.tlsa(&expanded, port).await;
+            if at_expanded
+                .as_ref()
+                .is_ok_and(|v| !v.lookup.records().is_empty())
+            {
+                return Self {
+                    tlsa: at_expanded,
+                    base: expanded,
+                    addresses: Some(addresses),
+                };
+            }
+        }
         Self {
             tlsa,
+            base: host.to_owned(),
             addresses: Some(addresses),
         }
     }
@@ -333,7 +388,7 @@ impl HostLookups {
     pub fn state(self, mx_secure: bool) -> DaneState {
         let state = DaneState::from_lookup(self.tlsa, mx_secure);
         match self.addresses {
-            Some(addresses) => state.with_addresses(addresses),
+            Some(addresses) => state.with_address_records(addresses),
             None => state,
         }
     }
@@ -348,7 +403,9 @@ pub async fn host_state(resolver: &Resolver, host: &str, port: u16, mx_secure: b
 
 /// Every MX host of `domain` with its [`DaneState`] on port 25, after a validated MX lookup.
 /// `Err` when the MX lookup itself failed; an MX RRset that is not secure makes every host's
-/// TLSA records [`DaneState::Insecure`] (RFC 7672 §2.2.1).
+/// TLSA records [`DaneState::Insecure`] (RFC 7672 §2.2.1). A bogus or indeterminate MX answer
+/// (no usable records) gives that proof and no host, never the domain as its own implicit MX;
+/// a domain that does not exist or has a null MX gives no host and no TLSA lookup.
 pub async fn domain_states(
     resolver: &Resolver,
     domain: &str,
@@ -357,6 +414,9 @@ pub async fn domain_states(
     let secure = mx.proof == Proof::Secure;
     let hosts: Vec<String> = match &mx.lookup {
         Lookup::Records { records, .. } => records.iter().map(|m| m.host.clone()).collect(),
+        // A bogus or indeterminate answer carries no records: it is not "no MX" (which would
+        // make the domain its own MX host). No host is known; the caller sees the proof.
+        Lookup::NoData if matches!(mx.proof, Proof::Bogus | Proof::Indeterminate) => Vec::new(),
         Lookup::NoData => vec![domain.to_owned()],
         Lookup::NxDomain => Vec::new(),
     };

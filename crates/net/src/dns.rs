@@ -14,8 +14,11 @@
 //! validated lookup at or below a name already proven to lie in an insecure zone is a plain
 //! lookup reported insecure (see `insecure.rs`): no chain of trust can start below one.
 
+mod cname;
 mod generations;
 mod insecure;
+pub use cname::MAX_CNAME_CHAIN;
+use cname::check_cname_chain;
 mod validating;
 pub use insecure::{INSECURE_MEMO_CAPACITY, INSECURE_MEMO_TTL};
 pub use validating::{MEMO_CAPACITY, MEMO_MAX_TTL, VALIDATION_CACHE_CAPACITY};
@@ -99,6 +102,29 @@ pub enum DnsError {
         /// Why.
         message: String,
     },
+    /// The CNAME chain at `name` loops back on itself: no resolver can answer.
+    #[error("{rtype} {name}: a CNAME loop ({chain})")]
+    CnameLoop {
+        /// The name asked.
+        name: String,
+        /// The record type asked.
+        rtype: String,
+        /// The chain as followed, `a -> b -> a`.
+        chain: String,
+    },
+    /// The CNAME chain at `name` is longer than senders' resolvers follow
+    /// ([`MAX_CNAME_CHAIN`]).
+    #[error(
+        "{rtype} {name}: a chain of {links} or more CNAME records, longer than the {MAX_CNAME_CHAIN} that senders' resolvers follow"
+    )]
+    CnameChainTooLong {
+        /// The name asked.
+        name: String,
+        /// The record type asked.
+        rtype: String,
+        /// How many links were seen (a lower bound when the resolver gave up first).
+        links: usize,
+    },
     /// Anything else (network error, malformed answer).
     #[error("{rtype} {name}: {message}")]
     Other {
@@ -164,9 +190,11 @@ pub enum Proof {
     Secure,
     /// Provably unsigned: a secure parent says the zone is not signed.
     Insecure,
-    /// Should validate but does not (bad or expired signature, missing keys, DS mismatch).
+    /// Should validate but does not (bad or expired signature, missing keys, DS mismatch),
+    /// although every record of the chain of trust was fetched.
     Bogus,
-    /// No trust anchor covers the name, so nothing could be decided.
+    /// Nothing could be decided: no trust anchor covers the name, or the chain of trust could
+    /// not be fetched (see [`Validated::why`]).
     Indeterminate,
 }
 
@@ -217,6 +245,27 @@ pub struct Validated<T> {
     /// included), or over the records of the denial of existence (SOA, NSEC) for NODATA and
     /// NXDOMAIN.
     pub proof: Proof,
+    /// Why the proof is [`Proof::Indeterminate`] when the validator could not fetch the chain
+    /// of trust (a DNSKEY or DS query answered SERVFAIL or REFUSED or timed out, signatures
+    /// stripped by the resolver): what a report says instead of "bogus". `None` otherwise.
+    pub why: Option<String>,
+    /// The proof of the CNAME record owned by the name asked, when the answer starts with one
+    /// (RFC 7672 §2.2.2: a host whose first CNAME link is secure is in a signed zone, even when
+    /// the chain leads into an unsigned one).
+    pub first_link: Option<Proof>,
+}
+
+/// The DNSSEC standing of an MX host's address records (RFC 7672 §2.2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressesProof {
+    /// The weaker proof of the A and AAAA answers that have records (CNAMEs included).
+    pub proof: Proof,
+    /// Whether the host counts as in a signed zone: its addresses are secure, or they are
+    /// insecure only because a secure first CNAME link leads into an unsigned zone.
+    pub in_signed_zone: bool,
+    /// The CNAME-expanded host name, when the host is a CNAME and the whole chain is secure:
+    /// where a sender looks for TLSA records first (RFC 7672 §2.2.2).
+    pub expanded: Option<String>,
 }
 
 /// A TLSA record (RFC 6698 §2.1), fields as published (unknown values kept).
@@ -345,6 +394,13 @@ impl Resolver {
     /// records. Bogus if either family is bogus; with no address at all, the weaker of the two
     /// denials; an error only when no family has records and a lookup failed.
     pub async fn addresses_proof(&self, host: &str) -> Result<Proof, DnsError> {
+        self.address_records(host).await.map(|a| a.proof)
+    }
+
+    /// [`Resolver::addresses_proof`], and whether the host counts as in a signed zone (RFC 7672
+    /// §2.2.2): its addresses are secure, or they are insecure behind a secure first CNAME link
+    /// (a secure CNAME into an unsigned zone), in every family that has records.
+    pub async fn address_records(&self, host: &str) -> Result<AddressesProof, DnsError> {
         let pick_a = |data: &RData| matches!(data, RData::A(_)).then_some(());
         let pick_aaaa = |data: &RData| matches!(data, RData::AAAA(_)).then_some(());
         let (a, aaaa) = tokio::join!(
@@ -353,16 +409,36 @@ impl Resolver {
         );
         let answered = || [&a, &aaaa].into_iter().filter_map(|r| r.as_ref().ok());
         if answered().any(|v| v.proof == Proof::Bogus) {
-            return Ok(Proof::Bogus);
+            return Ok(AddressesProof {
+                proof: Proof::Bogus,
+                in_signed_zone: false,
+                expanded: None,
+            });
         }
-        if let Some(p) = answered()
-            .filter(|v| !v.lookup.records().is_empty())
-            .map(|v| v.proof)
-            .reduce(Proof::weaker)
-        {
-            return Ok(p);
+        let with_records = || answered().filter(|v| !v.lookup.records().is_empty());
+        if let Some(proof) = with_records().map(|v| v.proof).reduce(Proof::weaker) {
+            let in_signed_zone = with_records().all(|v| {
+                v.proof == Proof::Secure
+                    || (v.proof == Proof::Insecure && v.first_link == Some(Proof::Secure))
+            });
+            let expanded = with_records()
+                .find_map(|v| match &v.lookup {
+                    Lookup::Records { cnames, .. } => cnames.last().cloned(),
+                    _ => None,
+                })
+                .filter(|_| proof == Proof::Secure);
+            return Ok(AddressesProof {
+                proof,
+                in_signed_zone,
+                expanded,
+            });
         }
-        Ok(a?.proof.weaker(aaaa?.proof))
+        let proof = a?.proof.weaker(aaaa?.proof);
+        Ok(AddressesProof {
+            proof,
+            in_signed_zone: proof == Proof::Secure,
+            expanded: None,
+        })
     }
 
     /// The TLSA records of `host` for TCP `port` (`_25._tcp.mx1.example.com`, RFC 7672 §2.2.3),
@@ -412,10 +488,18 @@ impl Resolver {
             return Ok(Validated {
                 lookup,
                 proof: Proof::Insecure,
+                why: None,
+                first_link: None,
             });
         }
         let query = self.validating.lookup(&fq, rtype);
-        let out = self.query(name, rtype, query, pick).await?;
+        let mut out = self.query(name, rtype, query, pick).await?;
+        if out.proof == Proof::Bogus
+            && let Some(why) = self.validating.unfetchable_chain(&fq, rtype).await
+        {
+            out.proof = Proof::Indeterminate;
+            out.why = Some(why);
+        }
         // Only records owned by the name itself say that the zone holding it is insecure: not
         // a CNAME's target (another zone), and not a denial, whose proof may come from a CNAME
         // target hickory followed, or be an insecure NSEC3 proof inside a signed zone (too many
@@ -449,27 +533,52 @@ impl Resolver {
                     .iter()
                     .filter(|r| r.record_type() != RecordType::RRSIG)
                     .collect();
+                let mut links = Vec::new();
                 for record in &answers {
                     if let RData::CNAME(target) = &record.data {
                         cnames.push(host_name(&target.0.to_ascii()));
+                        links.push((
+                            host_name(&record.name.to_ascii()),
+                            cnames[cnames.len() - 1].clone(),
+                        ));
                     } else if let Some(v) = pick(&record.data) {
                         records.push(v);
                     }
                 }
+                check_cname_chain(name, rtype, &links)?;
                 let proof = weakest(answers.iter().copied());
-                if records.is_empty() {
-                    Ok(Validated {
-                        lookup: Lookup::NoData,
-                        proof,
+                let first_link = answers
+                    .iter()
+                    .find(|r| {
+                        matches!(r.data, RData::CNAME(_))
+                            && host_name(&r.name.to_ascii()) == host_name(name)
                     })
+                    .map(|r| Proof::from_hickory(r.proof));
+                let lookup = if records.is_empty() {
+                    Lookup::NoData
                 } else {
-                    Ok(Validated {
-                        lookup: Lookup::Records { records, cnames },
-                        proof,
-                    })
-                }
+                    Lookup::Records { records, cnames }
+                };
+                Ok(Validated {
+                    lookup,
+                    proof,
+                    why: None,
+                    first_link,
+                })
             }
-            Err(e) => self.classify(name, rtype, &e),
+            Err(e) => {
+                // hickory follows a CNAME chain itself and, when it gives up (a loop, or more
+                // links than it follows), answers NODATA for the last name it asked, or for the
+                // name itself without the SOA record a real NODATA carries: tell that apart.
+                if let NetError::Dns(ProtoDnsError::NoRecordsFound(no)) = &e
+                    && no.response_code == ResponseCode::NoError
+                    && (no.soa.is_none()
+                        || host_name(&no.query.name().to_ascii()) != host_name(name))
+                {
+                    self.walk_cnames(name, rtype).await?;
+                }
+                self.classify(name, rtype, &e)
+            }
         }
     }
 
@@ -487,7 +596,14 @@ impl Resolver {
         rtype: RecordType,
         e: &NetError,
     ) -> Result<Validated<T>, DnsError> {
-        let answer = |lookup: Lookup<T>, proof: Proof| Ok(Validated { lookup, proof });
+        let answer = |lookup: Lookup<T>, proof: Proof| {
+            Ok(Validated {
+                lookup,
+                proof,
+                why: None,
+                first_link: None,
+            })
+        };
         if let NetError::Dns(ProtoDnsError::Nsec {
             response, proof, ..
         }) = e
@@ -547,6 +663,17 @@ impl Resolver {
             NetError::Timeout => Err(self.timeout_error(name, rtype)),
             other_err => Err(other(other_err.to_string())),
         }
+    }
+}
+
+impl DnsError {
+    /// Whether the error is a fault of the zone's data (a CNAME loop or an over-long chain),
+    /// which a checker reports as an error, rather than a failure to get an answer.
+    pub fn is_zone_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::CnameLoop { .. } | Self::CnameChainTooLong { .. }
+        )
     }
 }
 

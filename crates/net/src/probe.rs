@@ -79,6 +79,30 @@ impl ProbeFailure {
     }
 }
 
+impl ProbeFailure {
+    /// True when the server answered but turned us away for now, or was too slow, so that
+    /// nothing can be said about its TLS (issue class "SMTP refusals are not TLS failures"): a
+    /// 4xx or `554` greeting (a checker on a blocklisted address meets 554 routinely, RFC 5321
+    /// §3.1), a 4xx or `554` reply to EHLO, a 4xx reply to STARTTLS, a connection closed or a
+    /// reply missing within the budget after the banner, and a TLS handshake past its budget.
+    /// [`ProbeFailure::is_unreachable`] failures are not included.
+    pub fn is_transient(&self) -> bool {
+        let turned_away = |code: u16| (400..500).contains(&code) || code == 554;
+        match self {
+            Self::Smtp(SmtpError::Refused { stage, reply }) => match *stage {
+                "banner" | "EHLO reply" => turned_away(reply.code),
+                _ => (400..500).contains(&reply.code),
+            },
+            Self::Smtp(SmtpError::Timeout { .. } | SmtpError::Closed { .. }) => {
+                !self.is_unreachable()
+            }
+            Self::StartTlsRefused(reply) => (400..500).contains(&reply.code),
+            Self::Tls(TlsError::Timeout(_)) => true,
+            _ => false,
+        }
+    }
+}
+
 /// What the probe of one address observed.
 #[derive(Debug)]
 pub struct MxProbe {

@@ -78,6 +78,9 @@ pub enum Fault {
     /// Over UDP, answer with the TC (truncated) bit set and no records, as a server does when the
     /// answer does not fit in a datagram; over TCP, answer in full. A resolver must retry over TCP.
     Truncate,
+    /// Answer NXDOMAIN (with no SOA), as a resolver without internet access or a captive portal
+    /// does for every name.
+    NxDomain,
 }
 
 /// How many queries the server has received, by transport.
@@ -111,6 +114,9 @@ struct State {
     faults: HashMap<FaultKey, Fault>,
     /// Every answer without a fault of its own waits this long (latency injection).
     delay: Option<Duration>,
+    /// How names outside every served zone are answered (and the root, when no root zone is
+    /// served): REFUSED unless set.
+    outside: Option<Fault>,
 }
 
 /// One query the server received, while [`DnsServer::log_queries`] is on.
@@ -229,10 +235,13 @@ impl RequestHandler for Handler {
             let parent = name.filter(|_| is_ds).and_then(|n| state.parent_catalog(n));
             // The root zone answers for the root and for DS records of its children; any other
             // name outside the served zones is refused, as with no root zone.
-            let outside =
-                parent.is_none() && name.is_some_and(|n| !n.is_root() && !state.serves(n));
+            let unserved_root = name.is_some_and(|n| {
+                n.is_root() && state.outside.is_some() && !state.zones.contains_key(".")
+            });
+            let outside = parent.is_none()
+                && (unserved_root || name.is_some_and(|n| !n.is_root() && !state.serves(n)));
             let fault = if outside {
-                fault.or(Some(Fault::Refused))
+                fault.or(state.outside).or(Some(Fault::Refused))
             } else {
                 fault.or(state.delay.map(Fault::Delay))
             };
@@ -274,6 +283,7 @@ impl RequestHandler for Handler {
             }
             Some(Fault::ServFail) => ResponseCode::ServFail,
             Some(Fault::Refused) => ResponseCode::Refused,
+            Some(Fault::NxDomain) => ResponseCode::NXDomain,
         };
         let response =
             MessageResponseBuilder::new(&request.queries, None).error_msg(&request.metadata, code);
@@ -474,6 +484,17 @@ impl DnsServer {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         state.delay = delay;
+    }
+
+    /// How names outside every served zone are answered (`None`: REFUSED, the default), e.g.
+    /// [`Fault::NxDomain`] for a server that says no name exists. The root is answered the same
+    /// way while no root zone is served.
+    pub fn set_outside(&self, fault: Option<Fault>) {
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.outside = fault;
     }
 
     /// Makes queries for exactly `name`, of any record type, misbehave (`None` clears the

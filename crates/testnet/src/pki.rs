@@ -59,6 +59,15 @@ pub enum Defect {
     NoSan,
     /// Valid now, `not_after` exactly this many days after [`Pki::now`].
     ExpiresInDays(i64),
+    /// A self-signed certificate marked as a CA (`basicConstraints CA:TRUE`, as `openssl req
+    /// -x509` makes by default), served alone.
+    SelfSignedCa,
+    /// Issued by the intermediate for TLS clients only (extended key usage `clientAuth`, no
+    /// `serverAuth`).
+    ClientAuthOnly,
+    /// Signed by a certificate that is not a CA (an end-entity certificate issued by the
+    /// intermediate); the chain is leaf + that certificate + the intermediate.
+    IssuedByEndEntity,
 }
 
 /// Errors building the PKI or a server configuration.
@@ -226,7 +235,11 @@ impl Pki {
         params.not_after = not_after;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![if defect == Defect::ClientAuthOnly {
+            ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            ExtendedKeyUsagePurpose::ServerAuth
+        }];
         params.use_authority_key_identifier_extension = true;
 
         let key = KeyPair::generate()?;
@@ -234,6 +247,35 @@ impl Pki {
             Defect::SelfSigned => {
                 params.use_authority_key_identifier_extension = false;
                 vec![params.self_signed(&key)?.der().clone()]
+            }
+            Defect::SelfSignedCa => {
+                params.use_authority_key_identifier_extension = false;
+                params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                params.key_usages.push(KeyUsagePurpose::KeyCertSign);
+                vec![params.self_signed(&key)?.der().clone()]
+            }
+            Defect::IssuedByEndEntity => {
+                // The "issuer" is a server certificate for another name, not a CA.
+                let mut issuer_params = CertificateParams::new(vec![WRONG_NAME.to_owned()])?;
+                issuer_params.distinguished_name = rcgen::DistinguishedName::new();
+                issuer_params
+                    .distinguished_name
+                    .push(DnType::CommonName, WRONG_NAME);
+                issuer_params.serial_number = Some(SerialNumber::from(serial + 1_000_000));
+                issuer_params.not_before = not_before;
+                issuer_params.not_after = not_after;
+                issuer_params.is_ca = IsCa::ExplicitNoCa;
+                issuer_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+                issuer_params.use_authority_key_identifier_extension = true;
+                let issuer_key = KeyPair::generate()?;
+                let issuer_cert =
+                    issuer_params.signed_by(&issuer_key, &self.intermediate.issuer)?;
+                let issuer = Issuer::new(issuer_params, issuer_key);
+                vec![
+                    params.signed_by(&key, &issuer)?.der().clone(),
+                    issuer_cert.der().clone(),
+                    self.intermediate.cert.clone(),
+                ]
             }
             Defect::UntrustedCa => vec![
                 params

@@ -50,6 +50,18 @@ pub enum Behaviour {
     /// Offers STARTTLS, answers 220, then answers the ClientHello like a server that knows
     /// nothing newer than TLS 1.0 (see [`OldTls`]).
     OldTls(OldTls),
+    /// Greets with this reply line (e.g. `421 4.7.0 try again later`, without CRLF) and closes.
+    Banner(&'static str),
+    /// Greets with 220, then answers EHLO with this reply line and closes.
+    RefuseEhlo(&'static str),
+    /// Greets with 220, offers STARTTLS, then answers STARTTLS with this reply line and closes.
+    RefuseStartTls(&'static str),
+    /// Greets with 220, then waits this long before answering EHLO (as `Normal` would, but
+    /// without STARTTLS).
+    SlowEhlo(Duration),
+    /// Greets, offers STARTTLS and answers it with 220, then says nothing: the TLS handshake
+    /// never completes.
+    StalledHandshake,
 }
 
 impl std::fmt::Debug for Behaviour {
@@ -63,6 +75,11 @@ impl std::fmt::Debug for Behaviour {
             Self::Reject => "Reject",
             Self::InjectAfterStartTls { .. } => "InjectAfterStartTls",
             Self::OldTls(_) => "OldTls",
+            Self::Banner(_) => "Banner",
+            Self::RefuseEhlo(_) => "RefuseEhlo",
+            Self::RefuseStartTls(_) => "RefuseStartTls",
+            Self::SlowEhlo(_) => "SlowEhlo",
+            Self::StalledHandshake => "StalledHandshake",
         };
         f.write_str(name)
     }
@@ -183,6 +200,16 @@ async fn serve(
                 .await?;
             return Ok(());
         }
+        Behaviour::Banner(reply) => {
+            stream
+                .get_mut()
+                .write_all(format!("{reply}\r\n").as_bytes())
+                .await?;
+            return Ok(());
+        }
+        Behaviour::RefuseEhlo(_) | Behaviour::SlowEhlo(_) => {
+            return refuse_ehlo(stream, hostname, &behaviour).await;
+        }
         _ => {}
     }
     stream
@@ -218,6 +245,21 @@ async fn serve(
                 .await?;
             return crate::oldtls::answer(stream.get_mut(), *old).await;
         }
+        Behaviour::RefuseStartTls(reply) => {
+            stream
+                .get_mut()
+                .write_all(format!("{reply}\r\n").as_bytes())
+                .await?;
+            return Ok(());
+        }
+        Behaviour::StalledHandshake => {
+            stream
+                .get_mut()
+                .write_all(b"220 2.0.0 go ahead\r\n")
+                .await?;
+            tokio::time::sleep(IDLE).await;
+            return Ok(());
+        }
         Behaviour::InjectAfterStartTls { tls } => {
             stream
                 .get_mut()
@@ -245,6 +287,33 @@ async fn serve(
         mailbox,
     };
     secure.run(&mut tls_stream).await?;
+    Ok(())
+}
+
+/// [`Behaviour::RefuseEhlo`] and [`Behaviour::SlowEhlo`]: greets, reads EHLO, then refuses it
+/// or answers it late (without STARTTLS).
+async fn refuse_ehlo(
+    mut stream: BufReader<tokio::net::TcpStream>,
+    hostname: &str,
+    behaviour: &Behaviour,
+) -> std::io::Result<()> {
+    stream
+        .get_mut()
+        .write_all(format!("220 {hostname} ESMTP testnet\r\n").as_bytes())
+        .await?;
+    let mut line = Vec::new();
+    if read_line(&mut stream, &mut line, MAX_LINE).await?.is_none() {
+        return Ok(());
+    }
+    let reply = match behaviour {
+        Behaviour::RefuseEhlo(reply) => format!("{reply}\r\n"),
+        Behaviour::SlowEhlo(delay) => {
+            tokio::time::sleep(*delay).await;
+            format!("250 {hostname}\r\n")
+        }
+        _ => return Ok(()),
+    };
+    stream.get_mut().write_all(reply.as_bytes()).await?;
     Ok(())
 }
 

@@ -23,6 +23,20 @@ pub fn write(out: &mut impl Write, r: &DomainReport, colour: bool) -> std::io::R
         plural(count(Severity::Error), "error"),
         plural(count(Severity::Warning), "warning")
     )?;
+    // A domain that does not exist (or is no domain name) has nothing else to show.
+    let nothing_else = r
+        .findings
+        .iter()
+        .any(|f| matches!(f.id, "domain.nxdomain" | "domain.invalid"));
+    if !nothing_else {
+        write_sections(out, r)?;
+    }
+    write_findings(out, r, colour)
+}
+
+/// The record, policy, MX and TLS-RPT lines of a report.
+fn write_sections(out: &mut impl Write, r: &DomainReport) -> std::io::Result<()> {
+    let domain = escape(&r.domain);
     let rec = match (&r.sts_record.id, r.sts_record.records.is_empty()) {
         (Some(id), _) => format!("id {}", escape(id)),
         (None, true) => "none".into(),
@@ -93,6 +107,11 @@ pub fn write(out: &mut impl Write, r: &DomainReport, colour: bool) -> std::io::R
             escape(&e.uri)
         )?;
     }
+    Ok(())
+}
+
+/// Every finding with what was observed and the fix.
+fn write_findings(out: &mut impl Write, r: &DomainReport, colour: bool) -> std::io::Result<()> {
     if !r.findings.is_empty() {
         writeln!(out, "  findings:")?;
     }
@@ -163,6 +182,10 @@ fn dane_line(h: &DaneHostReport) -> String {
         DaneHostState::Bogus => {
             format!("{dnssec} (validation failed): DANE senders will not deliver")
         }
+        DaneHostState::Indeterminate => format!(
+            "DNSSEC could not be validated (the chain of trust could not be fetched): untested; {}",
+            escape(h.error.as_deref().unwrap_or("no reason given"))
+        ),
     };
     format!("{}: {state}", escape(&h.tlsa_name))
 }

@@ -8,4 +8,5 @@ mod rows;
 mod scenario_set;
 mod scenarios;
 mod scenarios_net;
+mod verdicts;
 mod world;

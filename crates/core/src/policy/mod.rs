@@ -234,13 +234,16 @@ impl Parser {
             self.sink.push(
                 Diagnostic::new(
                     "policy.blank-line",
-                    Severity::Warning,
+                    // D5b: the checker calls it invalid (the grammar has none, and senders such
+                    // as postfix-tlspol and Mimecast reject the whole policy); the sender view
+                    // (`sender_invalid` untouched) skips it, as most senders do.
+                    Severity::Error,
                     if no == total {
-                        "blank line at the end of the file"
+                        "blank line at the end of the file: the grammar has none, and some senders (postfix-tlspol, Mimecast) reject the whole policy"
                     } else {
-                        "blank line"
+                        "blank line: the grammar has none, and some senders (postfix-tlspol, Mimecast) reject the whole policy"
                     },
-                    "remove it: the grammar allows none, and some senders reject the policy",
+                    "remove it (one line end after the last field is fine)",
                 )
                 .at_line(no),
             );

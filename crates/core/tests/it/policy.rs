@@ -152,10 +152,17 @@ fn d05_utf8_bom_invalidates() {
 }
 
 #[test]
-fn d05b_blank_lines_warn_and_senders_skip_them() {
+fn d05b_blank_lines_are_invalid_for_the_checker_and_skipped_by_senders() {
     let text = "version: STSv1\n\nmode: enforce\nmx: mx1.contoso.net\nmax_age: 86400\n\n\n";
     let p = lint(text);
-    assert!(p.is_valid(), "blank lines are a warning, not an error");
+    assert!(
+        !p.is_valid(),
+        "blank lines are an error for the checker (D5b)"
+    );
+    assert_eq!(
+        find(&p.diagnostics, "policy.blank-line").severity,
+        Severity::Error
+    );
     let blanks: Vec<_> = p
         .diagnostics
         .iter()
@@ -497,4 +504,108 @@ fn d20_d21_matching_uses_the_mx_name_and_one_label_wildcards() {
         "never two labels"
     );
     assert!(pol.matching_pattern("mx2.contoso.net").is_none());
+}
+
+#[test]
+fn d05b_blank_lines_every_shape_is_an_error_and_the_sender_keeps_the_policy() {
+    for text in [
+        "\nversion: STSv1\nmode: enforce\nmx: mx1.contoso.net\nmax_age: 86400\n",
+        "version: STSv1\nmode: enforce\n\nmx: mx1.contoso.net\nmax_age: 86400\n",
+        "version: STSv1\nmode: enforce\nmx: mx1.contoso.net\nmax_age: 86400\n\n",
+        "version: STSv1\r\nmode: enforce\r\n\r\nmx: mx1.contoso.net\r\nmax_age: 86400\r\n",
+        "version: STSv1\nmode: enforce\n \t\nmx: mx1.contoso.net\nmax_age: 86400\n",
+    ] {
+        let p = lint(text);
+        assert!(!p.is_valid(), "{text:?}");
+        assert_eq!(
+            find(&p.diagnostics, "policy.blank-line").severity,
+            Severity::Error,
+            "{text:?}"
+        );
+        let policy = p.policy.expect("the sender view skips blank lines");
+        assert_eq!(policy.mode, Mode::Enforce, "{text:?}");
+    }
+    // One line end after the last field is no blank line, with or without it.
+    for text in [
+        "version: STSv1\nmode: enforce\nmx: mx1.contoso.net\nmax_age: 86400\n",
+        "version: STSv1\nmode: enforce\nmx: mx1.contoso.net\nmax_age: 86400",
+    ] {
+        assert!(lint(text).is_valid(), "{text:?}");
+    }
+}
+
+// ---- class 8: look-alike and invisible characters, invalid Punycode in `mx` ----
+
+fn mx_problem(pattern: &str) -> (String, Option<usize>) {
+    let text = format!(
+        "version: STSv1\nmode: enforce\nmx: {pattern}\nmx: mx9.contoso.net\nmax_age: 86400\n"
+    );
+    let p = lint(&text);
+    let d = p
+        .diagnostics
+        .iter()
+        .find(|d| d.id.starts_with("policy.mx."))
+        .unwrap_or_else(|| panic!("{pattern:?}: {:?}", ids(&p.diagnostics)));
+    assert_eq!(d.severity, Severity::Error, "{pattern:?}");
+    let kept = p.policy.map(|pol| pol.mx.len());
+    (format!("{} {}", d.id, d.message), kept)
+}
+
+#[test]
+fn mx_lookalike_invisible_and_bad_punycode_are_named_and_dropped() {
+    for (pattern, id, names) in [
+        (
+            "mx1\u{200b}.contoso.net",
+            "policy.mx.invisible-character",
+            "U+200B",
+        ),
+        (
+            "mx1.con\u{00ad}toso.net",
+            "policy.mx.invisible-character",
+            "U+00AD",
+        ),
+        (
+            "\u{feff}mx1.contoso.net",
+            "policy.mx.invisible-character",
+            "U+FEFF",
+        ),
+        (
+            "mx1.c\u{043e}ntoso.net",
+            "policy.mx.look-alike",
+            "looks like `o`",
+        ),
+        (
+            "\u{0440}\u{0430}y.contoso.net",
+            "policy.mx.look-alike",
+            "U+0440",
+        ),
+        (
+            "\u{ff4d}x1.contoso.net",
+            "policy.mx.look-alike",
+            "looks like `m`",
+        ),
+        ("mx1.xn--a.net", "policy.mx.bad-punycode", "xn--a"),
+        ("XN--A.contoso.net", "policy.mx.bad-punycode", "XN--A"),
+        (
+            "mx1.xn--mx1-1ba.net",
+            "policy.mx.bad-punycode",
+            "xn--mx1-1ba",
+        ),
+    ] {
+        let (shown, kept) = mx_problem(pattern);
+        assert!(shown.starts_with(id), "{pattern:?}: {shown}");
+        assert!(shown.contains(names), "{pattern:?}: {shown}");
+        assert_eq!(
+            kept,
+            Some(1),
+            "{pattern:?}: the sender drops the pattern, keeps the other"
+        );
+    }
+    // A label wholly in another script is a U-label, converted as before (D10).
+    let (shown, kept) = mx_problem("\u{043f}\u{043e}\u{0447}\u{0442}\u{0430}.contoso.net");
+    assert!(shown.starts_with("policy.mx.u-label"), "{shown}");
+    assert_eq!(kept, Some(2));
+    // A valid A-label stays valid.
+    let p = lint("version: STSv1\nmode: enforce\nmx: mx.xn--bcher-kva.example\nmax_age: 86400\n");
+    assert!(p.is_valid(), "{:?}", ids(&p.diagnostics));
 }

@@ -77,7 +77,8 @@ fn d12_records_not_starting_with_v_stsv1_or_in_the_wrong_case_mean_no_policy() {
     ] {
         let p = sts(&[rec]);
         assert!(p.record.is_none(), "{rec}");
-        find(&p.diagnostics, id);
+        // The discarded record is explained, but the verdict comes from the missing record.
+        assert_ne!(find(&p.diagnostics, id).severity, Severity::Error, "{rec}");
         assert_eq!(
             find(&p.diagnostics, "sts.record.missing").severity,
             Severity::Error,
@@ -338,4 +339,129 @@ fn extension_field_names_are_at_most_32_characters() {
             .message
             .contains("not a valid field name")
     );
+}
+
+// ---- class 1: records senders discard never make a valid RRset invalid ----
+
+/// Every shape of record a sender drops before counting (RFC 8461 §3.1, RFC 8460 §3).
+const DISCARDED_BESIDE_STS: &[(&str, &str)] = &[
+    ("v=spf1 include:_spf.example.net ~all", "sts.record.spf"),
+    ("V=STSv1; id=other", "sts.record.version-case"),
+    ("v=stsv1; id=other", "sts.record.version-case"),
+    ("v=STSv10; id=other", "sts.record.bad-start"),
+    ("v=STSv1 id=other", "sts.record.bad-start"),
+    ("v=STSv1", "sts.record.bad-start"),
+    (" v=STSv1; id=other", "sts.record.leading-space"),
+    ("\tv=STSv1; id=other", "sts.record.leading-space"),
+    (
+        "v=TLSRPTv1; rua=mailto:a@example.net",
+        "sts.record.wrong-kind",
+    ),
+    ("google-site-verification=abc", "sts.record.unrelated"),
+    ("", "sts.record.unrelated"),
+];
+
+#[test]
+fn rrset_with_one_sts_record_and_discarded_records_is_valid() {
+    for (other, id) in DISCARDED_BESIDE_STS {
+        let other = (*other).to_owned();
+        for rrset in [
+            [other.as_str(), "v=STSv1; id=abc"],
+            ["v=STSv1; id=abc", other.as_str()],
+        ] {
+            let p = sts(&rrset);
+            assert!(p.is_valid(), "{rrset:?}: {:?}", ids(&p.diagnostics));
+            assert_eq!(p.record.as_ref().map(|r| r.id.as_str()), Some("abc"));
+            let d = find(&p.diagnostics, id);
+            assert!(d.severity <= Severity::Warning, "{rrset:?}");
+        }
+    }
+}
+
+#[test]
+fn rrset_with_one_tlsrpt_record_and_discarded_records_is_valid() {
+    for (other, id) in [
+        ("v=spf1 -all", "tlsrpt.record.spf"),
+        (
+            "V=TLSRPTv1; rua=mailto:b@example.net",
+            "tlsrpt.record.version-case",
+        ),
+        (
+            "v=TLSRPTv10; rua=mailto:b@example.net",
+            "tlsrpt.record.bad-start",
+        ),
+        (
+            " v=TLSRPTv1; rua=mailto:b@example.net",
+            "tlsrpt.record.leading-space",
+        ),
+        ("v=STSv1; id=abc", "tlsrpt.record.wrong-kind"),
+        ("hello", "tlsrpt.record.unrelated"),
+    ] {
+        let p = rpt(&[other, "v=TLSRPTv1; rua=mailto:a@example.net"]);
+        assert!(p.is_valid(), "{other}: {:?}", ids(&p.diagnostics));
+        assert_eq!(p.record.unwrap().rua, ["mailto:a@example.net"]);
+        assert!(find(&p.diagnostics, id).severity <= Severity::Warning);
+    }
+}
+
+#[test]
+fn rrset_with_only_discarded_records_is_invalid_by_the_missing_record_alone() {
+    let p = sts(&["v=spf1 -all", "V=STSv1; id=abc"]);
+    assert!(!p.is_valid());
+    let errors: Vec<&str> = p
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(errors, ["sts.record.missing"]);
+}
+
+// ---- class 8: big RRsets ----
+
+#[test]
+fn big_rrset_past_256_records_still_yields_the_sts_record() {
+    let mut rrset = vec!["v=spf1 -all"; 300];
+    rrset.push("v=STSv1; id=last");
+    let p = sts(&rrset);
+    assert_eq!(p.record.as_ref().unwrap().id, "last");
+    assert!(p.is_valid(), "{:?}", ids(&p.diagnostics));
+    assert_eq!(
+        find(&p.diagnostics, "sts.record.too-many").severity,
+        Severity::Warning
+    );
+}
+
+#[test]
+fn big_rrset_of_similar_discarded_records_gives_one_finding_per_reason() {
+    let mut rrset = vec!["v=spf1 -all"; 500];
+    rrset.extend(vec!["junk"; 500]);
+    rrset.push("v=STSv1; id=abc");
+    let p = sts(&rrset);
+    assert_eq!(p.record.unwrap().id, "abc");
+    let spf: Vec<_> = p
+        .diagnostics
+        .iter()
+        .filter(|d| d.id == "sts.record.spf")
+        .collect();
+    assert_eq!(spf.len(), 1);
+    assert!(spf[0].message.contains("499 more"), "{}", spf[0].message);
+    assert_eq!(
+        p.diagnostics
+            .iter()
+            .filter(|d| d.id == "sts.record.unrelated")
+            .count(),
+        1
+    );
+    assert!(p.diagnostics.len() <= 4, "{:?}", ids(&p.diagnostics));
+}
+
+#[test]
+fn big_rrset_with_many_sts_records_lists_a_few_of_them() {
+    let rrset = vec!["v=STSv1; id=abc"; 400];
+    let p = sts(&rrset);
+    assert!(p.record.is_none());
+    let m = find(&p.diagnostics, "sts.record.multiple");
+    assert!(m.message.starts_with("400 records"), "{}", m.message);
+    assert!(m.message.len() < 200, "{}", m.message);
 }

@@ -326,7 +326,12 @@ fn record_for_and_display_give_the_presentation_form() {
 }
 
 fn validated(lookup: Lookup<Tlsa>, proof: Proof) -> Result<Validated<Tlsa>, DnsError> {
-    Ok(Validated { lookup, proof })
+    Ok(Validated {
+        lookup,
+        proof,
+        why: None,
+        first_link: None,
+    })
 }
 
 #[test]
@@ -367,9 +372,23 @@ fn state_follows_the_proof_and_the_records() {
         state(some(vec![usable.clone()]), Proof::Bogus, true),
         DaneState::Bogus
     );
+    // Could not validate is not bogus (issue class 4): untested, with the reason.
+    assert!(matches!(
+        state(some(vec![usable.clone()]), Proof::Indeterminate, true),
+        DaneState::Indeterminate(_)
+    ));
+    assert!(matches!(
+        state(Lookup::NoData, Proof::Indeterminate, true),
+        DaneState::Indeterminate(_)
+    ));
+    // Behind an MX RRset that is not secure, DANE does not apply whatever the proof.
     assert_eq!(
-        state(some(vec![usable]), Proof::Indeterminate, true),
-        DaneState::Bogus
+        state(some(vec![usable.clone()]), Proof::Indeterminate, false),
+        DaneState::Insecure(vec![usable])
+    );
+    assert_eq!(
+        state(Lookup::NoData, Proof::Indeterminate, false),
+        DaneState::NoTlsa
     );
     assert_eq!(
         state(Lookup::NoData, Proof::Secure, true),

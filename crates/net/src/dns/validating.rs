@@ -97,6 +97,22 @@ impl<H: DnsHandle> SharedAnswers<H> {
         memo.len()
     }
 
+    /// The answer to `query`: the one already asked (in flight or complete, whatever its age,
+    /// failures included), or a new one. For looking back at what the validator was told.
+    fn settled(&self, query: Query, options: DnsRequestOptions) -> SharedAnswer {
+        let key = (query.name().to_lowercase().to_ascii(), query.query_type());
+        {
+            let memo = self
+                .memo
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(entry) = memo.both(&key).next() {
+                return entry.answer.clone();
+            }
+        }
+        self.answer(key, DnsRequest::from_query(query, options))
+    }
+
     fn answer(&self, key: Key, request: DnsRequest) -> SharedAnswer {
         let now = Instant::now();
         let mut memo = self
@@ -143,6 +159,50 @@ impl<H: DnsHandle> DnsHandle for SharedAnswers<H> {
         };
         Box::pin(stream::once(self.answer(key, request)))
     }
+}
+
+/// Why the query `name` `rtype` got no answer the validator could use, or `None` when it got one
+/// (records, or a NODATA / NXDOMAIN denial).
+fn fetch_failure(name: &Name, rtype: RecordType, answer: &Answer) -> Option<String> {
+    let what = format!("{rtype} {name}");
+    match answer {
+        Ok(_) => None,
+        Err(NetError::Dns(ProtoDnsError::NoRecordsFound(no)))
+            if matches!(
+                no.response_code,
+                ResponseCode::NoError | ResponseCode::NXDomain
+            ) =>
+        {
+            None
+        }
+        Err(NetError::Dns(ProtoDnsError::NoRecordsFound(no))) => Some(format!(
+            "the chain of trust could not be fetched: {what} was answered {}",
+            no.response_code
+        )),
+        Err(NetError::Dns(ProtoDnsError::ResponseCode(code))) => Some(format!(
+            "the chain of trust could not be fetched: {what} was answered {code}"
+        )),
+        Err(NetError::Timeout) => Some(format!(
+            "the chain of trust could not be fetched: {what} timed out"
+        )),
+        Err(e) => Some(format!(
+            "the chain of trust could not be fetched: {what}: {e}"
+        )),
+    }
+}
+
+/// The signer of the first RRSIG in the answer or authority section.
+fn signer_of(response: &DnsResponse) -> Option<Name> {
+    response
+        .answers
+        .iter()
+        .chain(response.authorities.iter())
+        .find_map(|r| match &r.data {
+            RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::RRSIG(sig)) => {
+                Some(sig.input().signer_name.clone())
+            }
+            _ => None,
+        })
 }
 
 /// How long a REFUSED answer is reused. A refusal is the server's policy, not a passing failure
@@ -264,9 +324,71 @@ impl Validating {
         let this = self.clone();
         let owned = name.clone();
         tokio::spawn(async move { this.warm(&owned).await });
-        self.client
-            .lookup(Query::query(name.clone(), rtype), self.options)
+        // The validation runs in a task of its own: hickory's validator recurses (a DS lookup
+        // validates its own DS, up the chain), and when every answer is already at hand the whole
+        // recursion runs in one poll. On the caller's stack, under a whole check, that overflowed
+        // a 2 MiB test thread in a debug build; a task starts from the scheduler's shallow stack.
+        let client = self.client.clone();
+        let (query, options) = (Query::query(name.clone(), rtype), self.options);
+        tokio::spawn(async move { client.lookup(query, options).await })
             .await
+            .unwrap_or_else(|e| Err(NetError::from(format!("the validation task failed: {e}"))))
+    }
+
+    /// Why an answer the validator found bogus could not have been validated at all, or `None`
+    /// when the chain of trust was fetched and the answer really is bogus (RFC 4035 §5.5 vs.
+    /// "indeterminate"). hickory's validator calls both bogus; here the chain is walked again
+    /// over the raw answers it used (still in [`SharedAnswers`], so this costs no query in the
+    /// usual case): the answer's signer, that zone's DNSKEY RRset, its DS RRset at the parent,
+    /// the parent's DNSKEY RRset, and so on up to the root. Any of those that failed (SERVFAIL,
+    /// REFUSED, timeout, network error), or a root DNSKEY RRset without signatures (a resolver
+    /// that strips them), means the validation could not be made.
+    pub(crate) async fn unfetchable_chain(&self, name: &Name, rtype: RecordType) -> Option<String> {
+        let ask = |name: &Name, rtype: RecordType| {
+            self.raw
+                .settled(Query::query(name.clone(), rtype), self.options)
+        };
+        let root_keys = ask(&Name::root(), RecordType::DNSKEY).await;
+        if let Some(why) = fetch_failure(&Name::root(), RecordType::DNSKEY, &root_keys) {
+            return Some(why);
+        }
+        if let Ok(keys) = &root_keys
+            && !keys.answers.is_empty()
+            && signer_of(keys).is_none()
+        {
+            return Some(
+                "the resolver strips DNSSEC signatures (the root DNSKEY RRset came without RRSIG)"
+                    .to_owned(),
+            );
+        }
+        let answer = ask(name, rtype).await;
+        if let Some(why) = fetch_failure(name, rtype, &answer) {
+            return Some(why);
+        }
+        let mut zone = answer.as_ref().ok().and_then(signer_of)?;
+        // Each step goes up at least one label, so this ends at the root.
+        for _ in 0..=name.num_labels() {
+            let keys = ask(&zone, RecordType::DNSKEY).await;
+            if let Some(why) = fetch_failure(&zone, RecordType::DNSKEY, &keys) {
+                return Some(why);
+            }
+            if zone.is_root() {
+                return None;
+            }
+            let ds = ask(&zone, RecordType::DS).await;
+            if let Some(why) = fetch_failure(&zone, RecordType::DS, &ds) {
+                return Some(why);
+            }
+            match ds.as_ref().ok().and_then(signer_of) {
+                Some(parent)
+                    if parent.num_labels() < zone.num_labels() && parent.zone_of(&zone) =>
+                {
+                    zone = parent;
+                }
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// Asks, all at once, the queries the validator may make for an answer at `name`: for

@@ -42,26 +42,39 @@ pub enum CertVerdict {
 
 impl CertVerdict {
     /// Classifies an error from rustls' certificate verification. See the table on
-    /// [`CertVerdict::result_type`].
+    /// [`CertVerdict::result_type`]. Every error webpki can report is mapped on purpose (RFC
+    /// 8460 §4.3.1): whatever means "no path to a trusted root" is [`Self::NotTrusted`] (an
+    /// unknown issuer, a self-signed certificate marked as a CA, an issuer that is not a CA, a
+    /// path past its length or name constraints or too long to build, a distrusted root); the
+    /// validity period and the name have their own types; anything wrong with a certificate
+    /// itself (a signature that does not verify, a missing `serverAuth` purpose, an unknown
+    /// critical extension, bad encoding, revocation) is [`Self::Invalid`], which reports as
+    /// `validation-failure` with rustls' text as the reason.
     pub fn from_rustls(err: &Error) -> Self {
-        match err {
-            Error::InvalidCertificate(e) => match e {
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    Self::Expired
-                }
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    Self::NotYetValid
-                }
-                CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. } => Self::HostMismatch,
-                CertificateError::UnknownIssuer => Self::NotTrusted,
-                _ => Self::Invalid {
-                    reason: err.to_string(),
-                },
+        let invalid = || Self::Invalid {
+            reason: err.to_string(),
+        };
+        let Error::InvalidCertificate(e) = err else {
+            return invalid();
+        };
+        match e {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => Self::Expired,
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                Self::NotYetValid
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                Self::HostMismatch
+            }
+            CertificateError::UnknownIssuer => Self::NotTrusted,
+            CertificateError::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
+                Some(w) if webpki_untrusted(w) => Self::NotTrusted,
+                _ => invalid(),
             },
-            _ => Self::Invalid {
-                reason: err.to_string(),
-            },
+            // BadEncoding, BadSignature, UnsupportedSignatureAlgorithm*, InvalidPurpose*,
+            // Revoked, UnknownRevocationStatus, ExpiredRevocationList*, UnhandledCriticalExtension,
+            // ApplicationVerificationFailure, and whatever later rustls versions add: the
+            // certificate itself is faulty, the catch-all type.
+            _ => invalid(),
         }
     }
 
@@ -101,6 +114,25 @@ impl CertVerdict {
             _ => None,
         }
     }
+}
+
+/// The webpki errors (rustls passes them on as `CertificateError::Other`) that mean the chain
+/// does not lead to a trusted root: `certificate-not-trusted`.
+fn webpki_untrusted(e: &webpki::Error) -> bool {
+    use webpki::Error as W;
+    matches!(
+        e,
+        W::UnknownIssuer
+            | W::CaUsedAsEndEntity
+            | W::EndEntityUsedAsCa
+            | W::CertDistrusted
+            | W::PathLenConstraintViolated
+            | W::NameConstraintViolation
+            | W::MaximumPathDepthExceeded
+            | W::MaximumPathBuildCallsExceeded
+            | W::MaximumSignatureChecksExceeded
+            | W::MaximumNameConstraintComparisonsExceeded
+    )
 }
 
 /// Both halves of one certificate check, and when it ran.
@@ -318,6 +350,44 @@ mod tests {
             CertificateError::UnhandledCriticalExtension,
         ] {
             assert_eq!(rt(other).unwrap(), "validation-failure");
+        }
+    }
+
+    #[test]
+    fn certificate_result_types_every_webpki_error_rustls_passes_on_is_mapped() {
+        use webpki::Error as W;
+        let other = |w: W| {
+            CertVerdict::from_rustls(&cert_err(CertificateError::Other(rustls::OtherError(
+                Arc::new(w),
+            ))))
+        };
+        for w in [
+            W::CaUsedAsEndEntity,
+            W::EndEntityUsedAsCa,
+            W::CertDistrusted,
+            W::PathLenConstraintViolated,
+            W::NameConstraintViolation,
+            W::MaximumPathDepthExceeded,
+            W::MaximumPathBuildCallsExceeded,
+            W::MaximumSignatureChecksExceeded,
+            W::MaximumNameConstraintComparisonsExceeded,
+        ] {
+            let name = format!("{w:?}");
+            assert_eq!(other(w), CertVerdict::NotTrusted, "{name}");
+        }
+        for w in [
+            W::UnsupportedCertVersion,
+            W::UnsupportedCriticalExtension,
+            W::ExtensionValueInvalid,
+            W::MalformedExtensions,
+            W::SignatureAlgorithmMismatch,
+            W::EmptyEkuExtension,
+            W::InvalidSerialNumber,
+        ] {
+            let name = format!("{w:?}");
+            let v = other(w);
+            assert!(matches!(v, CertVerdict::Invalid { .. }), "{name}: {v:?}");
+            assert_eq!(v.result_type(), Some(ResultType::ValidationFailure));
         }
     }
 

@@ -125,9 +125,10 @@ async fn a_spoiled_or_expired_tlsa_signature_is_bogus_and_the_rest_stays_secure(
 }
 
 #[tokio::test]
-async fn secure_tlsa_of_a_host_whose_addresses_are_insecure_does_not_apply() {
-    // RFC 7672 §2.2.2: the MX host's address records must be secure too. Here mx1 is a CNAME
-    // into an unsigned provider zone, while its TLSA records are signed.
+async fn secure_tlsa_of_a_host_behind_a_secure_cname_into_an_unsigned_zone_applies() {
+    // RFC 7672 §2.2.2: a host whose first CNAME link is secure is in a signed zone even when
+    // the chain leads into an unsigned zone (its addresses are insecure, not bogus). Here mx1
+    // is a secure CNAME into an unsigned provider zone, and its TLSA records are signed.
     let mut w = World::new().await;
     let ip = w.ip(1, 1);
     w.unsigned_zone("other.test.", &format!("mx 300 IN A {ip}"));
@@ -141,14 +142,16 @@ async fn secure_tlsa_of_a_host_whose_addresses_are_insecure_does_not_apply() {
     // denial for AAAA) must not make mx1.example.test itself count as insecure.
     assert_eq!(r.addresses_proof(HOST).await.unwrap(), Proof::Insecure);
     assert_eq!(r.tlsa(HOST, SMTP_PORT).await.unwrap().proof, Proof::Secure);
+    let records = r.address_records(HOST).await.unwrap();
+    assert!(records.in_signed_zone, "{records:?}");
     let state = host_state(&r, HOST, SMTP_PORT, true).await;
     assert!(
-        matches!(state, DaneState::Insecure(ref t) if t.len() == 1),
+        matches!(state, DaneState::Usable(ref t) if t.len() == 1),
         "{state:?}"
     );
     let (proof, hosts) = domain_states(&r, "example.test").await.unwrap();
     assert_eq!(proof, Proof::Secure);
-    assert!(matches!(hosts[0].1, DaneState::Insecure(_)), "{hosts:?}");
+    assert!(matches!(hosts[0].1, DaneState::Usable(_)), "{hosts:?}");
     // The same host with a plain, signed A record: DANE applies.
     let (w, _) = world(Dnssec::Signed).await;
     let r = resolver(&w);
@@ -250,4 +253,81 @@ async fn plain_lookups_of_a_signed_zone_are_unchanged() {
     let mx = r.mx("example.test").await.unwrap();
     assert_eq!(mx.records()[0].host, HOST);
     assert_eq!(r.a(HOST).await.unwrap().records().len(), 1);
+}
+
+/// A UDP relay to `upstream` that drops every RRSIG record from the answers, as a resolver or
+/// middlebox that strips DNSSEC signatures does.
+async fn stripping_relay(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    use hickory_proto::op::Message;
+    use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
+    let socket = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        while let Ok((n, client)) = socket.recv_from(&mut buf).await {
+            let query = buf[..n].to_vec();
+            let socket = std::sync::Arc::clone(&socket);
+            tokio::spawn(async move {
+                let up = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                up.send_to(&query, upstream).await.unwrap();
+                let mut answer = vec![0u8; 65_535];
+                let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(2), up.recv(&mut answer)).await
+                else {
+                    return;
+                };
+                let Ok(mut message) = Message::from_bytes(&answer[..n]) else {
+                    return;
+                };
+                message
+                    .answers
+                    .retain(|r| r.record_type() != RecordType::RRSIG);
+                message
+                    .authorities
+                    .retain(|r| r.record_type() != RecordType::RRSIG);
+                message
+                    .additionals
+                    .retain(|r| r.record_type() != RecordType::RRSIG);
+                if let Ok(bytes) = message.to_bytes() {
+                    let _ = socket.send_to(&bytes, client).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Class 4: a resolver that strips DNSSEC signatures (the records arrive, their RRSIGs do not)
+/// cannot validate anything: the answer is indeterminate with that reason, never bogus.
+#[tokio::test]
+async fn stripped_signatures_are_indeterminate_not_bogus() {
+    let (w, _) = world(Dnssec::Signed).await;
+    let relay = stripping_relay(w.dns.addr()).await;
+    let r = Resolver::new(&ResolverSettings {
+        nameservers: vec![relay],
+        timeout: Some(Duration::from_millis(800)),
+        trust_anchor: TrustAnchor::Keys(w.trust_anchor()),
+    })
+    .unwrap();
+    let mx = r.mx_validated("example.test").await.unwrap();
+    assert_eq!(mx.proof, Proof::Indeterminate, "{mx:?}");
+    assert!(
+        mx.why.as_deref().is_some_and(|w| w.contains("strips")),
+        "{mx:?}"
+    );
+    let (proof, hosts) = domain_states(&r, "example.test").await.unwrap();
+    assert_eq!(proof, Proof::Indeterminate);
+    assert!(
+        hosts.is_empty(),
+        "an unusable MX answer is not 'no MX': {hosts:?}"
+    );
+    // Through the server itself, the same zone validates.
+    assert_eq!(
+        resolver(&w)
+            .mx_validated("example.test")
+            .await
+            .unwrap()
+            .proof,
+        Proof::Secure
+    );
 }

@@ -299,3 +299,46 @@ async fn many_zones_load_at_once() {
     let txt = fresh.txt("_mta-sts.d1.bulk.test").await.unwrap();
     assert_eq!(txt.records()[0].joined(), b"v=STSv1; id=1");
 }
+
+/// Class 8: a CNAME loop is not "no record", and a chain longer than senders' resolvers follow
+/// (8 links, `MAX_CNAME_CHAIN`) is refused, whether the server chases it in one answer or the
+/// resolver has to, across zones.
+#[tokio::test]
+async fn cname_loops_and_over_long_chains_are_errors_not_nodata() {
+    use mtasts_net::dns::MAX_CNAME_CHAIN;
+    let dns = DnsServer::start("127.0.0.1".parse().unwrap())
+        .await
+        .unwrap();
+    let mut zone = String::from(
+        "loop1 300 IN CNAME loop2\nloop2 300 IN CNAME loop1\nself 300 IN CNAME self\nx0 300 IN CNAME x0.other.test.\n",
+    );
+    for i in 0..30 {
+        zone.push_str(&format!("c{i} 300 IN CNAME c{}\n", i + 1));
+    }
+    zone.push_str("c30 300 IN TXT \"v=STSv1; id=end\"\n");
+    let mut other = String::new();
+    for i in 0..12 {
+        zone.push_str(&format!("x{} 300 IN CNAME x{}.other.test.\n", i + 1, i + 1));
+        other.push_str(&format!("x{i} 300 IN CNAME x{}.example.test.\n", i + 1));
+    }
+    dns.set_zone("example.test.", &zone).unwrap();
+    dns.set_zone("other.test.", &other).unwrap();
+    let r = resolver_for(&dns, Duration::from_millis(400));
+    for name in ["loop1.example.test", "self.example.test"] {
+        let e = r.txt(name).await.unwrap_err();
+        assert!(matches!(e, DnsError::CnameLoop { .. }), "{name}: {e:?}");
+        assert!(e.is_zone_fault());
+        assert!(e.to_string().contains("CNAME loop"), "{e}");
+    }
+    for name in ["c0.example.test", "x0.example.test"] {
+        let e = r.txt(name).await.unwrap_err();
+        assert!(
+            matches!(e, DnsError::CnameChainTooLong { links, .. } if links > MAX_CNAME_CHAIN),
+            "{name}: {e:?}"
+        );
+    }
+    // Exactly the limit is fine.
+    let name = format!("c{}.example.test", 30 - MAX_CNAME_CHAIN);
+    let ok = r.txt(&name).await.unwrap();
+    assert_eq!(ok.records().len(), 1);
+}

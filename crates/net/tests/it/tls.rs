@@ -486,3 +486,37 @@ async fn handshake_signatures_are_still_verified() {
         );
     }
 }
+
+/// RFC 8460 §4.3.1: every certificate defect the test PKI makes, with the result type a sender
+/// reports for it.
+#[tokio::test]
+async fn certificate_result_types_per_testnet_defect() {
+    let pki = Pki::new().unwrap();
+    for (defect, want) in [
+        (Defect::Valid, None),
+        (Defect::Expired, Some("certificate-expired")),
+        (Defect::NotYetValid, Some("validation-failure")),
+        (Defect::WrongName, Some("certificate-host-mismatch")),
+        (Defect::NoSan, Some("certificate-host-mismatch")),
+        (
+            Defect::WildcardSan("*.other.test".into()),
+            Some("certificate-host-mismatch"),
+        ),
+        (Defect::SelfSigned, Some("certificate-not-trusted")),
+        (Defect::SelfSignedCa, Some("certificate-not-trusted")),
+        (Defect::UntrustedCa, Some("certificate-not-trusted")),
+        (Defect::MissingIntermediate, Some("certificate-not-trusted")),
+        (Defect::IssuedByEndEntity, Some("certificate-not-trusted")),
+        (Defect::ClientAuthOnly, Some("validation-failure")),
+        (Defect::ExpiresInDays(3), None),
+    ] {
+        let label = format!("{defect:?}");
+        let (_, obs) = observe(&pki, defect).await;
+        assert_eq!(
+            result_type(&obs).as_deref(),
+            want,
+            "{label}: {:?}",
+            obs.verification
+        );
+    }
+}

@@ -42,14 +42,15 @@ pub(crate) fn verdict(mx: &MxStates, root_broken: bool) -> Option<Dane> {
         Proof::Bogus | Proof::Indeterminate if root_broken => Some(Dane::No),
         Proof::Bogus | Proof::Indeterminate => Some(Dane::Undecided),
         Proof::Secure => {
-            let applies = hosts.iter().any(|(_, s)| {
-                matches!(
-                    s,
-                    DaneState::Usable(_)
-                        | DaneState::Unusable(_)
-                        | DaneState::Bogus
-                        | DaneState::LookupFailed(_)
-                )
+            // Written out in full, so that a new host state is a compile error here rather
+            // than a silent fall-back to MTA-STS.
+            let applies = hosts.iter().any(|(_, s)| match s {
+                DaneState::Usable(_)
+                | DaneState::Unusable(_)
+                | DaneState::Bogus
+                | DaneState::Indeterminate(_)
+                | DaneState::LookupFailed(_) => true,
+                DaneState::NoTlsa | DaneState::Insecure(_) => false,
             });
             Some(if applies { Dane::Enforce } else { Dane::No })
         }
@@ -159,6 +160,14 @@ mod tests {
             verdict(&hosts(vec![NoTlsa, Bogus]), false),
             Some(Dane::Enforce),
             "a bogus TLSA lookup is never left to MTA-STS"
+        );
+        assert_eq!(
+            verdict(
+                &hosts(vec![NoTlsa, Indeterminate("DNSKEY REFUSED".into())]),
+                false
+            ),
+            Some(Dane::Enforce),
+            "a TLSA lookup that could not be validated is never left to MTA-STS"
         );
         assert_eq!(
             verdict(&hosts(vec![Usable(tlsa()), NoTlsa]), false),
