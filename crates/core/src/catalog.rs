@@ -291,12 +291,12 @@ pub static CATALOGUE: &[Entry] = &[
     ),
     Entry::new(
         "sts.record.spf",
-        &[Severity::Error],
+        &[Severity::Warning],
         "an SPF record answers at `_mta-sts` (wildcard or misplaced)",
     ),
     Entry::new(
         "sts.record.wrong-kind",
-        &[Severity::Error],
+        &[Severity::Warning],
         "a `v=TLSRPTv1` record at `_mta-sts`",
     ),
     Entry::new(
@@ -306,17 +306,17 @@ pub static CATALOGUE: &[Entry] = &[
     ),
     Entry::new(
         "sts.record.bad-start",
-        &[Severity::Error],
+        &[Severity::Warning],
         "starts with `v=STSv1` but not `v=STSv1;` (`v=STSv10`, no `;`)",
     ),
     Entry::new(
         "sts.record.leading-space",
-        &[Severity::Error],
+        &[Severity::Warning],
         "white space before `v=`",
     ),
     Entry::new(
         "sts.record.version-case",
-        &[Severity::Error],
+        &[Severity::Warning],
         "`v=stsv1` or another case",
     ),
     Entry::new(
@@ -326,12 +326,12 @@ pub static CATALOGUE: &[Entry] = &[
     ),
     Entry::new(
         "sts.record.too-long",
-        &[Severity::Error],
+        &[Severity::Warning],
         "record over 65535 bytes",
     ),
     Entry::new(
         "sts.record.too-many",
-        &[Severity::Error],
+        &[Severity::Warning],
         "over 256 records; the rest are not examined",
     ),
     Entry::new("sts.id.missing", &[Severity::Error], "no `id`"),
@@ -367,12 +367,12 @@ pub static CATALOGUE: &[Entry] = &[
     ),
     Entry::new(
         "tlsrpt.record.spf",
-        &[Severity::Error],
+        &[Severity::Warning],
         "an SPF record answers at `_mta-sts` (wildcard or misplaced)",
     ),
     Entry::new(
         "tlsrpt.record.wrong-kind",
-        &[Severity::Error],
+        &[Severity::Warning],
         "a `v=TLSRPTv1` record at `_mta-sts`",
     ),
     Entry::new(
@@ -382,17 +382,17 @@ pub static CATALOGUE: &[Entry] = &[
     ),
     Entry::new(
         "tlsrpt.record.bad-start",
-        &[Severity::Error],
+        &[Severity::Warning],
         "starts with `v=STSv1` but not `v=STSv1;` (`v=STSv10`, no `;`)",
     ),
     Entry::new(
         "tlsrpt.record.leading-space",
-        &[Severity::Error],
+        &[Severity::Warning],
         "white space before `v=`",
     ),
     Entry::new(
         "tlsrpt.record.version-case",
-        &[Severity::Error],
+        &[Severity::Warning],
         "`v=stsv1` or another case",
     ),
     Entry::new(
@@ -402,12 +402,12 @@ pub static CATALOGUE: &[Entry] = &[
     ),
     Entry::new(
         "tlsrpt.record.too-long",
-        &[Severity::Error],
+        &[Severity::Warning],
         "record over 65535 bytes",
     ),
     Entry::new(
         "tlsrpt.record.too-many",
-        &[Severity::Error],
+        &[Severity::Warning],
         "over 256 records; the rest are not examined",
     ),
     Entry::new(
