@@ -186,9 +186,10 @@ impl Tracker {
             let quietest = t
                 .open
                 .values()
-                .min_by_key(|s| s.last_active.load(Ordering::Relaxed))
+                .min_by_key(|s| (s.last_active.load(Ordering::Relaxed), s.id))
                 .cloned();
-            // Only a connection with no request answered for a while is closed: one that is
+            // The quietest, and of equally quiet ones the oldest. Only a connection with no
+            // request answered for a while is closed: one that is
             // serving right now is not sacrificed for a newcomer.
             let quiet_for = Duration::from_secs(1).min(self.limits.idle_timeout);
             match quietest {
