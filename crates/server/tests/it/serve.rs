@@ -376,3 +376,31 @@ async fn shutdown_drains_open_connections_and_stops_accepting() {
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert!(tokio::net::TcpStream::connect(server.https).await.is_err());
 }
+
+#[test]
+fn ten_thousand_domains_load_fast_and_every_one_is_found() {
+    let pki = mtasts_testnet::pki::Pki::new().unwrap();
+    // One certificate shared: this measures the snapshot, not key parsing (bench/serve does both).
+    let shared = hosted_domain(&pki, "d0.test", policy_for("d0.test")).cert;
+    let domains: Vec<_> = (0..10_000)
+        .map(|i| mtasts_server::HostedDomain {
+            domain: format!("D{i}.test."),
+            policy: policy_for(&format!("d{i}.test")),
+            cert: Arc::clone(&shared),
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let hosted = Hosted::build(domains);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(hosted.len(), 10_000);
+    for i in (0..10_000).step_by(7) {
+        let entry = hosted.get(&format!("mta-sts.d{i}.TEST")).unwrap();
+        assert_eq!(
+            entry.body,
+            policy_for(&format!("d{i}.test")).render().as_bytes()
+        );
+    }
+    assert!(hosted.get("mta-sts.d10000.test").is_none());
+    assert!(hosted.get("d1.test").is_none());
+}
