@@ -445,3 +445,19 @@ async fn http2_streams_that_keep_erring_end_the_connection() {
     assert_eq!(code, Some(0xb));
     assert_serves(&server).await;
 }
+
+/// hyper's head timer starts when the connection starts waiting for a head, so on HTTP/1.1 the
+/// wait for the next keep-alive request counts toward the request timeout.
+#[tokio::test]
+async fn http1_keep_alive_wait_counts_toward_the_request_timeout() {
+    let server = start(|c| {
+        c.limits.request_timeout = Duration::from_secs(1);
+        c.limits.idle_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let mut tls = server.tls(HOST, &[b"http/1.1"]).await.unwrap();
+    let get = format!("GET {POLICY_PATH} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    tls.write_all(get.as_bytes()).await.unwrap();
+    let seen = closed_within(&mut tls, Duration::from_millis(900), Duration::from_secs(4)).await;
+    assert!(seen.starts_with(b"HTTP/1.1 200 OK\r\n"));
+}
