@@ -21,6 +21,7 @@
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod admin;
 pub mod domains;
 pub mod hosted;
 pub mod http;
