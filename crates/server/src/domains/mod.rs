@@ -309,7 +309,7 @@ impl Domains {
             }
             let history = self.store.policy_history(&d.name).await?;
             let state = state::rollout_state(&d, &history, &self.cfg)?;
-            let cert = self.store.certificate(&d.name).await.ok().flatten();
+            let cert = self.store.certificate(&d.name).await?;
             out.push(DomainView::new(&d, &state, cert.as_ref()));
         }
         out.sort_by(|a, b| a.domain.cmp(&b.domain));

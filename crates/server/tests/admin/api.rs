@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use mtasts_core::rollout::RolloutConfig;
-use mtasts_server::admin::{AdminConfig, AdminError, AdminServer, AdminTls, ROUTES};
+use mtasts_server::admin::{AdminConfig, AdminError, AdminLimits, AdminServer, AdminTls, ROUTES};
 use mtasts_server::domains::Domains;
 use mtasts_store::{Change, Store, TokenScope};
 use serde_json::{Value, json};
@@ -23,9 +23,14 @@ struct Api {
 }
 
 async fn start(db: &TestDb, metrics: bool) -> Api {
+    start_with(db, metrics, AdminLimits::default()).await
+}
+
+async fn start_with(db: &TestDb, metrics: bool, limits: AdminLimits) -> Api {
     let store = db.open().await;
     let domains = Domains::new(store.clone(), RolloutConfig::default()).unwrap();
     let mut cfg = AdminConfig::new("127.0.0.1:0".parse().unwrap(), AdminTls::PlainLoopback);
+    cfg.limits = limits;
     cfg.clock = Arc::new(|| t(0));
     if metrics {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
@@ -368,4 +373,39 @@ async fn plain_http_is_refused_off_loopback_and_tls_serves_the_api() {
         StatusCode::IM_A_TEAPOT,
         "no HTTP answer on the TLS listener"
     );
+}
+
+#[tokio::test]
+async fn slow_heads_and_stalled_bodies_are_cut_at_their_timeouts() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::sqlite().await;
+    let limits = AdminLimits {
+        header_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(300),
+        ..AdminLimits::default()
+    };
+    let api = start_with(&db, false, limits).await;
+    let tok = token(&api.store, "ops", TokenScope::All).await;
+    // Slowloris: a head that never ends; the connection is closed at the head timeout.
+    let mut tcp = TcpStream::connect(api.addr).await.unwrap();
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\nX-Slow: ").await.unwrap();
+    let began = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "closed, not left open");
+    assert!(began.elapsed() < Duration::from_secs(3), "{:?}", began.elapsed());
+    // A body that stalls after its head: 503 `timeout` at the request timeout.
+    let mut tcp = TcpStream::connect(api.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/domains HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {tok}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"domain\""
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let began = Instant::now();
+    let mut buf = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("\"code\":\"timeout\""), "{text}");
+    assert!(began.elapsed() < Duration::from_secs(3));
 }
