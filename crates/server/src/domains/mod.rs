@@ -465,9 +465,27 @@ impl Domains {
         let domain = normalize_domain(domain)?;
         let force = force_of(force)?;
         let (_, state) = self.load(&domain).await?;
+        if state.stage == Stage::Removed {
+            // A removal that recorded its transition and then failed to delete: finish it.
+            let change = Change::new(actor, now).because("finishing the removal");
+            self.store.remove_domain(&domain, &change).await?;
+            return Ok(OpResult::new(None, Vec::new()));
+        }
         let outcome = state.remove(now, force.as_ref(), &self.cfg)?;
         if outcome.state.stage == Stage::Removed {
-            let change = Change::new(actor, now).because(transition_reason(&outcome));
+            // First the transition, which is refused if another instance moved the domain
+            // meanwhile (a rollback must not be deleted), then the deletion.
+            let reason = transition_reason(&outcome);
+            let transition = Transition {
+                from: state.stage.name().to_owned(),
+                to: Stage::Removed.name().to_owned(),
+                reason: reason.clone(),
+                forced: force.is_some(),
+                evidence: None,
+                policy: None,
+            };
+            let change = Change::new(actor, outcome.transition.at).because(reason);
+            self.store.transition(&domain, &transition, &change).await?;
             self.store.remove_domain(&domain, &change).await?;
             return Ok(OpResult::new(None, outcome.notices));
         }

@@ -34,6 +34,7 @@ pub(crate) fn rollout_state(
                 r.longest_max_age,
             ),
         },
+        "removed" => Stage::Removed,
         other => {
             return Err(DomainError::Corrupt(format!(
                 "{} is in rollout state {other:?}, which this build does not know",
@@ -41,6 +42,17 @@ pub(crate) fn rollout_state(
             )));
         }
     };
+    if stage == Stage::Removed {
+        // Recorded, not yet deleted (see `Domains::remove`): nothing more to serve or decide.
+        return Ok(RolloutState {
+            stage,
+            mx: Vec::new(),
+            max_age: 0,
+            since: r.state_since,
+            longest_max_age: r.longest_max_age,
+            enforce_cached_until: enforce_cached_until(history),
+        });
+    }
     let mut mx = Vec::with_capacity(policy.mx.len());
     for p in &policy.mx {
         mx.push(p.parse().map_err(|_| {
@@ -96,7 +108,8 @@ fn plus(t: OffsetDateTime, secs: u32) -> OffsetDateTime {
 pub struct DomainView {
     /// The policy domain.
     pub domain: String,
-    /// The rollout stage name: `testing`, `enforce`, `withdrawing`.
+    /// The rollout stage name: `testing`, `enforce`, `withdrawing` (`removed` only between a
+    /// removal's transition and its deletion).
     pub state: &'static str,
     /// The stage in words (`enforcing (step 2)`, `withdrawing (safe to remove at ...)`).
     pub state_description: String,

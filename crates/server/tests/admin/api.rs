@@ -389,12 +389,18 @@ async fn slow_heads_and_stalled_bodies_are_cut_at_their_timeouts() {
     let tok = token(&api.store, "ops", TokenScope::All).await;
     // Slowloris: a head that never ends; the connection is closed at the head timeout.
     let mut tcp = TcpStream::connect(api.addr).await.unwrap();
-    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\nX-Slow: ").await.unwrap();
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        .await
+        .unwrap();
     let began = Instant::now();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "closed, not left open");
-    assert!(began.elapsed() < Duration::from_secs(3), "{:?}", began.elapsed());
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
     // A body that stalls after its head: 503 `timeout` at the request timeout.
     let mut tcp = TcpStream::connect(api.addr).await.unwrap();
     let head = format!(
@@ -403,7 +409,10 @@ async fn slow_heads_and_stalled_bodies_are_cut_at_their_timeouts() {
     tcp.write_all(head.as_bytes()).await.unwrap();
     let began = Instant::now();
     let mut buf = vec![0; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("HTTP/1.1 503"), "{text}");
     assert!(text.contains("\"code\":\"timeout\""), "{text}");

@@ -139,16 +139,42 @@ both! {
         // Every write left an audit entry, with who, when and why.
         let audit = ops.store().audit(Some("example.com"), 50).await.unwrap();
         let mut actions: Vec<_> = audit.iter().map(|a| (a.action.as_str(), a.at)).collect();
-        actions.sort_by_key(|a| a.1);
+        actions.reverse();
         assert_eq!(actions, [
             ("domain.add", t(0)),
             ("rollout.transition", t(week)),
             ("rollout.transition", t(week + day)),
             ("rollout.transition", t(week + day + 5)),
             ("rollout.transition", t(r0)),
+            ("rollout.transition", t(r0 + week)),
             ("domain.remove", t(r0 + week)),
         ]);
         assert!(audit.iter().all(|a| a.actor == "cli" && a.reason.as_deref().is_some_and(|r| !r.is_empty())));
+    }
+
+    async fn a_removal_recorded_but_not_deleted_is_finished_by_the_next_remove(db) {
+        let ops = Domains::new(db.open().await, RolloutConfig::default()).unwrap();
+        ops.add(&add("example.com", &["mx1.example.net"]), "cli", t(0)).await.unwrap();
+        ops.remove("example.com", None, "cli", t(10)).await.unwrap();
+        // What a crash between the transition and the deletion leaves behind.
+        let tr = mtasts_store::Transition {
+            from: "withdrawing".into(),
+            to: "removed".into(),
+            reason: "every cached policy has expired".into(),
+            forced: false,
+            evidence: None,
+            policy: None,
+        };
+        ops.store().transition("example.com", &tr, &mtasts_store::Change::new("cli", t(DAY.into()))).await.unwrap();
+        let v = ops.show("example.com").await.unwrap();
+        assert_eq!(v.state, "removed");
+        assert!(matches!(
+            ops.rollback("example.com", None, "cli", t(2 * i64::from(DAY))).await,
+            Err(DomainError::Rollout(RolloutError::Illegal { .. }))
+        ));
+        let out = ops.remove("example.com", None, "cli", t(2 * i64::from(DAY))).await.unwrap();
+        assert!(out.domain.is_none());
+        assert!(ops.store().domain("example.com").await.unwrap().is_none());
     }
 
     async fn forced_promotion_records_reason_and_what_it_overrode(db) {
