@@ -194,3 +194,52 @@ impl DomainView {
         }
     }
 }
+
+fn stamp(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// The text form `mtasts domain show` prints (`--format json` is the serde form).
+impl std::fmt::Display for DomainView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "domain:      {}", self.domain)?;
+        writeln!(
+            f,
+            "state:       {} since {}",
+            self.state_description,
+            stamp(self.state_since)
+        )?;
+        writeln!(f, "policy id:   {}", self.policy_id)?;
+        writeln!(
+            f,
+            "publish:     {} TXT \"{}\"",
+            self.txt_name, self.txt_record
+        )?;
+        if let Some(until) = self.enforce_cached_until {
+            writeln!(f, "cached enforce policy may apply until {}", stamp(until))?;
+        }
+        if let Some(at) = self.removal_safe_at {
+            writeln!(f, "removal safe at {}", stamp(at))?;
+        }
+        match &self.certificate {
+            Some(c) => writeln!(
+                f,
+                "certificate: {} for mta-sts.{}, expires {}",
+                c.source,
+                self.domain,
+                stamp(c.not_after)
+            )?,
+            None => writeln!(
+                f,
+                "certificate: none for mta-sts.{} (import one)",
+                self.domain
+            )?,
+        }
+        writeln!(f, "served policy:")?;
+        for line in self.policy_text.lines() {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}

@@ -55,6 +55,17 @@ both! {
         // The same content always has the same id; show reads back what add wrote.
         let shown = ops.show("example.com").await.unwrap();
         assert_eq!(shown, v);
+        assert_eq!(
+            shown.to_string(),
+            format!(
+                "domain:      example.com\nstate:       testing since 2026-01-01T00:00:00Z\n\
+                 policy id:   {id}\npublish:     _mta-sts.example.com TXT \"v=STSv1; id={id}\"\n\
+                 certificate: none for mta-sts.example.com (import one)\nserved policy:\n  \
+                 version: STSv1\n  mode: testing\n  mx: mx1.example.net\n  mx: *.mail.example.org\n  \
+                 max_age: 86400\n",
+                id = v.policy_id
+            )
+        );
         let audit = ops.store().audit(Some("example.com"), 10).await.unwrap();
         assert_eq!(audit.len(), 1);
         assert_eq!((audit[0].action.as_str(), audit[0].actor.as_str(), audit[0].at), ("domain.add", "cli", t(0)));
