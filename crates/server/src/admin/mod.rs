@@ -20,6 +20,7 @@
 //! private network, and none of them says anything about a domain.
 
 mod api;
+pub mod client;
 mod error;
 pub mod openapi;
 

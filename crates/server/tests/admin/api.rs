@@ -418,3 +418,70 @@ async fn slow_heads_and_stalled_bodies_are_cut_at_their_timeouts() {
     assert!(text.contains("\"code\":\"timeout\""), "{text}");
     assert!(began.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn the_client_speaks_tls_to_the_api_and_reports_errors_by_code() {
+    use mtasts_server::admin::client::{AdminClient, ClientError};
+    assert!(matches!(
+        AdminClient::new("http://192.0.2.1:8443", "t", None),
+        Err(ClientError::Url(_))
+    ));
+    assert!(matches!(
+        AdminClient::new("ftp://x", "t", None),
+        Err(ClientError::Url(_))
+    ));
+    assert!(matches!(
+        AdminClient::new("https://localhost:1", "t", Some("junk")),
+        Err(ClientError::Ca(_))
+    ));
+
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let secret = token(&store, "ops", TokenScope::All).await;
+    let (chain, key) = cert(&["localhost"], t(400 * 86_400));
+    let cfg = AdminConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        AdminTls::from_pem(&chain, &key).unwrap(),
+    );
+    let server = AdminServer::bind(cfg).await.unwrap();
+    let port = server.local_addr().port();
+    tokio::spawn(server.run(
+        Domains::new(store, RolloutConfig::default()).unwrap(),
+        std::future::pending(),
+    ));
+
+    let url = format!("https://localhost:{port}");
+    let untrusted = AdminClient::new(&url, &secret, None).unwrap();
+    assert!(matches!(
+        untrusted.call(Method::GET, "/v1/domains", None).await,
+        Err(ClientError::Connect(_))
+    ));
+    let wrong = AdminClient::new(&url, "mtasts_wrong", Some(&chain)).unwrap();
+    match wrong.call(Method::GET, "/v1/domains", None).await {
+        Err(ClientError::Api {
+            status: 401, code, ..
+        }) => assert_eq!(code, "unauthorized"),
+        other => panic!("{other:?}"),
+    }
+    let client = AdminClient::new(&url, &secret, Some(&chain)).unwrap();
+    let added = client
+        .call(Method::POST, "/v1/domains", Some(&add_body("example.com")))
+        .await
+        .unwrap();
+    assert_eq!(added["domain"]["state"], "testing");
+    let path = AdminClient::domain_path("Example.COM.", "/promote").unwrap();
+    assert_eq!(path, "/v1/domains/example.com/promote");
+    match client.call(Method::POST, &path, None).await {
+        Err(ClientError::Api {
+            status: 409,
+            code,
+            details,
+            ..
+        }) => {
+            assert_eq!(code, "not_ready");
+            assert!(details.unwrap()["blockers"].is_array());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(AdminClient::domain_path("../etc", "").is_err());
+}
