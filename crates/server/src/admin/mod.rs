@@ -229,6 +229,16 @@ impl AdminServer {
             AdminTls::Tls(c) => Some(TlsAcceptor::from(Arc::clone(c))),
             AdminTls::PlainLoopback => None,
         };
+        // The exporter's histograms need periodic upkeep (metrics-exporter-prometheus docs).
+        let upkeep = config.metrics.clone().map(|h| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    h.run_upkeep();
+                }
+            })
+        });
         let slots = Arc::new(Semaphore::new(config.limits.max_connections));
         let (stop_tx, stop) = watch::channel(false);
         let mut conns = JoinSet::new();
@@ -270,6 +280,9 @@ impl AdminServer {
                 }
             });
             while conns.try_join_next().is_some() {}
+        }
+        if let Some(u) = upkeep {
+            u.abort();
         }
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), async {

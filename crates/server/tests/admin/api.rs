@@ -485,3 +485,28 @@ async fn the_client_speaks_tls_to_the_api_and_reports_errors_by_code() {
     }
     assert!(AdminClient::domain_path("../etc", "").is_err());
 }
+
+#[tokio::test]
+async fn connections_past_the_limit_are_closed_at_accept() {
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    let db = TestDb::sqlite().await;
+    let limits = AdminLimits {
+        max_connections: 2,
+        ..AdminLimits::default()
+    };
+    let api = start_with(&db, false, limits).await;
+    let held: Vec<TcpStream> = vec![
+        TcpStream::connect(api.addr).await.unwrap(),
+        TcpStream::connect(api.addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = TcpStream::connect(api.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "closed at once: {n:?}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (s, _, _) = call(api.addr, Method::GET, "/health", None, None).await;
+    assert_eq!(s, StatusCode::OK, "a slot is free again");
+}
