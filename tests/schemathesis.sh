@@ -29,6 +29,7 @@ for _ in $(seq 1 100); do [ -s "$work/out" ] && break; sleep 0.1; done
 read -r addr token <"$work/out"
 echo "admin API on $addr"
 
+cd "$work" # schemathesis writes its .schemathesis/ cache in the current directory
 "$work/venv/bin/st" run "http://$addr/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
