@@ -1,0 +1,341 @@
+//! The server and the load tools of bench/serve (see bench/serve/run.sh and BENCHMARKS.md,
+//! "serve").
+//!
+//! ```text
+//! serve_bench serve --domains N --https ADDR --dir DIR [--threads T]
+//!     hosts mta-sts.d0.test .. mta-sts.d{N-1}.test with certificates from a fresh test PKI,
+//!     writes DIR/{root,cert,key}.pem and DIR/policy.txt (d0's, for nginx), prints one JSON line
+//!     (start-up figures), then "ready", and serves until stdin closes.
+//! serve_bench handshakes --addr ADDR --names N --conns C --secs S
+//!     one fresh TLS connection per fetch (HTTP/1.1, Connection: close), C at a time, names
+//!     d0..d{N-1} in turn; prints one JSON line (fetches/s, p50, p99).
+//! serve_bench idle --addr ADDR --count N --hold S
+//!     opens N TCP connections (from 127.0.2.x, 200 per address) that never speak, then times
+//!     fetches from 127.0.0.1 while they are held; prints one JSON line.
+//! ```
+//!
+//! The load tools do not verify the certificate (the tests do): they measure the server.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use mtasts_core::policy::Mode;
+use mtasts_core::render::build_policy;
+use mtasts_server::{Config, Hosted, HostedDomain, HostedSet, Server};
+use mtasts_testnet::pki::{Defect, Pki};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: Option<T>) -> T {
+    let value = args
+        .iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1));
+    match (value, default) {
+        (Some(v), _) => v.parse().unwrap_or_else(|_| panic!("bad {name}: {v}")),
+        (None, Some(d)) => d,
+        (None, None) => panic!("{name} is required"),
+    }
+}
+
+fn rss_kib(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let threads = arg(&args, "--threads", Some(1usize));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap();
+    match args.first().map(String::as_str) {
+        Some("serve") => rt.block_on(serve(&args)),
+        Some("handshakes") => rt.block_on(handshakes(&args)),
+        Some("idle") => rt.block_on(idle(&args)),
+        _ => panic!("usage: serve_bench serve|handshakes|idle ..."),
+    }
+}
+
+async fn serve(args: &[String]) {
+    let n: usize = arg(args, "--domains", None);
+    let addr: SocketAddr = arg(args, "--https", None);
+    let dir: String = arg(args, "--dir", None);
+    let pki = Pki::new().unwrap();
+    // What the store would hand over: DER chains and keys, policies.
+    let mut rows = Vec::with_capacity(n);
+    for i in 0..n {
+        let domain = format!("d{i}.test");
+        let cert = pki
+            .issue(&format!("mta-sts.{domain}"), Defect::Valid)
+            .unwrap();
+        let mx = format!("mx.{domain}");
+        let policy = build_policy(Mode::Enforce, 604_800, &[mx.as_str()])
+            .unwrap()
+            .0;
+        rows.push((domain, policy, cert.chain, cert.key));
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = |label: &str, der: &[u8]| {
+        let b64 = base64(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    };
+    let (_, policy, chain, key) = &rows[0];
+    let chain_pem: String = chain.iter().map(|c| pem("CERTIFICATE", c)).collect();
+    std::fs::write(format!("{dir}/cert.pem"), chain_pem).unwrap();
+    std::fs::write(
+        format!("{dir}/key.pem"),
+        pem("PRIVATE KEY", key.secret_der()),
+    )
+    .unwrap();
+    std::fs::write(format!("{dir}/root.pem"), pki.root_pem()).unwrap();
+    std::fs::write(format!("{dir}/policy.txt"), policy.render()).unwrap();
+
+    let rss_before = rss_kib("self");
+    let started = Instant::now();
+    let domains: Vec<HostedDomain> = rows
+        .into_iter()
+        .map(|(d, p, c, k)| HostedDomain::new(&d, p, c, k).unwrap())
+        .collect();
+    let hosted = Hosted::build(domains);
+    let load = started.elapsed();
+    let hosted = HostedSet::new(hosted);
+    let rss_after = rss_kib("self");
+    let server = Server::bind(Config::new(addr)).await.unwrap();
+    println!(
+        "{{\"domains\":{n},\"load_ms\":{:.1},\"rss_before_kib\":{rss_before},\"rss_after_kib\":{rss_after}}}",
+        load.as_secs_f64() * 1e3
+    );
+    println!("ready");
+    let stdin_closed = async {
+        let _ = tokio::task::spawn_blocking(|| {
+            use std::io::Read;
+            let mut sink = Vec::new();
+            std::io::stdin().read_to_end(&mut sink)
+        })
+        .await;
+    };
+    server.run(hosted, stdin_closed).await.unwrap();
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = u32::from(c[0]) << 16
+            | u32::from(*c.get(1).unwrap_or(&0)) << 8
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(char::from(T[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Accepts any certificate: the load tools measure the server, the tests check it.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn client_config() -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut c = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    c.resumption = rustls::client::Resumption::disabled();
+    Arc::new(c)
+}
+
+/// One fetch on a fresh connection; the latency, or `None` on any failure.
+async fn fetch_once(
+    config: &Arc<ClientConfig>,
+    addr: SocketAddr,
+    from: Option<Ipv4Addr>,
+    name: &str,
+) -> Option<Duration> {
+    let started = Instant::now();
+    let tcp = match from {
+        Some(ip) => {
+            let s = TcpSocket::new_v4().ok()?;
+            s.bind(SocketAddr::new(ip.into(), 0)).ok()?;
+            s.connect(addr).await.ok()?
+        }
+        None => TcpStream::connect(addr).await.ok()?,
+    };
+    tcp.set_nodelay(true).ok()?;
+    let server_name = ServerName::try_from(name.to_owned()).ok()?;
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect(server_name, tcp)
+        .await
+        .ok()?;
+    let req = format!(
+        "GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes()).await.ok()?;
+    let mut answer = Vec::with_capacity(512);
+    let _ = tls.read_to_end(&mut answer).await;
+    answer
+        .starts_with(b"HTTP/1.1 200")
+        .then(|| started.elapsed())
+}
+
+fn summary(mut lat: Vec<Duration>, errors: u64, secs: f64) -> String {
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    format!(
+        "{{\"ok\":{},\"errors\":{errors},\"per_sec\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+        lat.len(),
+        lat.len() as f64 / secs,
+        pct(0.50),
+        pct(0.99)
+    )
+}
+
+async fn handshakes(args: &[String]) {
+    let addr: SocketAddr = arg(args, "--addr", None);
+    let names: usize = arg(args, "--names", Some(1));
+    let conns: usize = arg(args, "--conns", Some(16));
+    let secs: f64 = arg(args, "--secs", Some(5.0));
+    let config = client_config();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..conns {
+        let (config, stop) = (Arc::clone(&config), Arc::clone(&stop));
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors, mut k) = (Vec::new(), 0u64, t);
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("mta-sts.d{}.test", k % names);
+                k += conns;
+                match fetch_once(&config, addr, None, &name).await {
+                    Some(d) => lat.push(d),
+                    None => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        lat.extend(l);
+        errors += e;
+    }
+    println!("{}", summary(lat, errors, started.elapsed().as_secs_f64()));
+}
+
+async fn idle(args: &[String]) {
+    let addr: SocketAddr = arg(args, "--addr", None);
+    let count: usize = arg(args, "--count", Some(10_000));
+    let hold: f64 = arg(args, "--hold", Some(3.0));
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(count);
+    let mut failed = 0;
+    for i in 0..count {
+        let ip = Ipv4Addr::new(
+            127,
+            0,
+            2 + u8::try_from(i / 50_000).unwrap(),
+            1 + u8::try_from(i / 200 % 250).unwrap(),
+        );
+        let s = TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::new(ip.into(), 0)).unwrap();
+        match s.connect(addr).await {
+            Ok(c) => held.push(c),
+            Err(_) => failed += 1,
+        }
+    }
+    let opened = started.elapsed();
+    println!(
+        "{{\"opened\":{},\"failed\":{failed},\"open_s\":{:.2}}}",
+        held.len(),
+        opened.as_secs_f64()
+    );
+    // Let the server accept them all, then fetch while they are held.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("holding");
+    let config = client_config();
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs_f64(hold) {
+        match fetch_once(&config, addr, None, "mta-sts.d0.test").await {
+            Some(d) => lat.push(d),
+            None => errors += 1,
+        }
+    }
+    println!("{}", summary(lat, errors, t0.elapsed().as_secs_f64()));
+    // Still open at the end?
+    let mut still = 0;
+    let mut buf = [0u8; 1];
+    for c in &held {
+        if matches!(c.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+            still += 1;
+        }
+    }
+    println!("{{\"still_open\":{still}}}");
+}

@@ -1,0 +1,462 @@
+//! The routes and their handlers. [`ROUTES`] is the one table the router matches and the
+//! OpenAPI test compares with `docs/openapi.json`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, header};
+use metrics_exporter_prometheus::PrometheusHandle;
+use mtasts_core::policy::Mode;
+use mtasts_core::rollout::Evidence;
+use mtasts_store::AdminToken;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::{AdminLimits, Clock};
+use crate::domains::{AddDomain, Domains, MxSource, normalize_domain};
+
+/// Every route: method, path pattern (`{domain}` is one path segment), whether it needs a token.
+pub const ROUTES: &[(&str, &str, bool)] = &[
+    ("GET", "/health", false),
+    ("GET", "/metrics", false),
+    ("GET", "/openapi.json", false),
+    ("GET", "/v1/domains", true),
+    ("POST", "/v1/domains", true),
+    ("GET", "/v1/domains/{domain}", true),
+    ("PATCH", "/v1/domains/{domain}", true),
+    ("POST", "/v1/domains/{domain}/promote", true),
+    ("POST", "/v1/domains/{domain}/rollback", true),
+    ("POST", "/v1/domains/{domain}/remove", true),
+    ("PUT", "/v1/domains/{domain}/certificate", true),
+    ("GET", "/v1/domains/{domain}/audit", true),
+];
+
+/// Longest bearer secret looked up (ours are 71 bytes); longer ones are refused unread.
+const MAX_SECRET: usize = 256;
+/// Most audit entries returned.
+const AUDIT_LIMIT: u32 = 100;
+
+pub(super) struct State {
+    pub(super) domains: Domains,
+    pub(super) limits: AdminLimits,
+    pub(super) metrics: Option<PrometheusHandle>,
+    pub(super) clock: Clock,
+}
+
+pub(super) fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn ok(status: StatusCode, body: &impl serde::Serialize) -> Result<Response<Full<Bytes>>, ApiError> {
+    let value = serde_json::to_value(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(json_response(status, &value))
+}
+
+/// Matches `path` against the route patterns: the index of the route and the `{domain}`
+/// segment, or which methods the path allows when the method does not match.
+fn route(method: &Method, path: &str) -> Result<(usize, Option<String>), Vec<&'static str>> {
+    let segs: Vec<&str> = path.split('/').collect();
+    let mut allowed = Vec::new();
+    for (i, (m, pattern, _)) in ROUTES.iter().enumerate() {
+        let pat: Vec<&str> = pattern.split('/').collect();
+        if pat.len() != segs.len() {
+            continue;
+        }
+        let mut domain = None;
+        let matched = pat.iter().zip(&segs).all(|(p, s)| {
+            if *p == "{domain}" {
+                domain = Some((*s).to_owned());
+                !s.is_empty()
+            } else {
+                p == s
+            }
+        });
+        if matched {
+            if method.as_str() == *m {
+                return Ok((i, domain));
+            }
+            allowed.push(*m);
+        }
+    }
+    Err(allowed)
+}
+
+pub(super) async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (label, result) = match route(req.method(), req.uri().path()) {
+        Ok((i, domain)) => {
+            let label = ROUTES[i].1;
+            let work = dispatch(&state, i, domain, req);
+            let result = match tokio::time::timeout(state.limits.request_timeout, work).await {
+                Ok(r) => r,
+                Err(_) => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took too long",
+                )),
+            };
+            (label, result)
+        }
+        Err(allowed) if allowed.is_empty() => ("unknown", Err(ApiError::not_found())),
+        Err(allowed) => {
+            let mut r = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("allowed: {}", allowed.join(", ")),
+            )
+            .response();
+            if let Ok(v) = header::HeaderValue::from_str(&allowed.join(", ")) {
+                r.headers_mut().insert(header::ALLOW, v);
+            }
+            ("unknown", Ok(r))
+        }
+    };
+    let resp = result.unwrap_or_else(|e| e.response());
+    metrics::counter!(
+        "mtasts_admin_requests_total",
+        "route" => label,
+        "status" => resp.status().as_u16().to_string()
+    )
+    .increment(1);
+    Ok(resp)
+}
+
+async fn authenticate(state: &State, req: &Request<Incoming>) -> Result<AdminToken, ApiError> {
+    let secret = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= MAX_SECRET)
+        .ok_or_else(ApiError::unauthorized)?;
+    match state.domains.store().authenticate(secret).await {
+        Ok(Some(token)) => Ok(token),
+        Ok(None) => Err(ApiError::unauthorized()),
+        Err(e) => Err(crate::domains::DomainError::from(e).into()),
+    }
+}
+
+/// The normalised domain when the token may act on it; 404 otherwise (as for an unhosted one).
+fn scoped(token: &AdminToken, raw: Option<String>) -> Result<String, ApiError> {
+    let d = raw
+        .and_then(|r| normalize_domain(&r).ok())
+        .ok_or_else(ApiError::not_found)?;
+    if token.scope.allows(&d) {
+        Ok(d)
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+async fn body<T: DeserializeOwned>(state: &State, req: Request<Incoming>) -> Result<T, ApiError> {
+    let max = state.limits.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is limited to {max} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let bytes = Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the body could not be read",
+                )
+            }
+        })?
+        .to_bytes();
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Bytes::from_static(b"{}")
+    } else {
+        bytes
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the body is not the JSON expected: {e}"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    domain: String,
+    mx: Option<Vec<String>>,
+    mx_hosts: Option<Vec<String>>,
+    #[serde(default)]
+    confirm: Vec<String>,
+    #[serde(default)]
+    mode: Option<String>,
+    max_age: Option<u32>,
+    #[serde(default)]
+    force: bool,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetBody {
+    mx: Option<Vec<String>>,
+    max_age: Option<u32>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {
+    evidence: Option<Evidence>,
+    #[serde(default)]
+    force: bool,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    #[serde(default)]
+    force: bool,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertBody {
+    chain_pem: String,
+    key_pem: String,
+    reason: Option<String>,
+}
+
+/// The `--force --reason` pair: a reason is required with force.
+fn force(force: bool, reason: Option<&str>) -> Result<Option<String>, ApiError> {
+    match (force, reason) {
+        (false, _) => Ok(None),
+        (true, Some(r)) if !r.trim().is_empty() => Ok(Some(r.to_owned())),
+        (true, _) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "needs_force",
+            "force needs a reason",
+        )),
+    }
+}
+
+async fn dispatch(
+    state: &State,
+    route: usize,
+    domain: Option<String>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (_, path, needs_token) = ROUTES[route];
+    if !needs_token {
+        return match path {
+            "/health" => Ok(health(state).await),
+            "/metrics" => match &state.metrics {
+                Some(h) => {
+                    let mut r = Response::new(Full::new(Bytes::from(h.render())));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static(
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        ),
+                    );
+                    Ok(r)
+                }
+                None => Err(ApiError::not_found()),
+            },
+            _ => {
+                let mut r = Response::new(Full::new(Bytes::from_static(
+                    super::openapi::DOCUMENT.as_bytes(),
+                )));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                Ok(r)
+            }
+        };
+    }
+    let token = authenticate(state, &req).await?;
+    let actor = format!("token:{}", token.name);
+    let now = (state.clock)();
+    let ops = &state.domains;
+    let method = req.method().clone();
+    match (method, path) {
+        (Method::GET, "/v1/domains") => {
+            let list = ops.list(|d| token.scope.allows(d)).await?;
+            ok(StatusCode::OK, &json!({ "domains": list }))
+        }
+        (Method::POST, "/v1/domains") => {
+            let b: AddBody = body(state, req).await?;
+            let name = normalize_domain(&b.domain)?;
+            if !token.scope.allows(&name) {
+                return Err(ApiError::not_found());
+            }
+            let mx = match (b.mx, b.mx_hosts) {
+                (Some(p), None) => MxSource::Patterns(p),
+                (None, Some(hosts)) => MxSource::Live {
+                    hosts,
+                    confirmed: b.confirm,
+                },
+                _ => {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid",
+                        "give exactly one of mx (patterns) and mx_hosts (live MX hosts)",
+                    ));
+                }
+            };
+            let mode = match b.mode.as_deref() {
+                None | Some("testing") => Mode::Testing,
+                Some("enforce") => Mode::Enforce,
+                Some(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid",
+                        "mode is testing or enforce",
+                    ));
+                }
+            };
+            let req = AddDomain {
+                domain: name,
+                mx,
+                mode,
+                max_age: b.max_age,
+                force: force(b.force, b.reason.as_deref())?,
+            };
+            ok(StatusCode::CREATED, &ops.add(&req, &actor, now).await?)
+        }
+        (Method::GET, "/v1/domains/{domain}") => {
+            let d = scoped(&token, domain)?;
+            ok(StatusCode::OK, &ops.show(&d).await?)
+        }
+        (Method::PATCH, "/v1/domains/{domain}") => {
+            let d = scoped(&token, domain)?;
+            let b: SetBody = body(state, req).await?;
+            let out = ops
+                .set(
+                    &d,
+                    b.mx.as_deref(),
+                    b.max_age,
+                    &actor,
+                    b.reason.as_deref(),
+                    now,
+                )
+                .await?;
+            ok(StatusCode::OK, &out)
+        }
+        (Method::POST, "/v1/domains/{domain}/promote") => {
+            let d = scoped(&token, domain)?;
+            let b: PromoteBody = body(state, req).await?;
+            let f = force(b.force, b.reason.as_deref())?;
+            let out = ops
+                .promote(&d, b.evidence.as_ref(), f.as_deref(), &actor, now)
+                .await?;
+            ok(StatusCode::OK, &out)
+        }
+        (Method::POST, "/v1/domains/{domain}/rollback") => {
+            let d = scoped(&token, domain)?;
+            let b: ReasonBody = body(state, req).await?;
+            ok(
+                StatusCode::OK,
+                &ops.rollback(&d, b.reason.as_deref(), &actor, now).await?,
+            )
+        }
+        (Method::POST, "/v1/domains/{domain}/remove") => {
+            let d = scoped(&token, domain)?;
+            let b: ReasonBody = body(state, req).await?;
+            let f = force(b.force, b.reason.as_deref())?;
+            ok(
+                StatusCode::OK,
+                &ops.remove(&d, f.as_deref(), &actor, now).await?,
+            )
+        }
+        (Method::PUT, "/v1/domains/{domain}/certificate") => {
+            let d = scoped(&token, domain)?;
+            let b: CertBody = body(state, req).await?;
+            let out = ops
+                .import_certificate(
+                    &d,
+                    &b.chain_pem,
+                    &b.key_pem,
+                    &actor,
+                    b.reason.as_deref(),
+                    now,
+                )
+                .await?;
+            ok(StatusCode::OK, &out)
+        }
+        (Method::GET, "/v1/domains/{domain}/audit") => {
+            let d = scoped(&token, domain)?;
+            ops.show(&d).await?;
+            let entries = ops
+                .store()
+                .audit(Some(&d), AUDIT_LIMIT)
+                .await
+                .map_err(crate::domains::DomainError::from)?;
+            let entries: Vec<Value> = entries
+                .into_iter()
+                .map(|e| {
+                    json!({
+                        "seq": e.seq,
+                        "at": e.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                        "actor": e.actor,
+                        "action": e.action,
+                        "domain": e.domain,
+                        "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::String(e.detail)),
+                        "reason": e.reason,
+                    })
+                })
+                .collect();
+            ok(StatusCode::OK, &json!({ "entries": entries }))
+        }
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+async fn health(state: &State) -> Response<Full<Bytes>> {
+    match state.domains.store().generation().await {
+        Ok(g) => json_response(
+            StatusCode::OK,
+            &json!({ "status": "ok", "store": state.domains.store().backend(), "generation": g }),
+        ),
+        Err(_) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "status": "unavailable", "store": state.domains.store().backend() }),
+        ),
+    }
+}

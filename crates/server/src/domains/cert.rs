@@ -1,0 +1,80 @@
+//! Checking an imported certificate before it is stored: the PEM parses, the key matches the
+//! end-entity certificate, the certificate names `mta-sts.<domain>` (exactly or by a wildcard),
+//! and it has not expired. The chain's trust is not checked here: a private CA is the owner's
+//! choice, and `mtasts check` reports an untrusted chain from the outside.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::ParsedCertificate;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::DomainError;
+use crate::hosted::{POLICY_HOST_PREFIX, certified_key};
+
+/// Most certificates in an imported chain.
+pub const MAX_CHAIN_CERTS: usize = 10;
+
+/// What the check found in a certificate that passed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateCheck {
+    /// The name it was checked for: `mta-sts.<domain>`.
+    pub name: String,
+    /// Certificates in the chain, end entity first.
+    pub chain_len: usize,
+    /// When the end-entity certificate expires.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+}
+
+fn bad(why: impl Into<String>) -> DomainError {
+    DomainError::Certificate(why.into())
+}
+
+/// Checks `chain_pem` (end entity first) and `key_pem` for `mta-sts.<domain>` at `now`.
+///
+/// # Errors
+/// [`DomainError::Certificate`] saying what does not fit.
+pub fn check_certificate(
+    domain: &str,
+    chain_pem: &str,
+    key_pem: &str,
+    now: OffsetDateTime,
+) -> Result<CertificateCheck, DomainError> {
+    let name = format!("{POLICY_HOST_PREFIX}{domain}");
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .take(MAX_CHAIN_CERTS + 1)
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("the chain PEM does not parse: {e}")))?;
+    if chain.is_empty() {
+        return Err(bad("the chain PEM holds no CERTIFICATE block"));
+    }
+    if chain.len() > MAX_CHAIN_CERTS {
+        return Err(bad(format!(
+            "the chain holds more than {MAX_CHAIN_CERTS} certificates"
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| bad(format!("the key PEM holds no usable private key: {e}")))?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0])
+        .map_err(|e| bad(format!("the end-entity certificate does not parse: {e}")))?;
+    let not_after = OffsetDateTime::from_unix_timestamp(leaf.validity().not_after.timestamp())
+        .map_err(|_| bad("the end-entity certificate's notAfter is out of range"))?;
+    if not_after <= now {
+        return Err(bad(format!("the certificate expired at {not_after}")));
+    }
+    let parsed = ParsedCertificate::try_from(&chain[0])
+        .map_err(|e| bad(format!("the end-entity certificate is not usable: {e}")))?;
+    let server_name = ServerName::try_from(name.as_str())
+        .map_err(|_| bad(format!("{name} is not a valid server name")))?;
+    rustls::client::verify_server_name(&parsed, &server_name)
+        .map_err(|_| bad(format!("the certificate is not valid for {name}")))?;
+    let chain_len = chain.len();
+    certified_key(chain, key)
+        .map_err(|e| bad(format!("the key does not match the certificate: {e}")))?;
+    Ok(CertificateCheck {
+        name,
+        chain_len,
+        not_after,
+    })
+}

@@ -1,0 +1,245 @@
+//! Reading a hosted domain's rollout state back from the store, and what `show` reports.
+//!
+//! The store keeps the stage name (`testing`, `enforce`, `withdrawing`), when it was entered,
+//! the policy served and two RFC 8461 §8.3 facts (`longest_max_age`, `non_none_ended_at`). The
+//! rest of core's [`RolloutState`] is derived: the `enforce` step is the configured step whose
+//! `max_age` the served policy has (or the highest below it, after a `set --max-age`); the
+//! withdrawal's `safe_at` is `non_none_ended_at + longest_max_age`; `enforce_cached_until` is
+//! the latest expiry of an `enforce` policy that was replaced, read from the policy history.
+
+use mtasts_core::policy::Mode;
+use mtasts_core::rollout::{RolloutConfig, RolloutState, Stage};
+use mtasts_store::{Certificate, HostedDomain, StoredPolicy};
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use super::DomainError;
+
+/// Rebuilds core's rollout state from the store's rows.
+pub(crate) fn rollout_state(
+    hosted: &HostedDomain,
+    history: &[StoredPolicy],
+    cfg: &RolloutConfig,
+) -> Result<RolloutState, DomainError> {
+    let policy = &hosted.policy;
+    let r = &hosted.rollout;
+    let stage = match r.state.as_str() {
+        "testing" => Stage::Testing,
+        "enforce" => Stage::Enforce {
+            step: enforce_step(policy.max_age, cfg),
+        },
+        "withdrawing" => Stage::Withdrawing {
+            safe_at: plus(
+                r.non_none_ended_at.unwrap_or(r.state_since),
+                r.longest_max_age,
+            ),
+        },
+        "removed" => Stage::Removed,
+        other => {
+            return Err(DomainError::Corrupt(format!(
+                "{} is in rollout state {other:?}, which this build does not know",
+                hosted.name
+            )));
+        }
+    };
+    if stage == Stage::Removed {
+        // Recorded, not yet deleted (see `Domains::remove`): nothing more to serve or decide.
+        return Ok(RolloutState {
+            stage,
+            mx: Vec::new(),
+            max_age: 0,
+            since: r.state_since,
+            longest_max_age: r.longest_max_age,
+            enforce_cached_until: enforce_cached_until(history),
+        });
+    }
+    let mut mx = Vec::with_capacity(policy.mx.len());
+    for p in &policy.mx {
+        mx.push(p.parse().map_err(|_| {
+            DomainError::Corrupt(format!(
+                "{}: stored mx pattern {p:?} is invalid",
+                hosted.name
+            ))
+        })?);
+    }
+    mx.sort();
+    mx.dedup();
+    let state = RolloutState {
+        stage,
+        mx,
+        max_age: policy.max_age,
+        since: r.state_since,
+        longest_max_age: r.longest_max_age.max(match stage {
+            Stage::Withdrawing { .. } => 0,
+            _ => policy.max_age,
+        }),
+        enforce_cached_until: enforce_cached_until(history),
+    };
+    state
+        .check()
+        .map_err(|why| DomainError::Corrupt(format!("{}: {why}", hosted.name)))?;
+    Ok(state)
+}
+
+/// The step index for an `enforce` policy serving `max_age`.
+fn enforce_step(max_age: u32, cfg: &RolloutConfig) -> usize {
+    cfg.enforce_steps
+        .iter()
+        .rposition(|s| s.max_age <= max_age)
+        .unwrap_or(0)
+}
+
+/// The latest time a sender may still apply an `enforce` policy that has been replaced.
+fn enforce_cached_until(history: &[StoredPolicy]) -> Option<OffsetDateTime> {
+    history
+        .windows(2)
+        .filter(|w| w[0].mode == Mode::Enforce)
+        .map(|w| plus(w[1].published_at, w[0].max_age))
+        .max()
+}
+
+fn plus(t: OffsetDateTime, secs: u32) -> OffsetDateTime {
+    t.checked_add(Duration::seconds(i64::from(secs)))
+        .unwrap_or(t)
+}
+
+/// What `mtasts domain show` and `GET /v1/domains/{domain}` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainView {
+    /// The policy domain.
+    pub domain: String,
+    /// The rollout stage name: `testing`, `enforce`, `withdrawing` (`removed` only between a
+    /// removal's transition and its deletion).
+    pub state: &'static str,
+    /// The stage in words (`enforcing (step 2)`, `withdrawing (safe to remove at ...)`).
+    pub state_description: String,
+    /// The `enforce` step (0-based), when enforcing.
+    pub enforce_step: Option<usize>,
+    /// When the current stage began.
+    #[serde(with = "time::serde::rfc3339")]
+    pub state_since: OffsetDateTime,
+    /// The policy served, byte for byte (canonical CRLF text).
+    pub policy_text: String,
+    /// Its content-derived id.
+    pub policy_id: String,
+    /// The mode served.
+    pub mode: Mode,
+    /// The `max_age` served.
+    pub max_age: u32,
+    /// The `mx` patterns served.
+    pub mx: Vec<String>,
+    /// The `_mta-sts` TXT record to publish: `v=STSv1; id=<id>`.
+    pub txt_record: String,
+    /// Where to publish it.
+    pub txt_name: String,
+    /// The longest `max_age` of any non-`none` policy served so far.
+    pub longest_max_age: u32,
+    /// Until when senders may still apply a replaced `enforce` policy, if one was served.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub enforce_cached_until: Option<OffsetDateTime>,
+    /// While withdrawing: when removal becomes safe (RFC 8461 §8.3).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub removal_safe_at: Option<OffsetDateTime>,
+    /// The certificate installed for `mta-sts.<domain>`, if any (never its key).
+    pub certificate: Option<CertificateView>,
+}
+
+/// A certificate as shown (no key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateView {
+    /// Where it came from (`imported`, later `acme`).
+    pub source: &'static str,
+    /// When it expires.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// When it was installed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub installed_at: OffsetDateTime,
+}
+
+impl DomainView {
+    pub(crate) fn new(
+        hosted: &HostedDomain,
+        state: &RolloutState,
+        cert: Option<&Certificate>,
+    ) -> Self {
+        let p = &hosted.policy;
+        Self {
+            domain: hosted.name.clone(),
+            state: state.stage.name(),
+            state_description: state.stage.to_string(),
+            enforce_step: match state.stage {
+                Stage::Enforce { step } => Some(step),
+                _ => None,
+            },
+            state_since: state.since,
+            policy_text: p.text.clone(),
+            policy_id: p.id.clone(),
+            mode: p.mode,
+            max_age: p.max_age,
+            mx: p.mx.clone(),
+            txt_record: format!("v=STSv1; id={}", p.id),
+            txt_name: format!("_mta-sts.{}", hosted.name),
+            longest_max_age: state.longest_max_age,
+            enforce_cached_until: state.enforce_cached_until,
+            removal_safe_at: match state.stage {
+                Stage::Withdrawing { safe_at } => Some(safe_at),
+                _ => None,
+            },
+            certificate: cert.map(|c| CertificateView {
+                source: c.source.as_str(),
+                not_after: c.not_after,
+                installed_at: c.installed_at,
+            }),
+        }
+    }
+}
+
+fn stamp(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// The text form `mtasts domain show` prints (`--format json` is the serde form).
+impl std::fmt::Display for DomainView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "domain:      {}", self.domain)?;
+        writeln!(
+            f,
+            "state:       {} since {}",
+            self.state_description,
+            stamp(self.state_since)
+        )?;
+        writeln!(f, "policy id:   {}", self.policy_id)?;
+        writeln!(
+            f,
+            "publish:     {} TXT \"{}\"",
+            self.txt_name, self.txt_record
+        )?;
+        if let Some(until) = self.enforce_cached_until {
+            writeln!(f, "cached enforce policy may apply until {}", stamp(until))?;
+        }
+        if let Some(at) = self.removal_safe_at {
+            writeln!(f, "removal safe at {}", stamp(at))?;
+        }
+        match &self.certificate {
+            Some(c) => writeln!(
+                f,
+                "certificate: {} for mta-sts.{}, expires {}",
+                c.source,
+                self.domain,
+                stamp(c.not_after)
+            )?,
+            None => writeln!(
+                f,
+                "certificate: none for mta-sts.{} (import one)",
+                self.domain
+            )?,
+        }
+        writeln!(f, "served policy:")?;
+        for line in self.policy_text.lines() {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,512 @@
+//! The admin API over its listener: tokens, scope, audit, limits, the OpenAPI document.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::support::{TestDb, both, cert, t};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use mtasts_core::rollout::RolloutConfig;
+use mtasts_server::admin::{AdminConfig, AdminError, AdminLimits, AdminServer, AdminTls, ROUTES};
+use mtasts_server::domains::Domains;
+use mtasts_store::{Change, Store, TokenScope};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+
+/// A running admin API on loopback plain HTTP, its store, and the shutdown switch.
+struct Api {
+    addr: SocketAddr,
+    store: Store,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(db: &TestDb, metrics: bool) -> Api {
+    start_with(db, metrics, AdminLimits::default()).await
+}
+
+async fn start_with(db: &TestDb, metrics: bool, limits: AdminLimits) -> Api {
+    let store = db.open().await;
+    let domains = Domains::new(store.clone(), RolloutConfig::default()).unwrap();
+    let mut cfg = AdminConfig::new("127.0.0.1:0".parse().unwrap(), AdminTls::PlainLoopback);
+    cfg.limits = limits;
+    cfg.clock = Arc::new(|| t(0));
+    if metrics {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        cfg.metrics = Some(recorder.handle());
+        let _ = metrics::set_global_recorder(recorder);
+    }
+    let server = AdminServer::bind(cfg).await.unwrap();
+    let addr = server.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(domains, async move {
+        let _ = rx.await;
+    }));
+    Api {
+        addr,
+        store,
+        _stop: tx,
+    }
+}
+
+/// One request on a fresh connection: the status, the JSON body (or the text as a JSON string).
+async fn call(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, hyper::HeaderMap, Value) {
+    call_raw(
+        addr,
+        method,
+        path,
+        token,
+        body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+    )
+    .await
+}
+
+async fn call_raw(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, hyper::HeaderMap, Value) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "admin");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if !body.is_empty() {
+        req = req.header("content-type", "application/json");
+    }
+    let resp = send
+        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, headers, value)
+}
+
+async fn token(store: &Store, name: &str, scope: TokenScope) -> String {
+    let made = store
+        .create_token(name, &scope, &Change::new("cli", t(0)))
+        .await
+        .unwrap();
+    made.secret.expose().to_owned()
+}
+
+fn add_body(domain: &str) -> Value {
+    json!({ "domain": domain, "mx": ["mx1.example.net"], "reason": "onboarding" })
+}
+
+/// Every route that needs a token, with a concrete path.
+fn authed_routes() -> Vec<(Method, String)> {
+    ROUTES
+        .iter()
+        .filter(|r| r.2)
+        .map(|(m, p, _)| (m.parse().unwrap(), p.replace("{domain}", "example.com")))
+        .collect()
+}
+
+both! {
+    async fn no_token_or_a_wrong_token_is_401_on_every_route(db) {
+        let api = start(&db, false).await;
+        let good = token(&api.store, "ops", TokenScope::All).await;
+        let wrong = format!("{}0", &good[..good.len() - 1]);
+        for (m, p) in authed_routes() {
+            for tok in [None, Some("mtasts_nonsense"), Some(wrong.as_str()), Some("")] {
+                let (status, headers, body) = call(api.addr, m.clone(), &p, tok, Some(add_body("example.com"))).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{m} {p} {tok:?}");
+                assert_eq!(headers["www-authenticate"], "Bearer");
+                assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+            }
+        }
+        // "Basic" or a bare secret is not a bearer token either.
+        let tcp_body = call_raw(api.addr, Method::GET, "/v1/domains", None, vec![]).await;
+        assert_eq!(tcp_body.0, StatusCode::UNAUTHORIZED);
+        assert!(api.store.domains().await.unwrap().is_empty(), "nothing written without a token");
+        let (status, _, _) = call(api.addr, Method::GET, "/v1/domains", Some(&good), None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    async fn a_scoped_token_cannot_read_or_change_another_domain(db) {
+        let api = start(&db, false).await;
+        let admin = token(&api.store, "admin", TokenScope::All).await;
+        let mine = token(&api.store, "tenant-a", TokenScope::Domains(vec!["a.example".into()])).await;
+        for d in ["a.example", "b.example"] {
+            let (s, _, b) = call(api.addr, Method::POST, "/v1/domains", Some(&admin), Some(add_body(d))).await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+        }
+        let (s, _, list) = call(api.addr, Method::GET, "/v1/domains", Some(&mine), None).await;
+        assert_eq!(s, StatusCode::OK);
+        let names: Vec<&str> = list["domains"].as_array().unwrap().iter().map(|d| d["domain"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a.example"]);
+        let (s, _, b) = call(api.addr, Method::GET, "/v1/domains/a.example", Some(&mine), None).await;
+        assert_eq!((s, b["state"].as_str()), (StatusCode::OK, Some("testing")));
+        // Another tenant's domain and a domain nobody hosts answer the same 404.
+        let hosted_other = call(api.addr, Method::GET, "/v1/domains/b.example", Some(&mine), None).await;
+        let unhosted = call(api.addr, Method::GET, "/v1/domains/zz.example", Some(&mine), None).await;
+        assert_eq!(hosted_other.0, StatusCode::NOT_FOUND);
+        assert_eq!((hosted_other.0, hosted_other.2.clone()), (unhosted.0, unhosted.2));
+        for (m, p) in authed_routes().into_iter().filter(|(_, p)| p.contains("example.com")) {
+            let p = p.replace("example.com", "b.example");
+            let body = json!({ "force": true, "reason": "hostile", "mx": ["evil.example.net"], "chain_pem": "x", "key_pem": "y" });
+            let (s, _, b) = call(api.addr, m.clone(), &p, Some(&mine), Some(body)).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{m} {p}: {b}");
+        }
+        let (s, _, _) = call(api.addr, Method::POST, "/v1/domains", Some(&mine), Some(add_body("c.example"))).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "adding outside the scope");
+        let b = api.store.domain("b.example").await.unwrap().unwrap();
+        assert_eq!((b.rollout.state.as_str(), b.policy.mx.as_slice()), ("testing", &["mx1.example.net".to_owned()][..]));
+        assert!(api.store.domain("c.example").await.unwrap().is_none());
+        let audit = api.store.audit(Some("b.example"), 50).await.unwrap();
+        assert!(audit.iter().all(|a| a.actor == "token:admin"), "the scoped token wrote nothing: {audit:?}");
+    }
+
+    async fn every_write_through_the_api_is_audited_with_who_when_what_why(db) {
+        let api = start(&db, false).await;
+        let tok = token(&api.store, "ops", TokenScope::All).await;
+        let (s, _, b) = call(api.addr, Method::POST, "/v1/domains", Some(&tok), Some(add_body("example.com"))).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        assert!(b["domain"]["txt_record"].as_str().unwrap().starts_with("v=STSv1; id="));
+        let (s, _, b) = call(api.addr, Method::PATCH, "/v1/domains/example.com", Some(&tok),
+            Some(json!({ "mx": ["mx1.example.net", "mx2.example.net"], "reason": "second MX" }))).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (s, _, b) = call(api.addr, Method::POST, "/v1/domains/example.com/promote", Some(&tok), None).await;
+        assert_eq!((s, b["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("not_ready")), "{b}");
+        assert!(b["error"]["details"]["blockers"].as_array().is_some_and(|a| !a.is_empty()));
+        let (s, _, b) = call(api.addr, Method::POST, "/v1/domains/example.com/promote", Some(&tok), Some(json!({ "force": true }))).await;
+        assert_eq!((s, b["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("needs_force")));
+        let (s, _, b) = call(api.addr, Method::POST, "/v1/domains/example.com/promote", Some(&tok),
+            Some(json!({ "force": true, "reason": "checked by hand" }))).await;
+        assert_eq!((s, b["domain"]["state"].as_str()), (StatusCode::OK, Some("enforce")), "{b}");
+        let (c, k) = cert(&["mta-sts.example.com"], t(90 * 86_400));
+        let (s, _, b) = call(api.addr, Method::PUT, "/v1/domains/example.com/certificate", Some(&tok),
+            Some(json!({ "chain_pem": c, "key_pem": k, "reason": "renewed" }))).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (s, _, _) = call(api.addr, Method::POST, "/v1/domains/example.com/rollback", Some(&tok), Some(json!({ "reason": "MX broke" }))).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _, b) = call(api.addr, Method::POST, "/v1/domains/example.com/remove", Some(&tok), Some(json!({}))).await;
+        assert_eq!((s, b["domain"]["state"].as_str()), (StatusCode::OK, Some("withdrawing")), "{b}");
+        let (s, _, audit) = call(api.addr, Method::GET, "/v1/domains/example.com/audit", Some(&tok), None).await;
+        assert_eq!(s, StatusCode::OK);
+        let entries = audit["entries"].as_array().unwrap();
+        let mut actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+        actions.reverse();
+        assert_eq!(actions, ["domain.add", "policy.set", "rollout.transition", "certificate.put", "rollout.transition", "rollout.transition"].map(|a| a), "{audit}");
+        for e in entries {
+            assert_eq!(e["actor"], "token:ops");
+            assert_eq!(e["at"], "2026-01-01T00:00:00Z");
+            assert!(e["reason"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
+        }
+        let reasons: Vec<&str> = entries.iter().map(|e| e["reason"].as_str().unwrap()).collect();
+        assert!(reasons.iter().any(|r| r.contains("checked by hand")) && reasons.contains(&"renewed") && reasons.contains(&"second MX"), "{reasons:?}");
+    }
+
+    async fn hostile_requests_get_json_errors_in_the_one_shape(db) {
+        let api = start(&db, false).await;
+        let tok = token(&api.store, "ops", TokenScope::All).await;
+        let cases: Vec<(Method, &str, Vec<u8>, StatusCode, &str)> = vec![
+            (Method::POST, "/v1/domains", vec![b'x'; 2 << 20], StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            (Method::POST, "/v1/domains", b"{not json".to_vec(), StatusCode::BAD_REQUEST, "bad_request"),
+            (Method::POST, "/v1/domains", br#"{"domain":"a.example","mx":["m.example"],"admin":true}"#.to_vec(), StatusCode::BAD_REQUEST, "bad_request"),
+            (Method::POST, "/v1/domains", br#"{"domain":"a.example"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            (Method::POST, "/v1/domains", br#"{"domain":"a.example","mx":["m.example"],"mode":"enforce"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "needs_force"),
+            (Method::POST, "/v1/domains", br#"{"domain":"-bad-","mx":["m.example"]}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            (Method::POST, "/v1/domains", br#"{"domain":"a.example","mx_hosts":["mx.unknown-host.example"]}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "unexplained_mx"),
+            (Method::DELETE, "/v1/domains", vec![], StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            (Method::GET, "/v2/nothing", vec![], StatusCode::NOT_FOUND, "not_found"),
+        ];
+        for (m, p, body, want, code) in cases {
+            let (s, h, b) = call_raw(api.addr, m.clone(), p, Some(&tok), body).await;
+            assert_eq!((s, b["error"]["code"].as_str()), (want, Some(code)), "{m} {p}: {b}");
+            assert_eq!(h["content-type"], "application/json");
+            assert!(b["error"]["message"].is_string());
+        }
+        assert!(api.store.domains().await.unwrap().is_empty());
+        let (s, _, _) = call(api.addr, Method::POST, "/v1/domains", Some(&tok), Some(add_body("a.example"))).await;
+        assert_eq!(s, StatusCode::CREATED);
+        let (s, _, b) = call(api.addr, Method::POST, "/v1/domains", Some(&tok), Some(add_body("a.example"))).await;
+        assert_eq!((s, b["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("exists")));
+    }
+
+    async fn health_metrics_and_the_openapi_document_need_no_token(db) {
+        let api = start(&db, true).await;
+        let (s, _, b) = call(api.addr, Method::GET, "/health", None, None).await;
+        assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
+        let (s, _, doc) = call(api.addr, Method::GET, "/openapi.json", None, None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(doc["openapi"], "3.0.3");
+        call(api.addr, Method::GET, "/v1/domains", None, None).await;
+        let (s, h, text) = call(api.addr, Method::GET, "/metrics", None, None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(h["content-type"].to_str().unwrap().starts_with("text/plain"));
+        let text = text.as_str().unwrap();
+        assert!(text.contains("mtasts_admin_requests_total{route=\"/v1/domains\",status=\"401\"} 1"), "{text}");
+    }
+}
+
+#[test]
+fn every_route_is_in_the_openapi_document_and_nothing_else() {
+    let doc: Value = serde_json::from_str(mtasts_server::admin::openapi::DOCUMENT).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = Vec::new();
+    for (path, item) in paths {
+        for (method, _) in item.as_object().unwrap() {
+            if method != "parameters" {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    documented.sort();
+    let mut routes: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    routes.sort();
+    assert_eq!(routes, documented);
+    for (m, p, needs_token) in ROUTES {
+        let op = &paths[*p][m.to_lowercase()];
+        let open = op["security"].as_array().is_some_and(Vec::is_empty);
+        assert_eq!(
+            open, !needs_token,
+            "{m} {p}: security in the document matches the router"
+        );
+    }
+}
+
+#[tokio::test]
+async fn plain_http_is_refused_off_loopback_and_tls_serves_the_api() {
+    let cfg = AdminConfig::new("0.0.0.0:0".parse().unwrap(), AdminTls::PlainLoopback);
+    assert!(matches!(
+        AdminServer::bind(cfg).await,
+        Err(AdminError::PlainNotLoopback(_))
+    ));
+    assert!(matches!(
+        AdminTls::from_pem("nope", "nope"),
+        Err(AdminError::Tls(_))
+    ));
+
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let (chain, key) = cert(&["admin.test"], t(400 * 86_400));
+    let cfg = AdminConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        AdminTls::from_pem(&chain, &key).unwrap(),
+    );
+    let server = AdminServer::bind(cfg).await.unwrap();
+    let addr = server.local_addr();
+    let domains = Domains::new(store, RolloutConfig::default()).unwrap();
+    tokio::spawn(server.run(domains, std::future::pending()));
+
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(chain.as_bytes()).unwrap())
+        .unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect("admin.test".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = send
+        .send_request(
+            Request::get("/v1/domains")
+                .header("host", "admin.test")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Plain HTTP on the TLS port gets no answer.
+    let (s, _, _) = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        match hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp)).await {
+            Ok((mut send, conn)) => {
+                tokio::spawn(conn);
+                match send
+                    .send_request(
+                        Request::get("/health")
+                            .body(Full::new(Bytes::new()))
+                            .unwrap(),
+                    )
+                    .await
+                {
+                    Ok(r) => (r.status(), (), ()),
+                    Err(_) => (StatusCode::IM_A_TEAPOT, (), ()),
+                }
+            }
+            Err(_) => (StatusCode::IM_A_TEAPOT, (), ()),
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s,
+        StatusCode::IM_A_TEAPOT,
+        "no HTTP answer on the TLS listener"
+    );
+}
+
+#[tokio::test]
+async fn slow_heads_and_stalled_bodies_are_cut_at_their_timeouts() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::sqlite().await;
+    let limits = AdminLimits {
+        header_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(300),
+        ..AdminLimits::default()
+    };
+    let api = start_with(&db, false, limits).await;
+    let tok = token(&api.store, "ops", TokenScope::All).await;
+    // Slowloris: a head that never ends; the connection is closed at the head timeout.
+    let mut tcp = TcpStream::connect(api.addr).await.unwrap();
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let began = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "closed, not left open");
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
+    // A body that stalls after its head: 503 `timeout` at the request timeout.
+    let mut tcp = TcpStream::connect(api.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/domains HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {tok}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"domain\""
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let began = Instant::now();
+    let mut buf = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("\"code\":\"timeout\""), "{text}");
+    assert!(began.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn the_client_speaks_tls_to_the_api_and_reports_errors_by_code() {
+    use mtasts_server::admin::client::{AdminClient, ClientError};
+    assert!(matches!(
+        AdminClient::new("http://192.0.2.1:8443", "t", None),
+        Err(ClientError::Url(_))
+    ));
+    assert!(matches!(
+        AdminClient::new("ftp://x", "t", None),
+        Err(ClientError::Url(_))
+    ));
+    assert!(matches!(
+        AdminClient::new("https://localhost:1", "t", Some("junk")),
+        Err(ClientError::Ca(_))
+    ));
+
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let secret = token(&store, "ops", TokenScope::All).await;
+    let (chain, key) = cert(&["localhost"], t(400 * 86_400));
+    let cfg = AdminConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        AdminTls::from_pem(&chain, &key).unwrap(),
+    );
+    let server = AdminServer::bind(cfg).await.unwrap();
+    let port = server.local_addr().port();
+    tokio::spawn(server.run(
+        Domains::new(store, RolloutConfig::default()).unwrap(),
+        std::future::pending(),
+    ));
+
+    let url = format!("https://localhost:{port}");
+    let untrusted = AdminClient::new(&url, &secret, None).unwrap();
+    assert!(matches!(
+        untrusted.call(Method::GET, "/v1/domains", None).await,
+        Err(ClientError::Connect(_))
+    ));
+    let wrong = AdminClient::new(&url, "mtasts_wrong", Some(&chain)).unwrap();
+    match wrong.call(Method::GET, "/v1/domains", None).await {
+        Err(ClientError::Api {
+            status: 401, code, ..
+        }) => assert_eq!(code, "unauthorized"),
+        other => panic!("{other:?}"),
+    }
+    let client = AdminClient::new(&url, &secret, Some(&chain)).unwrap();
+    let added = client
+        .call(Method::POST, "/v1/domains", Some(&add_body("example.com")))
+        .await
+        .unwrap();
+    assert_eq!(added["domain"]["state"], "testing");
+    let path = AdminClient::domain_path("Example.COM.", "/promote").unwrap();
+    assert_eq!(path, "/v1/domains/example.com/promote");
+    match client.call(Method::POST, &path, None).await {
+        Err(ClientError::Api {
+            status: 409,
+            code,
+            details,
+            ..
+        }) => {
+            assert_eq!(code, "not_ready");
+            assert!(details.unwrap()["blockers"].is_array());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(AdminClient::domain_path("../etc", "").is_err());
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_are_closed_at_accept() {
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    let db = TestDb::sqlite().await;
+    let limits = AdminLimits {
+        max_connections: 2,
+        ..AdminLimits::default()
+    };
+    let api = start_with(&db, false, limits).await;
+    let held: Vec<TcpStream> = vec![
+        TcpStream::connect(api.addr).await.unwrap(),
+        TcpStream::connect(api.addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = TcpStream::connect(api.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "closed at once: {n:?}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (s, _, _) = call(api.addr, Method::GET, "/health", None, None).await;
+    assert_eq!(s, StatusCode::OK, "a slot is free again");
+}
