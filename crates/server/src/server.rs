@@ -307,6 +307,9 @@ fn handshake_failed(reason: &'static str) {
 
 async fn serve_https(stream: TcpStream, shared: &Shared, slot: &Arc<Slot>) {
     let handshake = async {
+        // rustls reserves a 4 KiB read buffer at the first read: a client that has sent nothing
+        // yet costs only its socket.
+        stream.readable().await?;
         let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
         let hooked = shared
             .tls_hook
@@ -317,7 +320,9 @@ async fn serve_https(stream: TcpStream, shared: &Shared, slot: &Arc<Slot>) {
         let tls = start.into_stream(config).await?;
         Ok::<_, std::io::Error>((tls, is_hooked))
     };
-    let (tls, hooked) = match timeout(shared.limits.handshake_timeout, handshake).await {
+    // Each phase in its own allocation, freed when the phase ends: an idle connection holds only
+    // the state of the phase it is in.
+    let (tls, hooked) = match timeout(shared.limits.handshake_timeout, Box::pin(handshake)).await {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             handshake_failed("error");
@@ -354,10 +359,10 @@ async fn serve_https(stream: TcpStream, shared: &Shared, slot: &Arc<Slot>) {
     let stop = shared.stop.clone();
     if h2 {
         let conn = shared.h2.serve_connection(io, service);
-        drive(conn, stop, |c| c.graceful_shutdown()).await;
+        Box::pin(drive(conn, stop, |c| c.graceful_shutdown())).await;
     } else {
         let conn = shared.h1.serve_connection(io, service);
-        drive(conn, stop, |c| c.graceful_shutdown()).await;
+        Box::pin(drive(conn, stop, |c| c.graceful_shutdown())).await;
     }
 }
 
