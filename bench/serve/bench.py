@@ -144,9 +144,20 @@ def main():
     ap.add_argument("--keepalive-conns", type=int, default=64)
     ap.add_argument("--handshake-conns", type=int, default=32)
     ap.add_argument("--idle", type=int, default=10_000)
+    ap.add_argument("--only", choices=["compare", "domains", "idle"], help="run one part")
     a = ap.parse_args()
     dir_ = tempfile.mkdtemp(prefix="serve-bench-")
     os.chmod(dir_, 0o755)
+    if a.only in (None, "compare"):
+        compare(a, dir_)
+    if a.only in (None, "domains"):
+        domains(a, dir_)
+    if a.only in (None, "idle"):
+        idle(a, dir_)
+    shutil.rmtree(dir_, ignore_errors=True)
+
+
+def compare(a, dir_):
     results = {"ours": {"keepalive": [], "handshake": []}, "nginx": {"keepalive": [], "handshake": []}}
     ours, _ = start_ours(a.tool, dir_, 1)
     nginx = start_nginx(dir_)
@@ -174,6 +185,9 @@ def main():
         print(f"| {kind} p99 (ms) | {med(o, 'p99_ms'):.2f} | {med(n, 'p99_ms'):.2f} | |")
     print("\nraw:", json.dumps(results))
 
+
+def domains(a, dir_):
+
     print("\n### 10 vs 10,000 hosted domains (ours)\n")
     print("| domains | load (ms) | resident after load (MiB) | handshake fetches/s | p50 (ms) | p99 (ms) |")
     print("|---|---|---|---|---|---|")
@@ -188,6 +202,9 @@ def main():
               f"{stats['rss_after_kib'] / 1024:.1f}; the certificates as DER before building: "
               f"{stats['rss_before_kib'] / 1024:.1f}) | {med(runs, 'per_sec'):,.0f} | "
               f"{med(runs, 'p50_ms'):.2f} | {med(runs, 'p99_ms'):.2f} |")
+
+
+def idle(a, dir_):
 
     print(f"\n### {a.idle:,} idle connections (ours)\n")
     ours, _ = start_ours(a.tool, dir_, 1)
@@ -212,7 +229,6 @@ def main():
     print(f"- fetches on fresh connections meanwhile: {fetches['ok']} ok, {fetches['errors']} failed, "
           f"p50 {fetches['p50_ms']:.2f} ms, p99 {fetches['p99_ms']:.2f} ms; "
           f"{still['still_open']:,} idle connections still open at the end")
-    shutil.rmtree(dir_, ignore_errors=True)
 
 
 if __name__ == "__main__":
