@@ -106,9 +106,11 @@ def check_same_bytes(dir_):
 
 
 def to_ms(v):
-    m = re.match(r"([\d.]+)(us|ms|s)", v)
+    m = re.match(r"([\d.]+)(us|ms|s|m)\b", v)
+    if m is None:
+        raise SystemExit(f"cannot read a latency from {v!r}")
     n, unit = float(m.group(1)), m.group(2)
-    return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
+    return {"us": n / 1000, "ms": n, "s": n * 1000, "m": n * 60_000}[unit]
 
 
 def wrk(port, conns, secs):
@@ -116,8 +118,11 @@ def wrk(port, conns, secs):
         ["taskset", "-c", "0", "wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--latency",
          f"https://mta-sts.d0.test:{port}{PATH}"],
         capture_output=True, text=True, timeout=secs + 30).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.M)
+    if rps is None or p99 is None:
+        raise SystemExit("unexpected wrk output:\n" + out)
+    rps, p99 = float(rps.group(1)), to_ms(p99.group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     assert non2xx is None, out
