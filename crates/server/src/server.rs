@@ -326,7 +326,9 @@ async fn serve_https(stream: TcpStream, shared: &Shared, slot: &Arc<Slot>) {
     // client that has sent nothing yet holds no TLS state (rustls alone reserves 4 KiB to read),
     // an idle one only the state of the phase it is in.
     let handshake = async {
-        stream.readable().await?;
+        // `readable()` may report a fresh socket ready before anything came (a false positive
+        // it documents); a peek waits until a byte, or the end, is really there.
+        stream.peek(&mut [0u8; 1]).await?;
         Box::pin(handshake(stream, shared)).await
     };
     let (tls, hooked) = match timeout(shared.limits.handshake_timeout, handshake).await {
