@@ -20,6 +20,7 @@ import tempfile
 import time
 
 OURS_PORT = 8443
+OURS_THREADS = int(os.environ.get("OURS_THREADS", "1"))  # 0: a current-thread runtime
 NGINX_PORT = 9443
 PATH = "/.well-known/mta-sts.txt"
 
@@ -65,7 +66,7 @@ def rss_kib(pid):
 def start_ours(tool, dir_, domains):
     p = subprocess.Popen(
         ["taskset", "-c", "1", tool, "serve", "--domains", str(domains),
-         "--https", f"127.0.0.1:{OURS_PORT}", "--dir", dir_, "--threads", "1"],
+         "--https", f"127.0.0.1:{OURS_PORT}", "--dir", dir_, "--threads", str(OURS_THREADS)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     stats = json.loads(p.stdout.readline())
     assert p.stdout.readline().strip() == "ready"
