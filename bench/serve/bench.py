@@ -3,7 +3,8 @@
 "serve"). Run through bench/serve/run.sh, which builds the tools and enters a private network and
 mount namespace (only loopback; /etc/hosts bound to a file naming mta-sts.d0.test).
 
-Servers on CPU 1 (ours: one tokio worker; nginx: one worker process), load on CPU 0.
+Servers on CPU 1 (ours: a current-thread tokio runtime, OURS_THREADS=N for N workers; nginx: one
+worker process), load on CPU 0.
 Per rep, both servers in alternating order: keep-alive requests/s (wrk) and new TLS connections
 per second (serve_bench handshakes: one fresh connection per fetch). Then ours alone: start-up and
 memory with 10 and 10,000 domains and the handshake p99 across all names, and 10,000 idle
@@ -20,7 +21,7 @@ import tempfile
 import time
 
 OURS_PORT = 8443
-OURS_THREADS = int(os.environ.get("OURS_THREADS", "1"))  # 0: a current-thread runtime
+OURS_THREADS = int(os.environ.get("OURS_THREADS", "0"))  # 0: a current-thread runtime
 NGINX_PORT = 9443
 PATH = "/.well-known/mta-sts.txt"
 
