@@ -3,7 +3,8 @@
 "serve"). Run through bench/serve/run.sh, which builds the tools and enters a private network and
 mount namespace (only loopback; /etc/hosts bound to a file naming mta-sts.d0.test).
 
-Servers on CPU 1 (ours: one tokio worker; nginx: one worker process), load on CPU 0.
+Servers on CPU 1 (ours: a current-thread tokio runtime, OURS_THREADS=N for N workers; nginx: one
+worker process), load on CPU 0.
 Per rep, both servers in alternating order: keep-alive requests/s (wrk) and new TLS connections
 per second (serve_bench handshakes: one fresh connection per fetch). Then ours alone: start-up and
 memory with 10 and 10,000 domains and the handshake p99 across all names, and 10,000 idle
@@ -20,6 +21,7 @@ import tempfile
 import time
 
 OURS_PORT = 8443
+OURS_THREADS = int(os.environ.get("OURS_THREADS", "0"))  # 0: a current-thread runtime
 NGINX_PORT = 9443
 PATH = "/.well-known/mta-sts.txt"
 
@@ -65,7 +67,7 @@ def rss_kib(pid):
 def start_ours(tool, dir_, domains):
     p = subprocess.Popen(
         ["taskset", "-c", "1", tool, "serve", "--domains", str(domains),
-         "--https", f"127.0.0.1:{OURS_PORT}", "--dir", dir_, "--threads", "1"],
+         "--https", f"127.0.0.1:{OURS_PORT}", "--dir", dir_, "--threads", str(OURS_THREADS)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     stats = json.loads(p.stdout.readline())
     assert p.stdout.readline().strip() == "ready"
@@ -106,9 +108,11 @@ def check_same_bytes(dir_):
 
 
 def to_ms(v):
-    m = re.match(r"([\d.]+)(us|ms|s)", v)
+    m = re.match(r"([\d.]+)(us|ms|s|m)\b", v)
+    if m is None:
+        raise SystemExit(f"cannot read a latency from {v!r}")
     n, unit = float(m.group(1)), m.group(2)
-    return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
+    return {"us": n / 1000, "ms": n, "s": n * 1000, "m": n * 60_000}[unit]
 
 
 def wrk(port, conns, secs):
@@ -116,8 +120,11 @@ def wrk(port, conns, secs):
         ["taskset", "-c", "0", "wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--latency",
          f"https://mta-sts.d0.test:{port}{PATH}"],
         capture_output=True, text=True, timeout=secs + 30).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.M)
+    if rps is None or p99 is None:
+        raise SystemExit("unexpected wrk output:\n" + out)
+    rps, p99 = float(rps.group(1)), to_ms(p99.group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     assert non2xx is None, out
@@ -144,9 +151,20 @@ def main():
     ap.add_argument("--keepalive-conns", type=int, default=64)
     ap.add_argument("--handshake-conns", type=int, default=32)
     ap.add_argument("--idle", type=int, default=10_000)
+    ap.add_argument("--only", choices=["compare", "domains", "idle"], help="run one part")
     a = ap.parse_args()
     dir_ = tempfile.mkdtemp(prefix="serve-bench-")
     os.chmod(dir_, 0o755)
+    if a.only in (None, "compare"):
+        compare(a, dir_)
+    if a.only in (None, "domains"):
+        domains(a, dir_)
+    if a.only in (None, "idle"):
+        idle(a, dir_)
+    shutil.rmtree(dir_, ignore_errors=True)
+
+
+def compare(a, dir_):
     results = {"ours": {"keepalive": [], "handshake": []}, "nginx": {"keepalive": [], "handshake": []}}
     ours, _ = start_ours(a.tool, dir_, 1)
     nginx = start_nginx(dir_)
@@ -174,6 +192,9 @@ def main():
         print(f"| {kind} p99 (ms) | {med(o, 'p99_ms'):.2f} | {med(n, 'p99_ms'):.2f} | |")
     print("\nraw:", json.dumps(results))
 
+
+def domains(a, dir_):
+
     print("\n### 10 vs 10,000 hosted domains (ours)\n")
     print("| domains | load (ms) | resident after load (MiB) | handshake fetches/s | p50 (ms) | p99 (ms) |")
     print("|---|---|---|---|---|---|")
@@ -188,6 +209,9 @@ def main():
               f"{stats['rss_after_kib'] / 1024:.1f}; the certificates as DER before building: "
               f"{stats['rss_before_kib'] / 1024:.1f}) | {med(runs, 'per_sec'):,.0f} | "
               f"{med(runs, 'p50_ms'):.2f} | {med(runs, 'p99_ms'):.2f} |")
+
+
+def idle(a, dir_):
 
     print(f"\n### {a.idle:,} idle connections (ours)\n")
     ours, _ = start_ours(a.tool, dir_, 1)
@@ -212,7 +236,6 @@ def main():
     print(f"- fetches on fresh connections meanwhile: {fetches['ok']} ok, {fetches['errors']} failed, "
           f"p50 {fetches['p50_ms']:.2f} ms, p99 {fetches['p99_ms']:.2f} ms; "
           f"{still['still_open']:,} idle connections still open at the end")
-    shutil.rmtree(dir_, ignore_errors=True)
 
 
 if __name__ == "__main__":

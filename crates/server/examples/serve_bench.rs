@@ -2,7 +2,7 @@
 //! "serve").
 //!
 //! ```text
-//! serve_bench serve --domains N --https ADDR --dir DIR [--threads T]
+//! serve_bench serve --domains N --https ADDR --dir DIR [--threads T]   (T = 0: current-thread)
 //!     hosts mta-sts.d0.test .. mta-sts.d{N-1}.test with certificates from a fresh test PKI,
 //!     writes DIR/{root,cert,key}.pem and DIR/policy.txt (d0's, for nginx), prints one JSON line
 //!     (start-up figures), then "ready", and serves until stdin closes.
@@ -57,11 +57,19 @@ fn rss_kib(pid: &str) -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let threads = arg(&args, "--threads", Some(1usize));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .unwrap();
+    // --threads 0: a current-thread runtime (everything on the main thread).
+    let rt = if threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     match args.first().map(String::as_str) {
         Some("serve") => rt.block_on(serve(&args)),
         Some("handshakes") => rt.block_on(handshakes(&args)),

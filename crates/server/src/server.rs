@@ -305,17 +305,31 @@ fn handshake_failed(reason: &'static str) {
     metrics::counter!("mtasts_serve_tls_handshakes_failed_total", "reason" => reason).increment(1);
 }
 
+/// The TLS handshake: the ClientHello first (the hook sees it), then the configuration chosen.
+async fn handshake(
+    stream: TcpStream,
+    shared: &Shared,
+) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, bool)> {
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let hooked = shared
+        .tls_hook
+        .as_ref()
+        .and_then(|h| h.config_for(&start.client_hello()));
+    let is_hooked = hooked.is_some();
+    let config = hooked.unwrap_or_else(|| Arc::clone(&shared.tls));
+    let tls = start.into_stream(config).await?;
+    Ok((tls, is_hooked))
+}
+
 async fn serve_https(stream: TcpStream, shared: &Shared, slot: &Arc<Slot>) {
+    // Each phase in its own allocation, made when the phase starts and freed when it ends: a
+    // client that has sent nothing yet holds no TLS state (rustls alone reserves 4 KiB to read),
+    // an idle one only the state of the phase it is in.
     let handshake = async {
-        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
-        let hooked = shared
-            .tls_hook
-            .as_ref()
-            .and_then(|h| h.config_for(&start.client_hello()));
-        let is_hooked = hooked.is_some();
-        let config = hooked.unwrap_or_else(|| Arc::clone(&shared.tls));
-        let tls = start.into_stream(config).await?;
-        Ok::<_, std::io::Error>((tls, is_hooked))
+        // `readable()` may report a fresh socket ready before anything came (a false positive
+        // it documents); a peek waits until a byte, or the end, is really there.
+        stream.peek(&mut [0u8; 1]).await?;
+        Box::pin(handshake(stream, shared)).await
     };
     let (tls, hooked) = match timeout(shared.limits.handshake_timeout, handshake).await {
         Ok(Ok(done)) => done,
@@ -354,10 +368,10 @@ async fn serve_https(stream: TcpStream, shared: &Shared, slot: &Arc<Slot>) {
     let stop = shared.stop.clone();
     if h2 {
         let conn = shared.h2.serve_connection(io, service);
-        drive(conn, stop, |c| c.graceful_shutdown()).await;
+        Box::pin(drive(conn, stop, |c| c.graceful_shutdown())).await;
     } else {
         let conn = shared.h1.serve_connection(io, service);
-        drive(conn, stop, |c| c.graceful_shutdown()).await;
+        Box::pin(drive(conn, stop, |c| c.graceful_shutdown())).await;
     }
 }
 
@@ -374,7 +388,7 @@ async fn serve_http(stream: TcpStream, shared: &Shared, slot: &Arc<Slot>) {
         )))
     });
     let conn = shared.h1.serve_connection(TokioIo::new(stream), service);
-    drive(conn, shared.stop.clone(), |c| c.graceful_shutdown()).await;
+    Box::pin(drive(conn, shared.stop.clone(), |c| c.graceful_shutdown())).await;
 }
 
 /// Resolves when the stop is signalled (or nobody can signal it any more).

@@ -257,6 +257,30 @@ async fn thousands_of_idle_connections_cost_little_and_starve_no_one() {
     }
 }
 
+/// A client that has sent nothing yet holds no TLS state: rustls reserves a 4 KiB read buffer
+/// and the handshake its own state at the first read, and tokio's `readable()` reported fresh
+/// sockets ready before any byte came (10 KiB per silent connection in release, 3 KiB since).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_hold_no_tls_state() {
+    const N: usize = 2_000;
+    let server = start(|c| c.limits.idle_timeout = Duration::from_secs(60)).await;
+    assert_serves(&server).await;
+    let before = rss_kib();
+    let mut held = Vec::with_capacity(N);
+    for i in 0..N {
+        let from = Ipv4Addr::new(127, 0, 3, u8::try_from(i / 200).unwrap() + 1);
+        held.push(connect_from(from, server.https).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per_conn = (rss_kib().saturating_sub(before)) * 1024 / N as u64;
+    eprintln!("{N} silent connections: {per_conn} bytes resident each (both ends)");
+    assert!(
+        per_conn < 6 * 1024,
+        "{per_conn} bytes per silent connection"
+    );
+    assert_serves(&server).await;
+}
+
 #[tokio::test]
 async fn garbage_tls_records_are_refused_quickly() {
     let server = start(|_| {}).await;

@@ -404,3 +404,68 @@ fn ten_thousand_domains_load_fast_and_every_one_is_found() {
     assert!(hosted.get("mta-sts.d10000.test").is_none());
     assert!(hosted.get("d1.test").is_none());
 }
+
+/// Answers `acme-tls/1` handshakes with a configuration of its own, as TLS-ALPN-01 will.
+struct AcmeHook(Arc<rustls::ServerConfig>);
+
+impl std::fmt::Debug for AcmeHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AcmeHook")
+    }
+}
+
+impl mtasts_server::tls::TlsHook for AcmeHook {
+    fn config_for(
+        &self,
+        hello: &rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::ServerConfig>> {
+        let mut alpn = hello.alpn()?;
+        alpn.any(|p| p == b"acme-tls/1")
+            .then(|| Arc::clone(&self.0))
+    }
+}
+
+#[tokio::test]
+async fn tls_hook_answers_acme_alpn_handshakes_with_its_own_config_then_closes() {
+    let pki = mtasts_testnet::pki::Pki::new().unwrap();
+    // The validation certificate, for a name that is not hosted.
+    let cert = pki
+        .issue("mta-sts.pending.test", mtasts_testnet::pki::Defect::Valid)
+        .unwrap();
+    let mut acme = (*cert.server_config).clone();
+    acme.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let mut config = crate::support::test_config();
+    config.tls_hook = Some(Arc::new(AcmeHook(Arc::new(acme))));
+    let server = Running::start_with(&["example.test"], config).await;
+
+    // The hook's handshake completes, with its certificate, and the connection is then closed.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(pki.root_store())
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let mut tls = server
+        .tls_with(Arc::new(client), "mta-sts.pending.test")
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"acme-tls/1"[..]));
+    assert_eq!(
+        tls.get_ref().1.peer_certificates().unwrap()[0],
+        *cert.leaf()
+    );
+    assert!(
+        crate::support::read_until_closed(&mut tls, Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+    // Without that ALPN the name is unknown as ever; hosted names are served as before.
+    assert!(
+        server
+            .tls("mta-sts.pending.test", &[b"http/1.1"])
+            .await
+            .is_err()
+    );
+    assert!(server.fetch("example.test").await.is_ok());
+}
