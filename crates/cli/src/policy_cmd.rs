@@ -4,10 +4,9 @@ use crate::output::{self, Format};
 use crate::{EXIT_FINDINGS, EXIT_OK, input};
 use anyhow::Result;
 use clap::Subcommand;
-use mtasts_core::policy::{MAX_POLICY_SIZE, Mode, ParsedPolicy, Policy, parse_policy};
+use mtasts_core::policy::{MAX_POLICY_SIZE, Mode, MxCoverage, ParsedPolicy, parse_policy};
 use mtasts_core::render::build_policy;
 use mtasts_core::text::escape;
-use serde::Serialize;
 use serde_json::json;
 use std::io::Write;
 
@@ -48,31 +47,10 @@ pub(crate) fn run(cmd: PolicyCommand, format: Format) -> Result<u8> {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct MxCheck<'a> {
-    host: &'a str,
-    matched: bool,
-    pattern: Option<String>,
-}
-
 fn lint(file: &str, hosts: &[String], format: Format) -> Result<u8> {
     let bytes = input::read_capped(file, MAX_POLICY_SIZE)?;
     let parsed = parse_policy(&bytes);
-    let checks: Vec<MxCheck<'_>> = hosts
-        .iter()
-        .map(|h| {
-            let pattern = parsed
-                .policy
-                .as_ref()
-                .and_then(|p| p.matching_pattern(h))
-                .map(ToString::to_string);
-            MxCheck {
-                host: h,
-                matched: pattern.is_some(),
-                pattern,
-            }
-        })
-        .collect();
+    let checks = parsed.mx_coverage(hosts);
     match format {
         Format::Json => {
             let mut doc = json!({
@@ -95,7 +73,7 @@ fn lint(file: &str, hosts: &[String], format: Format) -> Result<u8> {
     })
 }
 
-fn print_lint_text(name: &str, parsed: &ParsedPolicy, checks: &[MxCheck<'_>]) -> Result<()> {
+fn print_lint_text(name: &str, parsed: &ParsedPolicy, checks: &[MxCoverage]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -107,12 +85,8 @@ fn print_lint_text(name: &str, parsed: &ParsedPolicy, checks: &[MxCheck<'_>]) ->
     output::print_findings(&mut out, &parsed.diagnostics, "line")?;
     match &parsed.policy {
         Some(p) => {
-            writeln!(out, "senders apply: {}", escape(&summary(p)))?;
-            // Show the repaired text when something other than advice about the mode was found.
-            let repairable = parsed.diagnostics.iter().any(|d| {
-                d.severity != mtasts_core::Severity::Info && d.id != "policy.mode.testing"
-            });
-            if repairable {
+            writeln!(out, "senders apply: {}", escape(&p.summary()))?;
+            if parsed.has_repairable_findings() {
                 writeln!(out, "corrected policy (canonical form, CRLF line ends):")?;
                 for line in p.render().lines() {
                     writeln!(out, "  {}", escape(line))?;
@@ -126,21 +100,11 @@ fn print_lint_text(name: &str, parsed: &ParsedPolicy, checks: &[MxCheck<'_>]) ->
     }
     for c in checks {
         match &c.pattern {
-            Some(p) => writeln!(out, "mx {}: covered by `{}`", escape(c.host), escape(p))?,
-            None => writeln!(out, "mx {}: NOT covered by any pattern", escape(c.host))?,
+            Some(p) => writeln!(out, "mx {}: covered by `{}`", escape(&c.host), escape(p))?,
+            None => writeln!(out, "mx {}: NOT covered by any pattern", escape(&c.host))?,
         }
     }
     Ok(())
-}
-
-fn summary(p: &Policy) -> String {
-    let mx: Vec<String> = p.mx.iter().map(ToString::to_string).collect();
-    let mx = if mx.is_empty() {
-        "no mx patterns".to_owned()
-    } else {
-        format!("mx {}", mx.join(", "))
-    };
-    format!("mode {}, max_age {}, {mx}", p.mode, p.max_age)
 }
 
 fn render(mode: Mode, max_age: u64, mx: &[String], format: Format) -> Result<u8> {

@@ -26,6 +26,9 @@
 //!
 //! [`Control::forward_signals`] turns SIGTERM and SIGINT into a stop and SIGHUP into a reload,
 //! which is what the binary does; tests call [`Control::stop`] instead.
+//!
+//! [`init_logs`] is the log subscriber a binary installs for a service (libraries only emit
+//! events).
 
 use tokio::sync::watch;
 
@@ -139,6 +142,31 @@ impl Shutdown {
     pub fn is_stopped(&self) -> bool {
         self.rx.borrow().stop || self.rx.has_changed().is_err()
     }
+}
+
+/// Installs the log subscriber a service runs with: events at INFO and above on standard error,
+/// as text lines or, when `json`, one JSON object per line; hickory's own events are dropped. A
+/// second call (tests running a service twice) leaves the first subscriber in place.
+pub fn init_logs(json: bool) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // hickory's DNSSEC validator logs every oddity it meets, each with the whole DNS message
+    // (about 80 lines per policy domain on the benchmark's test internet, most of the CPU of a
+    // cold miss); what matters of it reaches our own logs as DANE states and lookup errors.
+    let filter = Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("hickory", LevelFilter::OFF);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let registry = tracing_subscriber::registry().with(filter);
+    // A second subscriber is not an error worth failing for.
+    let _ = if json {
+        registry.with(layer.json()).try_init()
+    } else {
+        registry.with(layer).try_init()
+    };
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod discover;
 pub mod engine;
 pub mod explain;
+pub mod flags;
 pub mod key;
 pub mod metrics;
 pub mod proto;

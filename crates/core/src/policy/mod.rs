@@ -22,6 +22,8 @@ use lines::split_lines;
 
 mod hints;
 mod lines;
+mod lint;
+pub use lint::MxCoverage;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;

@@ -72,6 +72,10 @@
 //! [`generate_json`], [`gzip`] and [`report_filename`] produce our own reports strictly: see
 //! their docs for what they refuse.
 //!
+//! # Printing
+//! [`write_text`] writes a parsed report as readable text, every foreign field escaped;
+//! [`JsonArray`] writes reports as one JSON array, one at a time.
+//!
 //! # Limits
 //! Every limit is a `pub const` and a field of [`Limits`]; the `*_with` functions take custom
 //! limits. They bound memory and work whatever the input:
@@ -101,6 +105,7 @@ mod json;
 mod mime;
 mod model;
 mod parse;
+mod render;
 mod text;
 
 pub use error::{GenerateError, ReportError};
@@ -109,6 +114,7 @@ pub use model::{
     DateRange, Extra, FailureDetail, ParsedReport, Policy, PolicyResult, PolicyType, Repair,
     Report, ResultType, Summary,
 };
+pub use render::{JsonArray, write_text};
 
 /// Largest input accepted, in bytes, before any decoding: 32 MiB (a mail, a gzip file or JSON).
 pub const MAX_INPUT_SIZE: usize = 32 * 1024 * 1024;
