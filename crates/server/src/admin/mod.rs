@@ -46,7 +46,11 @@ pub use api::ROUTES;
 pub use error::ApiError;
 
 /// The admin listener's limits. [`Default`] gives the documented values.
-#[derive(Debug, Clone)]
+///
+/// The `[admin_limits]` table of the configuration ([`crate::config::ServeConfig`]): the same
+/// field names, times in seconds, every field optional.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AdminLimits {
     /// Largest request body, in bytes. Default 1 MiB (a certificate chain is at most 256 KiB).
     pub max_body_bytes: usize,
@@ -55,10 +59,13 @@ pub struct AdminLimits {
     /// Largest request head, in bytes. Default 16 KiB.
     pub max_header_bytes: usize,
     /// Time to read a request head (also the keep-alive wait). Default 10 s.
+    #[serde(deserialize_with = "crate::config::secs")]
     pub header_timeout: Duration,
     /// Time for a whole request: body, store work, answer. Default 30 s; past it, 503.
+    #[serde(deserialize_with = "crate::config::secs")]
     pub request_timeout: Duration,
     /// TLS handshake time. Default 10 s.
+    #[serde(deserialize_with = "crate::config::secs")]
     pub handshake_timeout: Duration,
     /// Connections at once; more are closed at accept. Default 256.
     pub max_connections: usize,
