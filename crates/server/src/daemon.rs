@@ -255,6 +255,8 @@ impl Daemon {
             tracing::warn!(error = %e, "policy listener");
         }
         let _ = admin.await;
+        // The watcher's LISTEN connection comes from the pool: close waits for it otherwise.
+        drop(watcher);
         store.close().await;
     }
 }
