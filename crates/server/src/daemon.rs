@@ -33,7 +33,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin::{AdminConfig, AdminServer, AdminTls};
+use crate::admin::{AdminConfig, AdminServer, AdminTls, Serving};
 use crate::config::{ConfigError, ServeConfig};
 use crate::domains::Domains;
 use crate::hosted::{Hosted, HostedDomain, HostedSet};
@@ -71,6 +71,7 @@ pub struct Daemon {
     domains: Domains,
     hosted: HostedSet,
     generation: u64,
+    serving: Serving,
     server: Server,
     admin: AdminServer,
 }
@@ -139,6 +140,9 @@ impl Daemon {
         let mut admin_config = AdminConfig::new(config.admin, tls);
         admin_config.limits = config.admin_limits.clone();
         admin_config.metrics = config.metrics.clone();
+        let serving = Serving::default();
+        serving.loaded(generation, hosted.len());
+        admin_config.serving = Some(serving.clone());
         let admin = AdminServer::bind(admin_config)
             .await
             .map_err(|e| fail("admin listener", e))?;
@@ -148,6 +152,7 @@ impl Daemon {
             domains,
             hosted: HostedSet::new(hosted),
             generation,
+            serving,
             server,
             admin,
         })
@@ -183,6 +188,7 @@ impl Daemon {
             domains,
             hosted,
             mut generation,
+            serving,
             server,
             admin,
         } = self;
@@ -210,6 +216,7 @@ impl Daemon {
                             tracing::warn!(error = %e, domains = hosted.current().len(),
                                 "store unreachable: serving the last snapshot");
                             unreachable = true;
+                            serving.store_unreachable();
                         }
                         // Wait before asking again (a refused connect fails at once).
                         tokio::select! {
@@ -234,6 +241,7 @@ impl Daemon {
                         domains = snapshot.len(),
                         "snapshot reloaded"
                     );
+                    serving.loaded(g, snapshot.len());
                     hosted.replace(snapshot);
                     generation = g;
                 }
@@ -242,6 +250,7 @@ impl Daemon {
                         tracing::warn!(error = %e, domains = hosted.current().len(),
                             "store unreachable: serving the last snapshot");
                         unreachable = true;
+                        serving.store_unreachable();
                     }
                     tokio::time::sleep(poll).await;
                 }

@@ -226,6 +226,9 @@ both! {
         running.served_within(&pki, "hup.example", "mx.hup.example", Duration::from_secs(3)).await;
         let (status, _, health) = call(running.admin, Method::GET, "/health", None, None).await;
         assert_eq!(status, StatusCode::OK, "{health}");
+        assert_eq!(health["serving"]["domains"], 1, "{health}");
+        assert_eq!(health["serving"]["stale"], false, "{health}");
+        assert_eq!(health["serving"]["generation"], health["generation"], "{health}");
         let started = Instant::now();
         running.stop().await;
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -333,6 +336,8 @@ async fn store_cut_off_leaves_both_instances_serving_and_they_catch_up() {
         let (status, _, health) = call(r.admin, Method::GET, "/health", None, None).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
         assert_eq!(health["status"], "unavailable");
+        assert_eq!(health["serving"]["stale"], true, "{health}");
+        assert_eq!(health["serving"]["domains"], 1, "{health}");
     }
     relay.restore().await;
     for r in [&a, &b] {
