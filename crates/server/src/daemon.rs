@@ -252,11 +252,15 @@ impl Daemon {
                         unreachable = true;
                         serving.store_unreachable();
                     }
-                    tokio::time::sleep(poll).await;
+                    // Report anything but what is served, including the generation just seen
+                    // but not loaded (a new watcher; the LISTEN connection is kept otherwise).
+                    watcher = store.watch(generation, poll);
+                    tokio::select! {
+                        event = shutdown.next() => if event == Event::Stop { break },
+                        () = tokio::time::sleep(poll) => {}
+                    }
                 }
             }
-            // Report anything but what is served, including a generation seen but not loaded.
-            watcher = store.watch(generation, poll);
         }
         tracing::info!("stopping: draining the policy and admin listeners");
         let _ = stop_tx.send(true);
