@@ -12,6 +12,9 @@
 //! - [`http`]: the answers (policy, 404, 405, 421) and the port-80 challenge hook.
 //! - [`limits`]: every limit, documented, with its default.
 //! - [`server`]: the listeners, connection life, graceful drain; [`run`] is the entry point.
+//! - [`config`]: `mtasts serve`'s TOML configuration ([`config::ServeConfig`]).
+//! - [`daemon`]: `mtasts serve` as one call, [`daemon::run`]: store, snapshot, listeners,
+//!   reload on store changes, drain.
 //!
 //! # Metrics
 //! Emitted through the `metrics` facade (the binary installs the exporter):
@@ -22,6 +25,8 @@
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod admin;
+pub mod config;
+pub mod daemon;
 pub mod domains;
 pub mod hosted;
 pub mod http;

@@ -15,19 +15,26 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The limits of every connection. [`Limits::default`] gives the documented defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The `[limits]` table of the configuration ([`crate::config::ServeConfig`]): the same field
+/// names, times in seconds, every field optional.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// The longest a TLS handshake may take from the accepted TCP connection to the finished
     /// handshake. Default 10 s (a sender on a slow path needs two round trips).
+    #[serde(deserialize_with = "crate::config::secs")]
     pub handshake_timeout: Duration,
     /// HTTP/1.1: the longest the connection waits for a whole request head, counted from when
     /// it starts waiting (after the handshake or the previous answer; hyper's head timer), so it
     /// bounds both a slowloris head and the keep-alive wait for the next request. Default 10 s.
     /// HTTP/2 request heads are covered by `idle_timeout`.
+    #[serde(deserialize_with = "crate::config::secs")]
     pub request_timeout: Duration,
     /// The longest a connection may stay without a request being answered: after the handshake,
     /// between requests, while a request head trickles in. Default 30 s. Binds HTTP/2
     /// connections; HTTP/1.1 ones meet `request_timeout` first when it is shorter.
+    #[serde(deserialize_with = "crate::config::secs")]
     pub idle_timeout: Duration,
     /// The largest request head, in bytes (HTTP/1.1: request line and headers; HTTP/2: the
     /// header list size, RFC 9113 §6.5.2). Default 8 KiB, nginx's default buffer; a policy

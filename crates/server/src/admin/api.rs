@@ -46,6 +46,7 @@ pub(super) struct State {
     pub(super) limits: AdminLimits,
     pub(super) metrics: Option<PrometheusHandle>,
     pub(super) clock: Clock,
+    pub(super) serving: Option<super::Serving>,
 }
 
 pub(super) fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
@@ -449,14 +450,19 @@ async fn dispatch(
 }
 
 async fn health(state: &State) -> Response<Full<Bytes>> {
-    match state.domains.store().generation().await {
-        Ok(g) => json_response(
+    let backend = state.domains.store().backend();
+    let (status, mut body) = match state.domains.store().generation().await {
+        Ok(g) => (
             StatusCode::OK,
-            &json!({ "status": "ok", "store": state.domains.store().backend(), "generation": g }),
+            json!({ "status": "ok", "store": backend, "generation": g }),
         ),
-        Err(_) => json_response(
+        Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            &json!({ "status": "unavailable", "store": state.domains.store().backend() }),
+            json!({ "status": "unavailable", "store": backend }),
         ),
+    };
+    if let Some(serving) = &state.serving {
+        body["serving"] = serving.to_json();
     }
+    json_response(status, &body)
 }

@@ -46,7 +46,11 @@ pub use api::ROUTES;
 pub use error::ApiError;
 
 /// The admin listener's limits. [`Default`] gives the documented values.
-#[derive(Debug, Clone)]
+///
+/// The `[admin_limits]` table of the configuration ([`crate::config::ServeConfig`]): the same
+/// field names, times in seconds, every field optional.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AdminLimits {
     /// Largest request body, in bytes. Default 1 MiB (a certificate chain is at most 256 KiB).
     pub max_body_bytes: usize,
@@ -55,10 +59,13 @@ pub struct AdminLimits {
     /// Largest request head, in bytes. Default 16 KiB.
     pub max_header_bytes: usize,
     /// Time to read a request head (also the keep-alive wait). Default 10 s.
+    #[serde(deserialize_with = "crate::config::secs")]
     pub header_timeout: Duration,
     /// Time for a whole request: body, store work, answer. Default 30 s; past it, 503.
+    #[serde(deserialize_with = "crate::config::secs")]
     pub request_timeout: Duration,
     /// TLS handshake time. Default 10 s.
+    #[serde(deserialize_with = "crate::config::secs")]
     pub handshake_timeout: Duration,
     /// Connections at once; more are closed at accept. Default 256.
     pub max_connections: usize,
@@ -160,6 +167,48 @@ pub struct AdminConfig {
     pub metrics: Option<PrometheusHandle>,
     /// The clock.
     pub clock: Clock,
+    /// What the policy listener serves, reported by `/health` (set by [`crate::daemon`]).
+    pub serving: Option<Serving>,
+}
+
+/// What the policy listener serves, as `/health` reports it: the snapshot's store generation
+/// and domain count, and whether the store could be read the last time it was asked (when not,
+/// the last snapshot keeps being served). Cheap to clone; the daemon updates it.
+#[derive(Debug, Clone, Default)]
+pub struct Serving(Arc<ServingInner>);
+
+#[derive(Debug, Default)]
+struct ServingInner {
+    generation: std::sync::atomic::AtomicU64,
+    domains: std::sync::atomic::AtomicUsize,
+    store_unreachable: std::sync::atomic::AtomicBool,
+}
+
+impl Serving {
+    /// A snapshot of `domains` domains at store `generation` is served now.
+    pub fn loaded(&self, generation: u64, domains: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0.generation.store(generation, Relaxed);
+        self.0.domains.store(domains, Relaxed);
+        self.0.store_unreachable.store(false, Relaxed);
+    }
+
+    /// The store could not be read: the last snapshot is served.
+    pub fn store_unreachable(&self) {
+        self.0
+            .store_unreachable
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `{"generation", "domains", "stale"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        serde_json::json!({
+            "generation": self.0.generation.load(Relaxed),
+            "domains": self.0.domains.load(Relaxed),
+            "stale": self.0.store_unreachable.load(Relaxed),
+        })
+    }
 }
 
 impl AdminConfig {
@@ -171,6 +220,7 @@ impl AdminConfig {
             limits: AdminLimits::default(),
             metrics: None,
             clock: Arc::new(OffsetDateTime::now_utc),
+            serving: None,
         }
     }
 }
@@ -224,6 +274,7 @@ impl AdminServer {
             limits: config.limits.clone(),
             metrics: config.metrics.clone(),
             clock: config.clock.clone(),
+            serving: config.serving.clone(),
         });
         let tls = match &config.tls {
             AdminTls::Tls(c) => Some(TlsAcceptor::from(Arc::clone(c))),

@@ -51,7 +51,7 @@ async fn start_with(db: &TestDb, metrics: bool, limits: AdminLimits) -> Api {
 }
 
 /// One request on a fresh connection: the status, the JSON body (or the text as a JSON string).
-async fn call(
+pub(crate) async fn call(
     addr: SocketAddr,
     method: Method,
     path: &str,
@@ -102,7 +102,7 @@ async fn call_raw(
     (status, headers, value)
 }
 
-async fn token(store: &Store, name: &str, scope: TokenScope) -> String {
+pub(crate) async fn token(store: &Store, name: &str, scope: TokenScope) -> String {
     let made = store
         .create_token(name, &scope, &Change::new("cli", t(0)))
         .await

@@ -4,5 +4,6 @@
 #![allow(clippy::print_stderr, reason = "a skipped PostgreSQL half says so")]
 
 mod api;
+mod daemon;
 mod domains;
 mod support;

@@ -1,0 +1,308 @@
+//! `mtasts serve`'s configuration: one TOML file, every option with a default.
+//!
+//! ```toml
+//! https = "[::]:443"              # the policy listener
+//! http = "[::]:80"                # port 80 (ACME later; 404 now); "" or absent in [serve] = none
+//! admin = "127.0.0.1:8443"        # the admin API, /metrics and /health
+//! reload_poll = 2                 # seconds between store generation reads (PostgreSQL also LISTENs)
+//! grace = 5                       # seconds open connections get on stop
+//!
+//! [store]
+//! url = "sqlite:/var/lib/mtasts/store.db"   # or postgres://user@host/db
+//! key = "64 hex digits"           # seals private keys; required for PostgreSQL
+//! max_connections = 4
+//! acquire_timeout = 5             # seconds
+//!
+//! [admin_tls]                     # absent: plain HTTP, allowed only on a loopback address
+//! cert = "/etc/mtasts/admin.crt"
+//! key = "/etc/mtasts/admin.key"
+//!
+//! [limits]                        # crate::Limits, times in seconds
+//! [admin_limits]                  # crate::admin::AdminLimits, times in seconds
+//! [rollout]                       # mtasts_core::rollout::RolloutConfig
+//! ```
+//!
+//! The binary lays flags (`--store`, `--https`, `--http`, `--admin`) and environment variables
+//! over what the file says; [`ServeConfig::default`] is what runs with no file at all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use mtasts_core::rollout::RolloutConfig;
+use mtasts_store::{StoreKey, StoreOptions};
+use serde::{Deserialize, Deserializer};
+
+use crate::Limits;
+use crate::admin::AdminLimits;
+
+/// Where the SQLite store lives unless configured otherwise.
+pub const DEFAULT_STORE: &str = "sqlite:/var/lib/mtasts/store.db";
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not fit.
+    #[error("configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value is out of range or inconsistent.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything `mtasts serve` needs ([`crate::daemon::run`]). Deserialised from TOML; every
+/// field has a default.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// The store.
+    pub store: StoreConfig,
+    /// The HTTPS policy listener (`--https`). Default `[::]:443`.
+    pub https: SocketAddr,
+    /// The plain HTTP listener, port 80 (`--http`): 404 to everything until ACME. Default
+    /// `[::]:80`; `None` for no listener.
+    pub http: Option<SocketAddr>,
+    /// The admin API listener with `/metrics` and `/health` (`--admin`). Default
+    /// `127.0.0.1:8443`.
+    pub admin: SocketAddr,
+    /// The admin listener's certificate; without one it speaks plain HTTP, and only on a
+    /// loopback address.
+    pub admin_tls: Option<AdminTlsFiles>,
+    /// The policy listeners' limits.
+    pub limits: Limits,
+    /// The admin listener's limits.
+    pub admin_limits: AdminLimits,
+    /// The rollout schedule and gates the admin API applies.
+    pub rollout: RolloutConfig,
+    /// How often the store's generation is read, in seconds (PostgreSQL also wakes on
+    /// LISTEN/NOTIFY at once; this bounds the delay when a notification was lost, and is all
+    /// SQLite has). Default 2.
+    #[serde(deserialize_with = "secs")]
+    pub reload_poll: Duration,
+    /// On stop, how long open connections may take to finish, in seconds. Default 5.
+    #[serde(deserialize_with = "secs")]
+    pub grace: Duration,
+    /// The Prometheus handle `/metrics` renders. Not in the file: the binary installs the
+    /// recorder and puts its handle here.
+    #[serde(skip)]
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// The `[store]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite:PATH` or `postgres://...` (`--store`). Default [`DEFAULT_STORE`].
+    pub url: String,
+    /// The key sealing private keys (64 hex digits). Required for PostgreSQL; for SQLite a key
+    /// file beside the database is used when absent.
+    pub key: Option<String>,
+    /// Most database connections. Default 4.
+    pub max_connections: u32,
+    /// How long an operation waits for a connection (or for PostgreSQL to answer), in seconds:
+    /// past it the store counts as unreachable. Default 5.
+    #[serde(deserialize_with = "secs")]
+    pub acquire_timeout: Duration,
+}
+
+/// The `[admin_tls]` table: PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTlsFiles {
+    /// The certificate chain, end entity first.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let d = StoreOptions::default();
+        Self {
+            url: DEFAULT_STORE.to_owned(),
+            key: None,
+            max_connections: d.max_connections,
+            acquire_timeout: d.acquire_timeout,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The options [`mtasts_store::Store::open`] takes.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the key is not 64 hex digits.
+    pub fn options(&self) -> Result<StoreOptions, ConfigError> {
+        let key = self
+            .key
+            .as_deref()
+            .map(StoreKey::from_hex)
+            .transpose()
+            .map_err(|e| ConfigError::Invalid(format!("store.key: {e}")))?;
+        Ok(StoreOptions {
+            key,
+            max_connections: self.max_connections,
+            acquire_timeout: self.acquire_timeout,
+            ..StoreOptions::default()
+        })
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            store: StoreConfig::default(),
+            https: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 443)),
+            http: Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 80))),
+            admin: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 8443)),
+            admin_tls: None,
+            limits: Limits::default(),
+            admin_limits: AdminLimits::default(),
+            rollout: RolloutConfig::default(),
+            reload_poll: Duration::from_secs(2),
+            grace: Duration::from_secs(5),
+            metrics: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("store", &self.store.url)
+            .field("https", &self.https)
+            .field("http", &self.http)
+            .field("admin", &self.admin)
+            .field("admin_tls", &self.admin_tls)
+            .field("limits", &self.limits)
+            .field("admin_limits", &self.admin_limits)
+            .field("reload_poll", &self.reload_poll)
+            .field("grace", &self.grace)
+            .field("metrics", &self.metrics.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServeConfig {
+    /// Parses a configuration file's text.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] (unknown keys included), [`ConfigError::Invalid`].
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a configuration file.
+    ///
+    /// # Errors
+    /// As [`ServeConfig::from_toml`], and [`ConfigError::Read`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks what serde cannot: the store key, the rollout schedule, plain admin HTTP only on
+    /// loopback, non-zero counts.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] saying what is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.store.options()?;
+        self.rollout
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("rollout: {e}")))?;
+        if self.admin_tls.is_none() && !self.admin.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "admin = {} is not a loopback address: plain HTTP needs [admin_tls] cert and key",
+                self.admin
+            )));
+        }
+        if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_connections and max_connections_per_ip must be at least 1".into(),
+            ));
+        }
+        if self.store.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "store.max_connections must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A duration given in seconds (an integer or a decimal), as every time in the file is.
+pub(crate) fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let v = f64::deserialize(d)?;
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| serde::de::Error::custom(format!("{v} is not a number of seconds")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_every_default() {
+        let c = ServeConfig::from_toml("").unwrap();
+        assert_eq!(c.store.url, DEFAULT_STORE);
+        assert_eq!(c.https.port(), 443);
+        assert_eq!(c.http.map(|a| a.port()), Some(80));
+        assert!(c.admin.ip().is_loopback());
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.reload_poll, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn every_table_reuses_its_struct_with_times_in_seconds() {
+        let c = ServeConfig::from_toml(
+            r#"https = "127.0.0.1:4443"
+admin = "127.0.0.1:9000"
+reload_poll = 0.5
+[store]
+url = "postgres://u@127.0.0.1/x"
+key = "0707070707070707070707070707070707070707070707070707070707070707"
+[limits]
+idle_timeout = 7
+max_headers = 10
+[admin_limits]
+request_timeout = 3
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.https.port(), 4443);
+        assert_eq!(c.reload_poll, Duration::from_millis(500));
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(7));
+        assert_eq!(c.limits.max_headers, 10);
+        assert_eq!(
+            c.limits.handshake_timeout,
+            Limits::default().handshake_timeout
+        );
+        assert_eq!(c.admin_limits.request_timeout, Duration::from_secs(3));
+        assert!(c.store.options().unwrap().key.is_some());
+    }
+
+    #[test]
+    fn unknown_keys_bad_keys_and_plain_admin_off_loopback_are_refused() {
+        assert!(ServeConfig::from_toml("htps = \"127.0.0.1:1\"").is_err());
+        assert!(ServeConfig::from_toml("[limits]\nidle = 3").is_err());
+        assert!(ServeConfig::from_toml("[store]\nkey = \"abc\"").is_err());
+        assert!(ServeConfig::from_toml("[limits]\nidle_timeout = -1").is_err());
+        let e = ServeConfig::from_toml("admin = \"192.0.2.1:8443\"").unwrap_err();
+        assert!(e.to_string().contains("loopback"), "{e}");
+    }
+}

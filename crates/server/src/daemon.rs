@@ -1,0 +1,348 @@
+//! `mtasts serve` as one library call: [`run`] opens the store, builds the hosted snapshot,
+//! serves policies (HTTPS and port 80) and the admin API, follows the store's changes, and
+//! drains on stop. The binary parses flags and the file ([`ServeConfig::load`]), installs the
+//! metrics recorder, starts a runtime and calls it; tests call it the same way.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mtasts_server::daemon::DaemonError> {
+//! use mtasts_net::service;
+//! use mtasts_server::config::ServeConfig;
+//! let config = ServeConfig::from_toml(r#"[store]
+//! url = "sqlite:/var/lib/mtasts/store.db""#)?;
+//! let (control, shutdown) = service::channel();
+//! let daemon = tokio::spawn(mtasts_server::daemon::run(config, shutdown));
+//! // SIGHUP: control.reload(); SIGTERM:
+//! control.stop();
+//! daemon.await.expect("no panic")?;
+//! # Ok(()) }
+//! ```
+//!
+//! The snapshot follows the store: a [`mtasts_store::Watcher`] (LISTEN/NOTIFY on PostgreSQL,
+//! polling every `reload_poll` as well) reports a new generation and the snapshot is rebuilt and
+//! swapped whole. When the store cannot be read the last snapshot keeps being served (logged
+//! once; `/health` answers 503 with `"status": "unavailable"`), and the generation is read again
+//! every `reload_poll` until the store answers, when the snapshot catches up.
+
+use std::net::SocketAddr;
+
+use mtasts_core::policy::parse_policy;
+use mtasts_net::service::{Event, Shutdown};
+use mtasts_store::Store;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{AdminConfig, AdminServer, AdminTls, Serving};
+use crate::config::{ConfigError, ServeConfig};
+use crate::domains::Domains;
+use crate::hosted::{Hosted, HostedDomain, HostedSet};
+use crate::server::{Config, Server};
+
+/// Why the daemon could not start (once started it only stops when asked).
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct DaemonError {
+    context: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl From<ConfigError> for DaemonError {
+    fn from(e: ConfigError) -> Self {
+        fail("configuration", e)
+    }
+}
+
+fn fail(
+    context: impl Into<String>,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> DaemonError {
+    DaemonError {
+        context: context.into(),
+        source: source.into(),
+    }
+}
+
+/// A started daemon: listeners bound, store open, first snapshot loaded.
+pub struct Daemon {
+    config: ServeConfig,
+    store: Store,
+    domains: Domains,
+    hosted: HostedSet,
+    generation: u64,
+    serving: Serving,
+    server: Server,
+    admin: AdminServer,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("https", &self.server.https_addr())
+            .field("http", &self.server.http_addr())
+            .field("admin", &self.admin.local_addr())
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds and runs: [`Daemon::start`] then [`Daemon::run`].
+///
+/// # Errors
+/// As [`Daemon::start`].
+pub async fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), DaemonError> {
+    Daemon::start(config).await?.run(shutdown).await;
+    Ok(())
+}
+
+impl Daemon {
+    /// Validates the configuration, opens the store (applying its migrations), loads the first
+    /// snapshot and binds every listener. Nothing is served until [`Daemon::run`].
+    ///
+    /// # Errors
+    /// The configuration is invalid, the store cannot be opened or read, the admin certificate
+    /// is unusable, or a listener cannot be bound; nothing is left running then.
+    pub async fn start(config: ServeConfig) -> Result<Self, DaemonError> {
+        config.validate()?;
+        let tls = match &config.admin_tls {
+            Some(files) => {
+                let read = |p: &std::path::Path| {
+                    std::fs::read_to_string(p)
+                        .map_err(|e| fail(format!("admin_tls: cannot read {}", p.display()), e))
+                };
+                AdminTls::from_pem(&read(&files.cert)?, &read(&files.key)?)
+                    .map_err(|e| fail("admin listener", e))?
+            }
+            None => AdminTls::PlainLoopback,
+        };
+        let store = Store::open(&config.store.url, &config.store.options()?)
+            .await
+            .map_err(|e| fail(format!("store {}", redact(&config.store.url)), e))?;
+        let domains =
+            Domains::new(store.clone(), config.rollout.clone()).map_err(|e| fail("rollout", e))?;
+        let (generation, hosted) = load(&store)
+            .await
+            .map_err(|e| fail("reading the store", e))?;
+        tracing::info!(
+            store = store.backend(),
+            generation,
+            domains = hosted.len(),
+            "snapshot loaded"
+        );
+        let mut server_config = Config::new(config.https);
+        server_config.http = config.http;
+        server_config.limits = config.limits.clone();
+        server_config.grace = config.grace;
+        let server = Server::bind(server_config)
+            .await
+            .map_err(|e| fail("policy listener", e))?;
+        let mut admin_config = AdminConfig::new(config.admin, tls);
+        admin_config.limits = config.admin_limits.clone();
+        admin_config.metrics = config.metrics.clone();
+        let serving = Serving::default();
+        serving.loaded(generation, hosted.len());
+        admin_config.serving = Some(serving.clone());
+        let admin = AdminServer::bind(admin_config)
+            .await
+            .map_err(|e| fail("admin listener", e))?;
+        Ok(Self {
+            config,
+            store,
+            domains,
+            hosted: HostedSet::new(hosted),
+            generation,
+            serving,
+            server,
+            admin,
+        })
+    }
+
+    /// Where policies are served over HTTPS.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.server.https_addr()
+    }
+
+    /// Where port 80 is served, if it is.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.server.http_addr()
+    }
+
+    /// Where the admin API, `/metrics` and `/health` are served.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    /// The snapshot served (tests and the binary may read it; it is replaced as a whole).
+    pub fn hosted(&self) -> HostedSet {
+        self.hosted.clone()
+    }
+
+    /// Serves until `shutdown` says stop: follows the store's generation, re-reads the snapshot
+    /// on [`Event::Reload`], and on [`Event::Stop`] stops accepting and drains both listeners
+    /// (within `grace`) before returning.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let Self {
+            config,
+            store,
+            domains,
+            hosted,
+            mut generation,
+            serving,
+            server,
+            admin,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let policy: JoinHandle<_> =
+            tokio::spawn(server.run(hosted.clone(), stopped(stop_rx.clone())));
+        let admin: JoinHandle<_> = tokio::spawn(admin.run(domains, stopped(stop_rx)));
+        let poll = config.reload_poll;
+        let mut watcher = store.watch(generation, poll);
+        // Set while the store cannot be read: the last snapshot is served meanwhile.
+        let mut unreachable = false;
+        loop {
+            let reload = tokio::select! {
+                event = shutdown.next() => match event {
+                    Event::Stop => break,
+                    Event::Reload => true,
+                },
+                changed = watcher.changed() => match changed {
+                    Ok(_) => true,
+                    Err(e) => {
+                        if !unreachable {
+                            tracing::warn!(error = %e, domains = hosted.current().len(),
+                                "store unreachable: serving the last snapshot");
+                            unreachable = true;
+                            serving.store_unreachable();
+                        }
+                        // Wait before asking again (a refused connect fails at once).
+                        tokio::select! {
+                            event = shutdown.next() => if event == Event::Stop { break },
+                            () = tokio::time::sleep(poll) => {}
+                        }
+                        false
+                    }
+                },
+            };
+            if !reload {
+                continue;
+            }
+            match load(&store).await {
+                Ok((g, snapshot)) => {
+                    if unreachable {
+                        tracing::info!(generation = g, "store reachable again");
+                        unreachable = false;
+                    }
+                    tracing::info!(
+                        generation = g,
+                        domains = snapshot.len(),
+                        "snapshot reloaded"
+                    );
+                    serving.loaded(g, snapshot.len());
+                    hosted.replace(snapshot);
+                    generation = g;
+                }
+                Err(e) => {
+                    if !unreachable {
+                        tracing::warn!(error = %e, domains = hosted.current().len(),
+                            "store unreachable: serving the last snapshot");
+                        unreachable = true;
+                        serving.store_unreachable();
+                    }
+                    // Report anything but what is served, including the generation just seen
+                    // but not loaded (a new watcher; the LISTEN connection is kept otherwise).
+                    watcher = store.watch(generation, poll);
+                    tokio::select! {
+                        event = shutdown.next() => if event == Event::Stop { break },
+                        () = tokio::time::sleep(poll) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!("stopping: draining the policy and admin listeners");
+        let _ = stop_tx.send(true);
+        if let Ok(Err(e)) = policy.await {
+            tracing::warn!(error = %e, "policy listener");
+        }
+        let _ = admin.await;
+        // The watcher's LISTEN connection comes from the pool: close waits for it otherwise.
+        drop(watcher);
+        store.close().await;
+    }
+}
+
+/// Reads the store's generation, then every domain and certificate, into a snapshot. The
+/// generation is read first, so a change committed meanwhile is reported again by the watcher.
+/// A domain without a certificate, or whose policy or certificate cannot be used, is left out
+/// and logged: the others are served.
+///
+/// # Errors
+/// The store cannot be read.
+pub async fn load(store: &Store) -> Result<(u64, Hosted), mtasts_store::Error> {
+    let generation = store.generation().await?;
+    let domains = store.domains().await?;
+    let mut certs: std::collections::HashMap<String, mtasts_store::Certificate> = store
+        .certificates()
+        .await?
+        .into_iter()
+        .map(|c| (c.domain.clone(), c))
+        .collect();
+    let mut hosted = Vec::with_capacity(domains.len());
+    for d in domains {
+        let Some(cert) = certs.remove(&d.name) else {
+            tracing::info!(domain = %d.name, "no certificate yet: not served");
+            continue;
+        };
+        match hosted_domain(&d, &cert) {
+            Ok(h) => hosted.push(h),
+            Err(why) => tracing::warn!(domain = %d.name, %why, "not served"),
+        }
+    }
+    Ok((generation, Hosted::build(hosted)))
+}
+
+/// One store row and its certificate as a [`HostedDomain`].
+fn hosted_domain(
+    d: &mtasts_store::HostedDomain,
+    cert: &mtasts_store::Certificate,
+) -> Result<HostedDomain, String> {
+    let policy = parse_policy(d.policy.text.as_bytes())
+        .policy
+        .ok_or("the stored policy does not parse")?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("certificate PEM: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(cert.key.expose().as_bytes())
+        .map_err(|e| format!("key PEM: {e}"))?;
+    HostedDomain::new(&d.name, policy, chain, key).map_err(|e| e.to_string())
+}
+
+/// A store URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://").and_then(|(s, rest)| {
+        let (userinfo, host) = rest.split_once('@')?;
+        let user = userinfo.split(':').next().unwrap_or("");
+        Some(format!("{s}://{user}@{host}"))
+    }) {
+        Some(r) => r,
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn store_urls_in_messages_carry_no_password() {
+        assert_eq!(
+            redact("postgres://u:secret@db.example/x"),
+            "postgres://u@db.example/x"
+        );
+        assert_eq!(redact("sqlite:/var/lib/x.db"), "sqlite:/var/lib/x.db");
+    }
+}
