@@ -140,6 +140,17 @@ impl Error {
         }
     }
 
+    /// SQLite answered "database is locked" (`SQLITE_BUSY`, `SQLITE_LOCKED`): another
+    /// connection holds the lock.
+    pub(crate) fn is_sqlite_busy(&self) -> bool {
+        match self {
+            Self::Database {
+                source: sqlx::Error::Database(d),
+            } => matches!(d.code().as_deref(), Some("5" | "6" | "261" | "517")),
+            _ => false,
+        }
+    }
+
     /// Whether the database could not be reached or did not answer in time: a caller serving
     /// from memory keeps serving and tries again later.
     pub fn is_unavailable(&self) -> bool {

@@ -147,6 +147,10 @@ pub struct Store {
     sealer: Arc<Sealer>,
 }
 
+/// How many times [`Store::open`] tries a SQLite file that another process holds locked while
+/// creating it.
+const OPEN_ATTEMPTS: u32 = 8;
+
 impl Store {
     /// Opens the store at `url` (`sqlite:PATH` or `postgres://...`), creating an SQLite file on
     /// first run, applies any pending migrations, and checks the sealing key against the one
@@ -162,8 +166,25 @@ impl Store {
         if matches!(target, Target::Postgres(_)) && options.key.is_none() {
             return Err(Error::KeyRequired);
         }
-        let pools = Pools::connect(&target, options).await?;
-        let result = Self::open_pools(&pools, &target, options).await;
+        // Processes opening a new SQLite file at the same moment can meet SQLITE_BUSY before
+        // the busy timeout applies (switching the new file to WAL takes an exclusive lock):
+        // such an open is tried again, a bounded number of times, with a growing pause.
+        let mut attempt = 1;
+        loop {
+            match Self::open_target(&target, options).await {
+                Err(e) if e.is_sqlite_busy() && attempt < OPEN_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "store open met a locked database; again");
+                    tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn open_target(target: &Target, options: &StoreOptions) -> Result<Self, Error> {
+        let pools = Pools::connect(target, options).await?;
+        let result = Self::open_pools(&pools, target, options).await;
         if result.is_err() {
             pools.close().await;
         }
