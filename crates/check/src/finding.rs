@@ -84,6 +84,7 @@ pub(crate) fn group(findings: Vec<Finding>) -> Vec<Finding> {
             observed: Some(listed.join("\n")),
             fix: more[0].fix.clone(),
             untested,
+            grouped: more.len(),
         });
     }
     kept

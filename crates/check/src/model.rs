@@ -238,7 +238,8 @@ pub struct DaneAddressReport {
 pub enum TlsResult {
     /// `success`: STARTTLS offered, handshake made, certificate valid for the host.
     Success,
-    /// `not-tested`: no probe was made (`--no-smtp`).
+    /// `not-tested`: no probe was made (`--no-smtp`), or the server turned the check away for
+    /// now (a 4xx or 554 reply, too slow: `mx.smtp.transient`, with `error` saying why).
     NotTested,
     /// `unreachable`: no connection, or no answer in time; says nothing about the host's TLS.
     Unreachable,

@@ -24,6 +24,16 @@ pub struct Finding {
     /// failure of the domain, but not a pass either.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub untested: bool,
+    /// How many similar findings (same id, severity and untested flag) this one stands for
+    /// when it groups them (`check` groups findings past the first few of a kind); 0, and left
+    /// out of JSON, for a finding that stands for itself. Counts of findings use
+    /// [`Finding::weight`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub grouped: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A [`Finding`] as read from JSON, before its id is looked up in the catalogue.
@@ -36,6 +46,8 @@ struct ReadFinding {
     fix: String,
     #[serde(default)]
     untested: bool,
+    #[serde(default)]
+    grouped: usize,
 }
 
 /// Reads the id as the catalogue's: an id the catalogue does not list is an error.
@@ -52,6 +64,7 @@ impl<'de> Deserialize<'de> for Finding {
             observed: f.observed,
             fix: f.fix,
             untested: f.untested,
+            grouped: f.grouped,
         })
     }
 }
@@ -77,7 +90,13 @@ impl Finding {
             observed,
             fix: fix.into(),
             untested: false,
+            grouped: 0,
         }
+    }
+
+    /// How many findings this one counts for: the number it groups, or 1.
+    pub fn weight(&self) -> usize {
+        self.grouped.max(1)
     }
 
     /// A step that could not be tested: reported as a warning with `untested` set.

@@ -29,7 +29,13 @@ fn dane(r: &DomainReport) -> &'static str {
 
 /// The row of `r`, without a line end.
 pub fn row(r: &DomainReport) -> String {
-    let count = |s| r.findings.iter().filter(|f| f.severity == s).count();
+    let count = |s| -> usize {
+        r.findings
+            .iter()
+            .filter(|f| f.severity == s)
+            .map(mtasts_core::Finding::weight)
+            .sum()
+    };
     let mut ids: Vec<&str> = r.findings.iter().map(|f| f.id).collect();
     ids.dedup();
     let not_covered =

@@ -2,7 +2,10 @@
 //! (with its DANE state) and every finding with what was observed and the fix.
 
 use super::{Colour, paint, plural};
-use crate::model::{AddressReport, DaneHostReport, DaneHostState, DomainReport, MxReport, Verdict};
+use crate::model::{
+    AddressReport, DaneHostReport, DaneHostState, DnssecState, DomainReport, MxReport, TlsResult,
+    Verdict,
+};
 use mtasts_core::Severity;
 use mtasts_core::text::escape;
 use std::io::Write;
@@ -15,7 +18,13 @@ pub fn write(out: &mut impl Write, r: &DomainReport, colour: bool) -> std::io::R
         Verdict::Fail => paint("FAIL", Colour::Red, colour),
         Verdict::Incomplete => paint("INCOMPLETE", Colour::Yellow, colour),
     };
-    let count = |s| r.findings.iter().filter(|f| f.severity == s).count();
+    let count = |s| -> usize {
+        r.findings
+            .iter()
+            .filter(|f| f.severity == s)
+            .map(mtasts_core::Finding::weight)
+            .sum()
+    };
     let domain = escape(&r.domain);
     writeln!(
         out,
@@ -180,7 +189,16 @@ fn dane_line(h: &DaneHostReport) -> String {
         DaneHostState::Unusable => format!("{records}, {dnssec}, none usable for SMTP"),
         DaneHostState::Insecure => format!("{records}, {dnssec}: ignored by senders"),
         DaneHostState::Bogus => {
-            format!("{dnssec} (validation failed): DANE senders will not deliver")
+            // The TLSA answer may be secure while the host's address records are bogus: name
+            // the part that failed.
+            let what = if h.address_dnssec == Some(DnssecState::Bogus)
+                && h.dnssec != Some(DnssecState::Bogus)
+            {
+                "address records: DNSSEC bogus".to_owned()
+            } else {
+                dnssec
+            };
+            format!("{what} (validation failed): DANE senders will not deliver")
         }
         DaneHostState::Indeterminate => format!(
             "DNSSEC could not be validated (the chain of trust could not be fetched): untested; {}",
@@ -216,5 +234,12 @@ fn address_line(a: &AddressReport) -> String {
         }
     }
     parts.push(escape(a.result.as_str()).into_owned());
+    // `not-tested` is both `--no-smtp` and a server that turned the check away for now: say
+    // which, when there is a reason.
+    if a.result == TlsResult::NotTested
+        && let Some(e) = &a.error
+    {
+        parts.push(escape(e).into_owned());
+    }
     parts.join(", ")
 }

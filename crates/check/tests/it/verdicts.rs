@@ -332,7 +332,35 @@ async fn many_similar_findings_are_grouped() {
     );
     assert!(grouped.observed.as_deref().unwrap().contains("(286 more)"));
     assert_eq!(grouped.severity, Severity::Error);
+    assert_eq!(
+        grouped.grouped, 296,
+        "the grouped finding counts what it stands for"
+    );
     assert!(r.findings.len() < 20, "{} findings", r.findings.len());
+    // Counts in the text header and the CSV row are of findings, not of lines.
+    let errors: usize = r
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(mtasts_core::Finding::weight)
+        .sum();
+    assert!(
+        errors >= 299,
+        "299 hosts not covered, each an error: {errors}"
+    );
+    let mut text = Vec::new();
+    mtasts_check::render::text::write(&mut text, &r, false).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains(&format!("({errors} errors,")),
+        "{}",
+        text.lines().next().unwrap()
+    );
+    let row = mtasts_check::render::csv::row(&r);
+    assert!(row.contains(&format!(",{errors},")), "{row}");
 }
 
 // ---- class 9 (b): a secure CNAME into an unsigned zone ----
