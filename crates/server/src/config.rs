@@ -236,6 +236,26 @@ impl ServeConfig {
                 "limits.max_connections and max_connections_per_ip must be at least 1".into(),
             ));
         }
+        let a = &self.admin_limits;
+        if a.max_connections == 0 || a.max_connections > MAX_ADMIN_CONNECTIONS {
+            return Err(ConfigError::Invalid(format!(
+                "admin_limits.max_connections must be between 1 and {MAX_ADMIN_CONNECTIONS}"
+            )));
+        }
+        if a.max_body_bytes == 0 || a.max_headers == 0 || a.max_header_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "admin_limits.max_body_bytes, max_headers and max_header_bytes must be at least 1"
+                    .into(),
+            ));
+        }
+        if [a.header_timeout, a.request_timeout, a.handshake_timeout]
+            .iter()
+            .any(Duration::is_zero)
+        {
+            return Err(ConfigError::Invalid(
+                "admin_limits timeouts must be more than 0 seconds".into(),
+            ));
+        }
         if self.store.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "store.max_connections must be at least 1".into(),
@@ -244,6 +264,10 @@ impl ServeConfig {
         Ok(())
     }
 }
+
+/// The most admin connections a configuration may allow (far beyond what an admin listener
+/// needs; a larger number is a typo, and one past the semaphore's limit would abort the start).
+pub const MAX_ADMIN_CONNECTIONS: usize = 1 << 20;
 
 /// A duration given in seconds (an integer or a decimal), as every time in the file is.
 pub(crate) fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -304,5 +328,20 @@ request_timeout = 3
         assert!(ServeConfig::from_toml("[limits]\nidle_timeout = -1").is_err());
         let e = ServeConfig::from_toml("admin = \"192.0.2.1:8443\"").unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn admin_limits_that_would_disable_or_crash_the_admin_listener_are_refused() {
+        for bad in [
+            "[admin_limits]\nmax_connections = 0",
+            "[admin_limits]\nmax_connections = 99999999999",
+            "[admin_limits]\nrequest_timeout = 0",
+            "[admin_limits]\nheader_timeout = 0",
+            "[admin_limits]\nmax_body_bytes = 0",
+        ] {
+            let e = ServeConfig::from_toml(bad).unwrap_err();
+            assert!(e.to_string().contains("admin_limits"), "{bad}: {e}");
+        }
+        assert!(ServeConfig::from_toml("[admin_limits]\nmax_connections = 1").is_ok());
     }
 }

@@ -299,7 +299,12 @@ impl AdminServer {
                 () = &mut shutdown => break,
                 a = listener.accept() => a,
             };
-            let Ok((tcp, _peer)) = accepted else { continue };
+            let Ok((tcp, _peer)) = accepted else {
+                // Out of file descriptors, say: pause rather than spin on an accept that fails
+                // at once, as the policy listener does.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
             let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                 metrics::counter!("mtasts_admin_connections_refused_total").increment(1);
                 continue;

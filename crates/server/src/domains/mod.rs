@@ -137,34 +137,27 @@ pub struct Domains {
     cfg: RolloutConfig,
 }
 
-/// Normalises a domain name as given by an operator: lower case, A-labels, no trailing dot.
+/// Normalises a domain name as given by an operator: lower case, A-labels, no trailing dot
+/// (core's [`mtasts_core::domain::Domain`], the one rule set of the project), and no `_` in a
+/// label, since no certificate for `mta-sts.<domain>` could name it.
 ///
 /// # Errors
 /// [`DomainError::Invalid`] when it is not a host name.
 pub fn normalize_domain(raw: &str) -> Result<String, DomainError> {
-    let d = normalize_host(raw.trim());
-    let ok = !d.is_empty()
-        && d.len() <= 253
-        && d.contains('.')
-        && d.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        });
-    if ok {
-        Ok(d)
-    } else {
-        Err(DomainError::Invalid {
-            what: "domain",
-            why: format!(
-                "{:?} is not a domain name",
-                raw.chars().take(100).collect::<String>()
-            ),
-        })
+    let shown = || raw.chars().take(100).collect::<String>();
+    let invalid = |why: String| DomainError::Invalid {
+        what: "domain",
+        why,
+    };
+    let d = mtasts_core::domain::Domain::parse(raw)
+        .map_err(|e| invalid(format!("{:?} is not a domain name: {e}", shown())))?;
+    if d.as_str().contains('_') {
+        return Err(invalid(format!(
+            "{:?} is not a domain name a certificate can name (`_` in a label)",
+            shown()
+        )));
     }
+    Ok(d.into_string())
 }
 
 fn force_of(force: Option<&str>) -> Result<Option<Force>, DomainError> {
