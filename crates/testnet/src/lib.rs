@@ -11,6 +11,7 @@
 //!   page, slowness), recording the last request.
 //! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness)
 //!   that accept whole messages and keep them for the test.
+//! - [`relay`]: a TCP relay a test can cut and restore (a database outage seen by one client).
 //! - [`oldtls`]: handcrafted answers of a server that knows nothing newer than TLS 1.0.
 //! - [`pki`]: a root CA, an intermediate and an untrusted root generated at run time (rcgen),
 //!   issuing server certificates with scripted defects (expired, wrong name, untrusted, …).
@@ -25,6 +26,7 @@ pub mod dnssec;
 pub mod https;
 pub mod oldtls;
 pub mod pki;
+pub mod relay;
 pub mod scenarios;
 pub mod smtp;
 pub mod tlsa;

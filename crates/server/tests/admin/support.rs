@@ -121,67 +121,7 @@ pub(crate) fn cert(names: &[&str], not_after: OffsetDateTime) -> (String, String
     (cert.pem(), key.serialize_pem())
 }
 
-/// A TCP relay to PostgreSQL that a test can cut (every connection closed, nothing accepted)
-/// and restore on the same port: an outage of the database as one instance sees it.
-pub(crate) struct Relay {
-    pub(crate) port: u16,
-    upstream: std::net::SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Relay {
-    pub(crate) async fn start(port: u16, upstream: std::net::SocketAddr) -> Self {
-        let (port, task) = Self::listen(port, upstream).await;
-        Self {
-            port,
-            upstream,
-            task,
-        }
-    }
-
-    async fn listen(
-        port: u16,
-        upstream: std::net::SocketAddr,
-    ) -> (u16, tokio::task::JoinHandle<()>) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move {
-            // Dropped with the task: aborts every relayed connection.
-            let mut connections = tokio::task::JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                connections.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        (port, task)
-    }
-
-    /// Cuts every connection and stops listening.
-    pub(crate) async fn cut(&mut self) {
-        self.task.abort();
-        // Returns once the task (listener and connections) is dropped.
-        let _ = (&mut self.task).await;
-    }
-
-    /// Listens again on the same port.
-    pub(crate) async fn restore(&mut self) {
-        if !self.task.is_finished() {
-            self.cut().await;
-        }
-        self.task = Self::listen(self.port, self.upstream).await.1;
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+pub(crate) use mtasts_testnet::relay::Relay;
 
 impl TestDb {
     /// This database's URL, reached through `port` on loopback instead (PostgreSQL only).
