@@ -214,3 +214,26 @@ mod tests {
             .expect("no panic");
     }
 }
+
+/// Why a service could not start (once started it only stops when asked): what was being done,
+/// and why it failed. Every service's `run` returns it.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct StartError {
+    context: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StartError {
+    /// A start-up failure while doing `context`, because of `source`.
+    pub fn new(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}

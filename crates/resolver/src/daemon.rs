@@ -35,21 +35,12 @@ pub const DEFAULT_CACHE: &str = "/var/lib/mtasts/resolver.sqlite";
 /// How long the cache writer may take, once the daemon has stopped, to write what is queued.
 const WRITER_GRACE: Duration = Duration::from_secs(10);
 
-/// Why the daemon could not start (once started it only stops when asked).
-#[derive(Debug, thiserror::Error)]
-#[error("{context}: {source}")]
-pub struct DaemonError {
-    context: String,
-    #[source]
-    source: Box<dyn std::error::Error + Send + Sync>,
-}
+/// Why the daemon could not start: the start-up error every service shares.
+pub type DaemonError = crate::service::StartError;
 
 impl From<ConfigError> for DaemonError {
     fn from(e: ConfigError) -> Self {
-        Self {
-            context: "configuration".into(),
-            source: Box::new(e),
-        }
+        Self::new("configuration", e)
     }
 }
 
@@ -58,10 +49,7 @@ fn fail(
     context: impl Into<String>,
     source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
 ) -> DaemonError {
-    DaemonError {
-        context: context.into(),
-        source: source.into(),
-    }
+    DaemonError::new(context, source)
 }
 
 /// Where the cache is kept beyond memory.

@@ -39,29 +39,21 @@ use crate::domains::Domains;
 use crate::hosted::{Hosted, HostedDomain, HostedSet};
 use crate::server::{Config, Server};
 
-/// Why the daemon could not start (once started it only stops when asked).
-#[derive(Debug, thiserror::Error)]
-#[error("{context}: {source}")]
-pub struct DaemonError {
-    context: String,
-    #[source]
-    source: Box<dyn std::error::Error + Send + Sync>,
-}
+/// Why the daemon could not start: the start-up error every service shares.
+pub type DaemonError = mtasts_net::service::StartError;
 
 impl From<ConfigError> for DaemonError {
     fn from(e: ConfigError) -> Self {
-        fail("configuration", e)
+        Self::new("configuration", e)
     }
 }
 
+/// A start-up failure: what was being done, and why it failed.
 fn fail(
     context: impl Into<String>,
     source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
 ) -> DaemonError {
-    DaemonError {
-        context: context.into(),
-        source: source.into(),
-    }
+    DaemonError::new(context, source)
 }
 
 /// A started daemon: listeners bound, store open, first snapshot loaded.
