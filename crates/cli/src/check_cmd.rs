@@ -7,12 +7,10 @@ use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use mtasts_check::bulk::{ScanSettings, Summary, scan};
-use mtasts_check::env::NetOptions;
-use mtasts_check::{Env, Settings, Verdict};
+use mtasts_check::{Env, Verdict};
 use mtasts_check::{list, render};
 use mtasts_core::Severity;
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
 
 /// Options of `mtasts check`.
 #[derive(Debug, Args)]
@@ -37,45 +35,12 @@ pub(crate) struct CheckArgs {
     /// Exit 1 when a finding at or above this severity is found.
     #[arg(long, value_enum, default_value_t = FailOn::Error)]
     fail_on: FailOn,
-    /// DNS server to ask, IP or IP:PORT (repeatable); default: the system's.
-    #[arg(long = "nameserver", value_name = "IP[:PORT]")]
-    nameservers: Vec<String>,
-    /// DNSSEC trust anchor for the DANE lookups: a file of DNSKEY records in zone-file form
-    /// (`. 3600 IN DNSKEY 257 3 13 ...`); default: the IANA root keys.
-    #[arg(long, value_name = "FILE")]
-    trust_anchor: Option<std::path::PathBuf>,
-    /// Extra trusted root certificates (PEM), on top of the Mozilla roots.
-    #[arg(long, value_name = "PEM")]
-    ca_file: Option<std::path::PathBuf>,
-    /// SMTP port of the MX hosts.
-    #[arg(long, default_value_t = 25)]
-    smtp_port: u16,
-    /// HTTPS port of the policy host.
-    #[arg(long, default_value_t = mtasts_check::env::HTTPS_PORT)]
-    https_port: u16,
-    /// Time budget, in seconds, for each network step (DNS query, fetch, each probe stage).
-    #[arg(long, default_value_t = mtasts_check::env::CHECKER_TIMEOUT.as_secs_f64(), value_name = "SECS", value_parser = parse_timeout)]
-    timeout: f64,
-    /// Do not probe the MX hosts on port 25 (where outbound SMTP is blocked).
-    #[arg(long)]
-    no_smtp: bool,
-    /// Skip DANE (the DNSSEC-validated MX and TLSA lookups), e.g. for faster bulk scans.
-    #[arg(long)]
-    no_dane: bool,
+    #[command(flatten)]
+    net: crate::net_args::NetArgs,
     /// Worker threads. Default: one for a list of at most 64 domains (the arguments plus an
     /// --input file), one per usable CPU for a longer list or standard input.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
-}
-
-/// `--timeout`: seconds, more than 0 and at most 600 (a zero budget would fail every step
-/// at once and call every domain untested).
-fn parse_timeout(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(t) if t.is_finite() && t > 0.0 && t <= 600.0 => Ok(t),
-        Ok(_) => Err("out of range: more than 0 and at most 600 seconds".into()),
-        Err(_) => Err("not a number of seconds (more than 0, at most 600)".into()),
-    }
 }
 
 /// Lists up to this many domains run on one thread by default: their checks wait on the
@@ -114,7 +79,7 @@ pub(crate) fn run(args: CheckArgs, format: FormatArg) -> Result<u8> {
         FailOn::Never => None,
     };
     // Each domain gets the budget of its stages in sequence, and a little more.
-    let domain_budget = Duration::from_secs_f64(args.timeout * 4.0 + 5.0);
+    let domain_budget = args.net.domain_budget();
     let settings = ScanSettings {
         concurrency: usize::from(args.concurrency),
         domain_budget,
@@ -232,40 +197,9 @@ fn total(args: &CheckArgs, at_most: u64) -> Option<u64> {
 }
 
 fn build_env(args: &CheckArgs) -> Result<Env> {
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let net = NetOptions {
-        nameservers: args.nameservers.clone(),
-        trust_anchor: args.trust_anchor.clone(),
-        ca_file: args.ca_file.clone(),
-        dns_timeout: timeout,
-        https_port: args.https_port,
-        fetch_timeout: timeout,
-    }
-    .build()
-    .map_err(|e| anyhow::anyhow!("--{} {}", flag(e.what), e.why))?;
-    let mut settings = Settings {
-        smtp_port: args.smtp_port,
-        no_smtp: args.no_smtp,
-        no_dane: args.no_dane,
-        ..Settings::default()
-    };
-    settings.probe_budget.connect = timeout;
-    settings.probe_budget.smtp = timeout;
-    settings.probe_budget.tls = timeout;
-    let mut env = Env::with_network(net, settings);
+    let mut env = args.net.env()?;
     env.limiter = std::sync::Arc::new(mtasts_check::bulk::DestinationLimiter::new(usize::from(
         args.per_destination,
     )));
     Ok(env)
-}
-
-/// The `check` flag for a network option named by its configuration key.
-fn flag(option: &str) -> &str {
-    match option {
-        "nameservers" => "nameserver",
-        "trust_anchor" => "trust-anchor",
-        "ca_file" => "ca-file",
-        "https_port" => "https-port",
-        _ => "timeout",
-    }
 }

@@ -7,7 +7,10 @@
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a CLI prints")]
 
 mod check_cmd;
+mod domain_cmd;
+mod domain_print;
 mod input;
+mod net_args;
 mod output;
 mod policy_cmd;
 mod progress;
@@ -15,6 +18,8 @@ mod record_cmd;
 mod report_cmd;
 mod resolver_cmd;
 mod runtime;
+mod serve_cmd;
+mod store_cmd;
 
 use clap::{Parser, Subcommand};
 use output::{Color, Format, FormatArg};
@@ -60,6 +65,16 @@ enum Command {
     /// The MTA-STS policy daemon for Postfix (socketmap, tcp_table); `resolver query` explains
     /// one answer.
     Resolver(Box<resolver_cmd::ResolverArgs>),
+    /// Hosts MTA-STS policies for one or many domains: HTTPS policy host, admin API, drift
+    /// checker (docs/serve.md).
+    Serve(Box<serve_cmd::ServeArgs>),
+    /// Hosted domains: add, list, show, set, promote, rollback, remove, check, cert import.
+    Domain(Box<domain_cmd::DomainArgs>),
+    /// The store: `migrate`.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
+    /// Admin API tokens: create, list, revoke.
+    Token(store_cmd::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +94,10 @@ fn main() -> ExitCode {
         Command::Record(c) => record_cmd::run(c, format),
         Command::Report(c) => report_cmd::run(c, format),
         Command::Resolver(c) => resolver_cmd::run(*c, format),
+        Command::Serve(c) => serve_cmd::run(*c),
+        Command::Domain(c) => domain_cmd::run(*c, format),
+        Command::Store(c) => store_cmd::run_store(c, format),
+        Command::Token(c) => store_cmd::run_token(c, format),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! https = "[::]:443"              # the policy listener
-//! http = "[::]:80"                # port 80 (ACME later; 404 now); "" or absent in [serve] = none
+//! http = "[::]:80"                # port 80 (ACME later; 404 now); "none": no listener
 //! admin = "127.0.0.1:8443"        # the admin API, /metrics and /health
 //! reload_poll = 2                 # seconds between store generation reads (PostgreSQL also LISTENs)
 //! grace = 5                       # seconds open connections get on stop
@@ -20,6 +20,13 @@
 //! [limits]                        # crate::Limits, times in seconds
 //! [admin_limits]                  # crate::admin::AdminLimits, times in seconds
 //! [rollout]                       # mtasts_core::rollout::RolloutConfig
+//!
+//! [check]                         # the drift checker and the promotion's live check
+//! nameservers = ["127.0.0.53"]    # IP or IP:PORT; empty: the system's
+//! ca_file = "/etc/mtasts/extra-roots.pem"   # roots trusted beside the Mozilla ones
+//! timeout = 15                    # seconds per network step
+//! drift_interval = 3600           # seconds between rounds over every domain; 0: off
+//! drift_concurrency = 4           # domains checked at once
 //! ```
 //!
 //! The binary lays flags (`--store`, `--https`, `--http`, `--admin`) and environment variables
@@ -69,7 +76,8 @@ pub struct ServeConfig {
     /// The HTTPS policy listener (`--https`). Default `[::]:443`.
     pub https: SocketAddr,
     /// The plain HTTP listener, port 80 (`--http`): 404 to everything until ACME. Default
-    /// `[::]:80`; `None` for no listener.
+    /// `[::]:80`; `None` (`http = "none"` in the file) for no listener.
+    #[serde(deserialize_with = "optional_addr")]
     pub http: Option<SocketAddr>,
     /// The admin API listener with `/metrics` and `/health` (`--admin`). Default
     /// `127.0.0.1:8443`.
@@ -83,6 +91,8 @@ pub struct ServeConfig {
     pub admin_limits: AdminLimits,
     /// The rollout schedule and gates the admin API applies.
     pub rollout: RolloutConfig,
+    /// How hosted domains are checked: drift in the background, live checks for promotion.
+    pub check: CheckConfig,
     /// How often the store's generation is read, in seconds (PostgreSQL also wakes on
     /// LISTEN/NOTIFY at once; this bounds the delay when a notification was lost, and is all
     /// SQLite has). Default 2.
@@ -112,6 +122,66 @@ pub struct StoreConfig {
     /// past it the store counts as unreachable. Default 5.
     #[serde(deserialize_with = "secs")]
     pub acquire_timeout: Duration,
+}
+
+/// The `[check]` table: the network the drift checker (and the CLI's live check) uses.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckConfig {
+    /// Name servers, `IP` or `IP:PORT` (`--nameserver`); empty: the system's.
+    pub nameservers: Vec<String>,
+    /// Extra trusted roots for the policy fetch (PEM), beside the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// The HTTPS port policy hosts are fetched on (443; test set-ups use another).
+    pub https_port: u16,
+    /// Time budget of each network step, in seconds. Default 15.
+    #[serde(deserialize_with = "secs")]
+    pub timeout: Duration,
+    /// Seconds between drift rounds over every hosted domain; 0 turns the checker off.
+    /// Default 3600.
+    #[serde(deserialize_with = "secs")]
+    pub drift_interval: Duration,
+    /// Domains checked at once in a round. Default 4.
+    pub drift_concurrency: usize,
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            ca_file: None,
+            https_port: mtasts_check::env::HTTPS_PORT,
+            timeout: mtasts_check::env::CHECKER_TIMEOUT,
+            drift_interval: Duration::from_secs(3600),
+            drift_concurrency: 4,
+        }
+    }
+}
+
+impl CheckConfig {
+    /// The check environment for drift: DNS and policy fetch, no SMTP probes, no DANE.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the option (a name server that is not an address, an
+    /// unreadable CA file, a zero time-out).
+    pub fn drift_env(&self) -> Result<mtasts_check::Env, ConfigError> {
+        let net = mtasts_check::env::NetOptions {
+            nameservers: self.nameservers.clone(),
+            trust_anchor: None,
+            ca_file: self.ca_file.clone(),
+            dns_timeout: self.timeout,
+            https_port: self.https_port,
+            fetch_timeout: self.timeout,
+        }
+        .build()
+        .map_err(|e| ConfigError::Invalid(format!("check.{}: {}", e.what, e.why)))?;
+        let settings = mtasts_check::Settings {
+            no_smtp: true,
+            no_dane: true,
+            ..mtasts_check::Settings::default()
+        };
+        Ok(mtasts_check::Env::with_network(net, settings))
+    }
 }
 
 /// The `[admin_tls]` table: PEM files.
@@ -168,6 +238,7 @@ impl Default for ServeConfig {
             limits: Limits::default(),
             admin_limits: AdminLimits::default(),
             rollout: RolloutConfig::default(),
+            check: CheckConfig::default(),
             reload_poll: Duration::from_secs(2),
             grace: Duration::from_secs(5),
             metrics: None,
@@ -199,6 +270,32 @@ impl ServeConfig {
     /// [`ConfigError::Parse`] (unknown keys included), [`ConfigError::Invalid`].
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration from layers: the file's text (if any), then `overrides`, each a
+    /// dotted key and a value (`limits.idle_timeout`, `"7"`), later ones winning. A value is
+    /// read as TOML (`7`, `true`, `["a", "b"]`) and, when it does not parse, as a string
+    /// (`127.0.0.1:443`). This is how the binary lays `--set KEY=VALUE`, the
+    /// `MTASTS_SERVE__<KEY>` environment variables and its own flags over the file, so every
+    /// option is a flag and an environment variable without a second list of them.
+    ///
+    /// # Errors
+    /// As [`ServeConfig::from_toml`]; an override of a key that is not an option, or that
+    /// descends into a value that is not a table.
+    pub fn layered(
+        file: Option<&str>,
+        overrides: &[(String, toml::Value)],
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = match file {
+            Some(text) => toml::from_str(text)?,
+            None => toml::Table::new(),
+        };
+        for (key, value) in overrides {
+            set_key(&mut table, key, value.clone())?;
+        }
+        let config: Self = toml::Value::Table(table).try_into()?;
         config.validate()?;
         Ok(config)
     }
@@ -256,6 +353,16 @@ impl ServeConfig {
                 "admin_limits timeouts must be more than 0 seconds".into(),
             ));
         }
+        if self.check.drift_concurrency == 0 || self.check.drift_concurrency > 256 {
+            return Err(ConfigError::Invalid(
+                "check.drift_concurrency must be between 1 and 256".into(),
+            ));
+        }
+        if self.check.timeout.is_zero() || self.check.timeout > mtasts_check::env::MAX_TIMEOUT {
+            return Err(ConfigError::Invalid(
+                "check.timeout must be more than 0 and at most 600 seconds".into(),
+            ));
+        }
         if self.store.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "store.max_connections must be at least 1".into(),
@@ -265,9 +372,52 @@ impl ServeConfig {
     }
 }
 
+/// An override's value: TOML when it parses as a value, else the text as a string.
+pub fn override_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) || parts.len() > 3 {
+        return Err(ConfigError::Invalid(format!(
+            "{key:?} is not an option name"
+        )));
+    }
+    let (last, path) = parts.split_last().unwrap_or((&"", &[]));
+    let mut t = table;
+    for p in path {
+        let next = t
+            .entry((*p).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = next
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Invalid(format!("{key}: {p} is not a table")))?;
+    }
+    t.insert((*last).to_owned(), value);
+    Ok(())
+}
+
 /// The most admin connections a configuration may allow (far beyond what an admin listener
 /// needs; a larger number is a typo, and one past the semaphore's limit would abort the start).
 pub const MAX_ADMIN_CONNECTIONS: usize = 1 << 20;
+
+/// A listener address, or `"none"` (or `""`) for no listener.
+fn optional_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let v = String::deserialize(d)?;
+    match v.trim() {
+        "" | "none" => Ok(None),
+        a => a
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{a:?} is not IP:PORT or \"none\""))),
+    }
+}
 
 /// A duration given in seconds (an integer or a decimal), as every time in the file is.
 pub(crate) fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -318,6 +468,32 @@ request_timeout = 3
         );
         assert_eq!(c.admin_limits.request_timeout, Duration::from_secs(3));
         assert!(c.store.options().unwrap().key.is_some());
+    }
+
+    #[test]
+    fn overrides_win_over_the_file_and_are_checked_like_it() {
+        let file = "https = \"127.0.0.1:4443\"\n[limits]\nidle_timeout = 7\n";
+        let o = |k: &str, v: &str| (k.to_owned(), override_value(v));
+        let c = ServeConfig::layered(
+            Some(file),
+            &[
+                o("limits.idle_timeout", "9"),
+                o("https", "127.0.0.1:5443"),
+                o("check.nameservers", "[\"127.0.0.53\"]"),
+                o("store.url", "sqlite:/tmp/x.db"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(9));
+        assert_eq!(c.https.port(), 5443);
+        assert_eq!(c.check.nameservers, ["127.0.0.53"]);
+        assert_eq!(c.store.url, "sqlite:/tmp/x.db");
+        let off = ServeConfig::layered(None, &[o("http", "none")]).unwrap();
+        assert_eq!(off.http, None);
+        for bad in ["limits.idel_timeout", "nope", "https.port", "a..b", ""] {
+            assert!(ServeConfig::layered(None, &[o(bad, "1")]).is_err(), "{bad}");
+        }
+        assert!(ServeConfig::layered(None, &[o("limits.idle_timeout", "soon")]).is_err());
     }
 
     #[test]

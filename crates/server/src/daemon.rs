@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{AdminConfig, AdminServer, AdminTls, Serving};
 use crate::config::{ConfigError, ServeConfig};
 use crate::domains::Domains;
+use crate::drift::Checker;
 use crate::hosted::{Hosted, HostedDomain, HostedSet};
 use crate::server::{Config, Server};
 
@@ -66,6 +67,7 @@ pub struct Daemon {
     serving: Serving,
     server: Server,
     admin: AdminServer,
+    drift: Option<Checker>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -138,6 +140,17 @@ impl Daemon {
         let admin = AdminServer::bind(admin_config)
             .await
             .map_err(|e| fail("admin listener", e))?;
+        let drift = if config.check.drift_interval.is_zero() {
+            None
+        } else {
+            Some(Checker {
+                domains: domains.clone(),
+                env: std::sync::Arc::new(config.check.drift_env()?),
+                interval: config.check.drift_interval,
+                concurrency: config.check.drift_concurrency,
+                budget: config.check.timeout * 4,
+            })
+        };
         Ok(Self {
             config,
             store,
@@ -147,6 +160,7 @@ impl Daemon {
             serving,
             server,
             admin,
+            drift,
         })
     }
 
@@ -183,6 +197,7 @@ impl Daemon {
             serving,
             server,
             admin,
+            drift,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -190,6 +205,8 @@ impl Daemon {
         };
         let policy: JoinHandle<_> =
             tokio::spawn(server.run(hosted.clone(), stopped(stop_rx.clone())));
+        let drift: Option<JoinHandle<_>> =
+            drift.map(|d| tokio::spawn(d.run(stopped(stop_rx.clone()))));
         let admin: JoinHandle<_> = tokio::spawn(admin.run(domains, stopped(stop_rx)));
         let poll = config.reload_poll;
         let mut watcher = store.watch(generation, poll);
@@ -260,6 +277,9 @@ impl Daemon {
             tracing::warn!(error = %e, "policy listener");
         }
         let _ = admin.await;
+        if let Some(d) = drift {
+            let _ = d.await;
+        }
         // The watcher's LISTEN connection comes from the pool: close waits for it otherwise.
         drop(watcher);
         store.close().await;
@@ -314,7 +334,7 @@ fn hosted_domain(
 }
 
 /// A store URL without its password, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match url.split_once("://").and_then(|(s, rest)| {
         let (userinfo, host) = rest.split_once('@')?;
         let user = userinfo.split(':').next().unwrap_or("");
@@ -337,4 +357,13 @@ mod tests {
         );
         assert_eq!(redact("sqlite:/var/lib/x.db"), "sqlite:/var/lib/x.db");
     }
+}
+
+/// Installs the process-wide Prometheus recorder and returns the handle `/metrics` renders
+/// (the binary calls it once, before [`run`]). `None` when a recorder is already installed.
+pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).ok()?;
+    Some(handle)
 }

@@ -28,12 +28,16 @@ pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod domains;
+pub mod drift;
 pub mod hosted;
 pub mod http;
 pub mod limits;
+pub mod ops;
 pub mod server;
 pub mod tls;
 
 pub use hosted::{Hosted, HostedDomain, HostedSet};
 pub use limits::Limits;
+/// The reload/stop life cycle shared by every service ([`daemon::run`] takes its [`service::Shutdown`]).
+pub use mtasts_net::service;
 pub use server::{Config, Error, Server, run};

@@ -41,7 +41,7 @@ const DAY: u32 = 86_400;
 const WEEK: u32 = 7 * DAY;
 
 /// The policy mode (RFC 8461 §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Refuse delivery to MX hosts that fail validation.

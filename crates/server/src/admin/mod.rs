@@ -21,7 +21,7 @@
 
 mod api;
 pub mod client;
-mod error;
+pub(crate) mod error;
 pub mod openapi;
 
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@
 use mtasts_core::policy::Mode;
 use mtasts_core::rollout::{RolloutConfig, RolloutState, Stage};
 use mtasts_store::{Certificate, HostedDomain, StoredPolicy};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use super::DomainError;
@@ -104,13 +104,13 @@ fn plus(t: OffsetDateTime, secs: u32) -> OffsetDateTime {
 }
 
 /// What `mtasts domain show` and `GET /v1/domains/{domain}` report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainView {
     /// The policy domain.
     pub domain: String,
     /// The rollout stage name: `testing`, `enforce`, `withdrawing` (`removed` only between a
     /// removal's transition and its deletion).
-    pub state: &'static str,
+    pub state: String,
     /// The stage in words (`enforcing (step 2)`, `withdrawing (safe to remove at ...)`).
     pub state_description: String,
     /// The `enforce` step (0-based), when enforcing.
@@ -145,10 +145,10 @@ pub struct DomainView {
 }
 
 /// A certificate as shown (no key).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateView {
     /// Where it came from (`imported`, later `acme`).
-    pub source: &'static str,
+    pub source: String,
     /// When it expires.
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
@@ -166,7 +166,7 @@ impl DomainView {
         let p = &hosted.policy;
         Self {
             domain: hosted.name.clone(),
-            state: state.stage.name(),
+            state: state.stage.name().to_owned(),
             state_description: state.stage.to_string(),
             enforce_step: match state.stage {
                 Stage::Enforce { step } => Some(step),
@@ -187,7 +187,7 @@ impl DomainView {
                 _ => None,
             },
             certificate: cert.map(|c| CertificateView {
-                source: c.source.as_str(),
+                source: c.source.as_str().to_owned(),
                 not_after: c.not_after,
                 installed_at: c.installed_at,
             }),

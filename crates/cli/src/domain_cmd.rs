@@ -1,0 +1,420 @@
+//! `mtasts domain ...`: hosted domains, on the store (`--store URL`) or on a running server
+//! (`--server URL` with `--token`). The operations are `mtasts_server::ops`; this file parses
+//! flags, gathers what the operation needs from the network (live MX hosts, the live check),
+//! and prints.
+
+use crate::net_args::NetArgs;
+use crate::output::Format;
+use crate::store_cmd::StoreArgs;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use mtasts_check::check_domain_within;
+use mtasts_core::policy::Mode;
+use mtasts_server::admin::client::AdminClient;
+use mtasts_server::domains::{AddDomain, Domains, MxSource};
+use mtasts_server::drift;
+use mtasts_server::ops::{Failure, Target};
+use serde_json::Value;
+use std::io::IsTerminal;
+use time::OffsetDateTime;
+
+/// Options of `mtasts domain`.
+#[derive(Debug, Args)]
+pub(crate) struct DomainArgs {
+    #[command(subcommand)]
+    action: Action,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// A running server's admin API instead of the store: `https://HOST:PORT` (`http://` on
+    /// loopback).
+    #[arg(long, global = true, env = "MTASTS_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// The admin API token (best given by the environment).
+    #[arg(long, global = true, env = "MTASTS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificates (PEM) the admin server's certificate is checked against, beside the
+    /// Mozilla roots.
+    #[arg(long, global = true, value_name = "PEM")]
+    server_ca: Option<std::path::PathBuf>,
+    /// The time to act at (RFC 3339), instead of now: for rehearsing a rollout on a copy of
+    /// the store, and for tests. Only with --store.
+    #[arg(long, global = true, env = "MTASTS_NOW", hide = true)]
+    now: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StartMode {
+    Testing,
+    Enforce,
+}
+
+/// `--force --reason TEXT`.
+#[derive(Debug, Args)]
+struct ForceArgs {
+    /// Override the rollout's rules (recorded in the audit history with the reason).
+    #[arg(long, requires = "reason")]
+    force: bool,
+    /// Why (recorded); required with --force.
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+}
+
+impl ForceArgs {
+    fn forced(&self) -> Option<&str> {
+        self.force.then_some(self.reason.as_deref()).flatten()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Hosts a domain: builds its policy from the live MX records (or --mx), in testing.
+    Add {
+        /// The domain.
+        domain: String,
+        /// An `mx` pattern, taken as given (repeatable); no MX lookup then.
+        #[arg(long = "mx", value_name = "PATTERN")]
+        mx: Vec<String>,
+        /// The mode to start in; enforce needs --force --reason.
+        #[arg(long, value_enum, default_value_t = StartMode::Testing)]
+        mode: StartMode,
+        /// The max_age to serve instead of the rollout's default.
+        #[arg(long, value_name = "SECS")]
+        max_age: Option<u32>,
+        /// An MX host no known provider explains that you confirm is yours (repeatable).
+        #[arg(long = "confirm", value_name = "HOST")]
+        confirm: Vec<String>,
+        /// Confirm every unexplained MX host without asking.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        force: ForceArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Lists the hosted domains.
+    List,
+    /// Shows a domain: its state, the policy served, its id and the TXT record to publish.
+    Show {
+        /// The domain.
+        domain: String,
+    },
+    /// Changes the mx patterns or max_age served (a new policy id: publish it).
+    Set {
+        /// The domain.
+        domain: String,
+        /// The new `mx` patterns (repeatable; all of them).
+        #[arg(long = "mx", value_name = "PATTERN")]
+        mx: Vec<String>,
+        /// The new max_age.
+        #[arg(long, value_name = "SECS")]
+        max_age: Option<u32>,
+        /// Why (recorded).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// One rollout step up (testing -> enforce -> longer max_age), after a live check of every
+    /// MX host (STARTTLS, valid certificate) and the minimum time in the stage.
+    Promote {
+        /// The domain.
+        domain: String,
+        #[command(flatten)]
+        force: ForceArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Back to testing (senders keep a cached enforce policy until its max_age runs out).
+    Rollback {
+        /// The domain.
+        domain: String,
+        /// Why (recorded).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Withdraws the policy: serves `mode: none` until every cached policy has expired, then
+    /// (run again) deletes the domain and says which DNS records can go.
+    Remove {
+        /// The domain.
+        domain: String,
+        #[command(flatten)]
+        force: ForceArgs,
+    },
+    /// Checks a hosted domain for drift now (TXT id, MX coverage, where mta-sts.<d> points)
+    /// and records what it finds. Only with --store.
+    Check {
+        /// The domain.
+        domain: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// The certificate of `mta-sts.<domain>`.
+    #[command(subcommand)]
+    Cert(CertAction),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertAction {
+    /// Installs a certificate (PEM chain, end entity first) and its key for mta-sts.<domain>.
+    Import {
+        /// The domain.
+        domain: String,
+        /// The certificate chain (PEM).
+        #[arg(long, value_name = "PEM")]
+        cert: std::path::PathBuf,
+        /// Its private key (PEM); sealed in the store.
+        #[arg(long, value_name = "PEM")]
+        key: std::path::PathBuf,
+        /// Why (recorded).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+}
+
+pub(crate) fn run(args: DomainArgs, format: Format) -> Result<u8> {
+    let runtime = crate::runtime::with_threads(1)?;
+    runtime.block_on(async move {
+        let now = match &args.now {
+            Some(t) => OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .with_context(|| format!("--now {t:?} is not an RFC 3339 time"))?,
+            None => OffsetDateTime::now_utc(),
+        };
+        let (target, local) = target(&args).await?;
+        let result = act(&args.action, &target, local.as_ref(), now, format).await;
+        if let Target::Store { domains, .. } = &target {
+            domains.store().close().await;
+        }
+        match result? {
+            Ok(out) => {
+                crate::domain_print::print(&args.action_name(), &out, format)?;
+                Ok(crate::domain_print::exit_code(&args.action_name(), &out))
+            }
+            Err(failure) => crate::domain_print::failure(&failure, format),
+        }
+    })
+}
+
+impl DomainArgs {
+    fn action_name(&self) -> &'static str {
+        match self.action {
+            Action::Add { .. } => "add",
+            Action::List => "list",
+            Action::Show { .. } => "show",
+            Action::Set { .. } => "set",
+            Action::Promote { .. } => "promote",
+            Action::Rollback { .. } => "rollback",
+            Action::Remove { .. } => "remove",
+            Action::Check { .. } => "check",
+            Action::Cert(_) => "cert",
+        }
+    }
+}
+
+async fn target(args: &DomainArgs) -> Result<(Target, Option<Domains>)> {
+    if let Some(url) = &args.server {
+        if args.now.is_some() {
+            bail!("--now works only with --store (the server keeps its own time)");
+        }
+        let token = args
+            .token
+            .as_deref()
+            .context("--server needs a token: --token or MTASTS_TOKEN")?;
+        let ca = match &args.server_ca {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read --server-ca {}", p.display()))?,
+            ),
+            None => None,
+        };
+        return Ok((
+            Target::Server(AdminClient::new(url, token, ca.as_deref())?),
+            None,
+        ));
+    }
+    let config = args.store.serve_config()?;
+    let store = args.store.open(&config).await?;
+    let domains = Domains::new(store, config.rollout.clone())?;
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    Ok((
+        Target::Store {
+            domains: domains.clone(),
+            actor,
+        },
+        Some(domains),
+    ))
+}
+
+/// Runs the action. The outer error is ours (flags, network set-up); the inner one is the
+/// operation's refusal or failure, printed with its code.
+async fn act(
+    action: &Action,
+    target: &Target,
+    local: Option<&Domains>,
+    now: OffsetDateTime,
+    format: Format,
+) -> Result<Result<Value, Failure>> {
+    Ok(match action {
+        Action::Add {
+            domain,
+            mx,
+            mode,
+            max_age,
+            confirm,
+            yes,
+            force,
+            net,
+        } => {
+            let mx = if mx.is_empty() {
+                MxSource::Live {
+                    hosts: live_mx(domain, net).await?,
+                    confirmed: confirm.clone(),
+                }
+            } else {
+                MxSource::Patterns(mx.clone())
+            };
+            let mut req = AddDomain {
+                domain: domain.clone(),
+                mx,
+                mode: match mode {
+                    StartMode::Testing => Mode::Testing,
+                    StartMode::Enforce => Mode::Enforce,
+                },
+                max_age: *max_age,
+                force: force.forced().map(str::to_owned),
+            };
+            loop {
+                match target.add(&req, now).await {
+                    Err(f) if f.code == "unexplained_mx" => {
+                        let MxSource::Live { hosts, confirmed } = &mut req.mx else {
+                            break Err(f);
+                        };
+                        let unexplained = unexplained_hosts(&f);
+                        let ask = !*yes && format == Format::Text && std::io::stdin().is_terminal();
+                        if !*yes && !ask {
+                            break Err(f);
+                        }
+                        for h in unexplained {
+                            if *yes || crate::domain_print::confirm(&h)? {
+                                confirmed.push(h);
+                            } else {
+                                hosts.retain(|x| !x.eq_ignore_ascii_case(&h));
+                            }
+                        }
+                    }
+                    other => break other,
+                }
+            }
+        }
+        Action::List => target.list().await,
+        Action::Show { domain } => target.show(domain).await,
+        Action::Set {
+            domain,
+            mx,
+            max_age,
+            reason,
+        } => {
+            let mx = (!mx.is_empty()).then_some(mx.as_slice());
+            target
+                .set(domain, mx, *max_age, reason.as_deref(), now)
+                .await
+        }
+        Action::Promote { domain, force, net } => {
+            let evidence = if force.force {
+                None
+            } else {
+                let env = net.env()?;
+                let name = mtasts_server::domains::normalize_domain(domain)?;
+                let report = check_domain_within(&name, &env, net.domain_budget()).await;
+                Some(mtasts_core::rollout::Evidence {
+                    live: drift::live_check(&report, now),
+                    tlsrpt: mtasts_core::rollout::TlsRptEvidence::NotCollected,
+                })
+            };
+            let out = target
+                .promote(domain, evidence.as_ref(), force.forced(), now)
+                .await;
+            match (out, evidence) {
+                (Ok(mut v), Some(e)) => {
+                    v["live_check"] = serde_json::to_value(&e.live)?;
+                    Ok(v)
+                }
+                (out, _) => out,
+            }
+        }
+        Action::Rollback { domain, reason } => {
+            target.rollback(domain, reason.as_deref(), now).await
+        }
+        Action::Remove { domain, force } => target.remove(domain, force.forced(), now).await,
+        Action::Check { domain, net } => {
+            let domains = local.context(
+                "domain check needs --store (a server checks its domains every check.drift_interval)",
+            )?;
+            let mut net = net.clone();
+            net.no_smtp = true;
+            net.no_dane = true;
+            let env = net.env()?;
+            match drift::check_one(domains, &env, domain, net.domain_budget(), now).await {
+                Ok(a) => Ok(serde_json::to_value(&a)?),
+                Err(e) => Err(Failure::from(e)),
+            }
+        }
+        Action::Cert(CertAction::Import {
+            domain,
+            cert,
+            key,
+            reason,
+        }) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let (c, k) = (read(cert)?, read(key)?);
+            target
+                .import_certificate(domain, &c, &k, reason.as_deref(), now)
+                .await
+        }
+    })
+}
+
+/// The domain's live MX host names, looked up now (the checker's DNS, no probes).
+async fn live_mx(domain: &str, net: &NetArgs) -> Result<Vec<String>> {
+    let mut net = net.clone();
+    net.no_smtp = true;
+    net.no_dane = true;
+    let env = net.env()?;
+    let name = mtasts_server::domains::normalize_domain(domain)?;
+    let report = check_domain_within(&name, &env, net.domain_budget()).await;
+    let has = |id: &str| report.findings.iter().find(|f| f.id == id);
+    if let Some(f) = has("domain.nxdomain") {
+        bail!("{}; give the mx patterns with --mx", f.message);
+    }
+    if let Some(f) = has("mx.null") {
+        bail!(
+            "{}: a domain that accepts no mail needs no MTA-STS policy",
+            f.message
+        );
+    }
+    if let Some(f) = has("mx.untested") {
+        bail!(
+            "cannot look up the MX records of {name}: {}; try again, or give the mx patterns with --mx",
+            f.message
+        );
+    }
+    let hosts: Vec<String> = report.mx.iter().map(|m| m.host.clone()).collect();
+    if hosts.is_empty() {
+        bail!("{name} has no MX records; give the mx patterns with --mx");
+    }
+    Ok(hosts)
+}
+
+fn unexplained_hosts(f: &Failure) -> Vec<String> {
+    f.details
+        .as_ref()
+        .and_then(|d| d["hosts"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| h.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,126 @@
+//! `mtasts serve`: hosts MTA-STS policies (HTTPS, port 80, admin API) from the store.
+//!
+//! Layers, later winning: the defaults, `--config FILE`, `MTASTS_SERVE__<KEY>` environment
+//! variables (`MTASTS_SERVE__LIMITS__IDLE_TIMEOUT=7`), `--set KEY=VALUE`, then the named flags
+//! (each also an environment variable, e.g. `MTASTS_STORE`). Every option of the file is thus
+//! a flag and a variable; docs/serve.md lists them.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use mtasts_server::config::{ServeConfig, override_value};
+use mtasts_server::daemon;
+
+/// Options of `mtasts serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The store: `sqlite:PATH` (created on first run) or `postgres://...`.
+    #[arg(long, env = "MTASTS_STORE", value_name = "URL")]
+    store: Option<String>,
+    /// The HTTPS policy listener.
+    #[arg(long, env = "MTASTS_HTTPS", value_name = "IP:PORT")]
+    https: Option<String>,
+    /// The plain HTTP listener (port 80: ACME later, 404 now); `none` for no listener.
+    #[arg(long, env = "MTASTS_HTTP", value_name = "IP:PORT")]
+    http: Option<String>,
+    /// The admin API listener (also `/metrics` and `/health`).
+    #[arg(long, env = "MTASTS_ADMIN", value_name = "IP:PORT")]
+    admin: Option<String>,
+    /// DNS server for the drift checker, IP or IP:PORT (repeatable); default: the system's.
+    #[arg(
+        long = "nameserver",
+        env = "MTASTS_NAMESERVER",
+        value_delimiter = ',',
+        value_name = "IP[:PORT]"
+    )]
+    nameservers: Vec<String>,
+    /// The TOML configuration file (docs/serve.md).
+    #[arg(long, env = "MTASTS_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Any option of the file, as a dotted key: `--set limits.idle_timeout=7` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+    set: Vec<(String, String)>,
+    /// Log format: `text` or `json` (to standard error).
+    #[arg(long, env = "MTASTS_LOG", default_value = "text", value_parser = ["text", "json"])]
+    log: String,
+    /// Worker threads; default one per usable CPU.
+    #[arg(long, env = "MTASTS_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))?;
+    Ok((k.trim().to_owned(), v.to_owned()))
+}
+
+/// The overrides from the environment: `MTASTS_SERVE__A__B=v` sets `a.b`.
+fn env_overrides() -> Vec<(String, toml::Value)> {
+    let mut out: Vec<(String, toml::Value)> = std::env::vars()
+        .filter_map(|(k, v)| {
+            let key = k.strip_prefix("MTASTS_SERVE__")?;
+            Some((key.to_lowercase().replace("__", "."), override_value(&v)))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<ServeConfig> {
+        let file = match &self.config {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read the configuration {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let mut layers = env_overrides();
+        layers.extend(self.set.iter().map(|(k, v)| (k.clone(), override_value(v))));
+        let s = |v: &str| toml::Value::String(v.to_owned());
+        let named = [
+            ("store.url", self.store.as_deref()),
+            ("https", self.https.as_deref()),
+            ("admin", self.admin.as_deref()),
+        ];
+        for (key, v) in named {
+            if let Some(v) = v {
+                layers.push((key.into(), s(v)));
+            }
+        }
+        match self.http.as_deref() {
+            // `http` absent from the table is "no listener" only in the file's own terms; an
+            // explicit "none" from the command line says it.
+            Some("none") => layers.push(("http".into(), s("none"))),
+            Some(v) => layers.push(("http".into(), s(v))),
+            None => {}
+        }
+        if !self.nameservers.is_empty() {
+            let list = self.nameservers.iter().map(|n| s(n)).collect();
+            layers.push(("check.nameservers".into(), toml::Value::Array(list)));
+        }
+        Ok(ServeConfig::layered(file.as_deref(), &layers)?)
+    }
+}
+
+pub(crate) fn run(args: ServeArgs) -> Result<u8> {
+    let mut config = args.config()?;
+    mtasts_server::service::init_logs(args.log == "json");
+    config.metrics = daemon::install_metrics();
+    let threads = args
+        .threads
+        .map_or_else(crate::runtime::usable_cpus, usize::from);
+    let runtime = crate::runtime::with_threads(threads)?;
+    runtime.block_on(async {
+        let (control, shutdown) = mtasts_server::service::channel();
+        let mut daemon = tokio::spawn(daemon::run(config, shutdown));
+        tokio::select! {
+            signals = control.forward_signals() => {
+                signals.context("cannot watch signals")?;
+                (&mut daemon).await.context("the server panicked")??;
+            }
+            done = &mut daemon => done.context("the server panicked")??,
+        }
+        Ok(crate::EXIT_OK)
+    })
+}
