@@ -119,6 +119,19 @@ pub struct IssuedCert {
 }
 
 impl IssuedCert {
+    /// The chain as PEM, end entity first (what an operator imports).
+    pub fn chain_pem(&self) -> String {
+        self.chain
+            .iter()
+            .map(|c| pem_encode("CERTIFICATE", c))
+            .collect()
+    }
+
+    /// The private key as PKCS#8 PEM.
+    pub fn key_pem(&self) -> String {
+        pem_encode("PRIVATE KEY", self.key.secret_der())
+    }
+
     /// The end-entity certificate.
     pub fn leaf(&self) -> &CertificateDer<'static> {
         &self.chain[0]
@@ -486,4 +499,27 @@ mod tests {
         assert_eq!(pki.now().unix_timestamp(), 1_700_000_000);
         assert_eq!(pki.now().nanosecond(), 0);
     }
+}
+
+/// `der` as PEM with the given label (64-column base64).
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut text = String::new();
+    for chunk in der.chunks(3) {
+        let n = chunk.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            text.push(if i <= chunk.len() {
+                B64[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in text.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }

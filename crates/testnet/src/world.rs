@@ -145,6 +145,19 @@ impl World {
         self.publish();
     }
 
+    /// Replaces every zone line whose owner (first field) is `owner` with `lines`: a record
+    /// changed in place, as an operator updates it.
+    pub fn zone_replace(&mut self, owner: &str, lines: &str) {
+        let kept: Vec<&str> = self
+            .zone
+            .lines()
+            .filter(|l| l.split_whitespace().next() != Some(owner))
+            .collect();
+        self.zone = kept.join("\n");
+        self.zone.push('\n');
+        self.zone(lines);
+    }
+
     /// Serves another zone `origin` (e.g. `other.test.`), unsigned, delegated from the root
     /// without a DS record (provably insecure), with zone lines `text` (relative names): a
     /// provider's zone next to `example.test`.

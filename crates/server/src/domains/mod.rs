@@ -118,8 +118,12 @@ pub struct OpResult {
 }
 
 impl OpResult {
-    fn new(domain: Option<DomainView>, notices: Vec<Notice>) -> Self {
-        let messages = notices.iter().map(ToString::to_string).collect();
+    fn new(name: &str, domain: Option<DomainView>, notices: Vec<Notice>) -> Self {
+        // Core's words leave the domain as `<domain>`: name it.
+        let messages = notices
+            .iter()
+            .map(|n| n.to_string().replace("<domain>", name))
+            .collect();
         Self {
             domain,
             notices,
@@ -331,7 +335,11 @@ impl Domains {
     }
 
     async fn result(&self, domain: &str, notices: Vec<Notice>) -> Result<OpResult, DomainError> {
-        Ok(OpResult::new(Some(self.load(domain).await?.0), notices))
+        Ok(OpResult::new(
+            domain,
+            Some(self.load(domain).await?.0),
+            notices,
+        ))
     }
 
     /// Changes the `mx` patterns and/or the `max_age` served, in the same stage.
@@ -462,7 +470,7 @@ impl Domains {
             // A removal that recorded its transition and then failed to delete: finish it.
             let change = Change::new(actor, now).because("finishing the removal");
             self.store.remove_domain(&domain, &change).await?;
-            return Ok(OpResult::new(None, Vec::new()));
+            return Ok(OpResult::new(&domain, None, Vec::new()));
         }
         let outcome = state.remove(now, force.as_ref(), &self.cfg)?;
         if outcome.state.stage == Stage::Removed {
@@ -480,7 +488,7 @@ impl Domains {
             let change = Change::new(actor, outcome.transition.at).because(reason);
             self.store.transition(&domain, &transition, &change).await?;
             self.store.remove_domain(&domain, &change).await?;
-            return Ok(OpResult::new(None, outcome.notices));
+            return Ok(OpResult::new(&domain, None, outcome.notices));
         }
         self.record(&domain, &state, outcome, None, force.as_ref(), actor)
             .await

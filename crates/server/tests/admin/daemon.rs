@@ -92,46 +92,12 @@ impl Running {
     }
 }
 
-/// `chain` and `key` as PEM (the testnet PKI hands out DER).
-fn pem(label: &str, der: &[u8]) -> String {
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut text = String::new();
-    for chunk in der.chunks(3) {
-        let n = chunk.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            text.push(if i <= chunk.len() {
-                B64[((n >> (18 - 6 * i)) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    let lines: Vec<&str> = text
-        .as_bytes()
-        .chunks(64)
-        .map(|l| std::str::from_utf8(l).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
-}
-
 /// A testnet PKI certificate for `mta-sts.<domain>`: (chain PEM, key PEM).
 fn cert_pem(pki: &Pki, domain: &str) -> (String, String) {
     let issued = pki
         .issue(&format!("mta-sts.{domain}"), Defect::Valid)
         .unwrap();
-    let chain: String = issued
-        .chain
-        .iter()
-        .map(|c: &CertificateDer<'_>| pem("CERTIFICATE", c))
-        .collect();
-    let key = match &issued.key {
-        PrivateKeyDer::Pkcs8(k) => pem("PRIVATE KEY", k.secret_pkcs8_der()),
-        other => panic!("unexpected key type {other:?}"),
-    };
-    (chain, key)
+    (issued.chain_pem(), issued.key_pem())
 }
 
 fn now() -> OffsetDateTime {
