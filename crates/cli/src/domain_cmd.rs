@@ -184,8 +184,8 @@ pub(crate) fn run(args: DomainArgs, format: Format) -> Result<u8> {
         }
         match result? {
             Ok(out) => {
-                crate::domain_print::print(&args.action_name(), &out, format)?;
-                Ok(crate::domain_print::exit_code(&args.action_name(), &out))
+                crate::domain_print::print(args.action_name(), &out, format)?;
+                Ok(crate::domain_print::exit_code(args.action_name(), &out))
             }
             Err(failure) => crate::domain_print::failure(&failure, format),
         }

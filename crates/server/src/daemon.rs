@@ -345,6 +345,15 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Installs the process-wide Prometheus recorder and returns the handle `/metrics` renders
+/// (the binary calls it once, before [`run`]). `None` when a recorder is already installed.
+pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).ok()?;
+    Some(handle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact;
@@ -357,13 +366,4 @@ mod tests {
         );
         assert_eq!(redact("sqlite:/var/lib/x.db"), "sqlite:/var/lib/x.db");
     }
-}
-
-/// Installs the process-wide Prometheus recorder and returns the handle `/metrics` renders
-/// (the binary calls it once, before [`run`]). `None` when a recorder is already installed.
-pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    metrics::set_global_recorder(recorder).ok()?;
-    Some(handle)
 }

@@ -16,7 +16,6 @@ use mtasts_server::daemon::Daemon;
 use mtasts_server::domains::{AddDomain, Domains, MxSource};
 use mtasts_store::{StoreOptions, TokenScope};
 use mtasts_testnet::pki::{Defect, Pki};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;

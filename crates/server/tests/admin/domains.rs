@@ -44,7 +44,7 @@ both! {
         let out = ops.add(&add("Example.COM.", &["mx1.example.net", "*.mail.example.org"]), "cli", t(0)).await.unwrap();
         let v = out.domain.unwrap();
         assert_eq!(v.domain, "example.com");
-        assert_eq!(v.state, "testing");
+        assert_eq!(v.state.as_str(), "testing");
         assert_eq!(
             v.policy_text,
             "version: STSv1\r\nmode: testing\r\nmx: mx1.example.net\r\nmx: *.mail.example.org\r\nmax_age: 86400\r\n"
@@ -83,7 +83,7 @@ both! {
         assert!(ops.store().domains().await.unwrap().is_empty(), "nothing written when refused");
         req.force = Some("migrating from a provider that enforced".into());
         let v = ops.add(&req, "token:ops", t(0)).await.unwrap().domain.unwrap();
-        assert_eq!((v.state, v.mode, v.max_age), ("enforce", Mode::Enforce, DAY));
+        assert_eq!((v.state.as_str(), v.mode, v.max_age), ("enforce", Mode::Enforce, DAY));
         let audit = ops.store().audit(Some("example.com"), 10).await.unwrap();
         assert_eq!(audit[0].actor, "token:ops");
         assert!(audit[0].reason.as_deref().unwrap().contains("migrating from a provider"));
@@ -118,7 +118,7 @@ both! {
         let week = i64::from(WEEK);
         let ev = evidence(t(week), &mx);
         let v = ops.promote("example.com", Some(&ev), None, "cli", t(week)).await.unwrap().domain.unwrap();
-        assert_eq!((v.state, v.enforce_step, v.max_age), ("enforce", Some(0), DAY));
+        assert_eq!((v.state.as_str(), v.enforce_step, v.max_age), ("enforce", Some(0), DAY));
         assert!(v.policy_text.contains("mode: enforce\r\n"));
         let enforce_id = v.policy_id.clone();
         // A day later, the next step.
@@ -130,13 +130,13 @@ both! {
         // Rollback: senders keep the cached week-long enforce policy.
         let out = ops.rollback("example.com", Some("MX broke"), "cli", t(week + day + 5)).await.unwrap();
         let v = out.domain.unwrap();
-        assert_eq!((v.state, v.mode, v.max_age), ("testing", Mode::Testing, DAY));
+        assert_eq!((v.state.as_str(), v.mode, v.max_age), ("testing", Mode::Testing, DAY));
         assert_eq!(v.enforce_cached_until, Some(t(week + day + 5 + i64::from(WEEK))));
         assert!(out.messages[0].contains("keep applying it until"), "{:?}", out.messages);
         // Removal: mode none until the longest max_age (a week) has passed.
         let r0 = 2 * week;
         let v = ops.remove("example.com", None, "cli", t(r0)).await.unwrap().domain.unwrap();
-        assert_eq!((v.state, v.mode, v.max_age), ("withdrawing", Mode::None, DAY));
+        assert_eq!((v.state.as_str(), v.mode, v.max_age), ("withdrawing", Mode::None, DAY));
         assert!(v.policy_text.contains("mode: none\r\nmx: mx1.example.net\r\n"));
         assert_eq!(v.removal_safe_at, Some(t(r0 + week)));
         match ops.remove("example.com", None, "cli", t(r0 + week - 1)).await {
@@ -178,7 +178,7 @@ both! {
         };
         ops.store().transition("example.com", &tr, &mtasts_store::Change::new("cli", t(DAY.into()))).await.unwrap();
         let v = ops.show("example.com").await.unwrap();
-        assert_eq!(v.state, "removed");
+        assert_eq!(v.state.as_str(), "removed");
         assert!(matches!(
             ops.rollback("example.com", None, "cli", t(2 * i64::from(DAY))).await,
             Err(DomainError::Rollout(RolloutError::Illegal { .. }))
@@ -196,7 +196,7 @@ both! {
             Err(DomainError::NeedsForce(_))
         ));
         let v = ops.promote("example.com", None, Some("owner checked by hand"), "token:ops", t(1)).await.unwrap().domain.unwrap();
-        assert_eq!(v.state, "enforce");
+        assert_eq!(v.state.as_str(), "enforce");
         let tr = ops.store().transitions("example.com").await.unwrap();
         let last = tr.last().unwrap();
         assert!(last.forced);
@@ -212,7 +212,7 @@ both! {
         assert_ne!(v1.policy_id, v0.policy_id);
         assert_eq!(v1.mx, mx);
         let v2 = ops.set("example.com", None, Some(3600), "cli", None, t(6)).await.unwrap().domain.unwrap();
-        assert_eq!((v2.max_age, v2.state), (3600, "testing"));
+        assert_eq!((v2.max_age, v2.state.as_str()), (3600, "testing"));
         assert!(matches!(
             ops.set("example.com", Some(&mx), Some(3600), "cli", None, t(7)).await,
             Err(DomainError::Rollout(RolloutError::Unchanged))
