@@ -470,3 +470,227 @@ impl Checker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn view(mode: Mode, mx: &[&str]) -> DomainView {
+        DomainView {
+            domain: "example.com".into(),
+            state: "testing".into(),
+            state_description: "testing".into(),
+            enforce_step: None,
+            state_since: OffsetDateTime::UNIX_EPOCH,
+            policy_text: String::new(),
+            policy_id: "abc".into(),
+            mode,
+            max_age: 86400,
+            mx: mx.iter().map(|s| (*s).to_owned()).collect(),
+            txt_record: "v=STSv1; id=abc".into(),
+            txt_name: "_mta-sts.example.com".into(),
+            longest_max_age: 86400,
+            enforce_cached_until: None,
+            removal_safe_at: None,
+            certificate: None,
+        }
+    }
+
+    /// A clean report of example.com serving `view(Testing, ["mx1.example.com"])`.
+    fn clean() -> Value {
+        json!({
+            "schema_version": 1,
+            "domain": "example.com",
+            "sts_record": { "valid": true, "id": "abc", "records": ["v=STSv1; id=abc"] },
+            "policy": {
+                "fetch": { "url": "https://mta-sts.example.com/.well-known/mta-sts.txt", "status": 200,
+                    "content_type": "text/plain", "bytes": 60, "error": null, "certificate": null, "tls_version": "TLSv1.3" },
+                "valid": true, "failure": null, "mode": "testing", "max_age": 86400, "mx": ["mx1.example.com"]
+            },
+            "mx": [{ "host": "mx1.example.com", "preference": 10, "pattern": "mx1.example.com",
+                "addresses": [{ "ip": "192.0.2.1", "starttls": true, "tls_version": "TLSv1.3", "certificate": null,
+                    "result": "success", "error": null }],
+                "result": "success", "must_refuse": false }],
+            "tlsrpt": { "valid": false, "rua": [] },
+            "dane": null,
+            "findings": [],
+            "verdict": "pass"
+        })
+    }
+
+    fn finding(id: &str) -> Value {
+        json!({ "id": id, "severity": "warning", "message": "m", "observed": null, "fix": "f", "untested": true })
+    }
+
+    fn run(v: &DomainView, report: Value) -> Vec<(&'static str, KindStatus)> {
+        let report: DomainReport = serde_json::from_value(report).unwrap();
+        assess(v, &report, OffsetDateTime::UNIX_EPOCH)
+            .kinds
+            .into_iter()
+            .map(|k| (k.kind, k.status))
+            .collect()
+    }
+
+    fn status(v: &DomainView, report: Value, kind: &str) -> KindStatus {
+        run(v, report)
+            .into_iter()
+            .find(|(k, _)| *k == kind)
+            .unwrap()
+            .1
+    }
+
+    fn detail(s: &KindStatus) -> (&str, &str) {
+        match s {
+            KindStatus::Drift { detail, fix } => (detail, fix),
+            other => panic!("not drift: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_domain_that_matches_is_fine_on_every_kind() {
+        let v = view(Mode::Testing, &["mx1.example.com"]);
+        assert!(run(&v, clean()).iter().all(|(_, s)| *s == KindStatus::Fine));
+    }
+
+    #[test]
+    fn txt_record_stale_missing_invalid_or_not_looked_at() {
+        let v = view(Mode::Testing, &["mx1.example.com"]);
+        let mut r = clean();
+        r["sts_record"] = json!({ "valid": true, "id": "old", "records": ["v=STSv1; id=old"] });
+        let s = status(&v, r, KIND_TXT);
+        let (d, fix) = detail(&s);
+        assert!(d.contains("id old") && d.contains("id abc"), "{d}");
+        assert_eq!(fix, "publish _mta-sts.example.com TXT \"v=STSv1; id=abc\"");
+        let mut r = clean();
+        r["sts_record"] = json!({ "valid": false, "id": null, "records": [] });
+        assert!(detail(&status(&v, r, KIND_TXT)).0.contains("no _mta-sts"));
+        let mut r = clean();
+        r["sts_record"] =
+            json!({ "valid": false, "id": null, "records": ["v=STSv1; id=a", "v=STSv1; id=b"] });
+        assert!(detail(&status(&v, r, KIND_TXT)).0.contains("not valid"));
+        let mut r = clean();
+        r["sts_record"] = json!({ "valid": false, "id": null, "records": [] });
+        r["findings"] = json!([finding("sts.record.untested")]);
+        assert!(matches!(
+            status(&v, r, KIND_TXT),
+            KindStatus::Unknown { .. }
+        ));
+    }
+
+    #[test]
+    fn an_uncovered_mx_host_drifts_with_the_patterns_to_set() {
+        let v = view(Mode::Enforce, &["mx1.example.com"]);
+        let mut r = clean();
+        let mut second = r["mx"][0].clone();
+        second["host"] = json!("mx2.example.net");
+        r["mx"].as_array_mut().unwrap().push(second);
+        r["policy"]["mode"] = json!("enforce");
+        let s = status(&v, r.clone(), KIND_MX);
+        let (d, fix) = detail(&s);
+        assert!(
+            d.contains("mx2.example.net") && !d.contains("mx1.example.com:"),
+            "{d}"
+        );
+        assert!(
+            fix.contains("--mx mx1.example.com") && fix.contains("--mx mx2.example.net"),
+            "{fix}"
+        );
+        // A one-label wildcard covers it; mode none covers nothing and is not checked.
+        let wild = view(Mode::Enforce, &["mx1.example.com", "*.example.net"]);
+        assert_eq!(status(&wild, r.clone(), KIND_MX), KindStatus::Fine);
+        assert_eq!(
+            status(&view(Mode::None, &["x.example.org"]), r.clone(), KIND_MX),
+            KindStatus::Fine
+        );
+        r["findings"] = json!([finding("mx.untested")]);
+        assert!(matches!(status(&v, r, KIND_MX), KindStatus::Unknown { .. }));
+    }
+
+    #[test]
+    fn the_policy_host_serving_something_else_or_failing_is_drift_unreachable_is_unknown() {
+        let v = view(Mode::Testing, &["mx1.example.com"]);
+        let mut r = clean();
+        r["policy"]["max_age"] = json!(604_800);
+        let s = status(&v, r, KIND_HOST);
+        assert!(detail(&s).0.contains("serves another policy"), "{s:?}");
+        let mut r = clean();
+        r["policy"]["valid"] = json!(false);
+        r["policy"]["fetch"]["status"] = json!(null);
+        r["policy"]["fetch"]["error"] = json!("certificate-host-mismatch\u{1b}[31m");
+        let s = status(&v, r, KIND_HOST);
+        let (d, fix) = detail(&s);
+        assert!(d.contains("certificate-host-mismatch"), "{d}");
+        assert!(
+            fix.contains("import a certificate"),
+            "no certificate installed: {fix}"
+        );
+        let mut r = clean();
+        r["findings"] = json!([finding("policy.host.missing")]);
+        r["policy"]["valid"] = json!(false);
+        assert!(
+            detail(&status(&v, r, KIND_HOST))
+                .0
+                .contains("no address record")
+        );
+        let mut r = clean();
+        r["policy"]["valid"] = json!(false);
+        r["findings"] = json!([finding("policy.fetch.unreachable")]);
+        assert!(matches!(
+            status(&v, r, KIND_HOST),
+            KindStatus::Unknown { .. }
+        ));
+    }
+
+    #[test]
+    fn nxdomain_leaves_every_kind_unknown() {
+        let v = view(Mode::Testing, &["mx1.example.com"]);
+        let mut r = clean();
+        r["findings"] = json!([finding("domain.nxdomain")]);
+        let all = run(&v, r);
+        assert_eq!(all.len(), 3);
+        assert!(
+            all.iter()
+                .all(|(_, s)| matches!(s, KindStatus::Unknown { .. }))
+        );
+    }
+
+    #[test]
+    fn a_long_foreign_string_is_cut_in_the_detail() {
+        let v = view(Mode::Testing, &["mx1.example.com"]);
+        let mut r = clean();
+        let long = "v=STSv1; id=".to_owned() + &"x".repeat(10_000);
+        r["sts_record"] = json!({ "valid": false, "id": null, "records": [long] });
+        let s = status(&v, r, KIND_TXT);
+        assert!(detail(&s).0.len() < MAX_QUOTE + 200);
+    }
+
+    #[test]
+    fn the_live_check_maps_each_probe_result() {
+        let mut r = clean();
+        let addr = |ip: &str, result: &str| {
+            json!({ "ip": ip, "starttls": null, "tls_version": null,
+            "certificate": null, "result": result, "error": null })
+        };
+        r["mx"][0]["addresses"] = json!([
+            addr("192.0.2.1", "success"),
+            addr("192.0.2.2", "starttls-not-supported"),
+            addr("192.0.2.3", "certificate-expired"),
+            addr("192.0.2.4", "unreachable"),
+            addr("not an address", "success"),
+        ]);
+        let report: DomainReport = serde_json::from_value(r).unwrap();
+        let live = live_check(&report, OffsetDateTime::UNIX_EPOCH);
+        let probes: Vec<&Probe> = live.hosts[0].addresses.iter().map(|a| &a.probe).collect();
+        assert_eq!(probes.len(), 4, "an unparsable address is left out");
+        assert_eq!(probes[0], &Probe::Valid);
+        assert_eq!(probes[1], &Probe::NoStarttls);
+        assert_eq!(
+            probes[2],
+            &Probe::CertificateInvalid {
+                reason: "certificate-expired".into()
+            }
+        );
+        assert!(matches!(probes[3], Probe::Untested { .. }));
+    }
+}
