@@ -299,7 +299,7 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
         Ipv4Addr::new(127, w.net, 9, 1),
         free_port(Ipv4Addr::new(127, w.net, 9, 1)),
     ));
-    let _serve = start_serve(&s, https, admin);
+    let serve = start_serve(&s, https, admin);
     wait_loaded(admin, store_generation(&s).await).await;
 
     // Our own fetch (the checker's) and the whole check: clean, the policy is ours.

@@ -46,9 +46,10 @@ pub struct Limits {
     /// limit the quietest connection is closed for a new one, or the new one is refused when
     /// none is quiet.
     pub max_connections: usize,
-    /// Open connections from one client address. Default 256: a large sender fetches from a
-    /// few addresses, but never needs hundreds of connections at once. Past it the new
-    /// connection is closed at once.
+    /// Open connections from one client: one IPv4 address, or one IPv6 /64 (a single host
+    /// commonly holds a whole /64, so counting exact IPv6 addresses would limit nothing).
+    /// Default 256: a large sender fetches from a few addresses, but never needs hundreds of
+    /// connections at once. Past it the new connection is closed at once.
     pub max_connections_per_ip: usize,
     /// Concurrent HTTP/2 streams per connection. Default 32.
     pub h2_max_concurrent_streams: u32,
@@ -92,6 +93,21 @@ impl Refused {
             Self::PerClient => "per_client",
             Self::Full => "total",
         }
+    }
+}
+
+/// The client a connection counts against: an IPv4 address (an IPv4-mapped IPv6 address
+/// counts as its IPv4 address), or the /64 an IPv6 address is in.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
     }
 }
 
@@ -188,6 +204,7 @@ impl Tracker {
 
     /// Admits a connection from `ip`, closing the quietest open one if the total is reached.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refused> {
+        let ip = client_key(ip);
         let mut t = self.lock();
         if t.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.max_connections_per_ip {
             return Err(Refused::PerClient);
@@ -231,5 +248,40 @@ impl Tracker {
             tracker: Arc::clone(self),
             slot,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64_and_a_mapped_ipv4_is_its_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        assert_eq!(client_key(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn the_per_client_limit_counts_a_whole_ipv6_slash_64() {
+        let limits = Limits {
+            max_connections_per_ip: 2,
+            ..Limits::default()
+        };
+        let t = Arc::new(Tracker::new(Arc::new(limits)));
+        let one = t.admit("2001:db8::1".parse().unwrap()).unwrap();
+        let _two = t.admit("2001:db8::2".parse().unwrap()).unwrap();
+        assert!(matches!(
+            t.admit("2001:db8::ffff".parse().unwrap()),
+            Err(Refused::PerClient)
+        ));
+        assert!(t.admit("2001:db8:0:1::1".parse().unwrap()).is_ok());
+        drop(one);
+        assert!(t.admit("2001:db8::3".parse().unwrap()).is_ok());
     }
 }
