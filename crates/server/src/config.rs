@@ -339,6 +339,11 @@ impl ServeConfig {
                 "admin_limits.max_connections must be between 1 and {MAX_ADMIN_CONNECTIONS}"
             )));
         }
+        if a.max_connections_per_ip == 0 {
+            return Err(ConfigError::Invalid(
+                "admin_limits.max_connections_per_ip must be at least 1".into(),
+            ));
+        }
         if a.max_body_bytes == 0 || a.max_headers == 0 || a.max_header_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "admin_limits.max_body_bytes, max_headers and max_header_bytes must be at least 1"
@@ -514,6 +519,7 @@ request_timeout = 3
             "[admin_limits]\nrequest_timeout = 0",
             "[admin_limits]\nheader_timeout = 0",
             "[admin_limits]\nmax_body_bytes = 0",
+            "[admin_limits]\nmax_connections_per_ip = 0",
         ] {
             let e = ServeConfig::from_toml(bad).unwrap_err();
             assert!(e.to_string().contains("admin_limits"), "{bad}: {e}");

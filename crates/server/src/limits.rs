@@ -155,6 +155,8 @@ pub(crate) struct Tracker {
     limits: Arc<Limits>,
     table: Mutex<Table>,
     epoch: Instant,
+    /// The gauge of open connections and the counter of evictions this table keeps.
+    names: (&'static str, &'static str),
 }
 
 /// A connection's place in the table; dropping it frees the place.
@@ -170,7 +172,7 @@ impl Drop for Admitted {
             let mut t = self.tracker.lock();
             t.remove(&self.slot);
         }
-        metrics::gauge!("mtasts_serve_connections").decrement(1);
+        metrics::gauge!(self.tracker.names.0).decrement(1);
     }
 }
 
@@ -189,10 +191,21 @@ impl Table {
 
 impl Tracker {
     pub(crate) fn new(limits: Arc<Limits>) -> Self {
+        Self::named(
+            limits,
+            "mtasts_serve_connections",
+            "mtasts_serve_connections_evicted_total",
+        )
+    }
+
+    /// A table whose open-connection gauge and eviction counter have these names (the admin
+    /// listener keeps its own).
+    pub(crate) fn named(limits: Arc<Limits>, gauge: &'static str, evicted: &'static str) -> Self {
         Self {
             limits,
             table: Mutex::default(),
             epoch: Instant::now(),
+            names: (gauge, evicted),
         }
     }
 
@@ -224,7 +237,7 @@ impl Tracker {
                     s.evicted.store(true, Ordering::Release);
                     t.remove(&s);
                     s.close.notify_one();
-                    metrics::counter!("mtasts_serve_connections_evicted_total").increment(1);
+                    metrics::counter!(self.names.1).increment(1);
                 }
                 _ => return Err(Refused::Full),
             }
@@ -243,7 +256,7 @@ impl Tracker {
         t.open.insert(id, Arc::clone(&slot));
         *t.per_ip.entry(ip).or_insert(0) += 1;
         drop(t);
-        metrics::gauge!("mtasts_serve_connections").increment(1);
+        metrics::gauge!(self.names.0).increment(1);
         Ok(Admitted {
             tracker: Arc::clone(self),
             slot,

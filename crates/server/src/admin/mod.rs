@@ -37,7 +37,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -67,8 +67,12 @@ pub struct AdminLimits {
     /// TLS handshake time. Default 10 s.
     #[serde(deserialize_with = "crate::config::secs")]
     pub handshake_timeout: Duration,
-    /// Connections at once; more are closed at accept. Default 256.
+    /// Connections at once. At the limit the quietest connection (no request answered for a
+    /// second) is closed for a new one, or the new one is closed at accept. Default 256.
     pub max_connections: usize,
+    /// Connections from one client (an IPv4 address or an IPv6 /64); more are closed at
+    /// accept. Default 32.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for AdminLimits {
@@ -81,6 +85,7 @@ impl Default for AdminLimits {
             request_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 256,
+            max_connections_per_ip: 32,
         }
     }
 }
@@ -290,7 +295,16 @@ impl AdminServer {
                 }
             })
         });
-        let slots = Arc::new(Semaphore::new(config.limits.max_connections));
+        let tracker = Arc::new(crate::limits::Tracker::named(
+            Arc::new(crate::Limits {
+                max_connections: config.limits.max_connections,
+                max_connections_per_ip: config.limits.max_connections_per_ip,
+                idle_timeout: config.limits.header_timeout,
+                ..crate::Limits::default()
+            }),
+            "mtasts_admin_connections",
+            "mtasts_admin_connections_evicted_total",
+        ));
         let (stop_tx, stop) = watch::channel(false);
         let mut conns = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -299,21 +313,34 @@ impl AdminServer {
                 () = &mut shutdown => break,
                 a = listener.accept() => a,
             };
-            let Ok((tcp, _peer)) = accepted else {
+            let Ok((tcp, peer)) = accepted else {
                 // Out of file descriptors, say: pause rather than spin on an accept that fails
                 // at once, as the policy listener does.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                metrics::counter!("mtasts_admin_connections_refused_total").increment(1);
-                continue;
+            let admitted = match tracker.admit(peer.ip()) {
+                Ok(a) => a,
+                Err(why) => {
+                    metrics::counter!("mtasts_admin_connections_refused_total", "limit" => why.label())
+                        .increment(1);
+                    continue;
+                }
             };
             let (state, tls, mut stop) = (Arc::clone(&state), tls.clone(), stop.clone());
             conns.spawn(async move {
-                let _permit = permit;
+                let slot = Arc::clone(&admitted.slot);
+                let touched = Arc::clone(&slot);
                 let _ = tcp.set_nodelay(true);
-                let service = service_fn(move |req| api::handle(Arc::clone(&state), req));
+                let service = service_fn(move |req| {
+                    let state = Arc::clone(&state);
+                    let touched = Arc::clone(&touched);
+                    async move {
+                        let r = api::handle(state, req).await;
+                        touched.touch();
+                        r
+                    }
+                });
                 let mut h1 = http1::Builder::new();
                 h1.timer(TokioTimer::new())
                     .header_read_timeout(config.limits.header_timeout)
@@ -327,13 +354,20 @@ impl AdminServer {
                         );
                         let Ok(Ok(stream)) = hs.await else { return };
                         let conn = h1.serve_connection(TokioIo::new(stream), service);
-                        drive(conn, &mut stop).await;
+                        tokio::select! {
+                            () = drive(conn, &mut stop) => {}
+                            () = slot.evicted() => {}
+                        }
                     }
                     None => {
                         let conn = h1.serve_connection(TokioIo::new(tcp), service);
-                        drive(conn, &mut stop).await;
+                        tokio::select! {
+                            () = drive(conn, &mut stop) => {}
+                            () = slot.evicted() => {}
+                        }
                     }
                 }
+                drop(admitted);
             });
             while conns.try_join_next().is_some() {}
         }

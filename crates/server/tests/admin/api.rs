@@ -510,3 +510,63 @@ async fn connections_past_the_limit_are_closed_at_accept() {
     let (s, _, _) = call(api.addr, Method::GET, "/health", None, None).await;
     assert_eq!(s, StatusCode::OK, "a slot is free again");
 }
+
+#[tokio::test]
+async fn one_client_cannot_hold_every_admin_connection_and_quiet_ones_make_room() {
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    let db = TestDb::sqlite().await;
+    let limits = AdminLimits {
+        max_connections: 3,
+        max_connections_per_ip: 2,
+        ..AdminLimits::default()
+    };
+    let api = start_with(&db, false, limits).await;
+    let closed = |mut s: TcpStream| async move {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+        matches!(n, Ok(Ok(0)) | Ok(Err(_)))
+    };
+    // 127.0.0.1 may hold two; the third from it is closed at accept.
+    let mut held = vec![
+        TcpStream::connect(api.addr).await.unwrap(),
+        TcpStream::connect(api.addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(closed(TcpStream::connect(api.addr).await.unwrap()).await);
+    // Another client address still gets in (the listener is on 127.0.0.1; bind the source).
+    let from = |ip: [u8; 4]| async move {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind((std::net::Ipv4Addr::from(ip), 0).into()).unwrap();
+        s.connect(api.addr).await.unwrap()
+    };
+    held.push(from([127, 0, 0, 2]).await);
+    // The total is reached; after a quiet second the quietest idle connection makes room.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let s = call_from(api.addr, [127, 0, 0, 3]).await;
+    assert_eq!(s, StatusCode::OK, "a quiet connection was closed for it");
+    assert!(
+        closed(held.remove(0)).await,
+        "the oldest idle connection was the one closed"
+    );
+}
+
+/// `GET /health` from a chosen source address.
+async fn call_from(addr: std::net::SocketAddr, ip: [u8; 4]) -> StatusCode {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind((std::net::Ipv4Addr::from(ip), 0).into()).unwrap();
+    let mut c = s.connect(addr).await.unwrap();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    c.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let code: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    StatusCode::from_u16(code).unwrap()
+}
