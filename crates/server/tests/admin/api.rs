@@ -552,7 +552,7 @@ async fn one_client_cannot_hold_every_admin_connection_and_quiet_ones_make_room(
 }
 
 /// `GET /health` from a chosen source address.
-async fn call_from(addr: std::net::SocketAddr, ip: [u8; 4]) -> StatusCode {
+async fn call_from(addr: SocketAddr, ip: [u8; 4]) -> StatusCode {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = tokio::net::TcpSocket::new_v4().unwrap();
     s.bind((std::net::Ipv4Addr::from(ip), 0).into()).unwrap();
