@@ -105,9 +105,24 @@ pub(super) async fn handle(
     let (label, result) = match route(req.method(), req.uri().path()) {
         Ok((i, domain)) => {
             let label = ROUTES[i].1;
-            let work = dispatch(&state, i, domain, req);
+            let writes = req.method() != Method::GET;
+            // The work runs in its own task: past the timeout the client is answered, but a
+            // write under way is never cut between its commit and its answer, and the answer
+            // says it may have been applied.
+            let st = Arc::clone(&state);
+            let work = tokio::spawn(async move { dispatch(&st, i, domain, req).await });
             let result = match tokio::time::timeout(state.limits.request_timeout, work).await {
-                Ok(r) => r,
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the request failed; see the server log",
+                )),
+                Err(_) if writes => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took too long; the change may still be applied: read the domain back before trying again",
+                )),
                 Err(_) => Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "timeout",

@@ -61,7 +61,8 @@ pub struct AdminLimits {
     /// Time to read a request head (also the keep-alive wait). Default 10 s.
     #[serde(deserialize_with = "crate::config::secs")]
     pub header_timeout: Duration,
-    /// Time for a whole request: body, store work, answer. Default 30 s; past it, 503.
+    /// Time for a whole request: body, store work, answer. Default 30 s; past it, 503 (a write
+    /// under way still finishes in the background, and the answer says it may be applied).
     #[serde(deserialize_with = "crate::config::secs")]
     pub request_timeout: Duration,
     /// TLS handshake time. Default 10 s.
