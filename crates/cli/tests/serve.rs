@@ -299,7 +299,7 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
         Ipv4Addr::new(127, w.net, 9, 1),
         free_port(Ipv4Addr::new(127, w.net, 9, 1)),
     ));
-    let serve = start_serve(&s, https, admin);
+    let mut serve = start_serve(&s, https, admin);
     wait_loaded(admin, store_generation(&s).await).await;
 
     // Our own fetch (the checker's) and the whole check: clean, the policy is ours.
@@ -367,6 +367,9 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
             .contains("--mx mx2.example.test"),
         "{mx}"
     );
+    // Recorded: `show` lists the open event.
+    let (_, v) = domain(&s, &["show", DOMAIN], None).await;
+    assert_eq!(v["drift"][0]["kind"], "mx-coverage", "{v:#}");
     let (code, v) = domain(
         &s,
         &[
@@ -400,6 +403,12 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
     publish_txt(&mut w, &id1).await;
     let (code, v) = domain(&s, &drift_args, None).await;
     assert_eq!(code, 0, "{v:#}");
+    let (_, v) = domain(&s, &["show", DOMAIN], None).await;
+    assert_eq!(
+        v["drift"],
+        serde_json::json!([]),
+        "fixed drift is resolved: {v:#}"
+    );
 
     // The rollout, time injected. Too early: the minimum week in testing.
     let promote = |at: OffsetDateTime| {

@@ -494,6 +494,7 @@ mod tests {
             enforce_cached_until: None,
             removal_safe_at: None,
             certificate: None,
+            drift: Vec::new(),
         }
     }
 

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use cert::{CertificateCheck, MAX_CHAIN_CERTS, check_certificate};
-pub use state::{CertificateView, DomainView};
+pub use state::{CertificateView, DomainView, DriftView};
 
 /// Why a domain operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +133,10 @@ impl OpResult {
         }
     }
 }
+
+/// Most open drift events read for `list` (all domains) and `show` (one; at most three kinds
+/// are open per domain, so the limit only matters for `list`).
+const OPEN_DRIFT_LISTED: u32 = 10_000;
 
 /// The operations, on one store with one rollout configuration.
 #[derive(Debug, Clone)]
@@ -300,6 +304,15 @@ impl Domains {
         allowed: impl Fn(&str) -> bool,
     ) -> Result<Vec<DomainView>, DomainError> {
         let mut out = Vec::new();
+        let mut drift: std::collections::HashMap<String, Vec<DriftView>> =
+            std::collections::HashMap::new();
+        for e in self
+            .store
+            .drift_events(None, true, OPEN_DRIFT_LISTED)
+            .await?
+        {
+            drift.entry(e.domain.clone()).or_default().push(e.into());
+        }
         for d in self.store.domains().await? {
             if !allowed(&d.name) {
                 continue;
@@ -307,7 +320,9 @@ impl Domains {
             let history = self.store.policy_history(&d.name).await?;
             let state = state::rollout_state(&d, &history, &self.cfg)?;
             let cert = self.store.certificate(&d.name).await?;
-            out.push(DomainView::new(&d, &state, cert.as_ref()));
+            let mut view = DomainView::new(&d, &state, cert.as_ref());
+            view.drift = drift.remove(&d.name).unwrap_or_default();
+            out.push(view);
         }
         out.sort_by(|a, b| a.domain.cmp(&b.domain));
         Ok(out)
@@ -331,7 +346,15 @@ impl Domains {
         let history = self.store.policy_history(domain).await?;
         let state = state::rollout_state(&hosted, &history, &self.cfg)?;
         let cert = self.store.certificate(domain).await?;
-        Ok((DomainView::new(&hosted, &state, cert.as_ref()), state))
+        let mut view = DomainView::new(&hosted, &state, cert.as_ref());
+        view.drift = self
+            .store
+            .drift_events(Some(domain), true, OPEN_DRIFT_LISTED)
+            .await?
+            .into_iter()
+            .map(DriftView::from)
+            .collect();
+        Ok((view, state))
     }
 
     async fn result(&self, domain: &str, notices: Vec<Notice>) -> Result<OpResult, DomainError> {

@@ -142,6 +142,38 @@ pub struct DomainView {
     pub removal_safe_at: Option<OffsetDateTime>,
     /// The certificate installed for `mta-sts.<domain>`, if any (never its key).
     pub certificate: Option<CertificateView>,
+    /// Open drift events (`mtasts domain check`, the background checker), newest first.
+    #[serde(default)]
+    pub drift: Vec<DriftView>,
+}
+
+/// An open drift event as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftView {
+    /// `txt-record`, `mx-coverage` or `policy-host` ([`crate::drift`]).
+    pub kind: String,
+    /// What was seen.
+    pub detail: String,
+    /// How to fix it.
+    pub fix: String,
+    /// When it was first seen.
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    /// When it was last seen.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+}
+
+impl From<mtasts_store::DriftEvent> for DriftView {
+    fn from(e: mtasts_store::DriftEvent) -> Self {
+        Self {
+            kind: e.kind,
+            detail: e.detail,
+            fix: e.fix,
+            first_seen: e.first_seen,
+            last_seen: e.last_seen,
+        }
+    }
 }
 
 /// A certificate as shown (no key).
@@ -191,6 +223,7 @@ impl DomainView {
                 not_after: c.not_after,
                 installed_at: c.installed_at,
             }),
+            drift: Vec::new(),
         }
     }
 }
@@ -235,6 +268,16 @@ impl std::fmt::Display for DomainView {
                 "certificate: none for mta-sts.{} (import one)",
                 self.domain
             )?,
+        }
+        for d in &self.drift {
+            writeln!(
+                f,
+                "DRIFT {} since {}: {}",
+                d.kind,
+                stamp(d.first_seen),
+                d.detail
+            )?;
+            writeln!(f, "  fix: {}", d.fix)?;
         }
         writeln!(f, "served policy:")?;
         for line in self.policy_text.lines() {
