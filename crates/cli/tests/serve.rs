@@ -532,4 +532,43 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
         (1, Some("not_found")),
         "{v}"
     );
+
+    // SIGHUP re-reads the store; SIGTERM drains and exits 0.
+    let pid = serve.0.id().to_string();
+    let log = || std::fs::read_to_string(s.path("serve.log")).unwrap();
+    let reloads = log().matches("snapshot reloaded").count();
+    let kill = |sig: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    kill("-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log().matches("snapshot reloaded").count() == reloads {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload: {}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = serve.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not stop the server: {}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0), "{}", log());
+    assert!(log().contains("draining"), "{}", log());
 }
