@@ -438,14 +438,32 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
     };
     let mx_lines = "mx: mx1.example.test\r\nmx: mx2.example.test\r\n";
     let mut ids = vec![id0.clone(), id1.clone()];
-    let mut t = t0 + time::Duration::days(7) + time::Duration::minutes(1);
-    for (step, max_age) in [(0, DAY), (1, 7 * DAY), (2, 31_557_600)] {
-        let (a, at) = promote(t);
+    // Each stage's minimum time counts from that stage's own start: an hour short is refused.
+    let mut since = t0;
+    for (step, max_age, wait) in [
+        (0, DAY, 7 * DAY),
+        (1, 7 * DAY, DAY),
+        (2, 31_557_600, 7 * DAY),
+    ] {
+        let (a, at) = promote(since + time::Duration::seconds(wait - 3600));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (code, v) = domain(&s, &a, Some(at)).await;
+        assert_eq!(
+            (code, v["error"]["code"].as_str()),
+            (1, Some("not_ready")),
+            "step {step} early: {v}"
+        );
+        let (a, at) = promote(since + time::Duration::seconds(wait + 60));
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let (code, v) = domain(&s, &a, Some(at)).await;
         assert_eq!(code, 0, "step {step}: {v:#}");
         assert_eq!(v["domain"]["state"], "enforce");
         assert_eq!(v["domain"]["enforce_step"], step);
+        assert_eq!(
+            v["domain"]["state_since"],
+            at.format(&Rfc3339).unwrap(),
+            "the step starts now"
+        );
         assert!(
             v["live_check"]["hosts"].as_array().unwrap().len() == 2,
             "{v:#}"
@@ -453,8 +471,9 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
         let id = expect(&v, "enforce", max_age, mx_lines);
         assert!(!ids.contains(&id), "a new policy has a new id");
         ids.push(id);
-        t += time::Duration::days(7) + time::Duration::minutes(1);
+        since = at;
     }
+    let mut t = since + time::Duration::days(7) + time::Duration::minutes(1);
     // The server serves the enforce policy, and check is clean with it published.
     publish_txt(&mut w, ids.last().unwrap()).await;
     wait_loaded(admin, store_generation(&s).await).await;

@@ -242,7 +242,9 @@ impl Store {
     }
 
     /// Records a rollout transition, publishing its policy if it has one, when the domain is
-    /// still in `transition.from`.
+    /// still in `transition.from`. Every transition starts a stage, so `state_since` becomes
+    /// its time even when the state's name stays (`enforce` step 1 to step 2): each step's
+    /// minimum time counts from its own start.
     ///
     /// # Errors
     /// [`Error::UnknownDomain`]; [`Error::StateChanged`] when the state is no longer
@@ -276,8 +278,7 @@ impl Store {
         }
         on_backend!(&mut tx.tx, c =>
             sqlx::query(
-                "UPDATE domains SET state = $2, updated_at = $3, \
-                 state_since = CASE WHEN state = $2 THEN state_since ELSE $3 END \
+                "UPDATE domains SET state = $2, updated_at = $3, state_since = $3 \
                  WHERE name = $1",
             )
             .bind(domain)
