@@ -395,6 +395,17 @@ impl Domains {
                     why: "a withdrawing domain serves the configured mode: none max_age".into(),
                 });
             }
+            if let Stage::Enforce { step } = state.stage {
+                let cap = self.cfg.enforce_steps.get(step).map_or(0, |s| s.max_age);
+                if max_age > cap {
+                    return Err(DomainError::Invalid {
+                        what: "max_age",
+                        why: format!(
+                            "{max_age} s is above the current enforce step's {cap} s: raising it is a promotion (promote applies the gate; promote --force --reason overrides it)"
+                        ),
+                    });
+                }
+            }
             let out = with_max_age(&next, max_age, now)?;
             notices = out.notices;
             next = out.state;

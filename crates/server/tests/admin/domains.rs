@@ -225,6 +225,22 @@ both! {
         assert_eq!(audit.iter().filter(|a| a.action == "policy.set").count(), 2);
     }
 
+    async fn set_cannot_raise_an_enforce_max_age_past_its_step(db) {
+        let ops = Domains::new(db.open().await, RolloutConfig::default()).unwrap();
+        let mx = ["mx1.example.net"];
+        ops.add(&add("example.com", &mx), "cli", t(0)).await.unwrap();
+        let week = i64::from(WEEK);
+        let ev = evidence(t(week), &mx);
+        ops.promote("example.com", Some(&ev), None, "cli", t(week)).await.unwrap();
+        // Step 0 serves a day: a year would skip the gate of two promotions.
+        let err = ops.set("example.com", None, Some(31_557_600), "cli", None, t(week + 1)).await.unwrap_err();
+        assert!(matches!(err, DomainError::Invalid { what: "max_age", .. }), "{err:?}");
+        assert!(err.to_string().contains("promote"), "{err}");
+        // Lowering it is allowed.
+        let v = ops.set("example.com", None, Some(3600), "cli", None, t(week + 2)).await.unwrap().domain.unwrap();
+        assert_eq!((v.state.as_str(), v.max_age), ("enforce", 3600));
+    }
+
     async fn certificate_import_checks_parse_name_key_and_expiry(db) {
         let ops = Domains::new(db.open().await, RolloutConfig::default()).unwrap();
         let later = t(400 * 86_400);
