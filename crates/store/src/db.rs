@@ -300,8 +300,16 @@ impl WriteTx {
         self.commit_unaudited().await
     }
 
-    /// Bumps the generation and commits, with no audit entry: only for observations that change
-    /// nothing an operator did (drift events).
+    /// Commits without an audit entry and without bumping the generation: for observations no
+    /// instance serves (drift events), so that recording them does not make every instance
+    /// rebuild its snapshot.
+    pub(crate) async fn commit_quiet(self) -> Result<(), Error> {
+        on_backend!(self.tx, c => c.commit().await?);
+        Ok(())
+    }
+
+    /// Bumps the generation and commits, with no audit entry: for store-internal writes that
+    /// no operator made (the key check).
     pub(crate) async fn commit_unaudited(mut self) -> Result<u64, Error> {
         let generation: i64 = on_backend!(&mut self.tx, c =>
             sqlx::query_scalar(

@@ -117,8 +117,10 @@ impl Store {
             .collect()
     }
 
-    /// Records that the checker saw `observation` about hosted `domain` at `at`. The same
-    /// observation (kind, detail and fix) still open is only marked seen again.
+    /// Records that the checker saw `observation` about hosted `domain` at `at`. One event is
+    /// open per domain and kind: when one is, it is marked seen again, and takes the new detail
+    /// and fix if they changed (the same drift, described as it now is). Neither audited nor a
+    /// new generation: an observation, and nothing any instance serves.
     ///
     /// # Errors
     /// [`Error::UnknownDomain`]; [`Error::Invalid`]; [`Error::Database`].
@@ -143,9 +145,9 @@ impl Store {
                 None
             } else {
                 let seen: Option<DriftRow> = sqlx::query_as(
-                    "UPDATE drift_events SET last_seen = $5 WHERE id = (SELECT MAX(id) \
-                     FROM drift_events WHERE domain = $1 AND kind = $2 AND detail = $3 \
-                     AND fix = $4 AND resolved_at IS NULL) \
+                    "UPDATE drift_events SET last_seen = $5, detail = $3, fix = $4 \
+                     WHERE id = (SELECT MAX(id) FROM drift_events WHERE domain = $1 \
+                     AND kind = $2 AND resolved_at IS NULL) \
                      RETURNING id, domain, kind, detail, fix, first_seen, last_seen, resolved_at",
                 )
                 .bind(domain)
@@ -181,8 +183,9 @@ impl Store {
                 domain: domain.to_owned(),
             });
         };
-        // An observation, not an operator's change: no audit entry.
-        tx.commit_unaudited().await?;
+        // An observation, not an operator's change, and nothing served: no audit entry, no new
+        // generation.
+        tx.commit_quiet().await?;
         row.into_event()
     }
 
@@ -214,7 +217,7 @@ impl Store {
             // Nothing changed: roll back rather than bump the generation for nothing.
             return Ok(0);
         }
-        tx.commit_unaudited().await?;
+        tx.commit_quiet().await?;
         Ok(resolved)
     }
 

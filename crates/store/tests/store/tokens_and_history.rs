@@ -131,6 +131,12 @@ both! {
         let again = store.record_drift("example.com", &seen, t(20)).await.unwrap();
         assert_eq!(first.seq, again.seq);
         assert_eq!((again.first_seen, again.last_seen), (t(10), t(20)));
+        // The same kind described anew: still one open event, with the new words.
+        let generation = store.generation().await.unwrap();
+        let reworded = DriftObservation { detail: "_mta-sts.example.com says id=older".into(), ..seen.clone() };
+        let third = store.record_drift("example.com", &reworded, t(25)).await.unwrap();
+        assert_eq!((third.seq, third.first_seen, third.detail.as_str()), (first.seq, t(10), "_mta-sts.example.com says id=older"));
+        assert_eq!(store.generation().await.unwrap(), generation, "drift is not served: no new generation");
         let other = DriftObservation { kind: "mx-not-covered".into(), detail: "mx3.example.com".into(), fix: "add it".into() };
         store.record_drift("example.com", &other, t(21)).await.unwrap();
         assert_eq!(store.drift_events(Some("example.com"), true, 10).await.unwrap().len(), 2);
