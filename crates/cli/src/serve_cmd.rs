@@ -54,18 +54,6 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
     Ok((k.trim().to_owned(), v.to_owned()))
 }
 
-/// The overrides from the environment: `MTASTS_SERVE__A__B=v` sets `a.b`.
-fn env_overrides() -> Vec<(String, toml::Value)> {
-    let mut out: Vec<(String, toml::Value)> = std::env::vars()
-        .filter_map(|(k, v)| {
-            let key = k.strip_prefix("MTASTS_SERVE__")?;
-            Some((key.to_lowercase().replace("__", "."), override_value(&v)))
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 impl ServeArgs {
     fn config(&self) -> Result<ServeConfig> {
         let file = match &self.config {
@@ -75,7 +63,7 @@ impl ServeArgs {
             ),
             None => None,
         };
-        let mut layers = env_overrides();
+        let mut layers = crate::store_cmd::env_overrides();
         layers.extend(self.set.iter().map(|(k, v)| (k.clone(), override_value(v))));
         let s = |v: &str| toml::Value::String(v.to_owned());
         let named = [
@@ -89,8 +77,7 @@ impl ServeArgs {
             }
         }
         match self.http.as_deref() {
-            // `http` absent from the table is "no listener" only in the file's own terms; an
-            // explicit "none" from the command line says it.
+            // "none" turns the port-80 listener off (absent, it is `[::]:80`).
             Some("none") => layers.push(("http".into(), s("none"))),
             Some(v) => layers.push(("http".into(), s(v))),
             None => {}

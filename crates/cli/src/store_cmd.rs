@@ -25,7 +25,8 @@ pub(crate) struct StoreArgs {
         value_name = "HEX"
     )]
     pub(crate) store_key: Option<String>,
-    /// `mtasts serve`'s configuration file, for its [store], [rollout] and [check] tables.
+    /// `mtasts serve`'s configuration file, for its [store] and [rollout] tables (the
+    /// `MTASTS_SERVE__<KEY>` variables apply too, as for `serve`).
     #[arg(long, global = true, env = "MTASTS_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<std::path::PathBuf>,
 }
@@ -40,7 +41,7 @@ impl StoreArgs {
             ),
             None => None,
         };
-        let mut layers = Vec::new();
+        let mut layers = env_overrides();
         if let Some(url) = &self.store {
             layers.push(("store.url".to_owned(), toml::Value::String(url.clone())));
         }
@@ -56,6 +57,19 @@ impl StoreArgs {
             .await
             .with_context(|| format!("cannot open the store {}", redact(&config.store.url)))
     }
+}
+
+/// The overrides from the environment: `MTASTS_SERVE__A__B=v` sets `a.b` (sorted, so the
+/// outcome does not depend on the environment's order).
+pub(crate) fn env_overrides() -> Vec<(String, toml::Value)> {
+    let mut out: Vec<(String, toml::Value)> = std::env::vars()
+        .filter_map(|(k, v)| {
+            let key = k.strip_prefix("MTASTS_SERVE__")?;
+            Some((key.to_lowercase().replace("__", "."), override_value(&v)))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// `mtasts store ...`.
@@ -188,8 +202,9 @@ pub(crate) fn run_token(args: TokenArgs, format: Format) -> Result<u8> {
             }
             TokenAction::Revoke { name } => {
                 store.revoke_token(&name, &change).await?;
-                if format == Format::Text {
-                    println!("token {:?} revoked", name);
+                match format {
+                    Format::Json => crate::output::print_json(&json!({ "revoked": name }))?,
+                    Format::Text => println!("token {} revoked", mtasts_core::text::escape(&name)),
                 }
             }
         }

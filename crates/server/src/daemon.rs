@@ -199,6 +199,12 @@ impl Daemon {
             admin,
             drift,
         } = self;
+        tracing::info!(
+            https = %server.https_addr(),
+            http = ?server.http_addr(),
+            admin = %admin.local_addr(),
+            "listening"
+        );
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -303,15 +309,24 @@ pub async fn load(store: &Store) -> Result<(u64, Hosted), mtasts_store::Error> {
         .map(|c| (c.domain.clone(), c))
         .collect();
     let mut hosted = Vec::with_capacity(domains.len());
+    let mut without_cert = 0usize;
     for d in domains {
         let Some(cert) = certs.remove(&d.name) else {
-            tracing::info!(domain = %d.name, "no certificate yet: not served");
+            // Every reload would say it again for each such domain: one count at info.
+            tracing::debug!(domain = %d.name, "no certificate yet: not served");
+            without_cert += 1;
             continue;
         };
         match hosted_domain(&d, &cert) {
             Ok(h) => hosted.push(h),
             Err(why) => tracing::warn!(domain = %d.name, %why, "not served"),
         }
+    }
+    if without_cert > 0 {
+        tracing::info!(
+            domains = without_cert,
+            "domains without a certificate yet are not served (mtasts domain cert import)"
+        );
     }
     Ok((generation, Hosted::build(hosted)))
 }

@@ -225,7 +225,15 @@ fn mx(view: &DomainView, report: &DomainReport, has: &dyn Fn(&str) -> bool) -> K
     let suggested: Vec<String> = plan
         .patterns()
         .iter()
-        .map(|p| format!("--mx {p}"))
+        .map(|p| {
+            let p = p.to_string();
+            // A wildcard would be expanded by the shell the fix is pasted into.
+            if p.contains('*') {
+                format!("--mx '{p}'")
+            } else {
+                format!("--mx {p}")
+            }
+        })
         .collect();
     drift(
         KIND_MX,

@@ -179,8 +179,9 @@ impl fmt::Display for Notice {
             ),
             Self::DnsRecordsRemovable { records } => {
                 f.write_str("these DNS records can be removed now:")?;
-                for r in records {
-                    write!(f, " {}.<domain> {} ({});", r.label, r.rtype, r.why)?;
+                for (i, r) in records.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { "; " };
+                    write!(f, "{sep}{}.<domain> {} ({})", r.label, r.rtype, r.why)?;
                 }
                 Ok(())
             }

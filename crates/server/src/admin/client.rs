@@ -1,7 +1,7 @@
-//! A client of the admin API, for `mtasts domain ... --server URL` (the CLI wires it at merge).
+//! A client of the admin API, for `mtasts domain ... --server URL` (through [`crate::ops::Target`]).
 //!
 //! One request per connection (the CLI makes one or two), HTTP/1.1 over our rustls with ring:
-//! the Mozilla roots (webpki-roots) plus an optional CA (`--ca-file`, e.g. a private CA for the
+//! the Mozilla roots (webpki-roots) plus an optional CA (`--server-ca`, e.g. a private CA for the
 //! admin certificate). `http://` is accepted only for a loopback address, like the server's
 //! plain mode. Answers are JSON values (the documented shapes, docs/openapi.json); an error
 //! answer becomes [`ClientError::Api`] with its stable `code`.
