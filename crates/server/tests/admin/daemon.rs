@@ -249,7 +249,6 @@ async fn two_instances_on_one_postgres_serve_a_domain_added_through_either_withi
     a.stop().await;
     b.stop().await;
     store.close().await;
-    db.finish().await;
 }
 
 /// PostgreSQL cut off (every connection through a relay dropped): both instances keep serving,
@@ -316,6 +315,4 @@ async fn store_cut_off_leaves_both_instances_serving_and_they_catch_up() {
     }
     a.stop().await;
     b.stop().await;
-    drop(relay);
-    db.finish().await;
 }
