@@ -105,7 +105,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "mtasts: {}",
-                mtasts_core::text::escape_lines(&format!("{e:#}"))
+                mtasts_core::text::escape_lines(&output::error_text(&e))
             );
             ExitCode::from(EXIT_UNREADABLE)
         }

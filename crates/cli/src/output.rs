@@ -128,3 +128,57 @@ pub(crate) fn print_findings(
     }
     Ok(())
 }
+
+/// An error and its causes for `mtasts: ...` on stderr, each said once. Many errors (ours,
+/// sqlx's) already put their cause in their own message, which `{:#}` would repeat after it:
+/// a cause whose message is already in the text is left out.
+pub(crate) fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let message = cause.to_string();
+        if text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    /// Says its cause in its message and gives it as its source too (as thiserror's
+    /// `#[error("...: {source}")]` does).
+    #[derive(Debug)]
+    struct Db(std::io::Error);
+
+    impl std::fmt::Display for Db {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "store database: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Db {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = || std::io::Error::other("connection refused");
+        // A cause repeated in its wrapper's message: once.
+        let e = anyhow::Error::new(Db(io())).context("store postgres://db/x");
+        assert_eq!(
+            error_text(&e),
+            "store postgres://db/x: store database: connection refused"
+        );
+        // A cause not in the message: appended, as `{:#}` does.
+        let e = anyhow::Error::new(io()).context("cannot read a.json");
+        assert_eq!(error_text(&e), "cannot read a.json: connection refused");
+    }
+}

@@ -41,7 +41,7 @@ pub(crate) fn run(cmd: ReportCommand, format: Format) -> Result<u8> {
             Err(e) => {
                 eprintln!(
                     "mtasts: {}",
-                    mtasts_core::text::escape_lines(&format!("{e:#}"))
+                    mtasts_core::text::escape_lines(&crate::output::error_text(&e))
                 );
                 code = code.max(EXIT_UNREADABLE);
                 continue;

@@ -16,6 +16,16 @@ pub(crate) struct ServeArgs {
     /// The store: `sqlite:PATH` (created on first run) or `postgres://...`.
     #[arg(long, env = "MTASTS_STORE", value_name = "URL")]
     store: Option<String>,
+    /// The key sealing private keys (64 hex digits; `store.key`): required for PostgreSQL, the
+    /// same on every instance and for `mtasts domain|token --store`. Best given by the
+    /// environment.
+    #[arg(
+        long,
+        env = "MTASTS_STORE_KEY",
+        hide_env_values = true,
+        value_name = "HEX"
+    )]
+    store_key: Option<String>,
     /// The HTTPS policy listener.
     #[arg(long, env = "MTASTS_HTTPS", value_name = "IP:PORT")]
     https: Option<String>,
@@ -68,6 +78,7 @@ impl ServeArgs {
         let s = |v: &str| toml::Value::String(v.to_owned());
         let named = [
             ("store.url", self.store.as_deref()),
+            ("store.key", self.store_key.as_deref()),
             ("https", self.https.as_deref()),
             ("admin", self.admin.as_deref()),
         ];

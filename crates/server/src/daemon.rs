@@ -224,6 +224,10 @@ impl Daemon {
                     Event::Stop => break,
                     Event::Reload => true,
                 },
+                // The watcher reports only a new generation: while the store is unreachable,
+                // a whole reload is tried every poll, so that a store back with nothing
+                // changed ends the outage too (else `/health` says stale until the next change).
+                () = tokio::time::sleep(poll), if unreachable => true,
                 changed = watcher.changed() => match changed {
                     Ok(_) => true,
                     Err(e) => {

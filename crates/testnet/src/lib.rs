@@ -12,6 +12,8 @@
 //! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness)
 //!   that accept whole messages and keep them for the test.
 //! - [`relay`]: a TCP relay a test can cut and restore (a database outage seen by one client).
+//! - `pg` (feature `postgres`): a fresh database per test on the PostgreSQL server of
+//!   `TEST_DATABASE_URL`, dropped with its handle; SKIP when unset, a failure when `CI=true`.
 //! - [`oldtls`]: handcrafted answers of a server that knows nothing newer than TLS 1.0.
 //! - [`pki`]: a root CA, an intermediate and an untrusted root generated at run time (rcgen),
 //!   issuing server certificates with scripted defects (expired, wrong name, untrusted, …).
@@ -25,6 +27,8 @@ pub mod dns;
 pub mod dnssec;
 pub mod https;
 pub mod oldtls;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod pki;
 pub mod relay;
 pub mod scenarios;

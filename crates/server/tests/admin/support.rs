@@ -1,9 +1,7 @@
 //! A fresh store per test on each backend, the `both!` macro, certificates and fixed times.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use mtasts_store::{Store, StoreKey, StoreOptions};
-use sqlx::{Connection, Executor, PgConnection};
+use mtasts_testnet::pg::TestDatabase;
 use time::OffsetDateTime;
 
 /// Defines each test twice, as `<name>::sqlite` and `<name>::postgres`.
@@ -17,7 +15,6 @@ macro_rules! both {
             async fn sqlite() {
                 let $db = $crate::support::TestDb::sqlite().await;
                 $body
-                $db.finish().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,19 +23,19 @@ macro_rules! both {
                     return;
                 };
                 $body
-                $db.finish().await;
             }
         }
     )*};
 }
 pub(crate) use both;
 
-/// A fresh, empty store for one test.
+/// A fresh, empty store for one test; a PostgreSQL one is dropped when this is.
 pub(crate) struct TestDb {
     pub(crate) url: String,
     pub(crate) options: StoreOptions,
     _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
+    /// PostgreSQL: this test's database, dropped with it.
+    pg: Option<TestDatabase>,
 }
 
 impl TestDb {
@@ -55,52 +52,20 @@ impl TestDb {
 
     /// `None` (after saying SKIP) when no PostgreSQL is configured and CI is not true.
     pub(crate) async fn postgres(test: &str) -> Option<Self> {
-        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but TEST_DATABASE_URL is not set"
-            );
-            eprintln!("SKIP {test} (postgres): TEST_DATABASE_URL is not set");
-            return None;
-        };
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "mtasts_server_{}_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000
-        );
-        let mut conn = PgConnection::connect(&admin).await.unwrap();
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap();
-        let base = admin.split('?').next().unwrap();
-        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+        let pg = TestDatabase::create("mtasts_server", test).await?;
         Some(Self {
-            url,
+            url: pg.url.clone(),
             options: StoreOptions {
                 key: Some(StoreKey::from_bytes([7; 32])),
                 ..StoreOptions::default()
             },
             _dir: None,
-            pg: Some((admin, name)),
+            pg: Some(pg),
         })
     }
 
     pub(crate) async fn open(&self) -> Store {
         Store::open(&self.url, &self.options).await.unwrap()
-    }
-
-    /// Drops a PostgreSQL test database.
-    pub(crate) async fn finish(self) {
-        if let Some((admin, name)) = &self.pg {
-            let mut conn = PgConnection::connect(admin).await.unwrap();
-            let _ = conn
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .await;
-        }
     }
 }
 
@@ -124,26 +89,17 @@ pub(crate) fn cert(names: &[&str], not_after: OffsetDateTime) -> (String, String
 pub(crate) use mtasts_testnet::relay::Relay;
 
 impl TestDb {
+    fn pg(&self) -> &TestDatabase {
+        self.pg.as_ref().expect("a PostgreSQL test database")
+    }
+
     /// This database's URL, reached through `port` on loopback instead (PostgreSQL only).
     pub(crate) fn url_via(&self, port: u16) -> String {
-        let (scheme, rest) = self.url.split_once("://").unwrap();
-        let (userinfo, after) = rest.split_once('@').unwrap();
-        let path = &after[after.find('/').unwrap()..];
-        format!("{scheme}://{userinfo}@127.0.0.1:{port}{path}")
+        self.pg().url_via(port)
     }
 
     /// Where the PostgreSQL server listens (PostgreSQL only).
     pub(crate) fn server_addr(&self) -> std::net::SocketAddr {
-        let after = self.url.split_once('@').unwrap().1;
-        let host_port = &after[..after.find('/').unwrap()];
-        let host_port = if host_port.contains(':') {
-            host_port.to_owned()
-        } else {
-            format!("{host_port}:5432")
-        };
-        std::net::ToSocketAddrs::to_socket_addrs(&host_port)
-            .unwrap()
-            .next()
-            .unwrap()
+        self.pg().server_addr()
     }
 }

@@ -1,10 +1,6 @@
 //! The store suite: every test in `both!` runs once on SQLite (a fresh file in a temp dir) and
 //! once on PostgreSQL (a fresh database on the server at `TEST_DATABASE_URL`). Without that
 //! variable the PostgreSQL half says SKIP on stderr, and fails when `CI=true`.
-#![allow(
-    clippy::print_stderr,
-    reason = "a skipped PostgreSQL half must say so loudly on stderr"
-)]
 
 mod support;
 

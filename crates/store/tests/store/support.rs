@@ -1,9 +1,8 @@
 //! The per-test database and the `both!` macro.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use mtasts_core::policy::Mode;
 use mtasts_store::{Change, NewPolicy, Store, StoreKey, StoreOptions};
+use mtasts_testnet::pg::TestDatabase;
 use sqlx::{Connection, Executor, PgConnection, SqliteConnection};
 use time::OffsetDateTime;
 
@@ -46,8 +45,8 @@ pub(crate) struct TestDb {
     pub(crate) options: StoreOptions,
     /// The SQLite file's directory.
     pub(crate) dir: Option<tempfile::TempDir>,
-    /// PostgreSQL: the admin URL and this test's database name.
-    pg: Option<(String, String)>,
+    /// PostgreSQL: this test's database, dropped with it.
+    pg: Option<TestDatabase>,
 }
 
 impl TestDb {
@@ -65,38 +64,16 @@ impl TestDb {
 
     /// `None` (after saying SKIP) when no PostgreSQL is configured and CI is not true.
     pub(crate) async fn postgres(test: &str) -> Option<Self> {
-        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but TEST_DATABASE_URL is not set: the PostgreSQL store tests cannot run"
-            );
-            eprintln!("SKIP {test} (postgres): TEST_DATABASE_URL is not set");
-            return None;
-        };
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "mtasts_store_{}_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000
-        );
-        let mut conn = PgConnection::connect(&admin)
-            .await
-            .expect("TEST_DATABASE_URL answers");
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap();
-        let base = admin.split('?').next().unwrap();
-        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+        let pg = TestDatabase::create("mtasts_store", test).await?;
         Some(Self {
             kind: Kind::Postgres,
-            url,
+            url: pg.url.clone(),
             options: StoreOptions {
                 key: Some(StoreKey::from_bytes([42; 32])),
                 ..StoreOptions::default()
             },
             dir: None,
-            pg: Some((admin, name)),
+            pg: Some(pg),
         })
     }
 
@@ -163,28 +140,6 @@ impl TestDb {
     }
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some((admin, name)) = self.pg.take() else {
-            return;
-        };
-        // Also after a failed test; FORCE ends connections a store handle still holds.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut c) = PgConnection::connect(&admin).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = c.execute(sqlx::AssertSqlSafe(sql)).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 /// A fixed clock for tests: 2026-01-01T00:00:00Z plus `secs`.
 pub(crate) fn t(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_767_225_600 + secs).unwrap()
@@ -224,26 +179,17 @@ pub(crate) fn testing() -> NewPolicy {
 pub(crate) use mtasts_testnet::relay::Relay;
 
 impl TestDb {
+    fn pg(&self) -> &TestDatabase {
+        self.pg.as_ref().expect("a PostgreSQL test database")
+    }
+
     /// This database's URL, reached through `port` on loopback instead (PostgreSQL only).
     pub(crate) fn url_via(&self, port: u16) -> String {
-        let (scheme, rest) = self.url.split_once("://").unwrap();
-        let (userinfo, after) = rest.split_once('@').unwrap();
-        let path = &after[after.find('/').unwrap()..];
-        format!("{scheme}://{userinfo}@127.0.0.1:{port}{path}")
+        self.pg().url_via(port)
     }
 
     /// Where the PostgreSQL server listens (PostgreSQL only).
     pub(crate) fn server_addr(&self) -> std::net::SocketAddr {
-        let after = self.url.split_once('@').unwrap().1;
-        let host_port = &after[..after.find('/').unwrap()];
-        let host_port = if host_port.contains(':') {
-            host_port.to_owned()
-        } else {
-            format!("{host_port}:5432")
-        };
-        std::net::ToSocketAddrs::to_socket_addrs(&host_port)
-            .unwrap()
-            .next()
-            .unwrap()
+        self.pg().server_addr()
     }
 }
