@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a CLI prints")]
 
 mod check_cmd;
+mod domain_args;
 mod domain_cmd;
 mod domain_print;
 mod input;
@@ -69,7 +70,7 @@ enum Command {
     /// checker (docs/serve.md).
     Serve(Box<serve_cmd::ServeArgs>),
     /// Hosted domains: add, list, show, set, promote, rollback, remove, check, cert import.
-    Domain(Box<domain_cmd::DomainArgs>),
+    Domain(Box<domain_args::DomainArgs>),
     /// The store: `migrate`.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
