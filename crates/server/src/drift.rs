@@ -420,12 +420,14 @@ impl Checker {
     /// # Errors
     /// The list of domains cannot be read.
     pub async fn round(&self) -> Result<usize, DomainError> {
+        // One query for the names; each check reads its own domain.
         let names: Vec<String> = self
             .domains
-            .list(|_| true)
+            .store()
+            .domains()
             .await?
             .into_iter()
-            .map(|v| v.domain)
+            .map(|d| d.name)
             .collect();
         let results: Vec<_> = futures_util::stream::iter(names)
             .map(|d| async move {

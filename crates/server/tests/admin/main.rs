@@ -6,4 +6,5 @@
 mod api;
 mod daemon;
 mod domains;
+mod drift;
 mod support;
