@@ -1,7 +1,7 @@
 //! The background drift checker's round, against a test internet: it records what drifted,
 //! leaves alone what it could not look at, and resolves what was fixed.
 
-use crate::support::{TestDb, both};
+use crate::support::both;
 use mtasts_core::policy::Mode;
 use mtasts_core::rollout::RolloutConfig;
 use mtasts_server::config::CheckConfig;
