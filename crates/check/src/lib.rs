@@ -57,6 +57,10 @@ pub struct Settings {
     pub no_dane: bool,
     /// The name sent in EHLO.
     pub ehlo_name: String,
+    /// Skip the `https:` TLS-RPT report endpoints (R08): the `_smtp._tls` record is still read,
+    /// but no connection is made to the addresses it names (`mtasts serve`'s drift checker,
+    /// which has no use for them, does not connect where hosted domains point it).
+    pub no_endpoints: bool,
 }
 
 impl Default for Settings {
@@ -68,6 +72,7 @@ impl Default for Settings {
             no_smtp: false,
             no_dane: false,
             ehlo_name: "mtasts-check.invalid".into(),
+            no_endpoints: false,
         }
     }
 }

@@ -25,7 +25,11 @@ pub(crate) async fn lookup(
     env: &Env,
 ) -> (Result<Lookup<Txt>, DnsError>, Vec<EndpointOutcome>) {
     let answer = env.resolver.txt(name).await;
-    let uris = https_uris(&answer);
+    let uris = if env.settings.no_endpoints {
+        Vec::new()
+    } else {
+        https_uris(&answer)
+    };
     let outcomes = join_all(uris.iter().take(MAX_ENDPOINTS).map(|uri| {
         env.endpoints.get_or_check(uri, || async {
             let probe =

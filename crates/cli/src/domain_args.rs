@@ -22,8 +22,10 @@ pub(crate) struct DomainArgs {
     #[arg(long, global = true, value_name = "PEM")]
     pub(crate) server_ca: Option<std::path::PathBuf>,
     /// The time to act at (RFC 3339), instead of now: for rehearsing a rollout on a copy of
-    /// the store, and for tests. Only with --store.
-    #[arg(long, global = true, env = "MTASTS_NOW", hide = true)]
+    /// the store, and for tests. Only with --store; a flag only (no environment variable, so a
+    /// rehearsal's setting cannot leak into later commands), said on standard error, and
+    /// recorded in the audit history's actor.
+    #[arg(long, global = true, hide = true)]
     pub(crate) now: Option<String>,
 }
 

@@ -3,6 +3,7 @@
 //! flags, gathers what the operation needs from the network (live MX hosts, the live check),
 //! and prints.
 
+use crate::Usage;
 use crate::domain_args::{Action, CertAction, DomainArgs, StartMode};
 use crate::net_args::NetArgs;
 use crate::output::Format;
@@ -22,8 +23,14 @@ pub(crate) fn run(args: DomainArgs, format: Format) -> Result<u8> {
     let runtime = crate::runtime::with_threads(1)?;
     runtime.block_on(async move {
         let now = match &args.now {
-            Some(t) => OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                .with_context(|| format!("--now {t:?} is not an RFC 3339 time"))?,
+            Some(t) => {
+                let at = OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| Usage(format!("--now {t:?} is not an RFC 3339 time: {e}")))?;
+                eprintln!(
+                    "mtasts: acting at {t} (--now), not at the current time; recorded in the audit history"
+                );
+                at
+            }
             None => OffsetDateTime::now_utc(),
         };
         let (target, local) = target(&args).await?;
@@ -58,14 +65,25 @@ impl DomainArgs {
 }
 
 async fn target(args: &DomainArgs) -> Result<(Target, Option<Domains>)> {
+    if args.server.is_some() && args.store.store.is_some() {
+        // An exported MTASTS_SERVER must not turn a rehearsal on a copy of the store into a
+        // change on the live server (or the other way round).
+        return Err(Usage(
+            "both a store (--store or MTASTS_STORE) and a server (--server or MTASTS_SERVER) are given: say which, and unset the other variable".into(),
+        )
+        .into());
+    }
     if let Some(url) = &args.server {
         if args.now.is_some() {
-            bail!("--now works only with --store (the server keeps its own time)");
+            return Err(Usage(
+                "--now works only with --store (the server keeps its own time)".into(),
+            )
+            .into());
         }
         let token = args
             .token
             .as_deref()
-            .context("--server needs a token: --token or MTASTS_TOKEN")?;
+            .ok_or_else(|| Usage("--server needs a token: --token or MTASTS_TOKEN".into()))?;
         let ca = match &args.server_ca {
             Some(p) => Some(
                 std::fs::read_to_string(p)
@@ -81,10 +99,13 @@ async fn target(args: &DomainArgs) -> Result<(Target, Option<Domains>)> {
     let config = args.store.serve_config()?;
     let store = args.store.open(&config).await?;
     let domains = Domains::new(store, config.rollout.clone())?;
-    let actor = format!(
+    let mut actor = format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())
     );
+    if let Some(t) = &args.now {
+        actor.push_str(&format!(" (--now {t})"));
+    }
     Ok((
         Target::Store {
             domains: domains.clone(),
@@ -143,6 +164,10 @@ async fn act(
                         if !*yes && !ask {
                             break Err(f);
                         }
+                        // Nothing new to ask about: asking again would not change the answer.
+                        if unexplained.iter().all(|h| confirmed.contains(h)) {
+                            break Err(f);
+                        }
                         for h in unexplained {
                             if *yes || crate::domain_print::confirm(&h)? {
                                 confirmed.push(h);
@@ -196,9 +221,9 @@ async fn act(
         }
         Action::Remove { domain, force } => target.remove(domain, force.forced(), now).await,
         Action::Check { domain, net } => {
-            let domains = local.context(
-                "domain check needs --store (a server checks its domains every check.drift_interval)",
-            )?;
+            let domains = local.ok_or_else(|| {
+                Usage("domain check needs --store (a server checks its domains every check.drift_interval)".into())
+            })?;
             let mut net = net.clone();
             net.no_smtp = true;
             net.no_dane = true;

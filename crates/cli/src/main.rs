@@ -103,6 +103,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_OK),
+        Err(e) if e.downcast_ref::<Usage>().is_some() => {
+            eprintln!(
+                "mtasts: {}",
+                mtasts_core::text::escape_lines(&e.to_string())
+            );
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!(
                 "mtasts: {}",
@@ -112,6 +119,18 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// A usage error found after parsing (flags that do not go together): exit 2, as clap's own.
+#[derive(Debug)]
+pub(crate) struct Usage(pub(crate) String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 /// `mtasts ... | head` closing the pipe early is not an error.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -9,7 +9,6 @@
     reason = "the measured delay is printed to be quoted"
 )]
 
-use assert_cmd::Command;
 use mtasts_net::https::{FetchSettings, fetch_policy_at};
 use mtasts_net::tls::TlsProbeConfig;
 use mtasts_testnet::pg::TestDatabase;
@@ -43,13 +42,9 @@ impl Drop for Serve {
 /// Runs the binary off the runtime (which runs the relay): (status, stdout, stderr).
 async fn mtasts(args: Vec<String>) -> (i32, String, String) {
     let out = tokio::task::spawn_blocking(move || {
-        Command::cargo_bin("mtasts")
-            .unwrap()
+        bin()
             .env("NO_COLOR", "1")
             .env("MTASTS_STORE_KEY", KEY)
-            .env_remove("MTASTS_STORE")
-            .env_remove("MTASTS_SERVER")
-            .env_remove("MTASTS_TOKEN")
             .args(&args)
             .output()
             .unwrap()
@@ -111,7 +106,7 @@ fn start_serve(dir: &tempfile::TempDir, n: u8, store: &str) -> (Serve, SocketAdd
     let ip = Ipv4Addr::new(127, 0, 0, n);
     let (https, admin) = (free_addr(ip), free_addr(ip));
     let log = dir.path().join(format!("serve{n}.log"));
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mtasts"))
+    let child = bin()
         .env("MTASTS_STORE_KEY", KEY)
         .args(["serve", "--store", store, "--http", "none"])
         .args(["--https", &https.to_string(), "--admin", &admin.to_string()])
@@ -270,4 +265,14 @@ async fn two_serve_processes_on_one_postgres_share_changes_and_survive_its_loss(
     for https in [https2, https1] {
         served_within(&pki, https, "max_age: 3600", Duration::from_secs(5)).await;
     }
+}
+
+/// The binary, with none of the `MTASTS_*` variables of the environment the tests run in: a
+/// developer's exported MTASTS_SERVER or MTASTS_SERVE__* must not change what is tested.
+fn bin() -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mtasts"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MTASTS_")) {
+        c.env_remove(k);
+    }
+    c
 }

@@ -159,7 +159,8 @@ impl Default for CheckConfig {
 }
 
 impl CheckConfig {
-    /// The check environment for drift: DNS and policy fetch, no SMTP probes, no DANE.
+    /// The check environment for drift: DNS and policy fetch; no SMTP probes, no DANE, no
+    /// TLS-RPT endpoint probes.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the option (a name server that is not an address, an
@@ -178,6 +179,9 @@ impl CheckConfig {
         let settings = mtasts_check::Settings {
             no_smtp: true,
             no_dane: true,
+            // Hosted domains name these: the checker has no use for them, and must not connect
+            // wherever a customer points it.
+            no_endpoints: true,
             ..mtasts_check::Settings::default()
         };
         Ok(mtasts_check::Env::with_network(net, settings))

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use mtasts_check::model::{DomainReport, TlsResult};
-use mtasts_check::{Env, check_domain_within};
+use mtasts_check::{Env, check_domain};
 use mtasts_core::name::MxPattern;
 use mtasts_core::policy::Mode;
 use mtasts_core::providers::plan_mx;
@@ -48,6 +48,8 @@ pub const KINDS: [&str; 3] = [KIND_TXT, KIND_MX, KIND_HOST];
 
 /// Longest foreign text (a TXT record, a fetch error) quoted in a drift detail.
 const MAX_QUOTE: usize = 300;
+/// Most `--mx` patterns a fix spells out (the store keeps a fix under 4 KiB).
+const MAX_FIX_PATTERNS: usize = 20;
 
 /// One kind's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,9 +109,13 @@ impl Assessment {
     }
 }
 
+/// Foreign text as quoted in a detail: control and bidirectional characters escaped (a TXT
+/// record is raw bytes; a newline must not forge a line of output, and the store refuses
+/// control characters), cut at [`MAX_QUOTE`] characters.
 fn quote(s: &str) -> String {
-    let mut out: String = s.chars().take(MAX_QUOTE).collect();
-    if out.len() < s.len() {
+    let escaped = mtasts_core::text::escape(s);
+    let mut out: String = escaped.chars().take(MAX_QUOTE).collect();
+    if out.len() < escaped.len() {
         out.push_str("...");
     }
     out
@@ -218,13 +224,18 @@ fn mx(view: &DomainView, report: &DomainReport, has: &dyn Fn(&str) -> bool) -> K
         .copied()
         .filter(|h| !patterns.iter().any(|p| p.matches(h)))
         .collect();
-    if hosts.is_empty() || uncovered.is_empty() {
+    if hosts.is_empty() {
+        // Nothing seen is not "all covered": a real open event must not be resolved by it.
+        return unknown(KIND_MX, format!("no MX host of {} was seen", view.domain));
+    }
+    if uncovered.is_empty() {
         return fine(KIND_MX);
     }
     let plan = plan_mx(&hosts);
-    let suggested: Vec<String> = plan
-        .patterns()
+    let patterns = plan.patterns();
+    let mut suggested: Vec<String> = patterns
         .iter()
+        .take(MAX_FIX_PATTERNS)
         .map(|p| {
             let p = p.to_string();
             // A wildcard would be expanded by the shell the fix is pasted into.
@@ -235,6 +246,9 @@ fn mx(view: &DomainView, report: &DomainReport, has: &dyn Fn(&str) -> bool) -> K
             }
         })
         .collect();
+    if patterns.len() > MAX_FIX_PATTERNS {
+        suggested.push(format!("... ({} patterns in all)", patterns.len()));
+    }
     drift(
         KIND_MX,
         format!(
@@ -253,7 +267,7 @@ fn mx(view: &DomainView, report: &DomainReport, has: &dyn Fn(&str) -> bool) -> K
 fn host(view: &DomainView, report: &DomainReport, has: &dyn Fn(&str) -> bool) -> KindResult {
     let name = format!("mta-sts.{}", view.domain);
     let point = format!("point {name} (A/AAAA or CNAME) at this server");
-    if has("policy.host.untested") || has("policy.fetch.unreachable") || has("check.timeout") {
+    if has("policy.host.untested") || has("policy.fetch.unreachable") {
         return unknown(
             KIND_HOST,
             format!("{name} could not be reached or looked up now"),
@@ -320,9 +334,17 @@ pub fn live_check(report: &DomainReport, now: OffsetDateTime) -> LiveCheck {
             addresses: m
                 .addresses
                 .iter()
-                .filter_map(|a| {
-                    let address: IpAddr = a.ip.parse().ok()?;
+                .map(|a| {
                     let why = || a.error.clone().unwrap_or_else(|| a.result.to_string());
+                    let Ok(address) = a.ip.parse::<IpAddr>() else {
+                        // Not evidence either way: counted as untested, never left out.
+                        return AddressCheck {
+                            address: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                            probe: Probe::Untested {
+                                reason: format!("unreadable address {}", quote(&a.ip)),
+                            },
+                        };
+                    };
                     let probe = match &a.result {
                         TlsResult::Success => Probe::Valid,
                         TlsResult::Failure(ResultType::StarttlsNotSupported) => Probe::NoStarttls,
@@ -333,7 +355,7 @@ pub fn live_check(report: &DomainReport, now: OffsetDateTime) -> LiveCheck {
                             Probe::Untested { reason: why() }
                         }
                     };
-                    Some(AddressCheck { address, probe })
+                    AddressCheck { address, probe }
                 })
                 .collect(),
         })
@@ -351,23 +373,32 @@ pub fn live_check(report: &DomainReport, now: OffsetDateTime) -> LiveCheck {
 /// The store's.
 pub async fn record(domains: &Domains, a: &Assessment) -> Result<(), mtasts_store::Error> {
     let store = domains.store();
+    // Each kind on its own: one refused write does not leave the others unrecorded.
+    let mut first_error = None;
     for k in &a.kinds {
-        match &k.status {
+        let written = match &k.status {
             KindStatus::Drift { detail, fix } => {
                 let obs = DriftObservation {
                     kind: k.kind.to_owned(),
                     detail: detail.clone(),
                     fix: fix.clone(),
                 };
-                store.record_drift(&a.domain, &obs, a.checked_at).await?;
+                store
+                    .record_drift(&a.domain, &obs, a.checked_at)
+                    .await
+                    .map(drop)
             }
-            KindStatus::Fine => {
-                store.resolve_drift(&a.domain, k.kind, a.checked_at).await?;
-            }
-            KindStatus::Unknown { .. } => {}
+            KindStatus::Fine => store
+                .resolve_drift(&a.domain, k.kind, a.checked_at)
+                .await
+                .map(drop),
+            KindStatus::Unknown { .. } => Ok(()),
+        };
+        if let Err(e) = written {
+            first_error.get_or_insert(e);
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Checks one hosted domain now (DNS, policy fetch; no SMTP probes: `env` should say
@@ -383,8 +414,20 @@ pub async fn check_one(
     now: OffsetDateTime,
 ) -> Result<Assessment, DomainError> {
     let view = domains.show(domain).await?;
-    let report = check_domain_within(&view.domain, env, budget).await;
-    let a = assess(&view, &report, now);
+    // Every step has its own time-out (the environment's), and reports a step that ran out as
+    // untested by name, which `assess` reads per kind. The whole check has `budget` on top: past
+    // it nothing is known, rather than a half-finished report read as drift or as fine.
+    let a = match tokio::time::timeout(budget, check_domain(&view.domain, env)).await {
+        Ok(report) => assess(&view, &report, now),
+        Err(_) => {
+            let why = format!("the check did not finish within {} s", budget.as_secs());
+            Assessment {
+                domain: view.domain.clone(),
+                checked_at: now,
+                kinds: KINDS.iter().map(|k| unknown(k, why.clone())).collect(),
+            }
+        }
+    };
     record(domains, &a).await?;
     Ok(a)
 }
@@ -654,6 +697,21 @@ mod tests {
     }
 
     #[test]
+    fn foreign_control_characters_are_escaped_and_no_mx_seen_is_not_fine() {
+        let v = view(Mode::Enforce, &["mx1.example.com"]);
+        let mut r = clean();
+        r["sts_record"] = json!({ "valid": false, "id": null,
+            "records": ["v=STSv1; id=x\nfine    policy-host\u{1b}[2J"] });
+        let s = status(&v, r, KIND_TXT);
+        let d = detail(&s).0;
+        assert!(!d.chars().any(char::is_control), "{d:?}");
+        assert!(d.contains("\\n") || d.contains("\\u"), "{d:?}");
+        let mut r = clean();
+        r["mx"] = json!([]);
+        assert!(matches!(status(&v, r, KIND_MX), KindStatus::Unknown { .. }));
+    }
+
+    #[test]
     fn nxdomain_leaves_every_kind_unknown() {
         let v = view(Mode::Testing, &["mx1.example.com"]);
         let mut r = clean();
@@ -693,7 +751,12 @@ mod tests {
         let report: DomainReport = serde_json::from_value(r).unwrap();
         let live = live_check(&report, OffsetDateTime::UNIX_EPOCH);
         let probes: Vec<&Probe> = live.hosts[0].addresses.iter().map(|a| &a.probe).collect();
-        assert_eq!(probes.len(), 4, "an unparsable address is left out");
+        assert_eq!(
+            probes.len(),
+            5,
+            "an unreadable address is kept, as untested"
+        );
+        assert!(matches!(probes[4], Probe::Untested { .. }));
         assert_eq!(probes[0], &Probe::Valid);
         assert_eq!(probes[1], &Probe::NoStarttls);
         assert_eq!(
