@@ -120,11 +120,25 @@ pub(crate) struct Slot {
     /// connection opened).
     last_active: AtomicU64,
     evicted: AtomicBool,
+    /// Requests under way (the admin listener counts them): a busy connection is never the
+    /// quietest, however long its request takes.
+    busy: std::sync::atomic::AtomicU32,
     close: Notify,
     epoch: Instant,
 }
 
 impl Slot {
+    /// Marks a request started; [`Slot::finished`] ends it.
+    pub(crate) fn started(&self) {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks a request answered now.
+    pub(crate) fn finished(&self) {
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+        self.touch();
+    }
+
     /// Marks a request answered now.
     pub(crate) fn touch(&self) {
         let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -226,6 +240,7 @@ impl Tracker {
             let quietest = t
                 .open
                 .values()
+                .filter(|s| s.busy.load(Ordering::Relaxed) == 0)
                 .min_by_key(|s| (s.last_active.load(Ordering::Relaxed), s.id))
                 .cloned();
             // The quietest, and of equally quiet ones the oldest. Only a connection with no
@@ -249,6 +264,7 @@ impl Tracker {
             ip,
             last_active: AtomicU64::new(0),
             evicted: AtomicBool::new(false),
+            busy: std::sync::atomic::AtomicU32::new(0),
             close: Notify::new(),
             epoch: self.epoch,
         });

@@ -200,9 +200,19 @@ async fn body<T: DeserializeOwned>(state: &State, req: Request<Incoming>) -> Res
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    let bytes = Limited::new(req.into_body(), max)
-        .collect()
-        .await
+    let read = tokio::time::timeout(
+        state.limits.request_timeout,
+        Limited::new(req.into_body(), max).collect(),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
+        )
+    })?;
+    let bytes = read
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 too_large()

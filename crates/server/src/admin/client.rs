@@ -40,7 +40,9 @@ pub enum ClientError {
     #[error("cannot reach the admin server: {0}")]
     Connect(String),
     /// The call took longer than the timeout.
-    #[error("the admin server did not answer within {0:?}")]
+    #[error(
+        "the admin server did not answer within {0:?}; a change may still have been applied: read it back (domain show) before trying again"
+    )]
     Timeout(Duration),
     /// The answer was not the JSON expected.
     #[error("unexpected answer from the admin server: {0}")]
@@ -66,7 +68,8 @@ pub struct AdminClient {
     port: u16,
     tls: Option<Arc<rustls::ClientConfig>>,
     token: String,
-    /// Time for a whole call. Default 30 s.
+    /// Time for a whole call. Default 45 s: longer than the server's default `request_timeout`
+    /// (30 s), so the server's own answer (503, "may still be applied") arrives first.
     pub timeout: Duration,
 }
 
@@ -149,7 +152,7 @@ impl AdminClient {
             port,
             tls,
             token: token.to_owned(),
-            timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(45),
         })
     }
 

@@ -337,8 +337,9 @@ impl AdminServer {
                     let state = Arc::clone(&state);
                     let touched = Arc::clone(&touched);
                     async move {
+                        touched.started();
                         let r = api::handle(state, req).await;
-                        touched.touch();
+                        touched.finished();
                         r
                     }
                 });
