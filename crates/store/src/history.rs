@@ -144,10 +144,15 @@ impl Store {
             if hosted.is_none() {
                 None
             } else {
-                let seen: Option<DriftRow> = sqlx::query_as(
-                    "UPDATE drift_events SET last_seen = $5, detail = $3, fix = $4 \
-                     WHERE id = (SELECT MAX(id) FROM drift_events WHERE domain = $1 \
-                     AND kind = $2 AND resolved_at IS NULL) \
+                // The unique index on open (domain, kind) makes this one row, also when two
+                // instances record it at once.
+                let row: DriftRow = sqlx::query_as(
+                    "INSERT INTO drift_events \
+                     (domain, kind, detail, fix, first_seen, last_seen, resolved_at) \
+                     VALUES ($1, $2, $3, $4, $5, $5, NULL) \
+                     ON CONFLICT (domain, kind) WHERE resolved_at IS NULL DO UPDATE \
+                     SET last_seen = excluded.last_seen, detail = excluded.detail, \
+                     fix = excluded.fix \
                      RETURNING id, domain, kind, detail, fix, first_seen, last_seen, resolved_at",
                 )
                 .bind(domain)
@@ -155,27 +160,9 @@ impl Store {
                 .bind(&observation.detail)
                 .bind(&observation.fix)
                 .bind(at)
-                .fetch_optional(&mut **c)
+                .fetch_one(&mut **c)
                 .await?;
-                match seen {
-                    Some(row) => Some(row),
-                    None => Some(
-                        sqlx::query_as(
-                            "INSERT INTO drift_events \
-                             (domain, kind, detail, fix, first_seen, last_seen, resolved_at) \
-                             VALUES ($1, $2, $3, $4, $5, $5, NULL) \
-                             RETURNING id, domain, kind, detail, fix, first_seen, last_seen, \
-                             resolved_at",
-                        )
-                        .bind(domain)
-                        .bind(&observation.kind)
-                        .bind(&observation.detail)
-                        .bind(&observation.fix)
-                        .bind(at)
-                        .fetch_one(&mut **c)
-                        .await?,
-                    ),
-                }
+                Some(row)
             }
         });
         let Some(row) = row else {

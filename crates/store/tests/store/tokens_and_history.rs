@@ -137,6 +137,12 @@ both! {
         let third = store.record_drift("example.com", &reworded, t(25)).await.unwrap();
         assert_eq!((third.seq, third.first_seen, third.detail.as_str()), (first.seq, t(10), "_mta-sts.example.com says id=older"));
         assert_eq!(store.generation().await.unwrap(), generation, "drift is not served: no new generation");
+        // Two instances recording the same kind at once: still one open event.
+        let (a, b) = tokio::join!(
+            store.record_drift("example.com", &seen, t(26)),
+            store.record_drift("example.com", &reworded, t(26))
+        );
+        assert_eq!(a.unwrap().seq, b.unwrap().seq);
         let other = DriftObservation { kind: "mx-not-covered".into(), detail: "mx3.example.com".into(), fix: "add it".into() };
         store.record_drift("example.com", &other, t(21)).await.unwrap();
         assert_eq!(store.drift_events(Some("example.com"), true, 10).await.unwrap().len(), 2);
