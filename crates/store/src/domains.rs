@@ -218,13 +218,17 @@ impl Store {
         Ok(hosted)
     }
 
-    /// Publishes `policy` for `domain` without changing its rollout state (e.g. a new MX set).
+    /// Publishes `policy` for `domain` without changing its rollout state (e.g. a new MX set),
+    /// when the policy served is still `expected_id`: the new policy was decided from that one,
+    /// and a promotion or rollback committed meanwhile must not be undone by it.
     ///
     /// # Errors
-    /// [`Error::UnknownDomain`]; [`Error::Invalid`]; [`Error::Database`].
+    /// [`Error::UnknownDomain`]; [`Error::StateChanged`] when another policy is served now
+    /// (nothing is written); [`Error::Invalid`]; [`Error::Database`].
     pub async fn set_policy(
         &self,
         domain: &str,
+        expected_id: &str,
         policy: &NewPolicy,
         change: &Change,
     ) -> Result<HostedDomain, Error> {
@@ -233,6 +237,14 @@ impl Store {
         change.check()?;
         let mut tx = WriteTx::begin(&self.pools).await?;
         lock_state(&mut tx, domain).await?;
+        let current = fetch_domain(&mut tx, domain).await?;
+        if current.policy.id != expected_id {
+            return Err(Error::StateChanged {
+                domain: domain.to_owned(),
+                expected: format!("policy {expected_id}"),
+                actual: format!("policy {}", current.policy.id),
+            });
+        }
         insert_policy(&mut tx, domain, policy, change.at_unix()).await?;
         let hosted = fetch_domain(&mut tx, domain).await?;
         let detail = json!({ "policy": policy_detail(policy) });

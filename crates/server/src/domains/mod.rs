@@ -380,7 +380,7 @@ impl Domains {
         now: OffsetDateTime,
     ) -> Result<OpResult, DomainError> {
         let domain = normalize_domain(domain)?;
-        let (_, state) = self.load(&domain).await?;
+        let (view, state) = self.load(&domain).await?;
         let mut notices = Vec::new();
         let mut next = state.clone();
         if let Some(mx) = mx {
@@ -428,7 +428,9 @@ impl Domains {
         if let Some(r) = reason {
             change = change.because(r);
         }
-        self.store.set_policy(&domain, &policy, &change).await?;
+        self.store
+            .set_policy(&domain, &view.policy_id, &policy, &change)
+            .await?;
         self.result(&domain, notices).await
     }
 

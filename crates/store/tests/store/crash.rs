@@ -93,7 +93,7 @@ both! {
 
         injected("add", store.add_domain("example.org", &testing(), "testing", &change(1)).await);
         let p = policy(Mode::Testing, 3600, &["mail.example.com"]);
-        injected("set", store.set_policy("example.com", &p, &change(2)).await);
+        injected("set", store.set_policy("example.com", &testing().id, &p, &change(2)).await);
         let promote = Transition {
             from: "testing".into(),
             to: "enforce".into(),

@@ -63,7 +63,10 @@ both! {
         let store = db.open().await;
         store.add_domain("example.com", &testing(), "testing", &change(0)).await.unwrap();
         let second = policy(Mode::Testing, 86_400, &["mail.example.com", "*.mx.example.net"]);
-        let now = store.set_policy("example.com", &second, &change(60)).await.unwrap();
+        // Decided from a policy no longer served: refused, nothing written.
+        let err = store.set_policy("example.com", "not-the-served-id", &second, &change(59)).await;
+        assert!(matches!(err, Err(Error::StateChanged { .. })), "{err:?}");
+        let now = store.set_policy("example.com", &testing().id, &second, &change(60)).await.unwrap();
         assert_eq!(now.policy.id, second.id);
         assert_eq!(now.rollout.state, "testing", "set_policy leaves the state alone");
         assert_eq!(now.rollout.state_since, t(0));
@@ -74,7 +77,7 @@ both! {
         assert!(history[0].seq < history[1].seq);
         assert_eq!(history[1].published_at, t(60));
         assert_eq!(history[1].mx, second.mx);
-        let err = store.set_policy("example.org", &second, &change(61)).await;
+        let err = store.set_policy("example.org", &second.id, &second, &change(61)).await;
         assert!(matches!(err, Err(Error::UnknownDomain { .. })), "{err:?}");
     }
 
@@ -137,8 +140,9 @@ both! {
         assert_eq!(d.rollout.longest_max_age, 604_800, "a none policy's max_age does not count");
         assert_eq!(d.rollout.non_none_ended_at, Some(t(30)));
         // Serving none again (e.g. a new max_age) does not move the end.
+        let served = d.policy.id.clone();
         let d = store
-            .set_policy("example.com", &policy(Mode::None, 86_400, &mx), &change(40))
+            .set_policy("example.com", &served, &policy(Mode::None, 86_400, &mx), &change(40))
             .await
             .unwrap();
         assert_eq!(d.rollout.non_none_ended_at, Some(t(30)));

@@ -84,7 +84,7 @@ both! {
         };
         store.add_domain("example.com", &testing(), "testing", &c(1, "cli:alice", "onboarding")).await.unwrap();
         let p = policy(Mode::Testing, 86_400, &["mail.example.com", "mail2.example.com"]);
-        store.set_policy("example.com", &p, &c(2, "token:ops", "second MX")).await.unwrap();
+        store.set_policy("example.com", &testing().id, &p, &c(2, "token:ops", "second MX")).await.unwrap();
         let promote = Transition {
             from: "testing".into(),
             to: "enforce".into(),
