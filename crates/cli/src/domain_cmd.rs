@@ -98,7 +98,20 @@ async fn target(args: &DomainArgs) -> Result<(Target, Option<Domains>)> {
     }
     let config = args.store.serve_config()?;
     let store = args.store.open(&config).await?;
-    let domains = Domains::new(store, config.rollout.clone())?;
+    // The gates are the servers' (recorded in the store at their start) unless a configuration
+    // was given here; a configuration that disagrees is said.
+    let recorded = mtasts_server::daemon::recorded_rollout(&store).await?;
+    let rollout = match (&args.store.config, recorded) {
+        (None, Some(r)) => r,
+        (Some(_), Some(r)) if r != config.rollout => {
+            eprintln!(
+                "mtasts: the [rollout] of --config differs from the schedule mtasts serve recorded in the store; the gates here follow --config"
+            );
+            config.rollout.clone()
+        }
+        _ => config.rollout.clone(),
+    };
+    let domains = Domains::new(store, rollout)?;
     let mut actor = format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())

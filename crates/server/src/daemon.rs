@@ -115,6 +115,9 @@ impl Daemon {
             .map_err(|e| fail(format!("store {}", redact(&config.store.url)), e))?;
         let domains =
             Domains::new(store.clone(), config.rollout.clone()).map_err(|e| fail("rollout", e))?;
+        record_rollout(&store, &config.rollout)
+            .await
+            .map_err(|e| fail("recording the rollout schedule in the store", e))?;
         let (generation, hosted) = load(&store)
             .await
             .map_err(|e| fail("reading the store", e))?;
@@ -362,6 +365,35 @@ pub fn redact(url: &str) -> String {
         Some(r) => r,
         None => url.to_owned(),
     }
+}
+
+/// The store setting holding the rollout schedule `mtasts serve` runs with.
+pub const ROLLOUT_SETTING: &str = "rollout";
+
+/// Records `rollout` in the store, so that `mtasts domain --store` (without a configuration of
+/// its own) applies the gates the servers apply.
+///
+/// # Errors
+/// The store's.
+pub async fn record_rollout(
+    store: &Store,
+    rollout: &mtasts_core::rollout::RolloutConfig,
+) -> Result<(), mtasts_store::Error> {
+    let json = serde_json::to_string(rollout).unwrap_or_default();
+    store.put_setting(ROLLOUT_SETTING, &json).await
+}
+
+/// The rollout schedule a server recorded in the store, if one did and this build reads it.
+///
+/// # Errors
+/// The store's.
+pub async fn recorded_rollout(
+    store: &Store,
+) -> Result<Option<mtasts_core::rollout::RolloutConfig>, mtasts_store::Error> {
+    Ok(store
+        .setting(ROLLOUT_SETTING)
+        .await?
+        .and_then(|j| serde_json::from_str(&j).ok()))
 }
 
 /// Installs the process-wide Prometheus recorder and returns the handle `/metrics` renders

@@ -269,6 +269,54 @@ impl Store {
         Ok(u64::try_from(value).unwrap_or(0))
     }
 
+    /// Records a setting the instances share (`name` under 64 bytes, `value` under 64 KiB), such
+    /// as the rollout schedule `mtasts serve` runs with, so that `mtasts domain --store` applies
+    /// the same gates. Not audited (configuration, not an operator's change to a domain), and
+    /// no new generation (nothing served changes).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`]; [`Error::Database`].
+    pub async fn put_setting(&self, name: &str, value: &str) -> Result<(), Error> {
+        check_text("setting name", name, 1, 63)?;
+        if value.len() > 64 * 1024 {
+            return Err(Error::invalid("setting value", "at most 64 KiB"));
+        }
+        let key = format!("setting:{name}");
+        let mut tx = db::WriteTx::begin(&self.pools).await?;
+        on_backend!(&mut tx.tx, c => {
+            sqlx::query(
+                "INSERT INTO store_meta (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(&key)
+            .bind(value.as_bytes())
+            .execute(&mut **c)
+            .await?;
+        });
+        tx.commit_quiet().await
+    }
+
+    /// A setting recorded by [`Store::put_setting`], if any.
+    ///
+    /// # Errors
+    /// [`Error::Database`]; [`Error::Corrupt`] when it is not UTF-8.
+    pub async fn setting(&self, name: &str) -> Result<Option<String>, Error> {
+        let key = format!("setting:{name}");
+        let value: Option<Vec<u8>> = on_backend!(self.pools.reader(), p =>
+            sqlx::query_scalar("SELECT value FROM store_meta WHERE name = $1")
+                .bind(&key)
+                .fetch_optional(p)
+                .await?
+        );
+        value
+            .map(|v| {
+                String::from_utf8(v).map_err(|_| Error::Corrupt {
+                    what: format!("setting {name} is not UTF-8"),
+                })
+            })
+            .transpose()
+    }
+
     /// Closes every connection; other clones of this handle stop working.
     pub async fn close(&self) {
         self.pools.close().await;

@@ -165,3 +165,20 @@ both! {
         assert!(matches!(err, Err(Error::UnknownDomain { .. })), "{err:?}");
     }
 }
+
+both! {
+    async fn settings_are_shared_replaced_and_bounded(db) {
+        let store = db.open().await;
+        assert_eq!(store.setting("rollout").await.unwrap(), None);
+        let generation = store.generation().await.unwrap();
+        store.put_setting("rollout", "{\"min_testing\":3600}").await.unwrap();
+        store.put_setting("rollout", "{\"min_testing\":7200}").await.unwrap();
+        assert_eq!(store.setting("rollout").await.unwrap().as_deref(), Some("{\"min_testing\":7200}"));
+        assert_eq!(store.generation().await.unwrap(), generation, "nothing served changed");
+        assert!(store.put_setting("", "x").await.is_err());
+        assert!(store.put_setting("big", &"x".repeat(64 * 1024 + 1)).await.is_err());
+        // Another handle on the same store sees it.
+        assert!(db.open().await.setting("rollout").await.unwrap().is_some());
+        assert_eq!(store.audit(None, 10).await.unwrap().len(), 0, "configuration, not an audited change");
+    }
+}
