@@ -72,7 +72,8 @@ pub struct AdminLimits {
     /// second) is closed for a new one, or the new one is closed at accept. Default 256.
     pub max_connections: usize,
     /// Connections from one client (an IPv4 address or an IPv6 /64); more are closed at
-    /// accept. Default 32.
+    /// accept. Default 128: half the total, so one client (a script on loopback, a proxy) is
+    /// not refused while its closed connections are still being torn down.
     pub max_connections_per_ip: usize,
 }
 
@@ -86,7 +87,7 @@ impl Default for AdminLimits {
             request_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 256,
-            max_connections_per_ip: 32,
+            max_connections_per_ip: 128,
         }
     }
 }
