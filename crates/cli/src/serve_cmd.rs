@@ -111,14 +111,44 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8> {
     let runtime = crate::runtime::with_threads(threads)?;
     runtime.block_on(async {
         let (control, shutdown) = mtasts_server::service::channel();
+        // Past the drain's grace (and a margin for the store), or at a second SIGTERM/SIGINT,
+        // the process exits without waiting longer: a stop is bounded.
+        let hard = config.grace + std::time::Duration::from_secs(10);
         let mut daemon = tokio::spawn(daemon::run(config, shutdown));
         tokio::select! {
             signals = control.forward_signals() => {
                 signals.context("cannot watch signals")?;
-                (&mut daemon).await.context("the server panicked")??;
+                tokio::select! {
+                    done = &mut daemon => done.context("the server panicked")??,
+                    () = tokio::time::sleep(hard) => {
+                        eprintln!("mtasts: the server did not stop within {} s: exiting", hard.as_secs());
+                        std::process::exit(i32::from(crate::EXIT_FINDINGS));
+                    }
+                    () = second_signal() => {
+                        eprintln!("mtasts: a second stop signal: exiting without draining");
+                        std::process::exit(i32::from(crate::EXIT_FINDINGS));
+                    }
+                }
             }
             done = &mut daemon => done.context("the server panicked")??,
         }
         Ok(crate::EXIT_OK)
     })
+}
+
+/// Resolves at the next SIGTERM or SIGINT (never, if the handlers cannot be installed).
+async fn second_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }

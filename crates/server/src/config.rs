@@ -253,7 +253,7 @@ impl Default for ServeConfig {
 impl std::fmt::Debug for ServeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServeConfig")
-            .field("store", &self.store.url)
+            .field("store", &crate::daemon::redact(&self.store.url))
             .field("https", &self.https)
             .field("http", &self.http)
             .field("admin", &self.admin)

@@ -357,14 +357,21 @@ fn hosted_domain(
 
 /// A store URL without its password, for messages.
 pub fn redact(url: &str) -> String {
-    match url.split_once("://").and_then(|(s, rest)| {
-        let (userinfo, host) = rest.split_once('@')?;
+    // The query may carry `password=`, `sslpassword=` and the like: none of it is shown.
+    let (url, query) = match url.split_once('?') {
+        Some((u, _)) => (u, "?..."),
+        None => (url, ""),
+    };
+    let base = match url.split_once("://").and_then(|(s, rest)| {
+        // The last '@' ends the user information (a password may hold an unencoded '@').
+        let (userinfo, host) = rest.rsplit_once('@')?;
         let user = userinfo.split(':').next().unwrap_or("");
         Some(format!("{s}://{user}@{host}"))
     }) {
         Some(r) => r,
         None => url.to_owned(),
-    }
+    };
+    format!("{base}{query}")
 }
 
 /// The store setting holding the rollout schedule `mtasts serve` runs with.
@@ -416,5 +423,9 @@ mod tests {
             "postgres://u@db.example/x"
         );
         assert_eq!(redact("sqlite:/var/lib/x.db"), "sqlite:/var/lib/x.db");
+        assert_eq!(
+            redact("postgres://u:p@ss@db.example/x?password=secret&sslmode=require"),
+            "postgres://u@db.example/x?..."
+        );
     }
 }
