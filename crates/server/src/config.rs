@@ -21,7 +21,7 @@
 //! [admin_limits]                  # crate::admin::AdminLimits, times in seconds
 //! [rollout]                       # mtasts_core::rollout::RolloutConfig
 //!
-//! [check]                         # the drift checker and the promotion's live check
+//! [check]                         # the drift checker (the CLI's live check takes its own flags)
 //! nameservers = ["127.0.0.53"]    # IP or IP:PORT; empty: the system's
 //! ca_file = "/etc/mtasts/extra-roots.pem"   # roots trusted beside the Mozilla ones
 //! timeout = 15                    # seconds per network step
