@@ -125,7 +125,7 @@ pub(crate) enum Action {
         #[command(flatten)]
         force: ForceArgs,
     },
-    /// Checks a hosted domain for drift now (TXT id, MX coverage, where mta-sts.<d> points)
+    /// Checks a hosted domain for drift now (TXT id, MX coverage, where `mta-sts.<d>` points)
     /// and records what it finds. Only with --store.
     Check {
         /// The domain.
@@ -140,7 +140,7 @@ pub(crate) enum Action {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CertAction {
-    /// Installs a certificate (PEM chain, end entity first) and its key for mta-sts.<domain>.
+    /// Installs a certificate (PEM chain, end entity first) and its key for `mta-sts.<domain>`.
     Import {
         /// The domain.
         domain: String,

@@ -25,7 +25,7 @@ pub(crate) struct StoreArgs {
         value_name = "HEX"
     )]
     pub(crate) store_key: Option<String>,
-    /// `mtasts serve`'s configuration file, for its [store] and [rollout] tables (the
+    /// `mtasts serve`'s configuration file, for its `[store]` and `[rollout]` tables (the
     /// `MTASTS_SERVE__<KEY>` variables apply too, as for `serve`).
     #[arg(long, global = true, env = "MTASTS_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<std::path::PathBuf>,
