@@ -6,6 +6,18 @@
 //!     hosts mta-sts.d0.test .. mta-sts.d{N-1}.test with certificates from a fresh test PKI,
 //!     writes DIR/{root,cert,key}.pem and DIR/policy.txt (d0's, for nginx), prints one JSON line
 //!     (start-up figures), then "ready", and serves until stdin closes.
+//! serve_bench populate --store URL --domains N --dir DIR
+//!     adds d0.test .. d{N-1}.test to an empty store through the domain operations
+//!     (`Domains::add`, `Domains::import_certificate`), each with its own certificate for
+//!     mta-sts.dI.test from a fresh test PKI (distinct keys); writes DIR/root.pem; prints one JSON
+//!     line. For `mtasts serve --store URL` (bench/serve/scale.sh). N is at most 100,000.
+//! serve_bench raw --domains N --https ADDR [--shared-key] [--threads 0]
+//!     the floor under `serve`: plain tokio-rustls, a HashMap from SNI name to certificate and
+//!     policy body, one request read and answered per connection, no hyper, no limits. Each name
+//!     has its own key and chain, or with --shared-key all N names share d0's (the client does
+//!     not verify). The table is built on a thread of its own, so its garbage is not in the
+//!     serving thread's heap (see `daemon::load_apart`). Prints "ready", serves until stdin
+//!     closes.
 //! serve_bench handshakes --addr ADDR --names N --conns C --secs S
 //!     one fresh TLS connection per fetch (HTTP/1.1, Connection: close), C at a time, names
 //!     d0..d{N-1} in turn; prints one JSON line (fetches/s, p50, p99).
@@ -74,7 +86,9 @@ fn main() {
         Some("serve") => rt.block_on(serve(&args)),
         Some("handshakes") => rt.block_on(handshakes(&args)),
         Some("idle") => rt.block_on(idle(&args)),
-        _ => panic!("usage: serve_bench serve|handshakes|idle ..."),
+        Some("populate") => rt.block_on(populate(&args)),
+        Some("raw") => rt.block_on(raw(&args)),
+        _ => panic!("usage: serve_bench serve|populate|raw|handshakes|idle ..."),
     }
 }
 
@@ -145,6 +159,186 @@ async fn serve(args: &[String]) {
         .await;
     };
     server.run(hosted, stdin_closed).await.unwrap();
+}
+
+/// Most domains `populate` adds: the run stays bounded (about 1 ms per domain).
+const MAX_POPULATE: usize = 100_000;
+
+async fn populate(args: &[String]) {
+    use mtasts_core::rollout::RolloutConfig;
+    use mtasts_server::domains::{AddDomain, Domains, MxSource};
+    use mtasts_store::{Store, StoreOptions};
+    use time::OffsetDateTime;
+
+    let url: String = arg(args, "--store", None);
+    let n: usize = arg(args, "--domains", None);
+    let dir: String = arg(args, "--dir", None);
+    assert!(n <= MAX_POPULATE, "--domains: at most {MAX_POPULATE}");
+    let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+    assert!(
+        store.domains().await.unwrap().is_empty(),
+        "{url} already holds domains: populate an empty store"
+    );
+    let domains = Domains::new(store.clone(), RolloutConfig::default()).unwrap();
+    let pki = Pki::new().unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(format!("{dir}/root.pem"), pki.root_pem()).unwrap();
+    let started = Instant::now();
+    for i in 0..n {
+        let domain = format!("d{i}.test");
+        let req = AddDomain {
+            domain: domain.clone(),
+            mx: MxSource::Patterns(vec![format!("mx.{domain}")]),
+            mode: Mode::Testing,
+            max_age: None,
+            force: None,
+        };
+        domains
+            .add(&req, "bench", OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        let cert = pki
+            .issue(&format!("mta-sts.{domain}"), Defect::Valid)
+            .unwrap();
+        domains
+            .import_certificate(
+                &domain,
+                &cert.chain_pem(),
+                &cert.key_pem(),
+                "bench",
+                None,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    println!(
+        "{{\"domains\":{n},\"populate_s\":{:.1}}}",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// What `raw` serves for one name.
+#[derive(Debug)]
+struct RawEntry {
+    cert: Arc<rustls::sign::CertifiedKey>,
+    body: bytes::Bytes,
+}
+
+#[derive(Debug)]
+struct RawResolver(std::collections::HashMap<String, RawEntry>);
+
+impl rustls::server::ResolvesServerCert for RawResolver {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.0
+            .get(hello.server_name()?)
+            .map(|e| Arc::clone(&e.cert))
+    }
+}
+
+/// N names `mta-sts.dI.test`, each with its own key and chain (or all with d0's).
+fn raw_table(n: usize, shared: bool) -> RawResolver {
+    let pki = Pki::new().unwrap();
+    let provider = rustls::crypto::ring::default_provider();
+    let mut table = std::collections::HashMap::with_capacity(n);
+    let mut first: Option<Arc<rustls::sign::CertifiedKey>> = None;
+    for i in 0..n {
+        let domain = format!("d{i}.test");
+        let cert = match (&first, shared) {
+            (Some(c), true) => Arc::clone(c),
+            _ => {
+                let issued = pki
+                    .issue(&format!("mta-sts.{domain}"), Defect::Valid)
+                    .unwrap();
+                let c = rustls::sign::CertifiedKey::from_der(issued.chain, issued.key, &provider)
+                    .unwrap();
+                Arc::new(c)
+            }
+        };
+        first.get_or_insert_with(|| Arc::clone(&cert));
+        let mx = format!("mx.{domain}");
+        let policy = build_policy(Mode::Testing, 86_400, &[mx.as_str()])
+            .unwrap()
+            .0;
+        let body = bytes::Bytes::from(policy.render());
+        table.insert(format!("mta-sts.{domain}"), RawEntry { cert, body });
+    }
+    table.shrink_to_fit();
+    RawResolver(table)
+}
+
+async fn raw(args: &[String]) {
+    let n: usize = arg(args, "--domains", None);
+    let addr: SocketAddr = arg(args, "--https", None);
+    let shared = args.iter().any(|a| a == "--shared-key");
+    let resolver = Arc::new(
+        std::thread::spawn(move || raw_table(n, shared))
+            .join()
+            .unwrap(),
+    );
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn rustls::server::ResolvesServerCert>);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.send_tls13_tickets = 0;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    println!("ready");
+    let stdin_closed = tokio::task::spawn_blocking(|| {
+        use std::io::Read;
+        let mut sink = Vec::new();
+        std::io::stdin().read_to_end(&mut sink)
+    });
+    tokio::pin!(stdin_closed);
+    loop {
+        tokio::select! {
+            _ = &mut stdin_closed => break,
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let (acceptor, resolver) = (acceptor.clone(), Arc::clone(&resolver));
+                tokio::spawn(async move { raw_connection(acceptor, tcp, &resolver).await });
+            }
+        }
+    }
+}
+
+/// One handshake, one request (read up to the blank line, at most 4 KiB), one answer, close.
+async fn raw_connection(acceptor: tokio_rustls::TlsAcceptor, tcp: TcpStream, table: &RawResolver) {
+    let _ = tcp.set_nodelay(true);
+    let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+    else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    let mut got = 0;
+    while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+        match tls.read(&mut buf[got..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(k) => got += k,
+        }
+        if got == buf.len() {
+            return;
+        }
+    }
+    let name = tls.get_ref().1.server_name().unwrap_or_default();
+    let Some(entry) = table.0.get(name) else {
+        return;
+    };
+    let mut answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        entry.body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&entry.body);
+    let _ = tls.write_all(&answer).await;
+    let _ = tls.shutdown().await;
 }
 
 fn base64(data: &[u8]) -> String {

@@ -118,7 +118,7 @@ impl Daemon {
         record_rollout(&store, &config.rollout)
             .await
             .map_err(|e| fail("recording the rollout schedule in the store", e))?;
-        let (generation, hosted) = load(&store)
+        let (generation, hosted) = load_apart(&store)
             .await
             .map_err(|e| fail("reading the store", e))?;
         tracing::info!(
@@ -252,7 +252,7 @@ impl Daemon {
             if !reload {
                 continue;
             }
-            match load(&store).await {
+            match load_apart(&store).await {
                 Ok((g, snapshot)) => {
                     if unreachable {
                         tracing::info!(generation = g, "store reachable again");
@@ -336,6 +336,28 @@ pub async fn load(store: &Store) -> Result<(u64, Hosted), mtasts_store::Error> {
         );
     }
     Ok((generation, Hosted::build(hosted)))
+}
+
+/// [`load`] on a thread of the blocking pool rather than on the thread that serves.
+///
+/// Loading allocates far more than it keeps: every row, PEM text and parsed policy is garbage
+/// once the snapshot is built. glibc's allocator keeps that garbage as free chunks in the arena
+/// of the thread that allocated it, and each thread that allocates gets an arena of its own (up
+/// to 8 per CPU). Loaded on the serving thread (a current-thread runtime, `--threads 1`), every
+/// connection's allocations then go through those free lists: with 10,000 domains that was 9 %
+/// more server CPU per new-connection fetch than with 10 (BENCHMARKS.md, "10 vs 10,000 hosted
+/// domains through `mtasts serve`"). Loaded here, the serving thread's heap stays as small as
+/// with 10 domains.
+async fn load_apart(store: &Store) -> Result<(u64, Hosted), mtasts_store::Error> {
+    let store = store.clone();
+    let runtime = tokio::runtime::Handle::current();
+    // The store's futures run on the blocking thread; the runtime's threads keep driving I/O
+    // and timers meanwhile (the caller only awaits this task).
+    match tokio::task::spawn_blocking(move || runtime.block_on(load(&store))).await {
+        Ok(loaded) => loaded,
+        // A blocking task is cancelled only when the runtime shuts down, which drops the caller.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 /// One store row and its certificate as a [`HostedDomain`].
