@@ -110,12 +110,13 @@ pub(crate) enum Action {
         net: NetArgs,
     },
     /// Back to testing (senders keep a cached enforce policy until its max_age runs out).
+    /// Accepts `--force --reason TEXT` as promote and remove do; a rollback is never refused by
+    /// the rollout's rules, so only the reason matters (recorded).
     Rollback {
         /// The domain.
         domain: String,
-        /// Why (recorded).
-        #[arg(long, value_name = "TEXT")]
-        reason: Option<String>,
+        #[command(flatten)]
+        force: ForceArgs,
     },
     /// Withdraws the policy: serves `mode: none` until every cached policy has expired, then
     /// (run again) deletes the domain and says which DNS records can go.

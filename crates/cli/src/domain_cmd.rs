@@ -229,18 +229,15 @@ async fn act(
                 (out, _) => out,
             }
         }
-        Action::Rollback { domain, reason } => {
-            target.rollback(domain, reason.as_deref(), now).await
+        Action::Rollback { domain, force } => {
+            target.rollback(domain, force.reason.as_deref(), now).await
         }
         Action::Remove { domain, force } => target.remove(domain, force.forced(), now).await,
         Action::Check { domain, net } => {
             let domains = local.ok_or_else(|| {
                 Usage("domain check needs --store (a server checks its domains every check.drift_interval)".into())
             })?;
-            let mut net = net.clone();
-            net.no_smtp = true;
-            net.no_dane = true;
-            let env = net.env()?;
+            let env = net.drift_env()?;
             match drift::check_one(domains, &env, domain, net.domain_budget(), now).await {
                 Ok(a) => Ok(serde_json::to_value(&a)?),
                 Err(e) => Err(Failure::from(e)),
@@ -265,10 +262,7 @@ async fn act(
 
 /// The domain's live MX host names, looked up now (the checker's DNS, no probes).
 async fn live_mx(domain: &str, net: &NetArgs) -> Result<Vec<String>> {
-    let mut net = net.clone();
-    net.no_smtp = true;
-    net.no_dane = true;
-    let env = net.env()?;
+    let env = net.drift_env()?;
     let name = mtasts_server::domains::normalize_domain(domain)?;
     let report = check_domain_within(&name, &env, net.domain_budget()).await;
     let has = |id: &str| report.findings.iter().find(|f| f.id == id);

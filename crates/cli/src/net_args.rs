@@ -84,6 +84,20 @@ impl NetArgs {
     }
 }
 
+impl NetArgs {
+    /// The environment of a look at a domain's DNS and policy host only, as `mtasts serve`'s
+    /// drift checker makes it (`CheckConfig::drift_env`): no SMTP probes, no DANE, and no
+    /// connection to the TLS-RPT endpoints the domain names.
+    pub(crate) fn drift_env(&self) -> Result<Env> {
+        let mut net = self.clone();
+        net.no_smtp = true;
+        net.no_dane = true;
+        let mut env = net.env()?;
+        env.settings.no_endpoints = true;
+        Ok(env)
+    }
+}
+
 /// The flag for a network option named by its configuration key.
 fn flag(option: &str) -> &str {
     match option {
