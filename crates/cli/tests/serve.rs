@@ -4,26 +4,19 @@
 //! rollout testing -> enforce -> rollback -> removal, with time injected (`--now`), gives the
 //! right policy text, id and max_age at every step.
 
+mod support;
+
 use mtasts_testnet::pki::Defect;
 use mtasts_testnet::world::{DOMAIN, World};
 use serde_json::Value;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use support::{Serve, bin, free_addr, health, run};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 const DAY: i64 = 86_400;
-
-/// A running `mtasts serve`, killed on drop.
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -57,18 +50,9 @@ impl Setup {
     }
 }
 
-/// Runs the binary off the runtime (which serves the world): (status, stdout, stderr).
+/// Runs the binary: (status, stdout, stderr).
 async fn mtasts(args: Vec<String>) -> (i32, String, String) {
-    let out = tokio::task::spawn_blocking(move || {
-        bin().env("NO_COLOR", "1").args(&args).output().unwrap()
-    })
-    .await
-    .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run(args, &[]).await
 }
 
 /// `mtasts domain <args> --store S --format json` at time `now`; the JSON and the status.
@@ -88,14 +72,6 @@ async fn domain(s: &Setup, args: &[&str], now: Option<OffsetDateTime>) -> (i32, 
     let v = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}\nstderr: {err}"));
     (code, v)
-}
-
-fn free_port(ip: Ipv4Addr) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_serve(s: &Setup, https: SocketAddr, admin: SocketAddr) -> Serve {
@@ -119,7 +95,10 @@ fn start_serve(s: &Setup, https: SocketAddr, admin: SocketAddr) -> Serve {
         .stderr(std::fs::File::create(s.path("serve.log")).unwrap())
         .spawn()
         .unwrap();
-    Serve(child)
+    Serve {
+        child,
+        log: s.path("serve.log"),
+    }
 }
 
 /// Waits until the server's /health reports `generation` loaded (or any, for 0).
@@ -140,17 +119,7 @@ async fn wait_loaded(admin: SocketAddr, at_least: u64) {
 }
 
 async fn health_generation(admin: SocketAddr) -> Option<u64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut c = tokio::net::TcpStream::connect(admin).await.ok()?;
-    c.write_all(b"GET /health HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut buf = Vec::new();
-    c.read_to_end(&mut buf).await.ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    let body = text.split("\r\n\r\n").nth(1)?;
-    let v: Value = serde_json::from_str(body).ok()?;
-    v["serving"]["generation"].as_u64()
+    health(admin).await?.1["serving"]["generation"].as_u64()
 }
 
 async fn store_generation(s: &Setup) -> u64 {
@@ -172,6 +141,24 @@ async fn store_generation(s: &Setup) -> u64 {
     })
     .await
     .unwrap()
+}
+
+/// `mtasts domain cert import DOMAIN` of a testnet certificate for `name`, from PEM files.
+async fn import(s: &Setup, w: &World, name: &str) -> (i32, Value) {
+    let cert = w.pki.issue(name, Defect::Valid).unwrap();
+    let (c, k) = (
+        s.path(&format!("{name}.pem")),
+        s.path(&format!("{name}.key")),
+    );
+    std::fs::write(&c, cert.chain_pem()).unwrap();
+    std::fs::write(&k, cert.key_pem()).unwrap();
+    let (c, k) = (c.display().to_string(), k.display().to_string());
+    domain(
+        s,
+        &["cert", "import", DOMAIN, "--cert", &c, "--key", &k],
+        None,
+    )
+    .await
 }
 
 async fn publish_txt(w: &mut World, id: &str) {
@@ -250,35 +237,11 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
     let id0 = d["policy_id"].as_str().unwrap().to_owned();
     assert_eq!(d["txt_record"], format!("v=STSv1; id={id0}"));
 
-    // The certificate, imported by the CLI from PEM files.
-    let cert = w
-        .pki
-        .issue(&format!("mta-sts.{DOMAIN}"), Defect::Valid)
-        .unwrap();
-    std::fs::write(s.path("cert.pem"), cert.chain_pem()).unwrap();
-    std::fs::write(s.path("key.pem"), cert.key_pem()).unwrap();
-    let c = s.path("cert.pem").display().to_string();
-    let k = s.path("key.pem").display().to_string();
-    let (code, v) = domain(
-        &s,
-        &["cert", "import", DOMAIN, "--cert", &c, "--key", &k],
-        None,
-    )
-    .await;
+    // The certificate, imported by the CLI from PEM files; one for another name is refused.
+    let (code, v) = import(&s, &w, &format!("mta-sts.{DOMAIN}")).await;
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["name"], format!("mta-sts.{DOMAIN}"));
-    // A certificate for another name is refused.
-    let other = w.pki.issue("mta-sts.other.test", Defect::Valid).unwrap();
-    std::fs::write(s.path("other.pem"), other.chain_pem()).unwrap();
-    std::fs::write(s.path("other.key"), other.key_pem()).unwrap();
-    let o = s.path("other.pem").display().to_string();
-    let ok = s.path("other.key").display().to_string();
-    let (code, v) = domain(
-        &s,
-        &["cert", "import", DOMAIN, "--cert", &o, "--key", &ok],
-        None,
-    )
-    .await;
+    let (code, v) = import(&s, &w, "mta-sts.other.test").await;
     assert_eq!(
         (code, v["error"]["code"].as_str()),
         (1, Some("certificate")),
@@ -287,10 +250,7 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
 
     publish_txt(&mut w, &id0).await;
     let https = SocketAddr::from((policy_ip, w.https_port));
-    let admin = SocketAddr::from((
-        Ipv4Addr::new(127, w.net, 9, 1),
-        free_port(Ipv4Addr::new(127, w.net, 9, 1)),
-    ));
+    let admin = free_addr(Ipv4Addr::new(127, w.net, 9, 1));
     let mut serve = start_serve(&s, https, admin);
     wait_loaded(admin, store_generation(&s).await).await;
 
@@ -475,7 +435,7 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
     // Rollback: testing again; senders keep the cached enforce policy for its max_age.
     let (code, v) = domain(
         &s,
-        &["rollback", DOMAIN, "--reason", "a partner fails"],
+        &["rollback", DOMAIN, "--force", "--reason", "a partner fails"],
         Some(t),
     )
     .await;
@@ -542,7 +502,7 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
     );
 
     // SIGHUP re-reads the store; SIGTERM drains and exits 0.
-    let pid = serve.0.id().to_string();
+    let pid = serve.child.id().to_string();
     let log = || std::fs::read_to_string(s.path("serve.log")).unwrap();
     let reloads = log().matches("snapshot reloaded").count();
     let kill = |sig: &str| {
@@ -567,7 +527,7 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
     kill("-TERM");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(st) = serve.0.try_wait().unwrap() {
+        if let Some(st) = serve.child.try_wait().unwrap() {
             break st;
         }
         assert!(
@@ -579,14 +539,4 @@ async fn a_domain_hosted_by_the_cli_is_served_checked_for_drift_and_rolled_out()
     };
     assert_eq!(status.code(), Some(0), "{}", log());
     assert!(log().contains("draining"), "{}", log());
-}
-
-/// The binary, with none of the `MTASTS_*` variables of the environment the tests run in: a
-/// developer's exported MTASTS_SERVER or MTASTS_SERVE__* must not change what is tested.
-fn bin() -> std::process::Command {
-    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mtasts"));
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MTASTS_")) {
-        c.env_remove(k);
-    }
-    c
 }

@@ -9,6 +9,8 @@
     reason = "the measured delay is printed to be quoted"
 )]
 
+mod support;
+
 use mtasts_net::https::{FetchSettings, fetch_policy_at};
 use mtasts_net::tls::TlsProbeConfig;
 use mtasts_testnet::pg::TestDatabase;
@@ -16,46 +18,15 @@ use mtasts_testnet::pki::{Defect, Pki};
 use mtasts_testnet::relay::Relay;
 use serde_json::Value;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use support::{Serve, bin, free_addr, health, run};
 
 const DOMAIN: &str = "shared.example";
 const KEY: &str = "0707070707070707070707070707070707070707070707070707070707070707";
 
-/// A running `mtasts serve`, killed on drop; its log is printed if the test failed.
-struct Serve {
-    child: std::process::Child,
-    log: PathBuf,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- {}:\n{log}", self.log.display());
-        }
-    }
-}
-
-/// Runs the binary off the runtime (which runs the relay): (status, stdout, stderr).
+/// Runs the binary with the store key: (status, stdout, stderr).
 async fn mtasts(args: Vec<String>) -> (i32, String, String) {
-    let out = tokio::task::spawn_blocking(move || {
-        bin()
-            .env("NO_COLOR", "1")
-            .env("MTASTS_STORE_KEY", KEY)
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run(args, &[("MTASTS_STORE_KEY", KEY)]).await
 }
 
 /// `mtasts token create NAME [--domain D]... --store URL --format json`: the secret.
@@ -95,13 +66,6 @@ fn failure((code, v): (i32, Value)) -> (i32, String) {
     )
 }
 
-fn free_addr(ip: Ipv4Addr) -> SocketAddr {
-    std::net::TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 fn start_serve(dir: &tempfile::TempDir, n: u8, store: &str) -> (Serve, SocketAddr, SocketAddr) {
     let ip = Ipv4Addr::new(127, 0, 0, n);
     let (https, admin) = (free_addr(ip), free_addr(ip));
@@ -122,23 +86,6 @@ fn start_serve(dir: &tempfile::TempDir, n: u8, store: &str) -> (Serve, SocketAdd
         .spawn()
         .unwrap();
     (Serve { child, log }, https, admin)
-}
-
-/// `GET /health` on the admin listener: (status, JSON), `None` while it does not answer.
-async fn health(admin: SocketAddr) -> Option<(u16, Value)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut c = tokio::net::TcpStream::connect(admin).await.ok()?;
-    c.write_all(b"GET /health HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut buf = Vec::new();
-    c.read_to_end(&mut buf).await.ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    Some((
-        status,
-        serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()?,
-    ))
 }
 
 /// Waits (at most 15 s) until `/health` answers `status` with `"serving": {"stale": stale}`.
@@ -265,14 +212,4 @@ async fn two_serve_processes_on_one_postgres_share_changes_and_survive_its_loss(
     for https in [https2, https1] {
         served_within(&pki, https, "max_age: 3600", Duration::from_secs(5)).await;
     }
-}
-
-/// The binary, with none of the `MTASTS_*` variables of the environment the tests run in: a
-/// developer's exported MTASTS_SERVER or MTASTS_SERVE__* must not change what is tested.
-fn bin() -> std::process::Command {
-    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mtasts"));
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MTASTS_")) {
-        c.env_remove(k);
-    }
-    c
 }
