@@ -119,52 +119,8 @@ impl Store {
         cert: &NewCertificate,
         change: &Change,
     ) -> Result<(), Error> {
-        check_domain(domain)?;
-        check_text("certificate chain", &cert.chain_pem, 1, MAX_CHAIN_PEM)?;
-        check_text("private key", cert.key.expose(), 1, MAX_KEY_PEM)?;
-        change.check()?;
-        let sealed = self
-            .sealer()
-            .seal(cert.key.expose().as_bytes(), domain.as_bytes())?;
         let mut tx = WriteTx::begin(&self.pools).await?;
-        let replaced: Option<bool> = on_backend!(&mut tx.tx, c => {
-            let hosted: Option<i64> =
-                sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM domains WHERE name = $1")
-                    .bind(domain)
-                    .fetch_optional(&mut **c)
-                    .await?;
-            if hosted.is_none() {
-                None
-            } else {
-                let existed: Option<i64> =
-                    sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM certificates WHERE domain = $1")
-                        .bind(domain)
-                        .fetch_optional(&mut **c)
-                        .await?;
-                sqlx::query(
-                    "INSERT INTO certificates \
-                     (domain, chain_pem, not_after, source, key_sealed, installed_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (domain) DO UPDATE SET chain_pem = excluded.chain_pem, \
-                     not_after = excluded.not_after, source = excluded.source, \
-                     key_sealed = excluded.key_sealed, installed_at = excluded.installed_at",
-                )
-                .bind(domain)
-                .bind(&cert.chain_pem)
-                .bind(cert.not_after.unix_timestamp())
-                .bind(cert.source.as_str())
-                .bind(&sealed)
-                .bind(change.at_unix())
-                .execute(&mut **c)
-                .await?;
-                Some(existed.is_some())
-            }
-        });
-        let Some(replaced) = replaced else {
-            return Err(Error::UnknownDomain {
-                domain: domain.to_owned(),
-            });
-        };
+        let replaced = insert_certificate(self, &mut tx, domain, cert, change).await?;
         let detail = json!({
             "source": cert.source.as_str(),
             "not_after": cert.not_after.unix_timestamp(),
@@ -229,4 +185,58 @@ impl Store {
             domain: row.domain,
         })
     }
+}
+
+/// Checks `cert`, seals its key and installs it for hosted `domain` inside `tx`; whether it
+/// replaced one. The caller commits (with its audit entry).
+pub(crate) async fn insert_certificate(
+    store: &Store,
+    tx: &mut WriteTx,
+    domain: &str,
+    cert: &NewCertificate,
+    change: &Change,
+) -> Result<bool, Error> {
+    check_domain(domain)?;
+    check_text("certificate chain", &cert.chain_pem, 1, MAX_CHAIN_PEM)?;
+    check_text("private key", cert.key.expose(), 1, MAX_KEY_PEM)?;
+    change.check()?;
+    let sealed = store
+        .sealer()
+        .seal(cert.key.expose().as_bytes(), domain.as_bytes())?;
+    let replaced: Option<bool> = on_backend!(&mut tx.tx, c => {
+        let hosted: Option<i64> =
+            sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM domains WHERE name = $1")
+                .bind(domain)
+                .fetch_optional(&mut **c)
+                .await?;
+        if hosted.is_none() {
+            None
+        } else {
+            let existed: Option<i64> =
+                sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM certificates WHERE domain = $1")
+                    .bind(domain)
+                    .fetch_optional(&mut **c)
+                    .await?;
+            sqlx::query(
+                "INSERT INTO certificates \
+                 (domain, chain_pem, not_after, source, key_sealed, installed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (domain) DO UPDATE SET chain_pem = excluded.chain_pem, \
+                 not_after = excluded.not_after, source = excluded.source, \
+                 key_sealed = excluded.key_sealed, installed_at = excluded.installed_at",
+            )
+            .bind(domain)
+            .bind(&cert.chain_pem)
+            .bind(cert.not_after.unix_timestamp())
+            .bind(cert.source.as_str())
+            .bind(&sealed)
+            .bind(change.at_unix())
+            .execute(&mut **c)
+            .await?;
+            Some(existed.is_some())
+        }
+    });
+    replaced.ok_or_else(|| Error::UnknownDomain {
+        domain: domain.to_owned(),
+    })
 }

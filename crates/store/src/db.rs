@@ -282,6 +282,11 @@ impl WriteTx {
         change: &Change,
         audit: AuditRecord<'_>,
     ) -> Result<u64, Error> {
+        self.write_audit(change, audit).await?;
+        self.commit_unaudited().await
+    }
+
+    async fn write_audit(&mut self, change: &Change, audit: AuditRecord<'_>) -> Result<(), Error> {
         let detail = audit.detail.to_string();
         on_backend!(&mut self.tx, c => {
             sqlx::query(
@@ -297,7 +302,18 @@ impl WriteTx {
             .execute(&mut **c)
             .await?;
         });
-        self.commit_unaudited().await
+        Ok(())
+    }
+
+    /// Records `audit` and commits without bumping the generation: an audited change to
+    /// nothing any instance serves (an ACME account, a record published in a DNS zone).
+    pub(crate) async fn commit_audited_quiet(
+        mut self,
+        change: &Change,
+        audit: AuditRecord<'_>,
+    ) -> Result<(), Error> {
+        self.write_audit(change, audit).await?;
+        self.commit_quiet().await
     }
 
     /// Commits without an audit entry and without bumping the generation: for observations no

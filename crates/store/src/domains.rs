@@ -65,6 +65,37 @@ pub struct Rollout {
     pub non_none_ended_at: Option<OffsetDateTime>,
 }
 
+/// How the owner delegated a domain to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delegation {
+    /// Only `mta-sts.<domain>` points at us; the owner publishes `_mta-sts.<domain>` and
+    /// `_smtp._tls.<domain>` in their own zone (we say what to publish and watch for drift).
+    #[default]
+    Host,
+    /// `_mta-sts.<domain>` and `_smtp._tls.<domain>` are CNAMEs into a zone we control, where we
+    /// publish their TXT records by RFC 2136 update.
+    Full,
+}
+
+impl Delegation {
+    /// `"host"` or `"full"`, as stored and as the CLI and the API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::Full => "full",
+        }
+    }
+
+    /// The model a name spells, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "host" => Some(Self::Host),
+            "full" => Some(Self::Full),
+            _ => None,
+        }
+    }
+}
+
 /// A hosted domain with its current policy and rollout state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostedDomain {
@@ -78,6 +109,8 @@ pub struct HostedDomain {
     pub policy: StoredPolicy,
     /// The rollout state.
     pub rollout: Rollout,
+    /// How the owner delegated it.
+    pub delegation: Delegation,
 }
 
 /// A rollout transition to record, decided by the rollout state machine (or forced).
@@ -137,6 +170,7 @@ struct DomainRow {
     state_since: i64,
     longest_max_age: i64,
     non_none_ended_at: Option<i64>,
+    delegation: String,
     #[sqlx(flatten)]
     policy: PolicyRow,
 }
@@ -156,7 +190,7 @@ struct TransitionRow {
 macro_rules! select_domains {
     () => {
         "SELECT d.name, d.created_at, d.updated_at, d.state, d.state_since, d.longest_max_age, \
-         d.non_none_ended_at, p.id AS seq, p.policy_id, p.mode, p.max_age, p.mx, p.text, \
+         d.non_none_ended_at, d.delegation, p.id AS seq, p.policy_id, p.mode, p.max_age, p.mx, p.text, \
          p.published_at \
          FROM domains d JOIN policies p \
          ON p.id = (SELECT MAX(id) FROM policies WHERE domain = d.name)"
@@ -182,6 +216,22 @@ impl Store {
         state: &str,
         change: &Change,
     ) -> Result<HostedDomain, Error> {
+        self.add_domain_delegated(domain, policy, state, Delegation::Host, change)
+            .await
+    }
+
+    /// [`Store::add_domain`] with the owner's delegation model, in the same transaction.
+    ///
+    /// # Errors
+    /// As [`Store::add_domain`].
+    pub async fn add_domain_delegated(
+        &self,
+        domain: &str,
+        policy: &NewPolicy,
+        state: &str,
+        delegation: Delegation,
+        change: &Change,
+    ) -> Result<HostedDomain, Error> {
         check_domain(domain)?;
         check_policy(policy)?;
         check_text("state", state, 1, MAX_SHORT)?;
@@ -191,11 +241,13 @@ impl Store {
         let inserted = on_backend!(&mut tx.tx, c =>
             sqlx::query(
                 "INSERT INTO domains (name, created_at, state, state_since, longest_max_age, \
-                 non_none_ended_at, updated_at) VALUES ($1, $2, $3, $2, 0, NULL, $2)",
+                 non_none_ended_at, updated_at, delegation) \
+                 VALUES ($1, $2, $3, $2, 0, NULL, $2, $4)",
             )
             .bind(domain)
             .bind(at)
             .bind(state)
+            .bind(delegation.as_str())
             .execute(&mut **c)
             .await
             .map(|_| ())
@@ -212,7 +264,11 @@ impl Store {
         let reason = change.reason.as_deref().unwrap_or("added");
         insert_transition(&mut tx, domain, None, state, reason, false, None, change).await?;
         let hosted = fetch_domain(&mut tx, domain).await?;
-        let detail = json!({ "state": state, "policy": policy_detail(policy) });
+        let detail = json!({
+            "state": state,
+            "delegation": delegation.as_str(),
+            "policy": policy_detail(policy),
+        });
         tx.commit(change, audit("domain.add", domain, detail))
             .await?;
         Ok(hosted)
@@ -609,6 +665,9 @@ impl DomainRow {
                     .map(|t| from_unix("non-none end", t))
                     .transpose()?,
             },
+            delegation: Delegation::parse(&self.delegation).ok_or_else(|| Error::Corrupt {
+                what: format!("delegation {:?} of {}", self.delegation, self.name),
+            })?,
             policy: self.policy.into_policy()?,
             name: self.name,
         })

@@ -7,6 +7,8 @@
 //! - [`Store`] (`lib.rs`): open, migrate, the change generation.
 //! - `domains.rs`: domains, policies, rollout state and transitions.
 //! - `certs.rs`: certificates and their sealed keys; `crypto.rs`: the sealing.
+//! - `acme.rs`: ACME accounts, each domain's certificate work and order lease, challenges.
+//! - `dns.rs`: the delegation model of a domain and the TXT records published by DNS update.
 //! - `tokens.rs`: admin tokens; `history.rs`: audit and drift events; `watch.rs`: [`Watcher`].
 //! - `db.rs`: the two backends behind one API and the write transaction.
 //!
@@ -41,9 +43,11 @@
 //! ```
 #![warn(missing_docs, clippy::print_stdout)]
 
+mod acme;
 mod certs;
 mod crypto;
 mod db;
+mod dns;
 mod domains;
 mod error;
 mod history;
@@ -55,10 +59,14 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+pub use acme::{AcmeDue, AcmeState, Challenge, ChallengeKind, Lease, OrderBudget};
 pub use certs::{CertSource, Certificate, NewCertificate, PrivateKeyPem};
 pub use crypto::StoreKey;
 pub use db::Migration;
-pub use domains::{HostedDomain, NewPolicy, Rollout, StoredPolicy, Transition, TransitionRecord};
+pub use dns::DnsPublished;
+pub use domains::{
+    Delegation, HostedDomain, NewPolicy, Rollout, StoredPolicy, Transition, TransitionRecord,
+};
 pub use error::Error;
 pub use history::{AuditEntry, DriftEvent, DriftObservation};
 pub use tokens::{AdminToken, NewToken, TokenScope, TokenSecret};

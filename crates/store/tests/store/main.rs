@@ -4,6 +4,7 @@
 
 mod support;
 
+mod acme;
 mod certs;
 mod crash;
 mod domains;
