@@ -20,6 +20,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 /// The one path served on policy hosts (RFC 8461 §3.3).
 pub const POLICY_PATH: &str = "/.well-known/mta-sts.txt";
@@ -33,10 +36,14 @@ pub const POLICY_CACHE_CONTROL: &str = "no-store";
 /// The response body type of both listeners.
 pub type Body = Full<Bytes>;
 
-/// Answers ACME HTTP-01 challenges on the HTTP listener (the ACME issue implements it).
+/// What a [`ChallengeResponder`] answers with: the body, or `None` for 404.
+pub type ChallengeFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+
+/// Answers ACME HTTP-01 challenges on the HTTP listener ([`crate::acme::Challenges`]).
 pub trait ChallengeResponder: Send + Sync + 'static {
-    /// The body to answer `GET http://<host><path>` with, or `None` for 404.
-    fn respond(&self, host: &str, path: &str) -> Option<Bytes>;
+    /// `None` at once (404) when `GET http://<host><path>` is no challenge request this
+    /// responder could answer; otherwise the future that finds the body.
+    fn respond(&self, host: &str, path: &str) -> Option<ChallengeFuture>;
 }
 
 fn status(code: StatusCode) -> Response<Body> {
@@ -117,17 +124,21 @@ pub(crate) fn policy_response<B>(
 }
 
 /// The answer on the HTTP listener.
-pub(crate) fn plain_response<B>(
-    req: &Request<B>,
-    challenges: Option<&dyn ChallengeResponder>,
+pub(crate) async fn plain_response<B>(
+    req: Request<B>,
+    challenges: Option<Arc<dyn ChallengeResponder>>,
     max_headers: usize,
 ) -> Response<Body> {
     if req.headers().len() > max_headers {
         return status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
-    let answer = match (challenges, request_host(req)) {
+    let lookup = match (challenges, request_host(&req)) {
         (Some(c), Some(host)) if req.method() == Method::GET => c.respond(host, req.uri().path()),
         _ => None,
+    };
+    let answer = match lookup {
+        Some(found) => found.await,
+        None => None,
     };
     match answer {
         Some(body) => {

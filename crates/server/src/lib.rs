@@ -13,6 +13,8 @@
 //! - [`limits`]: every limit, documented, with its default.
 //! - [`server`]: the listeners, connection life, graceful drain; [`run`] is the entry point.
 //! - [`config`]: `mtasts serve`'s TOML configuration ([`config::ServeConfig`]).
+//! - [`acme`]: certificates by ACME for every hosted name: the engine, the challenge answers.
+//! - [`hosting`]: where hosted names must point, the records each delegation model needs.
 //! - [`daemon`]: `mtasts serve` as one call, [`daemon::run`]: store, snapshot, listeners,
 //!   reload on store changes, drain.
 //!
@@ -24,12 +26,14 @@
 
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod acme;
 pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod domains;
 pub mod drift;
 pub mod hosted;
+pub mod hosting;
 pub mod http;
 pub mod limits;
 pub mod ops;

@@ -311,10 +311,14 @@ async fn handshake(
     shared: &Shared,
 ) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, bool)> {
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
-    let hooked = shared
+    let lookup = shared
         .tls_hook
         .as_ref()
         .and_then(|h| h.config_for(&start.client_hello()));
+    let hooked = match lookup {
+        Some(found) => found.await,
+        None => None,
+    };
     let is_hooked = hooked.is_some();
     let config = hooked.unwrap_or_else(|| Arc::clone(&shared.tls));
     let tls = start.into_stream(config).await?;
@@ -381,11 +385,8 @@ async fn serve_http(stream: TcpStream, shared: &Shared, slot: &Arc<Slot>) {
     let touched = Arc::clone(slot);
     let service = service_fn(move |req| {
         touched.touch();
-        ready(Ok::<_, Infallible>(plain_response(
-            &req,
-            challenges.as_deref(),
-            max_headers,
-        )))
+        let challenges = challenges.clone();
+        async move { Ok::<_, Infallible>(plain_response(req, challenges, max_headers).await) }
     });
     let conn = shared.h1.serve_connection(TokioIo::new(stream), service);
     Box::pin(drive(conn, shared.stop.clone(), |c| c.graceful_shutdown())).await;

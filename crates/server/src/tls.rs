@@ -13,6 +13,8 @@ use crate::hosted::HostedSet;
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// The ALPN protocols offered, preferred first.
@@ -55,11 +57,17 @@ pub fn server_config(hosted: HostedSet) -> Arc<ServerConfig> {
     Arc::new(config)
 }
 
+/// What a [`TlsHook`] answers with: the configuration for the handshake, found asynchronously
+/// (another instance may have stored the challenge), or `None` for the policy configuration.
+pub type HookFuture = Pin<Box<dyn Future<Output = Option<Arc<ServerConfig>>> + Send>>;
+
 /// A hook that sees every ClientHello before the handshake goes on: returning a configuration
-/// makes the handshake use it instead of the policy configuration. The ACME issue answers
-/// `acme-tls/1` (TLS-ALPN-01, RFC 8737) here; a connection that completes through a hook's
-/// configuration is closed after the handshake (a TLS-ALPN-01 validator sends no request).
+/// makes the handshake use it instead of the policy configuration. The ACME work answers
+/// `acme-tls/1` (TLS-ALPN-01, RFC 8737) here ([`crate::acme::Challenges`]); a connection that
+/// completes through a hook's configuration is closed after the handshake (a TLS-ALPN-01
+/// validator sends no request). The handshake time-out covers the hook's future.
 pub trait TlsHook: Send + Sync + 'static {
-    /// The configuration for this handshake, or `None` for the policy configuration.
-    fn config_for(&self, hello: &ClientHello<'_>) -> Option<Arc<ServerConfig>>;
+    /// `None` when the hook has no interest in this ClientHello (decided at once, without
+    /// I/O); otherwise the future that finds the configuration.
+    fn config_for(&self, hello: &ClientHello<'_>) -> Option<HookFuture>;
 }

@@ -1,4 +1,4 @@
-//! Checking an imported certificate before it is stored: the PEM parses, the key matches the
+//! Checking an imported (or ACME-issued) certificate before it is stored: the PEM parses, the key matches the
 //! end-entity certificate, the certificate names `mta-sts.<domain>` (exactly or by a wildcard),
 //! and it has not expired. The chain's trust is not checked here: a private CA is the owner's
 //! choice, and `mtasts check` reports an untrusted chain from the outside.
@@ -22,9 +22,14 @@ pub struct CertificateCheck {
     pub name: String,
     /// Certificates in the chain, end entity first.
     pub chain_len: usize,
+    /// When the end-entity certificate becomes valid.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
     /// When the end-entity certificate expires.
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
+    /// The end-entity certificate's issuer (RFC 4514 form).
+    pub issuer: String,
 }
 
 fn bad(why: impl Into<String>) -> DomainError {
@@ -60,6 +65,9 @@ pub fn check_certificate(
         .map_err(|e| bad(format!("the end-entity certificate does not parse: {e}")))?;
     let not_after = OffsetDateTime::from_unix_timestamp(leaf.validity().not_after.timestamp())
         .map_err(|_| bad("the end-entity certificate's notAfter is out of range"))?;
+    let not_before = OffsetDateTime::from_unix_timestamp(leaf.validity().not_before.timestamp())
+        .map_err(|_| bad("the end-entity certificate's notBefore is out of range"))?;
+    let issuer = leaf.issuer().to_string();
     if not_after <= now {
         return Err(bad(format!("the certificate expired at {not_after}")));
     }
@@ -75,6 +83,8 @@ pub fn check_certificate(
     Ok(CertificateCheck {
         name,
         chain_len,
+        not_before,
         not_after,
+        issuer,
     })
 }

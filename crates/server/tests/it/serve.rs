@@ -319,9 +319,10 @@ async fn port_80_answers_404_to_everything() {
 struct OneChallenge;
 
 impl ChallengeResponder for OneChallenge {
-    fn respond(&self, host: &str, path: &str) -> Option<bytes::Bytes> {
-        (host == "mta-sts.example.test" && path == "/.well-known/acme-challenge/tok")
-            .then(|| bytes::Bytes::from_static(b"tok.thumbprint"))
+    fn respond(&self, host: &str, path: &str) -> Option<mtasts_server::http::ChallengeFuture> {
+        let found = (host == "mta-sts.example.test" && path == "/.well-known/acme-challenge/tok")
+            .then(|| bytes::Bytes::from_static(b"tok.thumbprint"));
+        Some(Box::pin(std::future::ready(found)))
     }
 }
 
@@ -418,10 +419,12 @@ impl mtasts_server::tls::TlsHook for AcmeHook {
     fn config_for(
         &self,
         hello: &rustls::server::ClientHello<'_>,
-    ) -> Option<Arc<rustls::ServerConfig>> {
+    ) -> Option<mtasts_server::tls::HookFuture> {
         let mut alpn = hello.alpn()?;
-        alpn.any(|p| p == b"acme-tls/1")
-            .then(|| Arc::clone(&self.0))
+        let config = alpn
+            .any(|p| p == b"acme-tls/1")
+            .then(|| Arc::clone(&self.0))?;
+        Some(Box::pin(std::future::ready(Some(config))))
     }
 }
 
