@@ -165,6 +165,7 @@ async fn act(
                 },
                 max_age: *max_age,
                 force: force.forced().map(str::to_owned),
+                delegation: Default::default(),
             };
             loop {
                 match target.add(&req, now).await {

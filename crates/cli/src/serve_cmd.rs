@@ -29,7 +29,7 @@ pub(crate) struct ServeArgs {
     /// The HTTPS policy listener.
     #[arg(long, env = "MTASTS_HTTPS", value_name = "IP:PORT")]
     https: Option<String>,
-    /// The plain HTTP listener (port 80: ACME later, 404 now); `none` for no listener.
+    /// The plain HTTP listener (port 80: ACME HTTP-01, 404 otherwise); `none` for no listener.
     #[arg(long, env = "MTASTS_HTTP", value_name = "IP:PORT")]
     http: Option<String>,
     /// The admin API listener (also `/metrics` and `/health`).
@@ -43,6 +43,29 @@ pub(crate) struct ServeArgs {
         value_name = "IP[:PORT]"
     )]
     nameservers: Vec<String>,
+    /// The ACME CA's directory URL: certificates for every hosted `mta-sts.<domain>` are then
+    /// obtained and renewed by the server (`acme.directory`).
+    #[arg(long, env = "MTASTS_ACME_DIRECTORY", value_name = "URL")]
+    acme_directory: Option<String>,
+    /// A PEM file of roots trusted for the ACME server's own API (Pebble's), beside the
+    /// Mozilla roots (`acme.root`).
+    #[arg(long, env = "MTASTS_ACME_ROOT", value_name = "PEM")]
+    acme_root: Option<String>,
+    /// Contact e-mail for the ACME account (repeatable; `acme.contact`).
+    #[arg(long, env = "MTASTS_ACME_CONTACT", value_delimiter = ',', value_name = "EMAIL")]
+    acme_contact: Vec<String>,
+    /// An address `mta-sts.<domain>` must resolve to before a certificate is ordered
+    /// (repeatable; `hosting.public_addresses`).
+    #[arg(
+        long = "public-address",
+        env = "MTASTS_PUBLIC_ADDRESS",
+        value_delimiter = ',',
+        value_name = "IP"
+    )]
+    public_addresses: Vec<String>,
+    /// The name `mta-sts.<domain>` may be a CNAME to instead (`hosting.cname_target`).
+    #[arg(long, env = "MTASTS_CNAME_TARGET", value_name = "NAME")]
+    cname_target: Option<String>,
     /// The TOML configuration file (docs/serve.md).
     #[arg(long, env = "MTASTS_CONFIG", value_name = "FILE")]
     config: Option<std::path::PathBuf>,
@@ -81,6 +104,9 @@ impl ServeArgs {
             ("store.key", self.store_key.as_deref()),
             ("https", self.https.as_deref()),
             ("admin", self.admin.as_deref()),
+            ("acme.directory", self.acme_directory.as_deref()),
+            ("acme.root", self.acme_root.as_deref()),
+            ("hosting.cname_target", self.cname_target.as_deref()),
         ];
         for (key, v) in named {
             if let Some(v) = v {
@@ -92,6 +118,16 @@ impl ServeArgs {
             Some("none") => layers.push(("http".into(), s("none"))),
             Some(v) => layers.push(("http".into(), s(v))),
             None => {}
+        }
+        let lists = [
+            ("acme.contact", &self.acme_contact),
+            ("hosting.public_addresses", &self.public_addresses),
+        ];
+        for (key, list) in lists {
+            if !list.is_empty() {
+                let list = list.iter().map(|v| s(v)).collect();
+                layers.push((key.into(), toml::Value::Array(list)));
+            }
         }
         if !self.nameservers.is_empty() {
             let list = self.nameservers.iter().map(|n| s(n)).collect();

@@ -192,6 +192,7 @@ async fn populate(args: &[String]) {
             mode: Mode::Testing,
             max_age: None,
             force: None,
+            delegation: Default::default(),
         };
         domains
             .add(&req, "bench", OffsetDateTime::now_utc())

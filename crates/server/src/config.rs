@@ -21,6 +21,17 @@
 //! [admin_limits]                  # crate::admin::AdminLimits, times in seconds
 //! [rollout]                       # mtasts_core::rollout::RolloutConfig
 //!
+//! [acme]                          # crate::acme::AcmeConfig; off without a directory
+//! directory = "https://acme-v02.api.letsencrypt.org/directory"
+//! contact = ["hostmaster@provider.example"]
+//!
+//! [hosting]                       # crate::hosting::Hosting: where hosted names point
+//! public_addresses = ["192.0.2.10", "2001:db8::10"]
+//! cname_target = "mta-sts.provider.example"
+//! tlsrpt_rua = "mailto:tlsrpt@provider.example"
+//!
+//! [dns_update]                    # crate::publish::DnsUpdateConfig: RFC 2136 for full delegation
+//!
 //! [check]                         # the drift checker (the CLI's live check takes its own flags)
 //! nameservers = ["127.0.0.53"]    # IP or IP:PORT; empty: the system's
 //! ca_file = "/etc/mtasts/extra-roots.pem"   # roots trusted beside the Mozilla ones
@@ -93,6 +104,12 @@ pub struct ServeConfig {
     pub rollout: RolloutConfig,
     /// How hosted domains are checked: drift in the background, live checks for promotion.
     pub check: CheckConfig,
+    /// Certificates by ACME (`[acme]`; off unless `directory` is set).
+    pub acme: crate::acme::AcmeConfig,
+    /// Where hosted names must point and what we publish (`[hosting]`).
+    pub hosting: crate::hosting::Hosting,
+    /// Publishing the TXT records of fully delegated domains by RFC 2136 (`[dns_update]`).
+    pub dns_update: crate::publish::DnsUpdateConfig,
     /// How often the store's generation is read, in seconds (PostgreSQL also wakes on
     /// LISTEN/NOTIFY at once; this bounds the delay when a notification was lost, and is all
     /// SQLite has). Default 2.
@@ -243,6 +260,9 @@ impl Default for ServeConfig {
             admin_limits: AdminLimits::default(),
             rollout: RolloutConfig::default(),
             check: CheckConfig::default(),
+            acme: crate::acme::AcmeConfig::default(),
+            hosting: crate::hosting::Hosting::default(),
+            dns_update: crate::publish::DnsUpdateConfig::default(),
             reload_poll: Duration::from_secs(2),
             grace: Duration::from_secs(5),
             metrics: None,
@@ -260,6 +280,9 @@ impl std::fmt::Debug for ServeConfig {
             .field("admin_tls", &self.admin_tls)
             .field("limits", &self.limits)
             .field("admin_limits", &self.admin_limits)
+            .field("acme", &self.acme)
+            .field("hosting", &self.hosting)
+            .field("dns_update", &self.dns_update)
             .field("reload_poll", &self.reload_poll)
             .field("grace", &self.grace)
             .field("metrics", &self.metrics.is_some())
@@ -376,6 +399,26 @@ impl ServeConfig {
             return Err(ConfigError::Invalid(
                 "store.max_connections must be at least 1".into(),
             ));
+        }
+        self.acme.validate().map_err(ConfigError::Invalid)?;
+        self.dns_update.validate().map_err(ConfigError::Invalid)?;
+        if self.acme.enabled() {
+            let h = &self.hosting;
+            if h.public_addresses.is_empty() && h.cname_target.is_none() {
+                return Err(ConfigError::Invalid(
+                    "acme: names are checked to point at this server before ordering: set \
+                     hosting.public_addresses (--public-address) or hosting.cname_target \
+                     (--cname-target)"
+                        .into(),
+                ));
+            }
+            let kinds = self.acme.challenge_kinds();
+            if self.http.is_none() && kinds == [mtasts_store::ChallengeKind::Http01] {
+                return Err(ConfigError::Invalid(
+                    "acme.challenges: http-01 needs the port-80 listener (http = \"none\")"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }

@@ -68,6 +68,8 @@ pub struct Daemon {
     server: Server,
     admin: AdminServer,
     drift: Option<Checker>,
+    acme: Option<std::sync::Arc<crate::acme::Engine>>,
+    publisher: Option<crate::publish::Publisher>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -113,8 +115,9 @@ impl Daemon {
         let store = Store::open(&config.store.url, &config.store.options()?)
             .await
             .map_err(|e| fail(format!("store {}", redact(&config.store.url)), e))?;
-        let domains =
-            Domains::new(store.clone(), config.rollout.clone()).map_err(|e| fail("rollout", e))?;
+        let domains = Domains::new(store.clone(), config.rollout.clone())
+            .map_err(|e| fail("rollout", e))?
+            .with_resolver(config.check.drift_env()?.resolver);
         record_rollout(&store, &config.rollout)
             .await
             .map_err(|e| fail("recording the rollout schedule in the store", e))?;
@@ -127,7 +130,30 @@ impl Daemon {
             domains = hosted.len(),
             "snapshot loaded"
         );
+        let mut hosting = config.hosting.clone();
+        if hosting.zone.is_none() {
+            hosting.zone.clone_from(&config.dns_update.zone);
+        }
+        crate::hosting::record_hosting(&store, &hosting)
+            .await
+            .map_err(|e| fail("recording the hosting facts in the store", e))?;
         let mut server_config = Config::new(config.https);
+        let acme = if config.acme.enabled() {
+            let challenges = crate::acme::Challenges::new(store.clone());
+            server_config.challenges = Some(std::sync::Arc::new(challenges.clone()));
+            server_config.tls_hook = Some(std::sync::Arc::new(challenges.clone()));
+            let engine = crate::acme::Engine::new(
+                store.clone(),
+                config.acme.clone(),
+                hosting.clone(),
+                config.check.drift_env()?.resolver,
+                challenges,
+            )
+            .map_err(|e| fail("acme", e))?;
+            Some(std::sync::Arc::new(engine))
+        } else {
+            None
+        };
         server_config.http = config.http;
         server_config.limits = config.limits.clone();
         server_config.grace = config.grace;
@@ -154,16 +180,32 @@ impl Daemon {
                 budget: config.check.timeout * 4,
             })
         };
+        let hosted = HostedSet::new(hosted);
+        let publisher = config
+            .dns_update
+            .update_server()
+            .map_err(|e| fail("dns_update", e))?
+            .map(|server| {
+                crate::publish::Publisher::new(
+                    store.clone(),
+                    server,
+                    hosting.clone(),
+                    config.dns_update.clone(),
+                    hosted.clone(),
+                )
+            });
         Ok(Self {
             config,
             store,
             domains,
-            hosted: HostedSet::new(hosted),
+            hosted,
             generation,
             serving,
             server,
             admin,
             drift,
+            acme,
+            publisher,
         })
     }
 
@@ -201,6 +243,8 @@ impl Daemon {
             server,
             admin,
             drift,
+            acme,
+            publisher,
         } = self;
         tracing::info!(
             https = %server.https_addr(),
@@ -216,6 +260,12 @@ impl Daemon {
             tokio::spawn(server.run(hosted.clone(), stopped(stop_rx.clone())));
         let drift: Option<JoinHandle<_>> =
             drift.map(|d| tokio::spawn(d.run(stopped(stop_rx.clone()))));
+        let acme_wake = acme.as_ref().map(|a| a.waker());
+        let acme: Option<JoinHandle<_>> =
+            acme.map(|a| tokio::spawn(a.run(stopped(stop_rx.clone()))));
+        let publish_wake = publisher.as_ref().map(crate::publish::Publisher::waker);
+        let publisher: Option<JoinHandle<_>> =
+            publisher.map(|p| tokio::spawn(p.run(stopped(stop_rx.clone()))));
         let admin: JoinHandle<_> = tokio::spawn(admin.run(domains, stopped(stop_rx)));
         let poll = config.reload_poll;
         let mut watcher = store.watch(generation, poll);
@@ -266,6 +316,10 @@ impl Daemon {
                     serving.loaded(g, snapshot.len());
                     hosted.replace(snapshot);
                     generation = g;
+                    // A domain added wants a certificate; a policy served now wants its id.
+                    for wake in [&acme_wake, &publish_wake].into_iter().flatten() {
+                        wake.notify_one();
+                    }
                 }
                 Err(e) => {
                     if !unreachable {
@@ -290,8 +344,8 @@ impl Daemon {
             tracing::warn!(error = %e, "policy listener");
         }
         let _ = admin.await;
-        if let Some(d) = drift {
-            let _ = d.await;
+        for task in [drift, acme, publisher].into_iter().flatten() {
+            let _ = task.await;
         }
         // The watcher's LISTEN connection comes from the pool: close waits for it otherwise.
         drop(watcher);

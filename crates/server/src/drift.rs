@@ -547,6 +547,8 @@ mod tests {
             enforce_cached_until: None,
             removal_safe_at: None,
             certificate: None,
+            delegation: "host".into(),
+            records: Vec::new(),
             drift: Vec::new(),
         }
     }

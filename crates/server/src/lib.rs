@@ -14,6 +14,7 @@
 //! - [`server`]: the listeners, connection life, graceful drain; [`run`] is the entry point.
 //! - [`config`]: `mtasts serve`'s TOML configuration ([`config::ServeConfig`]).
 //! - [`acme`]: certificates by ACME for every hosted name: the engine, the challenge answers.
+//! - [`publish`]: the TXT records of fully delegated domains, by RFC 2136 update.
 //! - [`hosting`]: where hosted names must point, the records each delegation model needs.
 //! - [`daemon`]: `mtasts serve` as one call, [`daemon::run`]: store, snapshot, listeners,
 //!   reload on store changes, drain.
@@ -37,6 +38,7 @@ pub mod hosting;
 pub mod http;
 pub mod limits;
 pub mod ops;
+pub mod publish;
 pub mod server;
 pub mod tls;
 

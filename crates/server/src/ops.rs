@@ -159,6 +159,7 @@ impl Target {
                 if let Some(a) = req.max_age {
                     body["max_age"] = json!(a);
                 }
+                body["delegation"] = json!(req.delegation.as_str());
                 let body = with_reason(body, req.force.is_some(), req.force.as_deref());
                 Ok(c.call(Method::POST, "/v1/domains", Some(&body)).await?)
             }

@@ -253,6 +253,7 @@ struct AddBody {
     #[serde(default)]
     force: bool,
     reason: Option<String>,
+    delegation: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -377,12 +378,23 @@ async fn dispatch(
                     ));
                 }
             };
+            let delegation = match b.delegation.as_deref() {
+                None => mtasts_store::Delegation::Host,
+                Some(d) => mtasts_store::Delegation::parse(d).ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid",
+                        "delegation is host or full",
+                    )
+                })?,
+            };
             let req = AddDomain {
                 domain: name,
                 mx,
                 mode,
                 max_age: b.max_age,
                 force: force(b.force, b.reason.as_deref())?,
+                delegation,
             };
             ok(StatusCode::CREATED, &ops.add(&req, &actor, now).await?)
         }

@@ -98,6 +98,8 @@ pub struct AddDomain {
     pub max_age: Option<u32>,
     /// The `--force --reason` text.
     pub force: Option<String>,
+    /// How the owner delegates the domain to us (`host` by default).
+    pub delegation: mtasts_store::Delegation,
 }
 
 /// What an operation changed and what the owner must be told.
@@ -143,7 +145,12 @@ const OPEN_DRIFT_LISTED: u32 = 10_000;
 pub struct Domains {
     store: Store,
     cfg: RolloutConfig,
+    /// Looks the delegation's records up for `show` (`None`: they are listed unchecked).
+    resolver: Option<mtasts_net::dns::Resolver>,
 }
+
+/// How long `show` waits for the DNS answers about a domain's records.
+const RECORDS_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Normalises a domain name as given by an operator: lower case, A-labels, no trailing dot
 /// (core's [`mtasts_core::domain::Domain`], the one rule set of the project), and no `_` in a
@@ -208,7 +215,18 @@ impl Domains {
     /// [`DomainError::Rollout`] when `cfg` is invalid.
     pub fn new(store: Store, cfg: RolloutConfig) -> Result<Self, DomainError> {
         cfg.validate()?;
-        Ok(Self { store, cfg })
+        Ok(Self {
+            store,
+            cfg,
+            resolver: None,
+        })
+    }
+
+    /// The same operations, with `show` looking up whether each DNS record is in place.
+    #[must_use]
+    pub fn with_resolver(mut self, resolver: mtasts_net::dns::Resolver) -> Self {
+        self.resolver = Some(resolver);
+        self
     }
 
     /// The store.
@@ -287,7 +305,13 @@ impl Domains {
         }
         let change = Change::new(actor, now).because(reason);
         self.store
-            .add_domain(&domain, &policy, outcome.state.stage.name(), &change)
+            .add_domain_delegated(
+                &domain,
+                &policy,
+                outcome.state.stage.name(),
+                req.delegation,
+                &change,
+            )
             .await?;
         let mut result = self.result(&domain, outcome.notices).await?;
         result.mx_plan = plan;
@@ -334,7 +358,16 @@ impl Domains {
     /// [`DomainError::NotFound`]; the store's errors.
     pub async fn show(&self, domain: &str) -> Result<DomainView, DomainError> {
         let domain = normalize_domain(domain)?;
-        Ok(self.load(&domain).await?.0)
+        let mut view = self.load(&domain).await?.0;
+        let hosting = crate::hosting::recorded_hosting(&self.store).await?;
+        let delegation =
+            mtasts_store::Delegation::parse(&view.delegation).unwrap_or_default();
+        view.records =
+            crate::hosting::records_for(&domain, delegation, &view.policy_id, &hosting);
+        if let Some(resolver) = &self.resolver {
+            crate::hosting::check_in_place(resolver, &mut view.records, RECORDS_BUDGET).await;
+        }
+        Ok(view)
     }
 
     async fn load(&self, domain: &str) -> Result<(DomainView, RolloutState), DomainError> {
@@ -346,7 +379,9 @@ impl Domains {
         let history = self.store.policy_history(domain).await?;
         let state = state::rollout_state(&hosted, &history, &self.cfg)?;
         let cert = self.store.certificate(domain).await?;
+        let acme = self.store.acme_state(domain).await?;
         let mut view = DomainView::new(&hosted, &state, cert.as_ref());
+        view.certificate = CertificateView::new(cert.as_ref(), acme.as_ref());
         view.drift = self
             .store
             .drift_events(Some(domain), true, OPEN_DRIFT_LISTED)

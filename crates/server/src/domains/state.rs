@@ -142,6 +142,14 @@ pub struct DomainView {
     pub removal_safe_at: Option<OffsetDateTime>,
     /// The certificate installed for `mta-sts.<domain>`, if any (never its key).
     pub certificate: Option<CertificateView>,
+    /// How the owner delegated the domain: `host` (only `mta-sts.<domain>` points at us) or
+    /// `full` (the TXT records are CNAMEs into our zone and we publish them).
+    #[serde(default)]
+    pub delegation: String,
+    /// Every DNS record the delegation needs, and whether each is in place (`show` only; the
+    /// list leaves them out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<crate::hosting::DnsRecord>,
     /// Open drift events (`mtasts domain check`, the background checker), newest first.
     #[serde(default)]
     pub drift: Vec<DriftView>,
@@ -176,17 +184,71 @@ impl From<mtasts_store::DriftEvent> for DriftView {
     }
 }
 
-/// A certificate as shown (no key).
+/// The certificate of `mta-sts.<domain>` as shown (never its key), and the ACME work on it.
+/// Present when a certificate is installed or ACME has worked on one; the certificate's
+/// fields are `null` while none is installed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateView {
-    /// Where it came from (`imported`, later `acme`).
-    pub source: String,
+    /// Where it came from: `acme` or `imported`.
+    pub source: Option<String>,
+    /// The end-entity certificate's issuer (RFC 4514 form).
+    #[serde(default)]
+    pub issuer: Option<String>,
     /// When it expires.
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_after: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_after: Option<OffsetDateTime>,
     /// When it was installed.
-    #[serde(with = "time::serde::rfc3339")]
-    pub installed_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub installed_at: Option<OffsetDateTime>,
+    /// When ACME renews it (an imported certificate is the operator's: `null`).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub next_renewal: Option<OffsetDateTime>,
+    /// Why the last ACME attempt failed, in the words recorded (cleared by a success).
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// When it failed.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_error_at: Option<OffsetDateTime>,
+    /// Failed attempts since the last success.
+    #[serde(default)]
+    pub failures: u32,
+    /// Not before this time is the next attempt made (the backoff after a failure).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub next_attempt: Option<OffsetDateTime>,
+}
+
+impl CertificateView {
+    /// The view of an installed certificate (`cert`) and the ACME work on it (`acme`).
+    pub fn new(
+        cert: Option<&Certificate>,
+        acme: Option<&mtasts_store::AcmeState>,
+    ) -> Option<Self> {
+        if cert.is_none() && acme.is_none() {
+            return None;
+        }
+        let issuer = cert.and_then(|c| {
+            use rustls::pki_types::pem::PemObject;
+            let der = rustls::pki_types::CertificateDer::pem_slice_iter(c.chain_pem.as_bytes())
+                .next()?
+                .ok()?;
+            let (_, leaf) = x509_parser::parse_x509_certificate(&der).ok()?;
+            Some(leaf.issuer().to_string())
+        });
+        let acme_cert = cert.is_none_or(|c| c.source == mtasts_store::CertSource::Acme);
+        Some(Self {
+            source: cert.map(|c| c.source.as_str().to_owned()),
+            issuer,
+            not_after: cert.map(|c| c.not_after),
+            installed_at: cert.map(|c| c.installed_at),
+            next_renewal: acme.filter(|_| acme_cert).and_then(|a| a.next_renewal),
+            last_error: acme.and_then(|a| a.last_error.clone()),
+            last_error_at: acme.and_then(|a| a.last_error_at),
+            failures: acme.map_or(0, |a| a.failures),
+            next_attempt: acme
+                .filter(|a| a.failures > 0)
+                .map(|a| a.next_attempt),
+        })
+    }
 }
 
 impl DomainView {
@@ -218,11 +280,9 @@ impl DomainView {
                 Stage::Withdrawing { safe_at } => Some(safe_at),
                 _ => None,
             },
-            certificate: cert.map(|c| CertificateView {
-                source: c.source.as_str().to_owned(),
-                not_after: c.not_after,
-                installed_at: c.installed_at,
-            }),
+            certificate: CertificateView::new(cert, None),
+            delegation: hosted.delegation.as_str().to_owned(),
+            records: Vec::new(),
             drift: Vec::new(),
         }
     }
@@ -255,19 +315,55 @@ impl std::fmt::Display for DomainView {
         if let Some(at) = self.removal_safe_at {
             writeln!(f, "removal safe at {}", stamp(at))?;
         }
+        let esc = |t: &str| mtasts_core::text::escape(t).into_owned();
         match &self.certificate {
-            Some(c) => writeln!(
+            Some(CertificateView {
+                source: Some(source),
+                not_after: Some(not_after),
+                issuer,
+                ..
+            }) => writeln!(
                 f,
-                "certificate: {} for mta-sts.{}, expires {}",
-                c.source,
+                "certificate: {source} for mta-sts.{}, expires {}, issued by {}",
                 self.domain,
-                stamp(c.not_after)
+                stamp(*not_after),
+                esc(issuer.as_deref().unwrap_or("?"))
             )?,
-            None => writeln!(
+            _ => writeln!(
                 f,
-                "certificate: none for mta-sts.{} (import one)",
+                "certificate: none yet for mta-sts.{} (ACME on the server, or import one)",
                 self.domain
             )?,
+        }
+        if let Some(c) = &self.certificate {
+            if let Some(at) = c.next_renewal {
+                writeln!(f, "renewal:     due at {}", stamp(at))?;
+            }
+            if let Some(e) = &c.last_error {
+                writeln!(
+                    f,
+                    "LAST ACME ERROR ({} failure(s), next attempt {}): {}",
+                    c.failures,
+                    c.next_attempt.map_or_else(|| "soon".into(), stamp),
+                    esc(e)
+                )?;
+            }
+        }
+        if !self.records.is_empty() {
+            writeln!(f, "DNS records ({} delegation):", self.delegation)?;
+            for r in &self.records {
+                let mark = match r.in_place {
+                    Some(true) => "in place",
+                    Some(false) => "MISSING",
+                    None => "not checked",
+                };
+                let who = if r.managed_by == "mtasts" { " (we publish)" } else { "" };
+                write!(f, "  [{mark}] {} {} \"{}\"{who}", esc(&r.name), r.rtype, esc(&r.value))?;
+                match &r.note {
+                    Some(n) => writeln!(f, ": {}", esc(n))?,
+                    None => writeln!(f)?,
+                }
+            }
         }
         for d in &self.drift {
             writeln!(

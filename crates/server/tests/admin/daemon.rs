@@ -111,6 +111,7 @@ async fn add_hosted(domains: &Domains, pki: &Pki, domain: &str, mx: &str) {
         mode: Mode::Testing,
         max_age: None,
         force: None,
+        delegation: Default::default(),
     };
     domains.add(&req, "cli", now()).await.unwrap();
     let (chain, key) = cert_pem(pki, domain);
@@ -136,6 +137,7 @@ both! {
             mode: Mode::Testing,
             max_age: None,
             force: None,
+            delegation: Default::default(),
         };
         domains.add(&bare, "cli", now()).await.unwrap();
         let running = Running::start(&db.url, &db.options).await;

@@ -16,6 +16,7 @@ fn add(domain: &str, mx: &[&str]) -> AddDomain {
         mode: Mode::Testing,
         max_age: None,
         force: None,
+        delegation: Default::default(),
     }
 }
 
@@ -271,7 +272,7 @@ both! {
         let (wild, wk) = cert(&["*.example.com"], later);
         ops.import_certificate("example.com", &wild, &wk, "cli", None, t(1)).await.unwrap();
         let v = ops.show("example.com").await.unwrap();
-        assert_eq!(v.certificate.unwrap().not_after, later);
+        assert_eq!(v.certificate.unwrap().not_after, Some(later));
         let stored = ops.store().certificate("example.com").await.unwrap().unwrap();
         assert_eq!(stored.key.expose(), wk);
         let audit = ops.store().audit(Some("example.com"), 10).await.unwrap();

@@ -58,6 +58,7 @@ both! {
             mode: Mode::Testing,
             max_age: None,
             force: None,
+            delegation: Default::default(),
         };
         let id = ops.add(&req, "cli", time::OffsetDateTime::now_utc()).await.unwrap().domain.unwrap().policy_id;
         let (c, _dir) = checker(&w, &ops, w.dns.addr().to_string()).await;
