@@ -18,6 +18,7 @@
 //! - [`hosting`]: where hosted names must point, the records each delegation model needs.
 //! - [`daemon`]: `mtasts serve` as one call, [`daemon::run`]: store, snapshot, listeners,
 //!   reload on store changes, drain.
+//! - [`dnsupdate`]: TXT records published by RFC 2136 dynamic update, signed with TSIG.
 //!
 //! # Metrics
 //! Emitted through the `metrics` facade (the binary installs the exporter):
@@ -31,6 +32,7 @@ pub mod acme;
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod dnsupdate;
 pub mod domains;
 pub mod drift;
 pub mod hosted;
