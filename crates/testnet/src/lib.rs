@@ -12,6 +12,9 @@
 //! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness)
 //!   that accept whole messages and keep them for the test.
 //! - [`relay`]: a TCP relay a test can cut and restore (a database outage seen by one client).
+//! - [`knot`]: a real knotd (Debian's `knot`) on loopback, its zones open to RFC 2136 updates
+//!   signed with one TSIG key, or refusing them; SKIP when knotd is missing, a failure when
+//!   `CI=true`.
 //! - `pg` (feature `postgres`): a fresh database per test on the PostgreSQL server of
 //!   `TEST_DATABASE_URL`, dropped with its handle; SKIP when unset, a failure when `CI=true`.
 //! - [`oldtls`]: handcrafted answers of a server that knows nothing newer than TLS 1.0.
@@ -26,6 +29,7 @@
 pub mod dns;
 pub mod dnssec;
 pub mod https;
+pub mod knot;
 pub mod oldtls;
 #[cfg(feature = "postgres")]
 pub mod pg;
