@@ -3,6 +3,7 @@
 // The load tests print what they measured.
 #![allow(clippy::print_stderr)]
 
+mod dnsupdate;
 mod emitted;
 mod hostile;
 mod serve;
