@@ -30,6 +30,12 @@ pub(crate) struct DomainArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum DelegationArg {
+    Host,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum StartMode {
     Testing,
     Enforce,
@@ -73,6 +79,11 @@ pub(crate) enum Action {
         /// Confirm every unexplained MX host without asking.
         #[arg(long)]
         yes: bool,
+        /// How the owner delegates the domain: `host` (only mta-sts.<domain> points at the
+        /// server; the owner publishes the TXT records) or `full` (the TXT names are CNAMEs
+        /// into the server's zone, which publishes them by DNS update).
+        #[arg(long, value_enum, default_value_t = DelegationArg::Host)]
+        delegation: DelegationArg,
         #[command(flatten)]
         force: ForceArgs,
         #[command(flatten)]
@@ -80,10 +91,13 @@ pub(crate) enum Action {
     },
     /// Lists the hosted domains.
     List,
-    /// Shows a domain: its state, the policy served, its id and the TXT record to publish.
+    /// Shows a domain: its state, the policy served, its certificate, and every DNS record
+    /// its delegation needs with whether it is in place.
     Show {
         /// The domain.
         domain: String,
+        #[command(flatten)]
+        net: NetArgs,
     },
     /// Changes the mx patterns or max_age served (a new policy id: publish it).
     Set {

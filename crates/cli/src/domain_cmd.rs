@@ -4,7 +4,7 @@
 //! and prints.
 
 use crate::Usage;
-use crate::domain_args::{Action, CertAction, DomainArgs, StartMode};
+use crate::domain_args::{Action, CertAction, DelegationArg, DomainArgs, StartMode};
 use crate::net_args::NetArgs;
 use crate::output::Format;
 use anyhow::{Context, Result, bail};
@@ -145,6 +145,7 @@ async fn act(
             max_age,
             confirm,
             yes,
+            delegation,
             force,
             net,
         } => {
@@ -165,7 +166,10 @@ async fn act(
                 },
                 max_age: *max_age,
                 force: force.forced().map(str::to_owned),
-                delegation: Default::default(),
+                delegation: match delegation {
+                    DelegationArg::Host => mtasts_store::Delegation::Host,
+                    DelegationArg::Full => mtasts_store::Delegation::Full,
+                },
             };
             loop {
                 match target.add(&req, now).await {
@@ -195,7 +199,15 @@ async fn act(
             }
         }
         Action::List => target.list().await,
-        Action::Show { domain } => target.show(domain).await,
+        Action::Show { domain, net } => match (target, local) {
+            // From the store, this process looks the records up; a server looks them up itself.
+            (Target::Store { actor, .. }, Some(d)) => {
+                let domains = d.clone().with_resolver(net.drift_env()?.resolver);
+                let actor = actor.clone();
+                Target::Store { domains, actor }.show(domain).await
+            }
+            _ => target.show(domain).await,
+        },
         Action::Set {
             domain,
             mx,

@@ -52,7 +52,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "MTASTS_ACME_ROOT", value_name = "PEM")]
     acme_root: Option<String>,
     /// Contact e-mail for the ACME account (repeatable; `acme.contact`).
-    #[arg(long, env = "MTASTS_ACME_CONTACT", value_delimiter = ',', value_name = "EMAIL")]
+    #[arg(
+        long,
+        env = "MTASTS_ACME_CONTACT",
+        value_delimiter = ',',
+        value_name = "EMAIL"
+    )]
     acme_contact: Vec<String>,
     /// An address `mta-sts.<domain>` must resolve to before a certificate is ordered
     /// (repeatable; `hosting.public_addresses`).

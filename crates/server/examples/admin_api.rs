@@ -39,7 +39,7 @@ async fn main() {
         mode: Mode::Testing,
         max_age: None,
         force: None,
-        delegation: delegation,
+        delegation: Default::default(),
     };
     let _ = domains.add(&seed, "cli", now).await;
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();

@@ -415,8 +415,7 @@ impl ServeConfig {
             let kinds = self.acme.challenge_kinds();
             if self.http.is_none() && kinds == [mtasts_store::ChallengeKind::Http01] {
                 return Err(ConfigError::Invalid(
-                    "acme.challenges: http-01 needs the port-80 listener (http = \"none\")"
-                        .into(),
+                    "acme.challenges: http-01 needs the port-80 listener (http = \"none\")".into(),
                 ));
             }
         }

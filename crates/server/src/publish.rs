@@ -93,7 +93,10 @@ impl std::fmt::Debug for DnsUpdateConfig {
             .field("key_name", &self.key_name)
             .field("key_algorithm", &self.key_algorithm)
             .field("key_file", &self.key_file)
-            .field("key_secret", &self.key_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "key_secret",
+                &self.key_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
@@ -119,7 +122,10 @@ impl DnsUpdateConfig {
         if self.key_name.is_some() != (self.key_file.is_some() || self.key_secret.is_some()) {
             return Err("dns_update: key_name needs key_file or key_secret, and they it".into());
         }
-        if self.ttl == 0 || self.timeout.is_zero() || self.poll.is_zero() || self.retry_min.is_zero()
+        if self.ttl == 0
+            || self.timeout.is_zero()
+            || self.poll.is_zero()
+            || self.retry_min.is_zero()
         {
             return Err("dns_update: ttl, timeout, poll and retry_min must be more than 0".into());
         }
@@ -140,7 +146,9 @@ impl DnsUpdateConfig {
         let secret = match (&self.key_file, &self.key_secret) {
             (Some(path), _) => Some(
                 std::fs::read_to_string(path)
-                    .map_err(|e| format!("dns_update.key_file: cannot read {}: {e}", path.display()))?
+                    .map_err(|e| {
+                        format!("dns_update.key_file: cannot read {}: {e}", path.display())
+                    })?
                     .trim()
                     .to_owned(),
             ),
@@ -282,7 +290,10 @@ impl Publisher {
                 round.waiting += 1;
                 continue;
             }
-            match self.update(&d.name, &sts, tls.as_deref(), have.as_ref()).await {
+            match self
+                .update(&d.name, &sts, tls.as_deref(), have.as_ref())
+                .await
+            {
                 Ok(()) => {
                     let change = Change::new("dns-update", OffsetDateTime::now_utc())
                         .because(format!("policy {} served", d.policy.id));

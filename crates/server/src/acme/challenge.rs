@@ -238,7 +238,10 @@ impl ResolvesServerCert for One {
 ///
 /// # Errors
 /// The certificate cannot be made (a name rcgen refuses).
-pub(crate) fn alpn_config(name: &str, key_authorization: &str) -> Result<Arc<ServerConfig>, String> {
+pub(crate) fn alpn_config(
+    name: &str,
+    key_authorization: &str,
+) -> Result<Arc<ServerConfig>, String> {
     let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let mut params =

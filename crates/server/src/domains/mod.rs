@@ -314,6 +314,12 @@ impl Domains {
             )
             .await?;
         let mut result = self.result(&domain, outcome.notices).await?;
+        if let Some(view) = &mut result.domain {
+            self.fill_records(view).await?;
+            let hosting = crate::hosting::recorded_hosting(&self.store).await?;
+            let missing = crate::hosting::missing_facts(req.delegation, &hosting);
+            result.messages.extend(missing);
+        }
         result.mx_plan = plan;
         result.lint = lint;
         Ok(result)
@@ -359,15 +365,21 @@ impl Domains {
     pub async fn show(&self, domain: &str) -> Result<DomainView, DomainError> {
         let domain = normalize_domain(domain)?;
         let mut view = self.load(&domain).await?.0;
+        self.fill_records(&mut view).await?;
+        Ok(view)
+    }
+
+    /// Lists every DNS record `view`'s delegation needs (from the hosting facts the server
+    /// recorded) and, with a resolver, whether each is in place.
+    async fn fill_records(&self, view: &mut DomainView) -> Result<(), DomainError> {
         let hosting = crate::hosting::recorded_hosting(&self.store).await?;
-        let delegation =
-            mtasts_store::Delegation::parse(&view.delegation).unwrap_or_default();
+        let delegation = mtasts_store::Delegation::parse(&view.delegation).unwrap_or_default();
         view.records =
-            crate::hosting::records_for(&domain, delegation, &view.policy_id, &hosting);
+            crate::hosting::records_for(&view.domain, delegation, &view.policy_id, &hosting);
         if let Some(resolver) = &self.resolver {
             crate::hosting::check_in_place(resolver, &mut view.records, RECORDS_BUDGET).await;
         }
-        Ok(view)
+        Ok(())
     }
 
     async fn load(&self, domain: &str) -> Result<(DomainView, RolloutState), DomainError> {

@@ -219,10 +219,7 @@ pub struct CertificateView {
 
 impl CertificateView {
     /// The view of an installed certificate (`cert`) and the ACME work on it (`acme`).
-    pub fn new(
-        cert: Option<&Certificate>,
-        acme: Option<&mtasts_store::AcmeState>,
-    ) -> Option<Self> {
+    pub fn new(cert: Option<&Certificate>, acme: Option<&mtasts_store::AcmeState>) -> Option<Self> {
         if cert.is_none() && acme.is_none() {
             return None;
         }
@@ -244,9 +241,7 @@ impl CertificateView {
             last_error: acme.and_then(|a| a.last_error.clone()),
             last_error_at: acme.and_then(|a| a.last_error_at),
             failures: acme.map_or(0, |a| a.failures),
-            next_attempt: acme
-                .filter(|a| a.failures > 0)
-                .map(|a| a.next_attempt),
+            next_attempt: acme.filter(|a| a.failures > 0).map(|a| a.next_attempt),
         })
     }
 }
@@ -357,8 +352,18 @@ impl std::fmt::Display for DomainView {
                     Some(false) => "MISSING",
                     None => "not checked",
                 };
-                let who = if r.managed_by == "mtasts" { " (we publish)" } else { "" };
-                write!(f, "  [{mark}] {} {} \"{}\"{who}", esc(&r.name), r.rtype, esc(&r.value))?;
+                let who = if r.managed_by == "mtasts" {
+                    " (we publish)"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "  [{mark}] {} {} \"{}\"{who}",
+                    esc(&r.name),
+                    r.rtype,
+                    esc(&r.value)
+                )?;
                 match &r.note {
                     Some(n) => writeln!(f, ": {}", esc(n))?,
                     None => writeln!(f)?,
