@@ -20,6 +20,8 @@
 //! - [`oldtls`]: handcrafted answers of a server that knows nothing newer than TLS 1.0.
 //! - [`pki`]: a root CA, an intermediate and an untrusted root generated at run time (rcgen),
 //!   issuing server certificates with scripted defects (expired, wrong name, untrusted, …).
+//! - [`pebble`]: a real ACME CA (Let's Encrypt's Pebble, Debian package) per test on loopback,
+//!   validating challenges through our DNS; SKIP when not installed, a failure when `CI=true`.
 //! - [`world`]: all of the above for one domain, on its own loopback addresses.
 //! - [`scenarios`]: a clean domain and one per kind of breakage, served at once (optionally on
 //!   the standard ports 53, 25 and 443).
@@ -31,6 +33,7 @@ pub mod dnssec;
 pub mod https;
 pub mod knot;
 pub mod oldtls;
+pub mod pebble;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod pki;
