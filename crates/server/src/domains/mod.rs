@@ -146,7 +146,7 @@ pub struct Domains {
     store: Store,
     cfg: RolloutConfig,
     /// Looks the delegation's records up for `show` (`None`: they are listed unchecked).
-    resolver: Option<mtasts_net::dns::Resolver>,
+    resolver: Option<std::sync::Arc<mtasts_net::dns::Resolver>>,
 }
 
 /// How long `show` waits for the DNS answers about a domain's records.
@@ -225,7 +225,7 @@ impl Domains {
     /// The same operations, with `show` looking up whether each DNS record is in place.
     #[must_use]
     pub fn with_resolver(mut self, resolver: mtasts_net::dns::Resolver) -> Self {
-        self.resolver = Some(resolver);
+        self.resolver = Some(std::sync::Arc::new(resolver));
         self
     }
 
