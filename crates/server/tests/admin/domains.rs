@@ -61,7 +61,10 @@ both! {
             format!(
                 "domain:      example.com\nstate:       testing since 2026-01-01T00:00:00Z\n\
                  policy id:   {id}\npublish:     _mta-sts.example.com TXT \"v=STSv1; id={id}\"\n\
-                 certificate: none for mta-sts.example.com (import one)\nserved policy:\n  \
+                 certificate: none yet for mta-sts.example.com (ACME on the server, or import one)\n\
+                 DNS records (host delegation):\n  \
+                 [not checked] _mta-sts.example.com TXT \"v=STSv1; id={id}\"\n\
+                 served policy:\n  \
                  version: STSv1\n  mode: testing\n  mx: mx1.example.net\n  mx: *.mail.example.org\n  \
                  max_age: 86400\n",
                 id = v.policy_id

@@ -3,6 +3,7 @@
 //! when `CI=true`.
 #![allow(clippy::print_stderr, reason = "a skipped PostgreSQL half says so")]
 
+mod acme;
 mod api;
 mod daemon;
 mod domains;
