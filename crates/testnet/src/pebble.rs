@@ -30,7 +30,7 @@
 //! - A TLS-ALPN-01 responder on rustls must build its `CertifiedKey` with `CertifiedKey::new`:
 //!   `with_single_cert`/`CertifiedKey::from_der` parse the certificate with webpki, which
 //!   refuses the critical acmeIdentifier extension (`UnsupportedCriticalExtension`). Pebble
-//!   reports any failed handshake as "Failed to connect to <addr> for the tls-alpn-01 challenge".
+//!   reports any failed handshake as "Failed to connect to `<addr>` for the tls-alpn-01 challenge".
 //! - Timing (debug build, 2 cores): start 0.2 to 0.6 s (RSA keys), an account 50 ms, one
 //!   issuance (order to chain) 0.46 s with a 50 ms first poll delay. Without `PEBBLE_VA_NOSLEEP`
 //!   each attempt would first sleep 0 to 15 s.
