@@ -13,7 +13,9 @@ use time::OffsetDateTime;
 
 use crate::certs::{NewCertificate, insert_certificate};
 use crate::db::{AuditRecord, WriteTx, on_backend};
-use crate::{Change, Error, MAX_REASON, MAX_SHORT, Store, check_domain, check_text, from_unix};
+use crate::{
+    Change, Error, MAX_REASON, MAX_SHORT, Store, check_domain, check_text, clip_reason, from_unix,
+};
 
 /// Largest ACME account credentials accepted (JSON).
 const MAX_CREDENTIALS: usize = 16 * 1024;
@@ -454,8 +456,7 @@ impl Store {
         at: OffsetDateTime,
     ) -> Result<(), Error> {
         check_domain(domain)?;
-        let error: String = error.chars().take(MAX_REASON / 4).collect();
-        check_text("ACME error", &error, 1, MAX_REASON)?;
+        let error = clip_reason(error);
         let mut tx = WriteTx::begin(&self.pools).await?;
         on_backend!(&mut tx.tx, c => {
             sqlx::query(

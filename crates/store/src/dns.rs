@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::db::{AuditRecord, WriteTx, on_backend};
 use crate::domains::Delegation;
-use crate::{Change, Error, MAX_REASON, Store, check_domain, check_text, from_unix};
+use crate::{Change, Error, Store, check_domain, check_text, clip_reason, from_unix};
 
 /// Longest TXT value kept (a policy id record or a TLS-RPT record with its `rua` list).
 const MAX_VALUE: usize = 2048;
@@ -197,8 +197,7 @@ impl Store {
         at: OffsetDateTime,
     ) -> Result<(), Error> {
         check_domain(domain)?;
-        let error: String = error.chars().take(MAX_REASON / 4).collect();
-        check_text("DNS update error", &error, 1, MAX_REASON)?;
+        let error = clip_reason(error);
         let mut tx = WriteTx::begin(&self.pools).await?;
         on_backend!(&mut tx.tx, c => {
             sqlx::query(

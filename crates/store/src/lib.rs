@@ -356,6 +356,24 @@ pub(crate) fn from_unix(what: &str, seconds: i64) -> Result<OffsetDateTime, Erro
     })
 }
 
+/// An error message from a stranger (a CA's problem detail, a DNS server's answer) made fit
+/// to keep: control characters escaped (they would be refused, and the failure not recorded),
+/// cut to a quarter of [`MAX_REASON`] characters; never empty.
+pub(crate) fn clip_reason(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars().take(MAX_REASON / 4) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if out.trim().is_empty() {
+        out = "(no reason given)".into();
+    }
+    out
+}
+
 /// Checks a caller's text: length in bytes within `min..=max`, no control characters.
 pub(crate) fn check_text(what: &'static str, s: &str, min: usize, max: usize) -> Result<(), Error> {
     if s.len() < min || s.len() > max {

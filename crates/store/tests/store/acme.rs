@@ -103,6 +103,15 @@ both! {
         store.acme_failed("a.example", None, "not ours", t(900), t(601)).await.unwrap();
         let state = store.acme_state("a.example").await.unwrap().unwrap();
         assert_eq!((state.failures, state.lease_holder.as_deref()), (2, Some("two")));
+        // A stranger's message with control characters is kept, escaped (refusing it would
+        // leave the failure unrecorded and the next attempt unscheduled).
+        store.acme_failed("a.example", None, "bad\u{1b}[2J\u{0}x", t(950), t(602)).await.unwrap();
+        let state = store.acme_state("a.example").await.unwrap().unwrap();
+        assert_eq!((state.failures, state.next_attempt), (3, t(950)));
+        assert_eq!(state.last_error.as_deref(), Some("bad\\u{1b}[2J\\u{0}x"));
+        store.dns_record_failed("a.example", "\u{7}", t(1), t(1)).await.unwrap();
+        let p = store.dns_published("a.example").await.unwrap().unwrap();
+        assert_eq!(p.last_error.as_deref(), Some("\\u{7}"));
         // A removed domain's failure is no error and leaves nothing.
         store.acme_failed("gone.example", None, "x", t(1), t(1)).await.unwrap();
         assert_eq!(store.acme_state("gone.example").await.unwrap(), None);
