@@ -14,9 +14,9 @@
 //!   request and a cap on every response body), and the account, kept sealed in the store.
 //! - [`schedule`]: when to renew and how long to back off (pure).
 //!
-//! Renewal happens at `renew_at` (two thirds) of the certificate's lifetime. Pebble 2.4 and
-//! many CAs offer no renewal information (ARI, RFC 9773); when the directory has it, the CA's
-//! suggested window moves the renewal earlier, never later.
+//! Renewal happens at `renew_at` (two thirds) of the certificate's lifetime. The CA's renewal
+//! information (ARI, RFC 9773) is not asked for yet: Pebble 2.4, the CA of the tests, offers
+//! none, and an untested path would be worse than none.
 
 mod challenge;
 mod client;

@@ -16,19 +16,6 @@ pub fn renewal_time(
     not_before + life * fraction.clamp(0.0, 1.0)
 }
 
-/// The renewal time when the CA suggests the window `start..end` (ACME renewal information,
-/// RFC 9773 §4.2: a uniformly random time in the window): the earlier of that and `ours`. A
-/// CA's window never makes us renew later than our own schedule.
-pub fn with_suggested_window(
-    ours: OffsetDateTime,
-    start: OffsetDateTime,
-    end: OffsetDateTime,
-    jitter: f64,
-) -> OffsetDateTime {
-    let span = (end - start).max(time::Duration::ZERO);
-    ours.min(start + span * jitter.clamp(0.0, 1.0))
-}
-
 /// How long to wait after the `failures`-th failure in a row (1 for the first): `min` doubled
 /// per failure up to `max`, then jittered down by up to half (so that instances and domains
 /// that failed together do not retry together).
@@ -69,24 +56,6 @@ mod tests {
             na,
             "a backwards certificate: now"
         );
-    }
-
-    #[test]
-    fn a_suggested_window_only_brings_renewal_forward() {
-        let ours = datetime!(2026-03-01 0:00 UTC);
-        let (s, e) = (
-            datetime!(2026-02-01 0:00 UTC),
-            datetime!(2026-02-03 0:00 UTC),
-        );
-        assert_eq!(
-            with_suggested_window(ours, s, e, 0.5),
-            datetime!(2026-02-02 0:00 UTC)
-        );
-        let late = (
-            datetime!(2026-04-01 0:00 UTC),
-            datetime!(2026-04-02 0:00 UTC),
-        );
-        assert_eq!(with_suggested_window(ours, late.0, late.1, 0.5), ours);
     }
 
     #[test]
