@@ -115,9 +115,11 @@ impl Daemon {
         let store = Store::open(&config.store.url, &config.store.options()?)
             .await
             .map_err(|e| fail(format!("store {}", redact(&config.store.url)), e))?;
+        // One network environment (resolver, trust roots) for show, ACME and drift.
+        let env = std::sync::Arc::new(config.check.drift_env()?);
         let domains = Domains::new(store.clone(), config.rollout.clone())
             .map_err(|e| fail("rollout", e))?
-            .with_resolver(config.check.drift_env()?.resolver);
+            .with_resolver(env.resolver.clone());
         record_rollout(&store, &config.rollout)
             .await
             .map_err(|e| fail("recording the rollout schedule in the store", e))?;
@@ -146,7 +148,7 @@ impl Daemon {
                 store.clone(),
                 config.acme.clone(),
                 hosting.clone(),
-                config.check.drift_env()?.resolver,
+                env.resolver.clone(),
                 challenges,
             )
             .map_err(|e| fail("acme", e))?;
@@ -174,7 +176,7 @@ impl Daemon {
         } else {
             Some(Checker {
                 domains: domains.clone(),
-                env: std::sync::Arc::new(config.check.drift_env()?),
+                env,
                 interval: config.check.drift_interval,
                 concurrency: config.check.drift_concurrency,
                 budget: config.check.timeout * 4,

@@ -356,6 +356,21 @@ pub enum PointsElsewhere {
 mod tests {
     use super::*;
 
+    /// Each record as (name, type, value, who publishes it).
+    fn fields(records: &[DnsRecord]) -> Vec<(&str, &str, &str, &str)> {
+        records
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.rtype.as_str(),
+                    r.value.as_str(),
+                    r.managed_by.as_str(),
+                )
+            })
+            .collect()
+    }
+
     fn hosting() -> Hosting {
         Hosting {
             public_addresses: vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
@@ -368,19 +383,8 @@ mod tests {
     #[test]
     fn host_delegation_lists_the_address_records_and_both_txt_records() {
         let r = records_for("example.com", Delegation::Host, "abc", &hosting());
-        let got: Vec<_> = r
-            .iter()
-            .map(|r| {
-                (
-                    r.name.as_str(),
-                    r.rtype.as_str(),
-                    r.value.as_str(),
-                    r.managed_by.as_str(),
-                )
-            })
-            .collect();
         assert_eq!(
-            got,
+            fields(&r),
             [
                 ("mta-sts.example.com", "A", "192.0.2.1", "owner"),
                 ("mta-sts.example.com", "AAAA", "2001:db8::1", "owner"),
@@ -400,19 +404,8 @@ mod tests {
         let mut h = hosting();
         h.cname_target = Some("mta-sts.provider.example.".into());
         let r = records_for("example.com", Delegation::Full, "abc", &h);
-        let got: Vec<_> = r
-            .iter()
-            .map(|r| {
-                (
-                    r.name.as_str(),
-                    r.rtype.as_str(),
-                    r.value.as_str(),
-                    r.managed_by.as_str(),
-                )
-            })
-            .collect();
         assert_eq!(
-            got,
+            fields(&r),
             [
                 (
                     "mta-sts.example.com",

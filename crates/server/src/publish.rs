@@ -120,7 +120,9 @@ impl DnsUpdateConfig {
             return Err("dns_update: key_file or key_secret, not both".into());
         }
         if self.key_name.is_some() != (self.key_file.is_some() || self.key_secret.is_some()) {
-            return Err("dns_update: key_name needs key_file or key_secret, and they it".into());
+            return Err(
+                "dns_update: key_name and a secret (key_file or key_secret) go together".into(),
+            );
         }
         if self.ttl == 0
             || self.timeout.is_zero()

@@ -315,8 +315,7 @@ impl Domains {
             .await?;
         let mut result = self.result(&domain, outcome.notices).await?;
         if let Some(view) = &mut result.domain {
-            self.fill_records(view).await?;
-            let hosting = crate::hosting::recorded_hosting(&self.store).await?;
+            let hosting = self.fill_records(view).await?;
             let missing = crate::hosting::missing_facts(req.delegation, &hosting);
             result.messages.extend(missing);
         }
@@ -371,7 +370,11 @@ impl Domains {
 
     /// Lists every DNS record `view`'s delegation needs (from the hosting facts the server
     /// recorded) and, with a resolver, whether each is in place.
-    async fn fill_records(&self, view: &mut DomainView) -> Result<(), DomainError> {
+    /// Returns the hosting facts it used.
+    async fn fill_records(
+        &self,
+        view: &mut DomainView,
+    ) -> Result<crate::hosting::Hosting, DomainError> {
         let hosting = crate::hosting::recorded_hosting(&self.store).await?;
         let delegation = mtasts_store::Delegation::parse(&view.delegation).unwrap_or_default();
         view.records =
@@ -379,7 +382,7 @@ impl Domains {
         if let Some(resolver) = &self.resolver {
             crate::hosting::check_in_place(resolver, &mut view.records, RECORDS_BUDGET).await;
         }
-        Ok(())
+        Ok(hosting)
     }
 
     async fn load(&self, domain: &str) -> Result<(DomainView, RolloutState), DomainError> {
