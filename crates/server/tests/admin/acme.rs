@@ -42,6 +42,28 @@ async fn add(store: &Store, domain: &str) {
         .unwrap();
 }
 
+/// A TLS handshake offering only `acme-tls/1`, as a TLS-ALPN-01 validator makes.
+async fn acme_tls_handshake(port: u16, name: &str) -> Result<(), String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let server = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(server, tcp)
+        .await
+        .map(drop)
+        .map_err(|e| format!("{e:?}"))
+}
+
 /// Waits until `check` holds, for at most `within`.
 async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where
@@ -145,9 +167,96 @@ async fn certificates_are_issued_by_http01_and_tls_alpn01_and_foreign_names_are_
     .await;
     let again = store.certificate("http.test").await.unwrap().unwrap();
     assert_eq!(again.installed_at, cert.installed_at, "not ordered again");
+    // A validation handshake for a name with no challenge pending is refused (no protocol in
+    // common), not answered with the policy certificate.
+    let err = acme_tls_handshake(https_port, "mta-sts.http.test")
+        .await
+        .unwrap_err();
+    assert!(err.contains("NoApplicationProtocol"), "{err}");
     control.stop();
     task.await.unwrap();
     if std::env::var_os("MTASTS_TEST_VERBOSE").is_some() {
         eprintln!("{}", pebble.log());
+    }
+}
+
+/// Port 80 from strangers: only a token-shaped path under the challenge prefix is looked up
+/// at all; a challenge another instance stored is answered, but only for its own name and
+/// until it expires; anything else is a 404 (`None`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_answers_only_a_live_token_for_its_own_name() {
+    use mtasts_server::acme::Challenges;
+    use mtasts_server::http::ChallengeResponder;
+    use mtasts_store::{Challenge, ChallengeKind};
+
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let now = OffsetDateTime::now_utc();
+    let stored = |token: &str, expires_at| Challenge {
+        token: token.into(),
+        name: "mta-sts.a.test".into(),
+        kind: ChallengeKind::Http01,
+        key_authorization: format!("{token}.thumbprint"),
+        expires_at,
+    };
+    // Stored by "another instance": this responder's memory is empty.
+    store
+        .put_challenge(&stored("live", now + time::Duration::minutes(5)))
+        .await
+        .unwrap();
+    store
+        .put_challenge(&stored("old", now - time::Duration::seconds(1)))
+        .await
+        .unwrap();
+    let alpn = Challenge {
+        token: "alpn".into(),
+        kind: ChallengeKind::TlsAlpn01,
+        ..stored("x", now + time::Duration::minutes(5))
+    };
+    store.put_challenge(&alpn).await.unwrap();
+    let c = Challenges::new(store.clone());
+    let ask = |host: &str, path: &str| {
+        let found = c.respond(host, path);
+        async move {
+            match found {
+                Some(f) => Some(f.await),
+                None => None,
+            }
+        }
+    };
+    let p = "/.well-known/acme-challenge/";
+    assert_eq!(
+        ask("mta-sts.a.test", &format!("{p}live")).await,
+        Some(Some(bytes::Bytes::from_static(b"live.thumbprint")))
+    );
+    assert_eq!(
+        ask("MTA-STS.A.TEST.", &format!("{p}live")).await,
+        Some(Some("live.thumbprint".into()))
+    );
+    // Looked up, not answered: another name, expired, unknown, or a TLS-ALPN-01 token.
+    for (host, token) in [
+        ("mta-sts.b.test", "live"),
+        ("mta-sts.a.test", "old"),
+        ("mta-sts.a.test", "nope"),
+        ("mta-sts.a.test", "alpn"),
+    ] {
+        assert_eq!(
+            ask(host, &format!("{p}{token}")).await,
+            Some(None),
+            "{host} {token}"
+        );
+    }
+    // Not even looked up: not a token, or not the challenge path.
+    let long = "a".repeat(129);
+    for path in [
+        p.to_owned(),
+        format!("{p}../etc"),
+        format!("{p}a.b"),
+        format!("{p}{long}"),
+        format!("{p}live/x"),
+        "/live".into(),
+        "/.well-known/acme-challenge".into(),
+    ] {
+        assert!(ask("mta-sts.a.test", &path).await.is_none(), "{path}");
     }
 }
