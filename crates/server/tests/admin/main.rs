@@ -8,4 +8,5 @@ mod api;
 mod daemon;
 mod domains;
 mod drift;
+mod publish;
 mod support;
