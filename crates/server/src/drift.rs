@@ -549,6 +549,7 @@ mod tests {
             certificate: None,
             delegation: "host".into(),
             records: Vec::new(),
+            dns_update: None,
             drift: Vec::new(),
         }
     }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use cert::{CertificateCheck, MAX_CHAIN_CERTS, check_certificate};
-pub use state::{CertificateView, DomainView, DriftView};
+pub use state::{CertificateView, DnsUpdateView, DomainView, DriftView};
 
 /// Why a domain operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -397,6 +397,7 @@ impl Domains {
         let acme = self.store.acme_state(domain).await?;
         let mut view = DomainView::new(&hosted, &state, cert.as_ref());
         view.certificate = CertificateView::new(cert.as_ref(), acme.as_ref());
+        view.dns_update = self.store.dns_published(domain).await?.map(Into::into);
         view.drift = self
             .store
             .drift_events(Some(domain), true, OPEN_DRIFT_LISTED)

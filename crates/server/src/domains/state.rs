@@ -150,9 +150,45 @@ pub struct DomainView {
     /// list leaves them out).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<crate::hosting::DnsRecord>,
+    /// Full delegation: what our zone holds for the domain and the state of the updates
+    /// (`null` before the first attempt, and for `host` delegation).
+    #[serde(default)]
+    pub dns_update: Option<DnsUpdateView>,
     /// Open drift events (`mtasts domain check`, the background checker), newest first.
     #[serde(default)]
     pub drift: Vec<DriftView>,
+}
+
+/// What our zone holds for a fully delegated domain, as the authoritative server acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsUpdateView {
+    /// The `_mta-sts` TXT value published.
+    pub sts_value: Option<String>,
+    /// The `_smtp._tls` TXT value published.
+    pub tlsrpt_value: Option<String>,
+    /// When the server last accepted an update.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub published_at: Option<OffsetDateTime>,
+    /// Why the last update failed (cleared by a success).
+    pub last_error: Option<String>,
+    /// Failed updates since the last success.
+    pub failures: u32,
+    /// When the next update is tried, after a failure.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt: Option<OffsetDateTime>,
+}
+
+impl From<mtasts_store::DnsPublished> for DnsUpdateView {
+    fn from(p: mtasts_store::DnsPublished) -> Self {
+        Self {
+            next_attempt: (p.failures > 0).then_some(p.next_attempt),
+            sts_value: p.sts_value,
+            tlsrpt_value: p.tlsrpt_value,
+            published_at: p.published_at,
+            last_error: p.last_error,
+            failures: p.failures,
+        }
+    }
 }
 
 /// An open drift event as shown.
@@ -278,6 +314,7 @@ impl DomainView {
             certificate: CertificateView::new(cert, None),
             delegation: hosted.delegation.as_str().to_owned(),
             records: Vec::new(),
+            dns_update: None,
             drift: Vec::new(),
         }
     }
@@ -343,6 +380,17 @@ impl std::fmt::Display for DomainView {
                     esc(e)
                 )?;
             }
+        }
+        if let Some(u) = &self.dns_update
+            && let Some(e) = &u.last_error
+        {
+            writeln!(
+                f,
+                "LAST DNS UPDATE ERROR ({} failure(s), next attempt {}): {}",
+                u.failures,
+                u.next_attempt.map_or_else(|| "soon".into(), stamp),
+                esc(e)
+            )?;
         }
         if !self.records.is_empty() {
             writeln!(f, "DNS records ({} delegation):", self.delegation)?;

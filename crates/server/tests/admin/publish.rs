@@ -239,6 +239,18 @@ async fn a_refused_update_is_recorded_with_its_reason_and_retried() {
         assert_eq!((p.failures, p.sts_value.as_deref()), (attempt, None));
         let why = p.last_error.unwrap();
         assert!(why.contains("BADKEY") && why.contains(ZONE), "{why}");
+        // `domain show` reports it.
+        let domains = Domains::new(store.clone(), Default::default()).unwrap();
+        let shown = domains.show("a.test").await.unwrap();
+        let u = shown.dns_update.clone().unwrap();
+        assert_eq!(
+            (u.failures, u.last_error.as_deref()),
+            (attempt, Some(why.as_str()))
+        );
+        assert!(
+            shown.to_string().contains("LAST DNS UPDATE ERROR"),
+            "{shown}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
