@@ -79,7 +79,7 @@ pub(crate) enum Action {
         /// Confirm every unexplained MX host without asking.
         #[arg(long)]
         yes: bool,
-        /// How the owner delegates the domain: `host` (only mta-sts.<domain> points at the
+        /// How the owner delegates the domain: `host` (only mta-sts.DOMAIN points at the
         /// server; the owner publishes the TXT records) or `full` (the TXT names are CNAMEs
         /// into the server's zone, which publishes them by DNS update).
         #[arg(long, value_enum, default_value_t = DelegationArg::Host)]
