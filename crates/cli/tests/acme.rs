@@ -1,0 +1,355 @@
+//! `mtasts serve` keeping a hosted domain's certificate valid by ACME, end to end with the
+//! binary and a real Pebble (Debian's) whose validator resolves through the test internet:
+//! the first certificate by HTTP-01 on port 80; the policy fetched by our own `net` fetch and by
+//! `mtasts check` trusting Pebble's root; the certificate renewed (Pebble issues 30-second
+//! certificates, renewed half-way); the server killed and restarted, serving with no ACME
+//! request; Pebble stopped, the server still serving while renewal fails and backs off, then
+//! Pebble back (a new root, our account forgotten) and the certificate renewed by TLS-ALPN-01
+//! on the policy port, the account re-created. Pebble missing: SKIP, a failure when `CI=true`.
+
+mod support;
+
+use mtasts_net::https::{FetchSettings, fetch_policy_at};
+use mtasts_net::tls::{CertVerdict, TlsProbeConfig};
+use mtasts_testnet::pebble::{Pebble, PebbleOptions};
+use mtasts_testnet::pki::Defect;
+use mtasts_testnet::world::{DOMAIN, World};
+use serde_json::Value;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::{Serve, bin, free_addr, health, run};
+
+/// The lifetime of Pebble's certificates; renewal is at half of it (`acme.renew_at=0.5`).
+const VALIDITY: Duration = Duration::from_secs(30);
+
+/// `mtasts domain <args> --store S --format json`: the status and the JSON.
+async fn domain(store: &str, args: &[&str]) -> (i32, Value) {
+    let mut a: Vec<String> = vec!["domain".into()];
+    a.extend(args.iter().map(|x| (*x).to_owned()));
+    a.extend(["--store", store, "--format", "json"].map(str::to_owned));
+    let (code, out, err) = run(a, &[]).await;
+    let v = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}\nstderr: {err}"));
+    (code, v)
+}
+
+/// `domain show DOMAIN`'s `certificate` object (null before the first one).
+async fn certificate(store: &str) -> Value {
+    let (code, v) = domain(store, &["show", DOMAIN]).await;
+    assert_eq!(code, 0, "{v}");
+    v["certificate"].clone()
+}
+
+/// Polls `domain show` until `test` holds of the certificate object, for at most `within`.
+async fn certificate_until(
+    store: &str,
+    within: Duration,
+    what: &str,
+    test: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let c = certificate(store).await;
+        if test(&c) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {within:?}: {c:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The policy fetched by our own fetch from `https` trusting `roots` (PEM): the body and the
+/// served leaf's `not_after` (RFC 3339), or why not.
+async fn fetch(https: SocketAddr, roots: &str) -> Result<(String, String), String> {
+    let mut tls = TlsProbeConfig::new();
+    tls.add_pem_roots(roots.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let settings = FetchSettings {
+        port: https.port(),
+        timeout: Duration::from_secs(3),
+        ..FetchSettings::default()
+    };
+    let f = fetch_policy_at(DOMAIN, &[https.ip()], &tls, &settings).await;
+    let obs = f.tls.as_ref().ok_or_else(|| format!("{:?}", f.failure))?;
+    if obs.verdict != CertVerdict::Valid {
+        return Err(format!("certificate {:?}", obs.verdict));
+    }
+    let leaf = obs.leaf().ok_or("no leaf")?;
+    let not_after = leaf
+        .not_after
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    match (f.status, f.body) {
+        (Some(200), Some(b)) => Ok((String::from_utf8_lossy(&b).into_owned(), not_after)),
+        (s, _) => Err(format!("status {s:?}, {:?}", f.failure)),
+    }
+}
+
+struct Server<'a> {
+    dir: &'a Path,
+    store: &'a str,
+    pebble: &'a Pebble,
+    policy_ip: Ipv4Addr,
+    https: SocketAddr,
+    nameserver: String,
+}
+
+impl Server<'_> {
+    /// `mtasts serve` with ACME from Pebble; `http`: the port-80 listener (`None`: none);
+    /// `challenges`: the TOML list of challenge types.
+    fn start(&self, n: u8, http: Option<SocketAddr>, challenges: &str) -> (Serve, SocketAddr) {
+        let admin = free_addr(Ipv4Addr::new(127, 0, 0, 1));
+        let log = self.dir.join(format!("serve{n}.log"));
+        let http = http.map_or("none".to_owned(), |a| a.to_string());
+        let child = bin()
+            .args(["serve", "--store", self.store])
+            .args(["--https", &self.https.to_string(), "--http", &http])
+            .args(["--admin", &admin.to_string()])
+            .args(["--nameserver", &self.nameserver])
+            .args(["--acme-directory", &self.pebble.directory_url()])
+            .args([
+                "--acme-root",
+                &self.pebble.api_root_pem_path().display().to_string(),
+            ])
+            .args(["--acme-contact", "hostmaster@example.test"])
+            .args(["--public-address", &self.policy_ip.to_string()])
+            .args([
+                "--set",
+                "reload_poll=0.2",
+                "--set",
+                "check.drift_interval=0",
+            ])
+            .args(["--set", "acme.poll=0.2", "--set", "acme.renew_at=0.5"])
+            .args(["--set", "acme.retry_min=1", "--set", "acme.retry_max=2"])
+            .args(["--set", &format!("acme.challenges={challenges}")])
+            .args(["--set", "grace=1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        (Serve { child, log }, admin)
+    }
+}
+
+async fn wait_healthy(admin: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(health(admin).await, Some((200, _))) {
+        assert!(Instant::now() < deadline, "{admin}: not healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many ACME requests Pebble has logged (its web front end logs one line per request).
+fn acme_requests(pebble: &Pebble) -> usize {
+    pebble
+        .log()
+        .lines()
+        .filter(|l| l.contains("-> calling handler()"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_obtains_renews_and_keeps_its_certificate_through_restarts_and_ca_outages() {
+    let mut w = World::new().await;
+    let policy_ip = w.ip(2, 1);
+    w.zone(&format!("mta-sts 300 IN A {policy_ip}"));
+    w.mx_with_cert("mx1", 10, 1, Defect::Valid).await;
+    let http = free_addr(policy_ip);
+    let https = SocketAddr::from((policy_ip, w.https_port));
+    let mut opts = PebbleOptions::new(w.dns.addr(), http.port(), https.port());
+    opts.validity = Some(VALIDITY);
+    let Some(mut pebble) = Pebble::start(opts).await.unwrap() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("store.db").display());
+    let nameserver = w.dns.addr().to_string();
+
+    // Added by the CLI; the record to publish is printed, and published.
+    let (code, v) = domain(&store, &["add", DOMAIN, "--mx", "mx1.example.test"]).await;
+    assert_eq!(code, 0, "{v}");
+    let txt = v["domain"]["txt_record"].as_str().unwrap().to_owned();
+    w.zone_replace("_mta-sts", &format!("_mta-sts 300 IN TXT \"{txt}\""));
+    assert_eq!(v["domain"]["certificate"], Value::Null, "{v}");
+
+    let server = Server {
+        dir: dir.path(),
+        store: &store,
+        pebble: &pebble,
+        policy_ip,
+        https,
+        nameserver: nameserver.clone(),
+    };
+    // 1. The first certificate, by HTTP-01 (port 80 only).
+    let (serve, admin) = server.start(1, Some(http), r#"["http-01"]"#);
+    wait_healthy(admin).await;
+    let first = certificate_until(&store, Duration::from_secs(30), "a certificate", |c| {
+        c["source"] == "acme"
+    })
+    .await;
+    assert!(
+        first["issuer"].as_str().unwrap().contains("Pebble"),
+        "{first}"
+    );
+    assert_eq!(first["last_error"], Value::Null, "{first}");
+    assert!(
+        first["next_renewal"].as_str().unwrap() < first["not_after"].as_str().unwrap(),
+        "{first}"
+    );
+    let (_, shown) = domain(&store, &["show", DOMAIN, "--nameserver", &nameserver]).await;
+    let records = shown["records"].as_array().unwrap();
+    assert!(!records.is_empty(), "{shown:#}");
+    for r in records {
+        assert_eq!(r["in_place"], true, "{r}: {shown:#}");
+    }
+
+    // 2. Served: our own fetch and `mtasts check`, trusting Pebble's root (and the testnet's
+    //    for the MX hosts).
+    let roots = pebble.issuing_roots_pem().await.unwrap();
+    let (body, served) = fetch_until(https, &roots, &first).await;
+    assert!(body.contains("mx: mx1.example.test"), "{body}");
+    assert_eq!(served, first["not_after"].as_str().unwrap());
+    let ca_file = dir.path().join("roots.pem");
+    std::fs::write(&ca_file, format!("{}\n{roots}", w.pki.root_pem())).unwrap();
+    let check: Vec<String> = [
+        "check",
+        DOMAIN,
+        "--format",
+        "json",
+        "--nameserver",
+        &nameserver,
+        "--ca-file",
+        &ca_file.display().to_string(),
+        "--smtp-port",
+        &w.smtp_port.to_string(),
+        "--https-port",
+        &https.port().to_string(),
+        "--timeout",
+        "3",
+        "--no-dane",
+    ]
+    .map(str::to_owned)
+    .into();
+    let (code, out, err) = run(check.clone(), &[]).await;
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    let report = &report[0];
+    assert_eq!(report["policy"]["fetch"]["status"], 200, "{report:#}");
+    assert_eq!(report["policy"]["valid"], true, "{report:#}");
+    let issuer = report["policy"]["fetch"]["certificate"]["issuer"].as_str();
+    assert!(issuer.unwrap().contains("Pebble"), "{report:#}");
+    // The one error is the truth about a 30-second certificate; a chain Pebble's root did not
+    // verify would be another.
+    let errors: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(errors, ["policy.certificate.expires-soon"], "{report:#}");
+    assert_eq!(code, 1, "{report:#}");
+
+    // 3. Renewed half-way through the 30 s lifetime, and the new one served.
+    let renewed = certificate_until(&store, VALIDITY, "a renewal", |c| {
+        c["not_after"] != first["not_after"]
+    })
+    .await;
+    assert_eq!(renewed["source"], "acme");
+    assert_eq!(renewed["last_error"], Value::Null, "{renewed}");
+    let (_, served) = fetch_until(https, &roots, &renewed).await;
+    assert_eq!(served, renewed["not_after"].as_str().unwrap());
+
+    // 4. Killed and restarted (TLS-ALPN-01 only, no port 80): serving at once, and not one
+    //    request to the CA.
+    drop(serve);
+    let before = acme_requests(&pebble);
+    assert!(
+        before > 0,
+        "Pebble's log has no request lines:\n{}",
+        pebble.log()
+    );
+    let (serve, admin) = server.start(2, None, r#"["tls-alpn-01"]"#);
+    wait_healthy(admin).await;
+    let (_, served) = fetch(https, &roots).await.unwrap();
+    assert_eq!(served, renewed["not_after"].as_str().unwrap());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        acme_requests(&pebble),
+        before,
+        "ACME traffic after a restart"
+    );
+
+    // 5. The CA goes away: renewal fails and backs off, the certificate stays in service.
+    pebble.stop();
+    let failing = certificate_until(&store, VALIDITY, "a failed renewal", |c| {
+        c["failures"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    assert_eq!(failing["not_after"], renewed["not_after"], "{failing}");
+    let error = failing["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("connect") || error.contains("reach"),
+        "{error}"
+    );
+    assert!(failing["next_attempt"].is_string(), "{failing}");
+    let (_, served) = fetch(https, &roots).await.unwrap();
+    assert_eq!(
+        served,
+        renewed["not_after"].as_str().unwrap(),
+        "still served"
+    );
+    // The text view says it in words.
+    let (code, out, _) = run(
+        ["domain", "show", DOMAIN, "--store", &store]
+            .map(str::to_owned)
+            .into(),
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(error), "{out}");
+
+    // 6. Back (a new root; our account forgotten): renewed by TLS-ALPN-01, errors cleared.
+    pebble.start_again().await.unwrap();
+    let back = certificate_until(&store, VALIDITY, "the renewal after the outage", |c| {
+        c["not_after"] != renewed["not_after"] && c["failures"] == 0
+    })
+    .await;
+    assert_eq!(back["last_error"], Value::Null, "{back}");
+    let new_roots = pebble.issuing_roots_pem().await.unwrap();
+    assert_ne!(new_roots, roots, "Pebble made a new root on restart");
+    let (_, served) = fetch_until(https, &new_roots, &back).await;
+    assert_eq!(served, back["not_after"].as_str().unwrap());
+    // Validated without port 80 (Pebble logs only its HTTP-01 attempts), by a new account.
+    let log = pebble.log();
+    let since_restart = log.rsplit("Starting Pebble ACME server").next().unwrap();
+    assert!(
+        since_restart.contains("set VALID by completed challenge"),
+        "{log}"
+    );
+    assert!(!since_restart.contains("validate w/ HTTP"), "{log}");
+    let serve_log = std::fs::read_to_string(&serve.log).unwrap();
+    assert!(serve_log.contains("ACME account created"), "{serve_log}");
+    drop(serve);
+}
+
+/// Fetches until the leaf served is the one `cert` (from `domain show`) describes, for at most
+/// 5 s (the server installs a new certificate within `reload_poll`).
+async fn fetch_until(https: SocketAddr, roots: &str, cert: &Value) -> (String, String) {
+    let want = cert["not_after"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = fetch(https, roots).await;
+        if let Ok((body, served)) = &got
+            && served == want
+        {
+            return (body.clone(), served.clone());
+        }
+        assert!(Instant::now() < deadline, "{want} not served: {got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
