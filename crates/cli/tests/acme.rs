@@ -5,17 +5,26 @@
 //! certificates, renewed half-way); the server killed and restarted, serving with no ACME
 //! request; Pebble stopped, the server still serving while renewal fails and backs off, then
 //! Pebble back (a new root, our account forgotten) and the certificate renewed by TLS-ALPN-01
-//! on the policy port, the account re-created. Pebble missing: SKIP, a failure when `CI=true`.
+//! on the policy port, the account re-created. And two instances on one PostgreSQL ordering
+//! for the same domains: one order per name, each instance answering challenges for orders
+//! the other placed, both serving every certificate. Pebble (or `TEST_DATABASE_URL`) missing:
+//! SKIP, a failure when `CI=true`.
+#![allow(
+    clippy::print_stderr,
+    reason = "how the orders split between the instances is printed to be quoted"
+)]
 
 mod support;
 
 use mtasts_net::https::{FetchSettings, fetch_policy_at};
 use mtasts_net::tls::{CertVerdict, TlsProbeConfig};
+use mtasts_testnet::dns::DnsServer;
 use mtasts_testnet::pebble::{Pebble, PebbleOptions};
+use mtasts_testnet::pg::TestDatabase;
 use mtasts_testnet::pki::Defect;
 use mtasts_testnet::world::{DOMAIN, World};
 use serde_json::Value;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::{Serve, bin, free_addr, health, run};
@@ -23,20 +32,23 @@ use support::{Serve, bin, free_addr, health, run};
 /// The lifetime of Pebble's certificates; renewal is at half of it (`acme.renew_at=0.5`).
 const VALIDITY: Duration = Duration::from_secs(30);
 
+/// The key sealing private keys and the ACME account in the store (every process gets it).
+const KEY: &str = "0808080808080808080808080808080808080808080808080808080808080808";
+
 /// `mtasts domain <args> --store S --format json`: the status and the JSON.
 async fn domain(store: &str, args: &[&str]) -> (i32, Value) {
     let mut a: Vec<String> = vec!["domain".into()];
     a.extend(args.iter().map(|x| (*x).to_owned()));
     a.extend(["--store", store, "--format", "json"].map(str::to_owned));
-    let (code, out, err) = run(a, &[]).await;
+    let (code, out, err) = run(a, &[("MTASTS_STORE_KEY", KEY)]).await;
     let v = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}\nstderr: {err}"));
     (code, v)
 }
 
-/// `domain show DOMAIN`'s `certificate` object (null before the first one).
-async fn certificate(store: &str) -> Value {
-    let (code, v) = domain(store, &["show", DOMAIN]).await;
+/// `domain show D`'s `certificate` object (null before the first one).
+async fn certificate_of(store: &str, d: &str) -> Value {
+    let (code, v) = domain(store, &["show", d]).await;
     assert_eq!(code, 0, "{v}");
     v["certificate"].clone()
 }
@@ -50,7 +62,7 @@ async fn certificate_until(
 ) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let c = certificate(store).await;
+        let c = certificate_of(store, DOMAIN).await;
         if test(&c) {
             return c;
         }
@@ -62,9 +74,14 @@ async fn certificate_until(
     }
 }
 
-/// The policy fetched by our own fetch from `https` trusting `roots` (PEM): the body and the
-/// served leaf's `not_after` (RFC 3339), or why not.
+/// The policy of `DOMAIN` fetched by our own fetch from `https` trusting `roots` (PEM): the
+/// body and the served leaf's `not_after` (RFC 3339), or why not.
 async fn fetch(https: SocketAddr, roots: &str) -> Result<(String, String), String> {
+    fetch_of(DOMAIN, https, roots).await
+}
+
+/// [`fetch`] of domain `d`.
+async fn fetch_of(d: &str, https: SocketAddr, roots: &str) -> Result<(String, String), String> {
     let mut tls = TlsProbeConfig::new();
     tls.add_pem_roots(roots.as_bytes())
         .map_err(|e| e.to_string())?;
@@ -73,7 +90,7 @@ async fn fetch(https: SocketAddr, roots: &str) -> Result<(String, String), Strin
         timeout: Duration::from_secs(3),
         ..FetchSettings::default()
     };
-    let f = fetch_policy_at(DOMAIN, &[https.ip()], &tls, &settings).await;
+    let f = fetch_policy_at(d, &[https.ip()], &tls, &settings).await;
     let obs = f.tls.as_ref().ok_or_else(|| format!("{:?}", f.failure))?;
     if obs.verdict != CertVerdict::Valid {
         return Err(format!("certificate {:?}", obs.verdict));
@@ -93,30 +110,38 @@ struct Server<'a> {
     dir: &'a Path,
     store: &'a str,
     pebble: &'a Pebble,
-    policy_ip: Ipv4Addr,
-    https: SocketAddr,
+    /// Every `--public-address`.
+    public: Vec<Ipv4Addr>,
     nameserver: String,
 }
 
 impl Server<'_> {
-    /// `mtasts serve` with ACME from Pebble; `http`: the port-80 listener (`None`: none);
-    /// `challenges`: the TOML list of challenge types.
-    fn start(&self, n: u8, http: Option<SocketAddr>, challenges: &str) -> (Serve, SocketAddr) {
+    /// `mtasts serve` number `n` with ACME from Pebble, the policy on `https`; `http`: the
+    /// port-80 listener (`None`: none); `challenges`: the TOML list of challenge types.
+    fn start(
+        &self,
+        n: u8,
+        https: SocketAddr,
+        http: Option<SocketAddr>,
+        challenges: &str,
+    ) -> (Serve, SocketAddr) {
         let admin = free_addr(Ipv4Addr::new(127, 0, 0, 1));
         let log = self.dir.join(format!("serve{n}.log"));
         let http = http.map_or("none".to_owned(), |a| a.to_string());
-        let child = bin()
+        let root = self.pebble.api_root_pem_path().display().to_string();
+        let mut cmd = bin();
+        cmd.env("MTASTS_STORE_KEY", KEY)
             .args(["serve", "--store", self.store])
-            .args(["--https", &self.https.to_string(), "--http", &http])
+            .args(["--https", &https.to_string(), "--http", &http])
             .args(["--admin", &admin.to_string()])
             .args(["--nameserver", &self.nameserver])
             .args(["--acme-directory", &self.pebble.directory_url()])
-            .args([
-                "--acme-root",
-                &self.pebble.api_root_pem_path().display().to_string(),
-            ])
-            .args(["--acme-contact", "hostmaster@example.test"])
-            .args(["--public-address", &self.policy_ip.to_string()])
+            .args(["--acme-root", &root])
+            .args(["--acme-contact", "hostmaster@example.test"]);
+        for ip in &self.public {
+            cmd.args(["--public-address", &ip.to_string()]);
+        }
+        let child = cmd
             .args([
                 "--set",
                 "reload_poll=0.2",
@@ -126,7 +151,7 @@ impl Server<'_> {
             .args(["--set", "acme.poll=0.2", "--set", "acme.renew_at=0.5"])
             .args(["--set", "acme.retry_min=1", "--set", "acme.retry_max=2"])
             .args(["--set", &format!("acme.challenges={challenges}")])
-            .args(["--set", "grace=1"])
+            .args(["--set", "grace=1", "--set", "store.acquire_timeout=2"])
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -180,12 +205,11 @@ async fn serve_obtains_renews_and_keeps_its_certificate_through_restarts_and_ca_
         dir: dir.path(),
         store: &store,
         pebble: &pebble,
-        policy_ip,
-        https,
+        public: vec![policy_ip],
         nameserver: nameserver.clone(),
     };
     // 1. The first certificate, by HTTP-01 (port 80 only).
-    let (serve, admin) = server.start(1, Some(http), r#"["http-01"]"#);
+    let (serve, admin) = server.start(1, https, Some(http), r#"["http-01"]"#);
     wait_healthy(admin).await;
     let first = certificate_until(&store, Duration::from_secs(30), "a certificate", |c| {
         c["source"] == "acme"
@@ -272,7 +296,7 @@ async fn serve_obtains_renews_and_keeps_its_certificate_through_restarts_and_ca_
         "Pebble's log has no request lines:\n{}",
         pebble.log()
     );
-    let (serve, admin) = server.start(2, None, r#"["tls-alpn-01"]"#);
+    let (serve, admin) = server.start(2, https, None, r#"["tls-alpn-01"]"#);
     wait_healthy(admin).await;
     let (_, served) = fetch(https, &roots).await.unwrap();
     assert_eq!(served, renewed["not_after"].as_str().unwrap());
@@ -307,7 +331,7 @@ async fn serve_obtains_renews_and_keeps_its_certificate_through_restarts_and_ca_
         ["domain", "show", DOMAIN, "--store", &store]
             .map(str::to_owned)
             .into(),
-        &[],
+        &[("MTASTS_STORE_KEY", KEY)],
     )
     .await;
     assert_eq!(code, 0, "{out}");
@@ -351,5 +375,151 @@ async fn fetch_until(https: SocketAddr, roots: &str, cert: &Value) -> (String, S
         }
         assert!(Instant::now() < deadline, "{want} not served: {got:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A port free on every one of `ips` now.
+fn port_free_on(ips: &[Ipv4Addr]) -> u16 {
+    loop {
+        let port = free_addr(ips[0]).port();
+        if ips
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
+        {
+            return port;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgres_place_one_order_per_name_and_both_serve_every_certificate() {
+    const N: usize = 6;
+    let Some(db) = TestDatabase::create("mtasts_cli", "acme_two_instances").await else {
+        return;
+    };
+    let ips = [Ipv4Addr::new(127, 0, 7, 1), Ipv4Addr::new(127, 0, 7, 2)];
+    let (https_port, http_port) = (port_free_on(&ips), port_free_on(&ips));
+    let dns = DnsServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .await
+        .unwrap();
+    let names: Vec<String> = (0..N).map(|i| format!("d{i}.test")).collect();
+    // The validator is sent to instance 1 for d0, d2, ... and to instance 2 for d1, d3, ..., as
+    // a load balancer would send it to either: whichever instance placed the order.
+    let at = |i: usize| ips[i % 2];
+    dns.set_zones(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (format!("{d}."), format!("mta-sts 60 IN A {}\n", at(i)))),
+    )
+    .unwrap();
+    let Some(pebble) = Pebble::start(PebbleOptions::new(dns.addr(), http_port, https_port))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for d in &names {
+        let (code, v) = domain(&db.url, &["add", d, "--mx", &format!("mx.{d}")]).await;
+        assert_eq!(code, 0, "{v}");
+    }
+    let server = Server {
+        dir: dir.path(),
+        store: &db.url,
+        pebble: &pebble,
+        public: ips.to_vec(),
+        nameserver: dns.addr().to_string(),
+    };
+    let both = r#"["http-01", "tls-alpn-01"]"#;
+    let started = Instant::now();
+    let instances: Vec<(Serve, SocketAddr)> = ips
+        .iter()
+        .zip(1..)
+        .map(|(ip, n)| {
+            let https = SocketAddr::from((*ip, https_port));
+            server.start(n, https, Some(SocketAddr::from((*ip, http_port))), both)
+        })
+        .collect();
+    for d in &names {
+        let c = certificate_until_of(&db.url, d, Duration::from_secs(60)).await;
+        assert_eq!(c["last_error"], Value::Null, "{d}: {c}");
+    }
+    let took = started.elapsed();
+
+    // One order per name at the CA, one installation per name between the two instances.
+    let log = pebble.log();
+    let orders = log
+        .lines()
+        .filter(|l| l.contains("POST /order-plz"))
+        .count();
+    let issued = log
+        .lines()
+        .filter(|l| l.contains("Issued certificate"))
+        .count();
+    assert_eq!((orders, issued), (N, N), "{log}");
+    let installed: Vec<Vec<usize>> = instances
+        .iter()
+        .map(|(s, _)| {
+            let log = std::fs::read_to_string(&s.log).unwrap();
+            (0..N)
+                .filter(|i| {
+                    log.lines().any(|l| {
+                        l.contains("certificate installed")
+                            && l.contains(&format!("domain={} ", names[*i]))
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(installed[0].len() + installed[1].len(), N, "{installed:?}");
+    // Orders whose challenge the other instance answered (the validator went to the other).
+    let crossed: usize = installed
+        .iter()
+        .enumerate()
+        .map(|(k, ds)| ds.iter().filter(|i| *i % 2 != k).count())
+        .sum();
+    eprintln!(
+        "{N} domains to a certificate in {took:?}: instance 1 ordered {:?}, instance 2 {:?}; \
+         {crossed} challenges answered by the instance that did not order",
+        installed[0], installed[1]
+    );
+
+    // Both instances serve every certificate.
+    let roots = pebble.issuing_roots_pem().await.unwrap();
+    for (_, admin) in &instances {
+        wait_healthy(*admin).await;
+    }
+    for ip in ips {
+        for d in &names {
+            let https = SocketAddr::from((ip, https_port));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match fetch_of(d, https, &roots).await {
+                    Ok((body, _)) => {
+                        assert!(body.contains(&format!("mx: mx.{d}")), "{body}");
+                        break;
+                    }
+                    Err(e) => assert!(Instant::now() < deadline, "{d} at {https}: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Polls `domain show D` until it has an ACME certificate, for at most `within`.
+async fn certificate_until_of(store: &str, d: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let c = certificate_of(store, d).await;
+        if c["source"] == "acme" {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{d}: no certificate within {within:?}: {c:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
