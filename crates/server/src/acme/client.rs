@@ -87,6 +87,7 @@ impl HttpClient for CaClient {
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
         let (client, timeout) = (self.client.clone(), self.timeout);
         let url = req.uri().clone();
+        let get = req.method() == hyper::Method::GET;
         Box::pin(async move {
             let exchange = async {
                 let rsp = client
@@ -98,9 +99,20 @@ impl HttpClient for CaClient {
                     .collect()
                     .await
                     .map_err(|e| {
-                        other(format!("the CA's answer from {url} could not be read: {e}"))
+                        if e.is::<http_body_util::LengthLimitError>() {
+                            other(format!(
+                                "the CA's answer from {url} is larger than {} KiB, the most \
+                                 read",
+                                MAX_RESPONSE / 1024
+                            ))
+                        } else {
+                            other(format!("the CA's answer from {url} could not be read: {e}"))
+                        }
                     })?
                     .to_bytes();
+                if let Some(why) = not_acme(get, &parts, &body) {
+                    return Err(other(format!("the CA at {url} answered {why}")));
+                }
                 Ok(BytesResponse::from(hyper::Response::from_parts(
                     parts,
                     Full::new(body),
@@ -114,6 +126,51 @@ impl HttpClient for CaClient {
             })?
         })
     }
+}
+
+/// The longest excerpt of a non-ACME error page quoted in an error.
+const PAGE_EXCERPT: usize = 120;
+
+/// An error status instant-acme would misreport: a body that is not JSON (a proxy's HTML
+/// error page, say), or any error answer to a GET (only the directory is fetched by GET, and
+/// instant-acme parses whatever comes back as a directory). It would only say the JSON did not
+/// parse, so the status and an excerpt of the page (the problem document's type and detail)
+/// are reported instead. A problem document answering a POST goes through to instant-acme,
+/// which retries `badNonce` and reports the rest ([`describe`]).
+fn not_acme(get: bool, parts: &hyper::http::response::Parts, body: &[u8]) -> Option<String> {
+    if parts.status.is_success() || parts.status.is_redirection() {
+        return None;
+    }
+    let ctype = parts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ctype.to_ascii_lowercase().contains("json") {
+        if !get {
+            return None;
+        }
+        if let Ok(p) = serde_json::from_slice::<instant_acme::Problem>(body) {
+            return Some(format!(
+                "{}: {}",
+                parts.status,
+                describe(&instant_acme::Error::Api(p))
+            ));
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let mut excerpt: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(PAGE_EXCERPT)
+        .collect();
+    if excerpt.chars().count() == PAGE_EXCERPT {
+        excerpt.push_str("...");
+    }
+    let ctype = if ctype.is_empty() { "no type" } else { ctype };
+    Some(format!("{} ({ctype}), not ACME: {excerpt:?}", parts.status))
 }
 
 /// An error and its sources, in one line.

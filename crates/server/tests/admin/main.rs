@@ -4,6 +4,7 @@
 #![allow(clippy::print_stderr, reason = "a skipped PostgreSQL half says so")]
 
 mod acme;
+mod acme_bad;
 mod api;
 mod daemon;
 mod domains;
