@@ -368,6 +368,18 @@ impl Resolver {
         .await
     }
 
+    /// The CNAME target of `name` itself, not followed: `Records` with the one target when
+    /// `name` is an alias, `NoData` when it exists with other records. Unlike an address lookup
+    /// through the alias, the answer does not depend on the target resolving (an alias to a
+    /// name that holds only TXT records, as a delegated `_mta-sts` is, has no addresses).
+    pub async fn cname(&self, name: &str) -> Result<Lookup<String>, DnsError> {
+        self.lookup(name, RecordType::CNAME, |data| match data {
+            RData::CNAME(t) => Some(host_name(&t.0.to_ascii())),
+            _ => None,
+        })
+        .await
+    }
+
     /// IPv6 addresses of `name`.
     pub async fn aaaa(&self, name: &str) -> Result<Lookup<IpAddr>, DnsError> {
         self.lookup(name, RecordType::AAAA, |data| match data {
@@ -535,7 +547,9 @@ impl Resolver {
                     .collect();
                 let mut links = Vec::new();
                 for record in &answers {
-                    if let RData::CNAME(target) = &record.data {
+                    if rtype != RecordType::CNAME
+                        && let RData::CNAME(target) = &record.data
+                    {
                         cnames.push(host_name(&target.0.to_ascii()));
                         links.push((
                             host_name(&record.name.to_ascii()),

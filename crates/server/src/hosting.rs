@@ -210,17 +210,14 @@ async fn look(resolver: &Resolver, r: &DnsRecord) -> (Option<bool>, Option<Strin
     let could_not = |e: DnsError| (None, Some(format!("could not look: {e}")));
     match r.rtype.as_str() {
         "CNAME" => {
-            // Any address type shows the chain; the first link must be our target.
-            let lookup = match resolver.a(&r.name).await {
+            // The alias itself, not followed: a delegated `_mta-sts` name points at a name
+            // holding only TXT records, so an address lookup through it would find nothing.
+            let lookup = match resolver.cname(&r.name).await {
                 Ok(l) => l,
                 Err(e) => return could_not(e),
             };
-            let first = match &lookup {
-                Lookup::Records { cnames, .. } => cnames.first().cloned(),
-                _ => None,
-            };
-            match (first, &lookup) {
-                (Some(t), _) if same_name(&t, &r.value) => (Some(true), None),
+            match (lookup.records().first(), &lookup) {
+                (Some(t), _) if same_name(t, &r.value) => (Some(true), None),
                 (Some(t), _) => (Some(false), Some(format!("is a CNAME to {t:?}"))),
                 (None, Lookup::NxDomain) => (Some(false), Some("does not exist".into())),
                 (None, _) => (Some(false), Some("is not a CNAME".into())),
