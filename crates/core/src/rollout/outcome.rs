@@ -112,6 +112,14 @@ pub enum Notice {
         /// The record.
         txt_record: String,
     },
+    /// Full delegation: the server itself publishes the new TXT record in its own zone (RFC 2136)
+    /// once it serves the new policy; the owner's `_mta-sts` CNAME stays as it is.
+    IdPublishedByServer {
+        /// The record.
+        txt_record: String,
+        /// Where the server publishes it (`<domain>._mta-sts.<our zone>`).
+        name: String,
+    },
     /// The next promotion is possible from this time (given fresh evidence).
     NextStep {
         /// The `max_age` of the next step.
@@ -157,6 +165,11 @@ impl fmt::Display for Notice {
                     "publish the TXT record `{txt_record}` at _mta-sts.<domain>"
                 )
             }
+            Self::IdPublishedByServer { txt_record, name } => write!(
+                f,
+                "the server publishes the TXT record `{txt_record}` at {name} by DNS update \
+                 once it serves the new policy: nothing to change in your zone"
+            ),
             Self::NextStep {
                 max_age,
                 not_before,

@@ -408,12 +408,30 @@ impl Domains {
         Ok((view, state))
     }
 
-    async fn result(&self, domain: &str, notices: Vec<Notice>) -> Result<OpResult, DomainError> {
-        Ok(OpResult::new(
-            domain,
-            Some(self.load(domain).await?.0),
-            notices,
-        ))
+    async fn result(
+        &self,
+        domain: &str,
+        mut notices: Vec<Notice>,
+    ) -> Result<OpResult, DomainError> {
+        let view = self.load(domain).await?.0;
+        // A fully delegated domain's TXT record is ours to publish, not the owner's.
+        let publish = notices
+            .iter()
+            .any(|n| matches!(n, Notice::PublishId { .. }));
+        if publish
+            && view.delegation == mtasts_store::Delegation::Full.as_str()
+            && let Some(zone) = crate::hosting::recorded_hosting(&self.store).await?.zone
+        {
+            for n in &mut notices {
+                if let Notice::PublishId { txt_record } = n {
+                    *n = Notice::IdPublishedByServer {
+                        txt_record: std::mem::take(txt_record),
+                        name: crate::hosting::sts_target(domain, &zone),
+                    };
+                }
+            }
+        }
+        Ok(OpResult::new(domain, Some(view), notices))
     }
 
     /// Changes the `mx` patterns and/or the `max_age` served, in the same stage.
