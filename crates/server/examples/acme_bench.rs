@@ -246,9 +246,23 @@ async fn main() {
 
     // Checked outside the count: every domain has an ACME certificate, a sample is served.
     let mut with_cert = 0;
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut failed_attempts = 0;
     for d in &names {
         if store.certificate(d).await.unwrap().is_some() {
             with_cert += 1;
+        }
+        if let Some(state) = store.acme_state(d).await.unwrap() {
+            failed_attempts += u64::from(state.failures);
+            if let Some(e) = state.last_error {
+                // The reason without the parts that differ per domain (names, tokens).
+                let short: String = e
+                    .split_whitespace()
+                    .filter(|w| !w.contains(".acme.bench") && w.len() < 40)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                *errors.entry(short.chars().take(160).collect()).or_default() += 1;
+            }
         }
     }
     let mut tls = TlsProbeConfig::with_roots(rustls::RootCertStore::empty());
@@ -290,6 +304,8 @@ async fn main() {
             "statements_by_kind": kinds,
             "ca_requests_per_domain": (per(ca_requests as u64) * 10.0).round() / 10.0,
             "with_certificate": with_cert,
+            "failures_since_last_success": failed_attempts,
+            "last_errors": errors,
             "sample_served_valid": format!("{served}/{}", sample.len()),
             "peak_rss_mib": (peak_rss_kib() as f64 / 1024.0 * 10.0).round() / 10.0,
         })

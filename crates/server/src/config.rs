@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! https = "[::]:443"              # the policy listener
-//! http = "[::]:80"                # port 80 (ACME later; 404 now); "none": no listener
+//! http = "[::]:80"                # port 80: ACME HTTP-01, 404 otherwise; "none": no listener
 //! admin = "127.0.0.1:8443"        # the admin API, /metrics and /health
 //! reload_poll = 2                 # seconds between store generation reads (PostgreSQL also LISTENs)
 //! grace = 5                       # seconds open connections get on stop
@@ -86,7 +86,7 @@ pub struct ServeConfig {
     pub store: StoreConfig,
     /// The HTTPS policy listener (`--https`). Default `[::]:443`.
     pub https: SocketAddr,
-    /// The plain HTTP listener, port 80 (`--http`): 404 to everything until ACME. Default
+    /// The plain HTTP listener, port 80 (`--http`): ACME HTTP-01 answers, 404 otherwise. Default
     /// `[::]:80`; `None` (`http = "none"` in the file) for no listener.
     #[serde(deserialize_with = "optional_addr")]
     pub http: Option<SocketAddr>,
@@ -402,6 +402,16 @@ impl ServeConfig {
         }
         self.acme.validate().map_err(ConfigError::Invalid)?;
         self.dns_update.validate().map_err(ConfigError::Invalid)?;
+        let bare = |z: &str| z.trim_end_matches('.').to_ascii_lowercase();
+        if let (Some(h), Some(d)) = (&self.hosting.zone, &self.dns_update.zone)
+            && bare(h) != bare(d)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "hosting.zone ({h}) and dns_update.zone ({d}) differ: owners would be told to \
+                 point their CNAMEs into one zone while the records are published in the other; \
+                 set one of them (dns_update.zone is used for both when hosting.zone is unset)"
+            )));
+        }
         if self.acme.enabled() {
             let h = &self.hosting;
             if h.public_addresses.is_empty() && h.cname_target.is_none() {
@@ -413,7 +423,12 @@ impl ServeConfig {
                 ));
             }
             let kinds = self.acme.challenge_kinds();
-            if self.http.is_none() && kinds == [mtasts_store::ChallengeKind::Http01] {
+            // Without port 80, HTTP-01 is dropped from the list (daemon); something must remain.
+            if self.http.is_none()
+                && kinds
+                    .iter()
+                    .all(|k| *k == mtasts_store::ChallengeKind::Http01)
+            {
                 return Err(ConfigError::Invalid(
                     "acme.challenges: http-01 needs the port-80 listener (http = \"none\")".into(),
                 ));

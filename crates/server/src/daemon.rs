@@ -144,9 +144,18 @@ impl Daemon {
             let challenges = crate::acme::Challenges::new(store.clone());
             server_config.challenges = Some(std::sync::Arc::new(challenges.clone()));
             server_config.tls_hook = Some(std::sync::Arc::new(challenges.clone()));
+            let mut acme_config = config.acme.clone();
+            if config.http.is_none() {
+                // Without port 80 an HTTP-01 attempt cannot succeed: offer only the rest.
+                acme_config.challenges.retain(|c| c != "http-01");
+                tracing::info!(
+                    challenges = ?acme_config.challenges,
+                    "ACME: no port-80 listener (http = \"none\"), so no HTTP-01"
+                );
+            }
             let engine = crate::acme::Engine::new(
                 store.clone(),
-                config.acme.clone(),
+                acme_config,
                 hosting.clone(),
                 env.resolver.clone(),
                 challenges,

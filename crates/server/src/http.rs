@@ -13,7 +13,7 @@
 //! id the DNS record announces; senders cache the policy themselves for its `max_age`.
 //!
 //! On the HTTP listener (port 80) every request answers 404, except what a
-//! [`ChallengeResponder`] answers (ACME HTTP-01, in the next issue).
+//! [`ChallengeResponder`] answers (ACME HTTP-01, `crate::acme::Challenges`).
 
 use crate::hosted::HostedSet;
 use bytes::Bytes;

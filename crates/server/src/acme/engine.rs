@@ -19,6 +19,10 @@ use super::client::{CaClient, account, account_unknown, describe};
 use super::{AcmeConfig, Challenges, schedule};
 use crate::hosting::{Hosting, PointsElsewhere, points_at_us};
 
+/// The longest wait before looking again at a name that did not point at this server (or
+/// could not be looked up): only a DNS lookup is spent, never an order.
+pub const PREFLIGHT_RETRY_MAX: Duration = Duration::from_secs(15 * 60);
+
 /// Why one attempt at a certificate failed, in plain words (what `domain show` reports as
 /// `last_error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -171,10 +175,18 @@ impl Engine {
         let name = format!("mta-sts.{}", due.domain);
         let failed = |e: IssueError, leased: bool| async move {
             let failures = due.failures.saturating_add(1);
+            // A name that does not point at us yet costs the CA nothing: look again within
+            // PREFLIGHT_RETRY_MAX, so that fixing the record is noticed within minutes.
+            let max = match e {
+                IssueError::NotOurs(_) | IssueError::CouldNotLook(_) => {
+                    self.cfg.retry_max.min(PREFLIGHT_RETRY_MAX)
+                }
+                _ => self.cfg.retry_max,
+            };
             let wait = schedule::backoff(
                 failures,
-                self.cfg.retry_min,
-                self.cfg.retry_max,
+                self.cfg.retry_min.min(max),
+                max,
                 schedule::jitter(),
             );
             let now = OffsetDateTime::now_utc();

@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use challenge::{ACME_TLS_ALPN, Challenges};
-pub use engine::{Engine, IssueError};
+pub use engine::{Engine, IssueError, PREFLIGHT_RETRY_MAX};
 
 use crate::config::secs;
 
