@@ -587,4 +587,30 @@ request_timeout = 3
         }
         assert!(ServeConfig::from_toml("[admin_limits]\nmax_connections = 1").is_ok());
     }
+
+    #[test]
+    fn acme_and_dns_update_settings_that_cannot_work_are_refused() {
+        let acme = "[acme]\ndirectory = \"https://ca.test/dir\"\n";
+        let ours = "[hosting]\npublic_addresses = [\"192.0.2.1\"]\n";
+        // Nothing to check names against.
+        let e = ServeConfig::from_toml(acme).unwrap_err();
+        assert!(e.to_string().contains("public_addresses"), "{e}");
+        assert!(ServeConfig::from_toml(&format!("{acme}{ours}")).is_ok());
+        // No port 80: HTTP-01 alone cannot work; with TLS-ALPN-01 beside it, it is dropped.
+        let only = format!("http = \"none\"\n{acme}challenges = [\"http-01\"]\n{ours}");
+        let e = ServeConfig::from_toml(&only).unwrap_err();
+        assert!(e.to_string().contains("port-80"), "{e}");
+        let both = format!("http = \"none\"\n{acme}{ours}");
+        assert!(ServeConfig::from_toml(&both).is_ok());
+        // Records shown in one zone, published in another.
+        let zones = |h: &str, d: &str| {
+            format!(
+                "[hosting]\nzone = \"{h}\"\n[dns_update]\nzone = \"{d}\"\n\
+                 server = \"127.0.0.1:53\"\nkey_name = \"k\"\nkey_secret = \"c2VjcmV0\"\n"
+            )
+        };
+        let e = ServeConfig::from_toml(&zones("a.test", "b.test")).unwrap_err();
+        assert!(e.to_string().contains("differ"), "{e}");
+        assert!(ServeConfig::from_toml(&zones("A.test.", "a.test")).is_ok());
+    }
 }
