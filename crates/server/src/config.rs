@@ -402,6 +402,16 @@ impl ServeConfig {
         }
         self.acme.validate().map_err(ConfigError::Invalid)?;
         self.dns_update.validate().map_err(ConfigError::Invalid)?;
+        if let Some(rua) = &self.hosting.tlsrpt_rua {
+            let record = crate::hosting::tlsrpt_value(rua);
+            let parsed = mtasts_core::record::parse_tlsrpt_rrset(&[record.as_bytes()]);
+            if rua.len() > MAX_TLSRPT_RUA || !parsed.is_valid() {
+                return Err(ConfigError::Invalid(format!(
+                    "hosting.tlsrpt_rua: {rua:?} does not make a valid TLS-RPT record of at most \
+                     {MAX_TLSRPT_RUA} bytes of rua (e.g. mailto:tlsrpt@provider.example)"
+                )));
+            }
+        }
         let bare = |z: &str| z.trim_end_matches('.').to_ascii_lowercase();
         if let (Some(h), Some(d)) = (&self.hosting.zone, &self.dns_update.zone)
             && bare(h) != bare(d)
@@ -468,6 +478,10 @@ fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(),
     t.insert((*last).to_owned(), value);
     Ok(())
 }
+
+/// The longest `hosting.tlsrpt_rua`: the TXT record made of it stays well under what the store
+/// records of a published value (2,048 bytes) and one DNS update carries.
+pub const MAX_TLSRPT_RUA: usize = 1024;
 
 /// The most admin connections a configuration may allow (far beyond what an admin listener
 /// needs; a larger number is a typo, and one past the semaphore's limit would abort the start).
@@ -609,6 +623,16 @@ request_timeout = 3
                  server = \"127.0.0.1:53\"\nkey_name = \"k\"\nkey_secret = \"c2VjcmV0\"\n"
             )
         };
+        let rua = |r: &str| format!("[hosting]\ntlsrpt_rua = \"{r}\"\n");
+        assert!(ServeConfig::from_toml(&rua("mailto:tlsrpt@provider.test")).is_ok());
+        for bad in [
+            "tlsrpt@provider.test",
+            "ftp://reports.provider.test",
+            &format!("mailto:{}@p.test", "a".repeat(1100)),
+        ] {
+            let e = ServeConfig::from_toml(&rua(bad)).unwrap_err();
+            assert!(e.to_string().contains("tlsrpt_rua"), "{bad}: {e}");
+        }
         let e = ServeConfig::from_toml(&zones("a.test", "b.test")).unwrap_err();
         assert!(e.to_string().contains("differ"), "{e}");
         assert!(ServeConfig::from_toml(&zones("A.test.", "a.test")).is_ok());
