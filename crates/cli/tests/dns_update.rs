@@ -3,7 +3,8 @@
 //! `domain add --delegation full` prints the CNAMEs the owner creates and the TXT records we
 //! keep; `domain show --nameserver` finds the CNAMEs in place; the TXT records appear in our
 //! zone once the domain is served; after a policy change the new id appears in the zone only
-//! when the server already answers with the new policy (RFC 8461 §3).
+//! when the server already answers with the new policy (RFC 8461 §3); on removal the owner is
+//! told to remove the CNAMEs, and the TXT records are withdrawn.
 
 mod support;
 
@@ -217,6 +218,33 @@ async fn serve_publishes_a_full_delegation_by_rfc2136_and_updates_the_id_after_s
     .await;
     let served = policy(&pki, https).await;
     assert!(served.contains("mx: mx2.a.test"), "{served}");
+
+    // Removed (forced, at once): the owner is told to remove the CNAMEs, and our TXT records
+    // are withdrawn from the zone.
+    let (code, v) = domain(&store, &["remove", DOMAIN, "--force", "--reason", "test"]).await;
+    assert_eq!(code, 0, "{v:#}");
+    let removable = v["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["notice"] == "dns-records-removable")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(removable["records"][0]["label"], "_mta-sts", "{v:#}");
+    assert_eq!(removable["records"][0]["rtype"], "CNAME", "{v:#}");
+    assert!(
+        v["messages"].to_string().contains("_mta-sts.a.test CNAME"),
+        "{v:#}"
+    );
+    until(
+        || async { txt(knot.addr(), &sts).await.is_empty() },
+        "withdrawn",
+    )
+    .await;
+    until(
+        || async { txt(knot.addr(), &tls).await.is_empty() },
+        "withdrawn",
+    )
+    .await;
 }
 
 async fn support_wait(admin: SocketAddr) {

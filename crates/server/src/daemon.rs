@@ -57,6 +57,13 @@ fn fail(
     DaemonError::new(context, source)
 }
 
+/// A certificate expiring within this many days counts in
+/// `mtasts_serve_certificates_expiring_soon` (ACME renews 90-day certificates 30 days ahead).
+pub const EXPIRING_DAYS: i64 = 14;
+
+/// The shortest time between two snapshot reloads (or `reload_poll`, if shorter).
+pub const RELOAD_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A started daemon: listeners bound, store open, first snapshot loaded.
 pub struct Daemon {
     config: ServeConfig,
@@ -282,6 +289,12 @@ impl Daemon {
         let mut watcher = store.watch(generation, poll);
         // Set while the store cannot be read: the last snapshot is served meanwhile.
         let mut unreachable = false;
+        // Reloads come at most every `min(reload_poll, 1 s)`: PostgreSQL announces every write
+        // at once, and while certificates are being installed by the hundred (ACME) each
+        // announcement would reload the whole snapshot (BENCHMARKS.md, ACME: 12 reloads a
+        // second). Changes made meanwhile are in the next reload.
+        let min_interval = poll.min(RELOAD_MIN_INTERVAL);
+        let mut last_reload = tokio::time::Instant::now();
         loop {
             let reload = tokio::select! {
                 event = shutdown.next() => match event {
@@ -313,6 +326,14 @@ impl Daemon {
             if !reload {
                 continue;
             }
+            let next = last_reload + min_interval;
+            if !unreachable && tokio::time::Instant::now() < next {
+                tokio::select! {
+                    event = shutdown.next() => if event == Event::Stop { break },
+                    () = tokio::time::sleep_until(next) => {}
+                }
+            }
+            last_reload = tokio::time::Instant::now();
             match load_apart(&store).await {
                 Ok((g, snapshot)) => {
                     if unreachable {
@@ -382,6 +403,8 @@ pub async fn load(store: &Store) -> Result<(u64, Hosted), mtasts_store::Error> {
         .collect();
     let mut hosted = Vec::with_capacity(domains.len());
     let mut without_cert = 0usize;
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::days(EXPIRING_DAYS);
+    let (mut expiring, mut earliest) = (0usize, None::<time::OffsetDateTime>);
     for d in domains {
         let Some(cert) = certs.remove(&d.name) else {
             // Every reload would say it again for each such domain: one count at info.
@@ -389,10 +412,22 @@ pub async fn load(store: &Store) -> Result<(u64, Hosted), mtasts_store::Error> {
             without_cert += 1;
             continue;
         };
+        if cert.not_after < soon {
+            expiring += 1;
+        }
+        earliest = Some(earliest.map_or(cert.not_after, |e| e.min(cert.not_after)));
         match hosted_domain(&d, &cert) {
             Ok(h) => hosted.push(h),
             Err(why) => tracing::warn!(domain = %d.name, %why, "not served"),
         }
+    }
+    // For alerts across thousands of domains without a series per domain: `domain show` has
+    // each one's state.
+    metrics::gauge!("mtasts_serve_domains_without_certificate").set(without_cert as f64);
+    metrics::gauge!("mtasts_serve_certificates_expiring_soon").set(expiring as f64);
+    if let Some(e) = earliest {
+        metrics::gauge!("mtasts_serve_certificate_earliest_expiry_seconds")
+            .set(e.unix_timestamp() as f64);
     }
     if without_cert > 0 {
         tracing::info!(

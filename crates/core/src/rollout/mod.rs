@@ -50,7 +50,8 @@ pub use evidence::{
     AddressCheck, Blocker, Evidence, HostCheck, LiveCheck, MAX_BLOCKERS, Probe, TlsRptEvidence,
 };
 pub use outcome::{
-    Action, DnsRecord, Notice, Outcome, REMOVABLE_RECORDS, RolloutError, Served, Transition,
+    Action, DnsRecord, Notice, Outcome, REMOVABLE_RECORDS, REMOVABLE_RECORDS_FULL, RolloutError,
+    Served, Transition,
 };
 
 use crate::name::MxPattern;

@@ -238,6 +238,28 @@ pub const REMOVABLE_RECORDS: [DnsRecord; 2] = [
     },
 ];
 
+/// The records [`Notice::DnsRecordsRemovable`] lists for a domain delegated in full (its
+/// `_mta-sts` and `_smtp._tls` are CNAMEs into the hosting provider's zone, whose TXT records
+/// the provider withdraws itself).
+pub const REMOVABLE_RECORDS_FULL: [DnsRecord; 3] = [
+    DnsRecord {
+        label: "_mta-sts",
+        rtype: "CNAME",
+        why: "pointed at the policy announcement we published; remove it first",
+    },
+    DnsRecord {
+        label: "_smtp._tls",
+        rtype: "CNAME",
+        why: "pointed at the TLS-RPT record we published; keep a TLS-RPT record of your own if \
+              you still want reports",
+    },
+    DnsRecord {
+        label: "mta-sts",
+        rtype: "A/AAAA or CNAME",
+        why: "the policy host, pointing at this server",
+    },
+];
+
 /// Why a transition was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

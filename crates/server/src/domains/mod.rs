@@ -570,7 +570,8 @@ impl Domains {
     ) -> Result<OpResult, DomainError> {
         let domain = normalize_domain(domain)?;
         let force = force_of(force)?;
-        let (_, state) = self.load(&domain).await?;
+        let (view, state) = self.load(&domain).await?;
+        let full = view.delegation == mtasts_store::Delegation::Full.as_str();
         if state.stage == Stage::Removed {
             // A removal that recorded its transition and then failed to delete: finish it.
             let change = Change::new(actor, now).because("finishing the removal");
@@ -593,7 +594,15 @@ impl Domains {
             let change = Change::new(actor, outcome.transition.at).because(reason);
             self.store.transition(&domain, &transition, &change).await?;
             self.store.remove_domain(&domain, &change).await?;
-            return Ok(OpResult::new(&domain, None, outcome.notices));
+            let mut notices = outcome.notices;
+            if full {
+                for n in &mut notices {
+                    if let Notice::DnsRecordsRemovable { records } = n {
+                        *records = mtasts_core::rollout::REMOVABLE_RECORDS_FULL.to_vec();
+                    }
+                }
+            }
+            return Ok(OpResult::new(&domain, None, notices));
         }
         self.record(&domain, &state, outcome, None, force.as_ref(), actor)
             .await
