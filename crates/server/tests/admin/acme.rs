@@ -8,11 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::support::TestDb;
-use mtasts_core::policy::Mode;
 use mtasts_net::service;
 use mtasts_server::config::ServeConfig;
 use mtasts_server::daemon::Daemon;
-use mtasts_server::domains::{AddDomain, Domains, MxSource};
 use mtasts_store::{CertSource, Store};
 use mtasts_testnet::dns::DnsServer;
 use mtasts_testnet::pebble::{Pebble, PebbleOptions};
@@ -27,19 +25,7 @@ fn free_port() -> u16 {
 }
 
 async fn add(store: &Store, domain: &str) {
-    let req = AddDomain {
-        domain: domain.into(),
-        mx: MxSource::Patterns(vec![format!("mx.{domain}")]),
-        mode: Mode::Testing,
-        max_age: None,
-        force: None,
-        delegation: Default::default(),
-    };
-    let domains = Domains::new(store.clone(), Default::default()).unwrap();
-    domains
-        .add(&req, "test", OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    crate::support::add_domain(store, domain, Default::default()).await;
 }
 
 /// A TLS handshake offering only `acme-tls/1`, as a TLS-ALPN-01 validator makes.

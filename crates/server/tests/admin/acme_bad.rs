@@ -10,10 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::support::TestDb;
-use mtasts_core::policy::Mode;
 use mtasts_net::dns::{Resolver, ResolverSettings};
 use mtasts_server::acme::{AcmeConfig, Challenges, Engine};
-use mtasts_server::domains::{AddDomain, Domains, MxSource};
 use mtasts_server::hosting::Hosting;
 use mtasts_store::{AcmeState, Store};
 use mtasts_testnet::dns::DnsServer;
@@ -44,19 +42,7 @@ async fn setup() -> (TestDb, Store, DnsServer) {
 }
 
 async fn add(store: &Store, domain: &str) {
-    let req = AddDomain {
-        domain: domain.into(),
-        mx: MxSource::Patterns(vec![format!("mx.{domain}")]),
-        mode: Mode::Testing,
-        max_age: None,
-        force: None,
-        delegation: Default::default(),
-    };
-    Domains::new(store.clone(), Default::default())
-        .unwrap()
-        .add(&req, "test", OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    crate::support::add_domain(store, domain, Default::default()).await;
 }
 
 /// An engine for the CA at `directory` (trusting `root`, a PEM file), resolving through `dns`.

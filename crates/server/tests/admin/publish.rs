@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::TestDb;
-use mtasts_core::policy::Mode;
 use mtasts_net::dns::{Lookup, Resolver, ResolverSettings};
-use mtasts_server::domains::{AddDomain, Domains, MxSource};
+use mtasts_server::domains::Domains;
 use mtasts_server::hosted::HostedSet;
 use mtasts_server::hosting::Hosting;
 use mtasts_server::publish::{DnsUpdateConfig, Publisher, Round};
@@ -54,17 +53,8 @@ async fn txt(server: SocketAddr, name: &str) -> Vec<String> {
 
 /// Adds `domain` delegated in full, with a certificate, and returns the operations.
 async fn hosted(store: &Store, pki: &Pki, domain: &str) -> Domains {
-    let domains = Domains::new(store.clone(), Default::default()).unwrap();
+    let domains = crate::support::add_domain(store, domain, Delegation::Full).await;
     let now = OffsetDateTime::now_utc();
-    let req = AddDomain {
-        domain: domain.into(),
-        mx: MxSource::Patterns(vec![format!("mx.{domain}")]),
-        mode: Mode::Testing,
-        max_age: None,
-        force: None,
-        delegation: Delegation::Full,
-    };
-    domains.add(&req, "test", now).await.unwrap();
     let cert = pki
         .issue(&format!("mta-sts.{domain}"), Defect::Valid)
         .unwrap();

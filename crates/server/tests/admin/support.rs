@@ -69,6 +69,30 @@ impl TestDb {
     }
 }
 
+/// Adds `domain` (in testing, `mx.<domain>`, delegated as `delegation`) through the domain
+/// operations, now.
+pub(crate) async fn add_domain(
+    store: &Store,
+    domain: &str,
+    delegation: mtasts_store::Delegation,
+) -> mtasts_server::domains::Domains {
+    use mtasts_server::domains::{AddDomain, Domains, MxSource};
+    let req = AddDomain {
+        domain: domain.into(),
+        mx: MxSource::Patterns(vec![format!("mx.{domain}")]),
+        mode: mtasts_core::policy::Mode::Testing,
+        max_age: None,
+        force: None,
+        delegation,
+    };
+    let domains = Domains::new(store.clone(), Default::default()).unwrap();
+    domains
+        .add(&req, "test", OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    domains
+}
+
 /// A fixed time: 2026-01-01 plus `secs`.
 pub(crate) fn t(secs: i64) -> OffsetDateTime {
     time::macros::datetime!(2026-01-01 0:00 UTC) + time::Duration::seconds(secs)
