@@ -52,13 +52,15 @@ fn make_engine(
     root: Option<&std::path::Path>,
     dns: SocketAddr,
 ) -> Engine {
-    let mut cfg = AcmeConfig::default();
-    cfg.directory = Some(directory.to_owned());
-    cfg.root = root.map(ToOwned::to_owned);
-    cfg.challenges = vec!["http-01".into()];
-    cfg.retry_min = RETRY_MIN;
-    cfg.request_timeout = Duration::from_secs(1);
-    cfg.order_timeout = Duration::from_secs(10);
+    let cfg = AcmeConfig {
+        directory: Some(directory.to_owned()),
+        root: root.map(ToOwned::to_owned),
+        challenges: vec!["http-01".into()],
+        retry_min: RETRY_MIN,
+        request_timeout: Duration::from_secs(1),
+        order_timeout: Duration::from_secs(10),
+        ..AcmeConfig::default()
+    };
     let resolver = Resolver::new(&ResolverSettings {
         nameservers: vec![dns],
         timeout: Some(Duration::from_secs(1)),
