@@ -17,6 +17,7 @@ mod policy_cmd;
 mod progress;
 mod record_cmd;
 mod report_cmd;
+mod report_store_cmd;
 mod resolver_cmd;
 mod runtime;
 mod serve_cmd;
@@ -84,6 +85,7 @@ fn main() -> ExitCode {
     let format = match (&cli.command, cli.format) {
         (Command::Check(_), _) | (_, FormatArg::Text) => Format::Text,
         (_, FormatArg::Json) => Format::Json,
+        (Command::Report(_), FormatArg::Csv) => Format::Text,
         (_, other) => {
             eprintln!("mtasts: --format {other:?} is only for `mtasts check`; use text or json");
             return ExitCode::from(2);
@@ -93,7 +95,7 @@ fn main() -> ExitCode {
         Command::Check(c) => check_cmd::run(c, cli.format),
         Command::Policy(c) => policy_cmd::run(c, format),
         Command::Record(c) => record_cmd::run(c, format),
-        Command::Report(c) => report_cmd::run(c, format),
+        Command::Report(c) => report_cmd::run(c, format, cli.format == FormatArg::Csv),
         Command::Resolver(c) => resolver_cmd::run(*c, format),
         Command::Serve(c) => serve_cmd::run(*c),
         Command::Domain(c) => domain_cmd::run(*c, format),

@@ -1,12 +1,17 @@
-//! `mtasts report parse`.
+//! `mtasts report parse` (files, no store), and the store commands (`report_store_cmd`).
 
 use crate::output::Format;
+use crate::report_store_cmd::parse_since;
+use crate::store_cmd::StoreArgs;
 use crate::{EXIT_FINDINGS, EXIT_OK, EXIT_UNREADABLE, input};
 use anyhow::Result;
 use clap::Subcommand;
 use mtasts_core::report::{JsonArray, Limits, RunBudget, parse_reports_in, write_text};
 use mtasts_core::text::escape;
+use mtasts_store::ReportFilter;
 use owo_colors::{OwoColorize, Stream::Stdout};
+use std::path::PathBuf;
+use time::OffsetDateTime;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ReportCommand {
@@ -20,10 +25,91 @@ pub(crate) enum ReportCommand {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<String>,
     },
+    /// Store reports from files: `.json`, `.json.gz`, report mail (`.eml`), maildirs and mbox
+    /// files, sniffed from the bytes. Each report is stored once (a copy is counted), for any
+    /// policy domain.
+    Import {
+        /// Files, maildirs, directories of report files, mbox files.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// The stored reports, newest first.
+    List {
+        /// Only this policy domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only reports whose range begins within this span (`14d`, `36h`) or after this time.
+        #[arg(long, value_parser = parse_since)]
+        since: Option<OffsetDateTime>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// One stored report: raw, normalised, and what was repaired.
+    Show {
+        /// The report's id (from `list` or `import`).
+        id: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Sessions per policy domain and UTC day, and failures by type, MX, sending IP and
+    /// reporter (text, JSON, or `--format csv` for the days).
+    Summary {
+        /// Only this policy domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// The span (`14d`, `36h`) or start time; default 14 days.
+        #[arg(long, value_parser = parse_since)]
+        since: Option<OffsetDateTime>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
-pub(crate) fn run(cmd: ReportCommand, format: Format) -> Result<u8> {
-    let ReportCommand::Parse { files } = cmd;
+pub(crate) fn run(cmd: ReportCommand, format: Format, csv: bool) -> Result<u8> {
+    use crate::report_store_cmd as stored;
+    let files = match cmd {
+        ReportCommand::Parse { files } => {
+            stored::no_csv(csv, "parse")?;
+            files
+        }
+        ReportCommand::Import { paths, store } => {
+            stored::no_csv(csv, "import")?;
+            return stored::import(&paths, &store, format);
+        }
+        ReportCommand::List {
+            domain,
+            since,
+            limit,
+            store,
+        } => {
+            stored::no_csv(csv, "list")?;
+            let filter = ReportFilter {
+                domain: domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase()),
+                since,
+                limit,
+            };
+            return stored::list(filter, &store, format);
+        }
+        ReportCommand::Show { id, store } => {
+            stored::no_csv(csv, "show")?;
+            return stored::show(id, &store, format);
+        }
+        ReportCommand::Summary {
+            domain,
+            since,
+            store,
+        } => {
+            let since =
+                since.unwrap_or_else(|| OffsetDateTime::now_utc() - time::Duration::days(14));
+            let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
+            return stored::summary(domain.as_deref(), since, &store, format, csv);
+        }
+    };
     let mut code = EXIT_OK;
     // Each file's reports are printed as soon as it is read and then dropped, so memory stays
     // that of one file (core's per-mail budgets) however many files there are; the run shares

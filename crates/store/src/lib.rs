@@ -51,6 +51,7 @@ mod dns;
 mod domains;
 mod error;
 mod history;
+mod reports;
 mod tokens;
 mod watch;
 
@@ -69,6 +70,10 @@ pub use domains::{
 };
 pub use error::Error;
 pub use history::{AuditEntry, DriftEvent, DriftObservation};
+pub use reports::{
+    Arrival, DayTotal, FailureTotal, Inserted, MAX_LIST, MAX_REPORT_TEXT, ReportDetail,
+    ReportFilter, StoredReport, Via,
+};
 pub use tokens::{AdminToken, NewToken, TokenScope, TokenSecret};
 pub use watch::Watcher;
 

@@ -1,0 +1,422 @@
+//! `mtasts report import|list|show|summary`: reports in the store.
+//!
+//! `import` stores reports for any domain (the operator chose the files; D27 applies to the
+//! network paths only). Every string from a report is escaped in text output.
+
+use crate::output::Format;
+use crate::store_cmd::StoreArgs;
+use crate::{EXIT_FINDINGS, EXIT_OK, EXIT_UNREADABLE, Usage};
+use anyhow::Result;
+use mtasts_core::report::{Limits, RunBudget};
+use mtasts_core::text::escape;
+use mtasts_intake::files::{files_of, read_inputs};
+use mtasts_intake::{Accept, Intake, IntakeError, Stored};
+use mtasts_store::{Arrival, ReportFilter, StoredReport, Via};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// `writeln!` to standard output, its error returned (a closed pipe ends the command quietly,
+/// see `main`), never a panic as `println!` would.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)?;
+    }};
+}
+
+/// Empty text (a field the reporter left out) as `-`, else escaped.
+fn or_dash(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.is_empty() { "-".into() } else { escape(s) }
+}
+
+/// `--since`: `14d`, `36h`, or an RFC 3339 time.
+pub(crate) fn parse_since(s: &str) -> Result<OffsetDateTime, String> {
+    let now = OffsetDateTime::now_utc();
+    let span = |n: &str, unit: i64| {
+        n.parse::<i64>()
+            .ok()
+            .filter(|n| (0..=100_000).contains(n))
+            .map(|n| now - time::Duration::seconds(n * unit))
+    };
+    let parsed = if let Some(n) = s.strip_suffix('d') {
+        span(n, 86_400)
+    } else if let Some(n) = s.strip_suffix('h') {
+        span(n, 3_600)
+    } else {
+        OffsetDateTime::parse(s, &Rfc3339).ok()
+    };
+    parsed.ok_or_else(|| format!("{s:?}: expected a span like 14d or 36h, or an RFC 3339 time"))
+}
+
+fn stamp(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn listed(r: &StoredReport) -> Value {
+    json!({
+        "id": r.id,
+        "report_id": r.report_id,
+        "organization": r.organization,
+        "policy_domain": r.policy_domain,
+        "contact": r.contact,
+        "begin": stamp(r.begin),
+        "end": stamp(r.end),
+        "success": r.success,
+        "failure": r.failure,
+        "copies": r.copies,
+        "received_at": stamp(r.received_at),
+        "via": r.via,
+        "source": r.source,
+    })
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    out!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// `mtasts report import PATH...`.
+pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Result<u8> {
+    let config = store.serve_config()?;
+    let rt = crate::runtime::with_threads(1)?;
+    rt.block_on(async {
+        let store = store.open(&config).await?;
+        let intake = Intake::new(store.clone(), Accept::Any);
+        let limits: Limits = intake.limits().clone();
+        let mut run = RunBudget::new(limits.max_run_decompressed);
+        let (mut stored, mut duplicates, mut unreadable) = (0u64, 0u64, 0u64);
+        let mut reports = Vec::new();
+        let mut failed = Vec::new();
+        let mut code = EXIT_OK;
+        for path in paths {
+            let files = match files_of(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    failed.push(json!({"source": path.display().to_string(), "error": e.to_string()}));
+                    code = code.max(EXIT_UNREADABLE);
+                    continue;
+                }
+            };
+            for file in files {
+                let mut inputs = Vec::new();
+                if let Err(e) = read_inputs(&file, limits.max_input, |i| inputs.push(i)) {
+                    failed.push(json!({"source": file.display().to_string(), "error": e.to_string()}));
+                    code = code.max(EXIT_UNREADABLE);
+                    continue;
+                }
+                for input in inputs {
+                    let bytes = match input.bytes {
+                        Ok(b) => b,
+                        Err(e) => {
+                            unreadable += 1;
+                            failed.push(json!({"source": input.name, "error": e}));
+                            code = code.max(EXIT_FINDINGS);
+                            continue;
+                        }
+                    };
+                    let arrival = Arrival {
+                        via: Via::File,
+                        source: Some(input.name.clone()),
+                        at: OffsetDateTime::now_utc(),
+                    };
+                    match intake.ingest(&bytes, &arrival, &mut run).await {
+                        Ok(outcomes) => {
+                            for o in outcomes {
+                                let (result, id, copies) = match o.stored {
+                                    Stored::New(id) => {
+                                        stored += 1;
+                                        ("stored", id, 1)
+                                    }
+                                    Stored::Duplicate { id, copies } => {
+                                        duplicates += 1;
+                                        ("duplicate", id, copies)
+                                    }
+                                    Stored::Refused(_) => continue,
+                                };
+                                if format == Format::Text {
+                                    out!(
+                                        "{result:9} #{id} {} from {} ({}) {}",
+                                        escape(&o.policy_domain),
+                                        escape(&o.organization),
+                                        escape(&o.report_id),
+                                        escape(&input.name)
+                                    );
+                                }
+                                reports.push(json!({
+                                    "source": input.name, "result": result, "id": id,
+                                    "copies": copies, "report_id": o.report_id,
+                                    "organization": o.organization,
+                                    "policy_domain": o.policy_domain,
+                                }));
+                            }
+                        }
+                        Err(IntakeError::NotAReport(e)) => {
+                            unreadable += 1;
+                            failed.push(json!({"source": input.name, "error": e.to_string()}));
+                            code = code.max(EXIT_FINDINGS);
+                        }
+                        Err(e @ IntakeError::Store(_)) => return Err(anyhow::Error::new(e)),
+                    }
+                }
+            }
+        }
+        store.close().await;
+        match format {
+            Format::Json => print_json(&json!({
+                "stored": stored, "duplicates": duplicates, "unreadable": unreadable,
+                "reports": reports, "failed": failed,
+            }))?,
+            Format::Text => {
+                for f in &failed {
+                    eprintln!(
+                        "mtasts: {}: {}",
+                        escape(f["source"].as_str().unwrap_or("")),
+                        escape(f["error"].as_str().unwrap_or(""))
+                    );
+                }
+                out!(
+                    "{stored} stored, {duplicates} duplicates, {unreadable} inputs without a valid report"
+                );
+            }
+        }
+        Ok(code)
+    })
+}
+
+/// `mtasts report list`.
+pub(crate) fn list(filter: ReportFilter, store: &StoreArgs, format: Format) -> Result<u8> {
+    let config = store.serve_config()?;
+    let rt = crate::runtime::with_threads(1)?;
+    rt.block_on(async {
+        let store = store.open(&config).await?;
+        let reports = store.reports(&filter).await?;
+        store.close().await;
+        match format {
+            Format::Json => print_json(&Value::Array(reports.iter().map(listed).collect()))?,
+            Format::Text => {
+                out!(
+                    "{:>7}  {:<20}  {:<24}  {:<28}  {:>9}  {:>9}  copies",
+                    "id",
+                    "begin",
+                    "policy domain",
+                    "organization",
+                    "success",
+                    "failure"
+                );
+                for r in &reports {
+                    out!(
+                        "{:>7}  {:<20}  {:<24}  {:<28}  {:>9}  {:>9}  {}",
+                        r.id,
+                        stamp(r.begin),
+                        escape(&r.policy_domain),
+                        escape(&r.organization),
+                        r.success,
+                        r.failure,
+                        r.copies
+                    );
+                }
+            }
+        }
+        Ok(EXIT_OK)
+    })
+}
+
+/// `mtasts report show ID`.
+pub(crate) fn show(id: i64, store: &StoreArgs, format: Format) -> Result<u8> {
+    let config = store.serve_config()?;
+    let rt = crate::runtime::with_threads(1)?;
+    rt.block_on(async {
+        let store = store.open(&config).await?;
+        let detail = store.report(id).await?;
+        store.close().await;
+        let Some(d) = detail else {
+            eprintln!("mtasts: no report #{id} in the store");
+            return Ok(EXIT_FINDINGS);
+        };
+        let normalised: Value = serde_json::from_str(&d.normalised).unwrap_or(Value::Null);
+        let mut v = listed(&d.report);
+        v["normalised"] = normalised;
+        v["raw"] = Value::String(String::from_utf8_lossy(&d.raw_json).into_owned());
+        v["raw_size"] = json!(d.raw_size);
+        v["raw_truncated"] = json!(d.raw_size > d.raw_json.len() as u64);
+        match format {
+            Format::Json => print_json(&v)?,
+            Format::Text => {
+                let r = &d.report;
+                out!(
+                    "report #{} {} from {} ({}), {} .. {}",
+                    r.id,
+                    escape(&r.policy_domain),
+                    escape(&r.organization),
+                    escape(&r.report_id),
+                    stamp(r.begin),
+                    stamp(r.end)
+                );
+                out!(
+                    "sessions: {} successful, {} failed; received {} by {}, {} copies",
+                    r.success,
+                    r.failure,
+                    stamp(r.received_at),
+                    r.via,
+                    r.copies
+                );
+                for w in v["normalised"]["warnings"].as_array().into_iter().flatten() {
+                    out!(
+                        "repaired: {} at {}: {}",
+                        escape(w["id"].as_str().unwrap_or("")),
+                        escape(w["path"].as_str().unwrap_or("")),
+                        escape(w["message"].as_str().unwrap_or(""))
+                    );
+                }
+                out!("{}", escape(v["raw"].as_str().unwrap_or("")));
+            }
+        }
+        Ok(EXIT_OK)
+    })
+}
+
+/// `mtasts report summary`.
+pub(crate) fn summary(
+    domain: Option<&str>,
+    since: OffsetDateTime,
+    store: &StoreArgs,
+    format: Format,
+    csv: bool,
+) -> Result<u8> {
+    let config = store.serve_config()?;
+    let rt = crate::runtime::with_threads(1)?;
+    rt.block_on(async {
+        let store = store.open(&config).await?;
+        let days = store.report_days(domain, since).await?;
+        let failures = store.report_failures(domain, since).await?;
+        store.close().await;
+        if csv {
+            out!("policy_domain,day,reports,success,failure");
+            for d in &days {
+                out!(
+                    "{},{},{},{},{}",
+                    csv_field(&d.policy_domain),
+                    d.day,
+                    d.reports,
+                    d.success,
+                    d.failure
+                );
+            }
+            return Ok(EXIT_OK);
+        }
+        let mut domains: Vec<Value> = Vec::new();
+        let mut current: Option<String> = None;
+        for d in &days {
+            if current.as_deref() != Some(d.policy_domain.as_str()) {
+                current = Some(d.policy_domain.clone());
+                domains.push(json!({
+                    "policy_domain": d.policy_domain, "reports": 0, "success": 0,
+                    "failure": 0, "days": [], "failures": [],
+                }));
+            }
+            let Some(v) = domains.last_mut() else {
+                continue;
+            };
+            for (k, n) in [
+                ("reports", d.reports),
+                ("success", d.success),
+                ("failure", d.failure),
+            ] {
+                v[k] = json!(v[k].as_u64().unwrap_or(0).saturating_add(n));
+            }
+            if let Some(a) = v["days"].as_array_mut() {
+                a.push(json!({
+                    "day": d.day.to_string(), "reports": d.reports,
+                    "success": d.success, "failure": d.failure,
+                }));
+            }
+        }
+        for f in &failures {
+            if let Some(v) = domains
+                .iter_mut()
+                .find(|v| v["policy_domain"] == f.policy_domain.as_str())
+                && let Some(a) = v["failures"].as_array_mut()
+            {
+                a.push(json!({
+                    "result_type": f.result_type, "receiving_mx": f.receiving_mx,
+                    "sending_ip": f.sending_ip, "organization": f.organization,
+                    "sessions": f.sessions,
+                }));
+            }
+        }
+        for v in &mut domains {
+            let (s, f) = (
+                v["success"].as_u64().unwrap_or(0),
+                v["failure"].as_u64().unwrap_or(0),
+            );
+            v["failure_rate"] = if s + f == 0 {
+                Value::Null
+            } else {
+                json!(f as f64 / (s + f) as f64)
+            };
+        }
+        match format {
+            Format::Json => print_json(&json!({ "since": stamp(since), "domains": domains }))?,
+            Format::Text => {
+                out!("since {}", stamp(since));
+                for v in &domains {
+                    out!(
+                        "{}: {} reports, {} successful, {} failed sessions ({})",
+                        match v["policy_domain"].as_str().unwrap_or("") {
+                            "" => "(no policy domain given)".into(),
+                            d => escape(d),
+                        },
+                        v["reports"],
+                        v["success"],
+                        v["failure"],
+                        v["failure_rate"]
+                            .as_f64()
+                            .map_or("no sessions".to_owned(), |r| format!(
+                                "{:.2} % failed",
+                                r * 100.0
+                            ))
+                    );
+                    for f in v["failures"].as_array().into_iter().flatten().take(10) {
+                        out!(
+                            "  {:>9} {} mx {} from {} (reported by {})",
+                            f["sessions"],
+                            escape(f["result_type"].as_str().unwrap_or("")),
+                            or_dash(f["receiving_mx"].as_str().unwrap_or("")),
+                            or_dash(f["sending_ip"].as_str().unwrap_or("")),
+                            escape(f["organization"].as_str().unwrap_or(""))
+                        );
+                    }
+                }
+            }
+        }
+        Ok(EXIT_OK)
+    })
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line end; a leading `=+-@` is prefixed
+/// with `'` so that a spreadsheet does not run it as a formula.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// Refuses `--format csv` for the report commands other than `summary`.
+pub(crate) fn no_csv(csv: bool, what: &str) -> Result<()> {
+    if csv {
+        return Err(Usage(format!(
+            "--format csv is only for `report summary`, not `report {what}`"
+        ))
+        .into());
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! TLS-RPT intake: one pipeline for reports from every path (HTTPS `POST`, SMTP, IMAP, files).
+//!
+//! [`Intake::ingest`] takes the bytes as they arrived, lets core sniff what they are (gzip,
+//! JSON or a report mail, from the bytes, never from a declared type) and parse them tolerantly
+//! within its limits (D25), refuses a report for a policy domain this instance does not host
+//! when it came over the network (D27: TLS-RPT has no authorisation of destinations), and
+//! stores each accepted report with its raw JSON in one transaction, once: a copy of a report
+//! already stored (same organization and report-id) is counted, not stored again. Parsing is
+//! synchronous CPU work bounded by core's limits; a server calls [`parse`] off its async
+//! threads and then [`Intake::store`].
+//!
+//! - [`files`]: what `mtasts report import` reads: files, maildirs and mbox files.
+
+pub mod files;
+
+use mtasts_core::report::{Limits, ParsedReport, ReportError, RunBudget, parse_reports_in};
+use mtasts_store::{Arrival, Inserted, Store};
+
+/// Which policy domains an intake path accepts reports for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// Any (files the operator chose to import).
+    Any,
+    /// Only domains hosted in the store (the network paths, D27).
+    Hosted,
+}
+
+/// What happened to one report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored under this id.
+    New(i64),
+    /// A copy of the report stored under `id`; `copies` received so far.
+    Duplicate {
+        /// The stored report.
+        id: i64,
+        /// Copies received, the first included.
+        copies: u64,
+    },
+    /// Not stored, for this reason (a domain not hosted here).
+    Refused(String),
+}
+
+/// One report of an input and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// `organization-name`.
+    pub organization: String,
+    /// `report-id`.
+    pub report_id: String,
+    /// The first policy's domain (empty when the reporter left it out).
+    pub policy_domain: String,
+    /// What became of it.
+    pub stored: Stored,
+}
+
+/// Why an input gave nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The bytes hold no valid report (core's reason: not a report, too large, a gzip bomb,
+    /// malformed MIME, ...).
+    #[error("no valid TLS-RPT report: {0}")]
+    NotAReport(#[from] ReportError),
+    /// The store could not be read or written: nothing of this input was stored after the
+    /// reports already counted in the outcomes.
+    #[error("the store: {0}")]
+    Store(#[from] mtasts_store::Error),
+}
+
+/// The reports in `bytes`, sniffed and parsed within `limits`, spending `run`'s decompression
+/// budget (synchronous, CPU-bound, bounded by the limits).
+///
+/// # Errors
+/// [`ReportError`] when no valid report is in the bytes.
+pub fn parse(
+    bytes: &[u8],
+    limits: &Limits,
+    run: &mut RunBudget,
+) -> Result<Vec<ParsedReport>, ReportError> {
+    parse_reports_in(bytes, limits, run)
+}
+
+/// The intake pipeline on one store.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    store: Store,
+    accept: Accept,
+    limits: Limits,
+}
+
+impl Intake {
+    /// An intake storing into `store`, accepting the domains `accept` says, with core's
+    /// default limits.
+    pub fn new(store: Store, accept: Accept) -> Self {
+        Self {
+            store,
+            accept,
+            limits: Limits::default(),
+        }
+    }
+
+    /// The same with other parser limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The parser limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Parses `bytes` and stores every report in them (see the crate docs).
+    ///
+    /// # Errors
+    /// [`IntakeError`]: no valid report, or the store failed (reports before the failure are
+    /// stored; none is half-stored).
+    pub async fn ingest(
+        &self,
+        bytes: &[u8],
+        arrival: &Arrival,
+        run: &mut RunBudget,
+    ) -> Result<Vec<Outcome>, IntakeError> {
+        let parsed = parse(bytes, &self.limits, run)?;
+        self.store(&parsed, arrival).await
+    }
+
+    /// Stores parsed reports (see [`Intake::ingest`]).
+    ///
+    /// # Errors
+    /// [`IntakeError::Store`].
+    pub async fn store(
+        &self,
+        parsed: &[ParsedReport],
+        arrival: &Arrival,
+    ) -> Result<Vec<Outcome>, IntakeError> {
+        let mut out = Vec::with_capacity(parsed.len());
+        for p in parsed {
+            let r = &p.report;
+            let policy_domain = r
+                .policies
+                .iter()
+                .find_map(|x| x.policy.policy_domain.clone())
+                .unwrap_or_default();
+            let stored = match self.refusal(&policy_domain).await? {
+                Some(why) => {
+                    tracing::info!(domain = %policy_domain, organization = %r.organization_name,
+                        via = arrival.via.as_str(), "TLS-RPT report refused: {why}");
+                    Stored::Refused(why)
+                }
+                None => match self.store.insert_report(p, arrival).await? {
+                    Inserted::New(id) => Stored::New(id),
+                    Inserted::Duplicate { id, copies } => Stored::Duplicate { id, copies },
+                },
+            };
+            out.push(Outcome {
+                organization: r.organization_name.clone(),
+                report_id: r.report_id.clone(),
+                policy_domain,
+                stored,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn refusal(&self, policy_domain: &str) -> Result<Option<String>, IntakeError> {
+        if self.accept == Accept::Any {
+            return Ok(None);
+        }
+        if policy_domain.is_empty() {
+            return Ok(Some("the report names no policy domain".into()));
+        }
+        let name = policy_domain.trim_end_matches('.').to_ascii_lowercase();
+        if self.store.domain(&name).await?.is_some() {
+            Ok(None)
+        } else {
+            Ok(Some(format!("{name} is not a domain hosted here")))
+        }
+    }
+}

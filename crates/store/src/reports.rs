@@ -1,0 +1,507 @@
+//! TLS-RPT reports received: each report once (deduplicated by organization + report-id, the
+//! first copy kept, later copies counted), its raw JSON beside the normalised form (D25), and
+//! one row per policy and per failure detail for the aggregates.
+//!
+//! A report is stored in one transaction (all its rows or none), without an audit entry and
+//! without a new generation: reports are observations, not something any instance serves.
+//! Every text from the report is kept as sent, except that it is cut to [`MAX_REPORT_TEXT`]
+//! bytes and NUL becomes U+FFFD (PostgreSQL's text cannot hold it).
+
+use mtasts_core::report::ParsedReport;
+use time::OffsetDateTime;
+
+use crate::db::{WriteTx, on_backend};
+use crate::{Error, Store, from_unix};
+
+/// The longest text kept from a report field (organization, report-id, names): longer is cut.
+pub const MAX_REPORT_TEXT: usize = 1024;
+/// The most reports [`Store::reports`] returns at once.
+pub const MAX_LIST: u32 = 100_000;
+
+/// How a report reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// `POST` to the HTTPS intake (`rua=https:`).
+    Https,
+    /// Mail to the SMTP receiver (`rua=mailto:`).
+    Smtp,
+    /// Mail fetched from an IMAP mailbox.
+    Imap,
+    /// A file given to `mtasts report import`.
+    File,
+}
+
+impl Via {
+    /// The stored name: `https`, `smtp`, `imap`, `file`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Https => "https",
+            Self::Smtp => "smtp",
+            Self::Imap => "imap",
+            Self::File => "file",
+        }
+    }
+}
+
+/// Where and when a report arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    /// The intake path.
+    pub via: Via,
+    /// What it came from: a file name, a peer address, a message id (cut like report text).
+    pub source: Option<String>,
+    /// When it was received.
+    pub at: OffsetDateTime,
+}
+
+/// What [`Store::insert_report`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new report, stored under this id.
+    New(i64),
+    /// A copy of a report already stored under this id; its copy count is now `copies`.
+    Duplicate {
+        /// The stored report.
+        id: i64,
+        /// Copies received in all, the first included.
+        copies: u64,
+    },
+}
+
+/// A stored report, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReport {
+    /// The store's id.
+    pub id: i64,
+    /// `organization-name`.
+    pub organization: String,
+    /// `report-id`.
+    pub report_id: String,
+    /// The first policy's `policy-domain` (empty when the reporter left it out).
+    pub policy_domain: String,
+    /// `contact-info`.
+    pub contact: Option<String>,
+    /// `date-range` start.
+    pub begin: OffsetDateTime,
+    /// `date-range` end.
+    pub end: OffsetDateTime,
+    /// Successful sessions over every policy.
+    pub success: u64,
+    /// Failed sessions over every policy.
+    pub failure: u64,
+    /// When the first copy arrived.
+    pub received_at: OffsetDateTime,
+    /// How it arrived.
+    pub via: String,
+    /// What it came from.
+    pub source: Option<String>,
+    /// Copies received, the first included.
+    pub copies: u64,
+}
+
+/// One report with what was kept of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportDetail {
+    /// The listing fields.
+    pub report: StoredReport,
+    /// The JSON document as sent (after gzip and MIME decoding), possibly cut (see `raw_size`).
+    pub raw_json: Vec<u8>,
+    /// The size of the whole JSON document.
+    pub raw_size: u64,
+    /// The normalised report with its repairs, as JSON text.
+    pub normalised: String,
+}
+
+/// Sessions for one policy domain on one UTC day, over every report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayTotal {
+    /// The policy domain (empty: reports that named none).
+    pub policy_domain: String,
+    /// The UTC day the reports' ranges begin.
+    pub day: time::Date,
+    /// Reports counted (each once, whatever its copies).
+    pub reports: u64,
+    /// Successful sessions.
+    pub success: u64,
+    /// Failed sessions.
+    pub failure: u64,
+}
+
+/// Failed sessions for one policy domain by what went wrong, over a span of days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureTotal {
+    /// The policy domain.
+    pub policy_domain: String,
+    /// `result-type`.
+    pub result_type: String,
+    /// `receiving-mx-hostname` (empty when not given).
+    pub receiving_mx: String,
+    /// `sending-mta-ip` (empty when not given).
+    pub sending_ip: String,
+    /// The reporter (`organization-name`).
+    pub organization: String,
+    /// Failed sessions.
+    pub sessions: u64,
+}
+
+/// Which reports to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportFilter {
+    /// Only this policy domain.
+    pub domain: Option<String>,
+    /// Only reports whose range begins at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// At most this many, newest first ([`MAX_LIST`] at most).
+    pub limit: Option<u32>,
+}
+
+/// Text from a report made fit to keep: NUL replaced, cut to [`MAX_REPORT_TEXT`] bytes on a
+/// character boundary.
+fn keepable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_REPORT_TEXT));
+    for c in s.chars() {
+        let c = if c == '\0' { '\u{fffd}' } else { c };
+        if out.len() + c.len_utf8() > MAX_REPORT_TEXT {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The UTC day number (days since 1970-01-01) of `t`.
+fn day_of(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp().div_euclid(86_400)
+}
+
+fn date_of_day(day: i64) -> Result<time::Date, Error> {
+    from_unix("report day", day.saturating_mul(86_400)).map(OffsetDateTime::date)
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(what: &str, n: i64) -> Result<u64, Error> {
+    u64::try_from(n).map_err(|_| Error::Corrupt {
+        what: format!("{what} {n} is negative"),
+    })
+}
+
+type ReportRow = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    i64,
+);
+
+const REPORT_COLUMNS: &str = "id, organization, report_id, policy_domain, contact, begin_at, \
+     end_at, success, failure, received_at, via, source, copies";
+
+fn stored(row: ReportRow) -> Result<StoredReport, Error> {
+    let (id, organization, report_id, policy_domain, contact, begin, end, s, f, at, via, src, n) =
+        row;
+    Ok(StoredReport {
+        id,
+        organization,
+        report_id,
+        policy_domain,
+        contact,
+        begin: from_unix("report begin", begin)?,
+        end: from_unix("report end", end)?,
+        success: to_u64("success count", s)?,
+        failure: to_u64("failure count", f)?,
+        received_at: from_unix("report received_at", at)?,
+        via,
+        source: src,
+        copies: to_u64("copies", n)?,
+    })
+}
+
+impl Store {
+    /// Stores `parsed` as it arrived (`arrival`), in one transaction: a new report with its
+    /// policy and failure rows, or, when one with the same organization and report-id is
+    /// stored already, one more copy counted on it (the first copy is kept as it was).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn insert_report(
+        &self,
+        parsed: &ParsedReport,
+        arrival: &Arrival,
+    ) -> Result<Inserted, Error> {
+        let r = &parsed.report;
+        let organization = keepable(&r.organization_name);
+        let report_id = keepable(&r.report_id);
+        let policy_domain = keepable(
+            r.policies
+                .iter()
+                .find_map(|p| p.policy.policy_domain.as_deref())
+                .unwrap_or(""),
+        );
+        let (mut success, mut failure) = (0u64, 0u64);
+        for p in &r.policies {
+            success = success.saturating_add(p.summary.total_successful_session_count);
+            failure = failure.saturating_add(p.summary.total_failure_session_count);
+        }
+        let normalised = parsed.to_json("").to_string();
+        let day = day_of(r.date_range.start);
+        let at = arrival.at.unix_timestamp();
+        let source = arrival.source.as_deref().map(keepable);
+        let mut tx = WriteTx::begin(&self.pools).await?;
+        let inserted: Option<i64> = on_backend!(&mut tx.tx, c =>
+            sqlx::query_scalar(
+                "INSERT INTO reports (organization, report_id, policy_domain, contact, begin_at, \
+                 end_at, success, failure, received_at, via, source, raw_json, raw_size, \
+                 normalised) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 ON CONFLICT (organization, report_id) DO NOTHING RETURNING id",
+            )
+            .bind(&organization)
+            .bind(&report_id)
+            .bind(&policy_domain)
+            .bind(r.contact_info.as_deref().map(keepable))
+            .bind(r.date_range.start.unix_timestamp())
+            .bind(r.date_range.end.unix_timestamp())
+            .bind(to_i64(success))
+            .bind(to_i64(failure))
+            .bind(at)
+            .bind(arrival.via.as_str())
+            .bind(source.as_deref())
+            .bind(&parsed.raw_json)
+            .bind(to_i64(parsed.raw_json_size))
+            .bind(&normalised)
+            .fetch_optional(&mut **c)
+            .await?
+        );
+        let Some(id) = inserted else {
+            let (id, copies): (i64, i64) = on_backend!(&mut tx.tx, c =>
+                sqlx::query_as(
+                    "UPDATE reports SET copies = copies + 1, last_copy_at = $3 \
+                     WHERE organization = $1 AND report_id = $2 RETURNING id, copies",
+                )
+                .bind(&organization)
+                .bind(&report_id)
+                .bind(at)
+                .fetch_one(&mut **c)
+                .await?
+            );
+            tx.commit_quiet().await?;
+            return Ok(Inserted::Duplicate {
+                id,
+                copies: to_u64("copies", copies)?,
+            });
+        };
+        for (idx, p) in r.policies.iter().enumerate() {
+            let domain = keepable(p.policy.policy_domain.as_deref().unwrap_or(""));
+            let idx = i64::try_from(idx).unwrap_or(i64::MAX);
+            on_backend!(&mut tx.tx, c => {
+                sqlx::query(
+                    "INSERT INTO report_policies (report, idx, policy_domain, policy_type, day, \
+                     success, failure) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(id)
+                .bind(idx)
+                .bind(&domain)
+                .bind(keepable(p.policy.policy_type.as_str()))
+                .bind(day)
+                .bind(to_i64(p.summary.total_successful_session_count))
+                .bind(to_i64(p.summary.total_failure_session_count))
+                .execute(&mut **c)
+                .await?;
+            });
+            for f in &p.failure_details {
+                let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+                on_backend!(&mut tx.tx, c => {
+                    sqlx::query(
+                        "INSERT INTO report_failures (report, idx, policy_domain, day, \
+                         result_type, receiving_mx, sending_ip, receiving_ip, sessions) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(id)
+                    .bind(idx)
+                    .bind(&domain)
+                    .bind(day)
+                    .bind(keepable(f.result_type.as_str()))
+                    .bind(keepable(f.receiving_mx_hostname.as_deref().unwrap_or("")))
+                    .bind(ip(f.sending_mta_ip))
+                    .bind(ip(f.receiving_ip))
+                    .bind(to_i64(f.failed_session_count))
+                    .execute(&mut **c)
+                    .await?;
+                });
+            }
+        }
+        tx.commit_quiet().await?;
+        Ok(Inserted::New(id))
+    }
+
+    /// Stored reports matching `filter`, newest range first.
+    ///
+    /// # Errors
+    /// [`Error::Database`]; [`Error::Corrupt`].
+    pub async fn reports(&self, filter: &ReportFilter) -> Result<Vec<StoredReport>, Error> {
+        let limit = i64::from(filter.limit.unwrap_or(MAX_LIST).min(MAX_LIST));
+        let since = filter
+            .since
+            .map_or(i64::MIN, OffsetDateTime::unix_timestamp);
+        let sql = format!(
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE ($1 IS NULL OR policy_domain = $1) \
+             AND begin_at >= $2 ORDER BY begin_at DESC, id DESC LIMIT $3"
+        );
+        let rows: Vec<ReportRow> = on_backend!(self.pools.reader(), p =>
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(filter.domain.as_deref())
+                .bind(since)
+                .bind(limit)
+                .fetch_all(p)
+                .await?
+        );
+        rows.into_iter().map(stored).collect()
+    }
+
+    /// The report stored under `id`, with its raw and normalised forms.
+    ///
+    /// # Errors
+    /// [`Error::Database`]; [`Error::Corrupt`].
+    pub async fn report(&self, id: i64) -> Result<Option<ReportDetail>, Error> {
+        let sql = format!(
+            "SELECT {REPORT_COLUMNS}, raw_json, raw_size, normalised FROM reports WHERE id = $1"
+        );
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            String,
+            Option<String>,
+            i64,
+            Vec<u8>,
+            i64,
+            String,
+        );
+        let row: Option<Row> = on_backend!(self.pools.reader(), p =>
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(id)
+                .fetch_optional(p)
+                .await?
+        );
+        let Some(r) = row else { return Ok(None) };
+        let report = stored((
+            r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12,
+        ))?;
+        Ok(Some(ReportDetail {
+            report,
+            raw_json: r.13,
+            raw_size: to_u64("raw size", r.14)?,
+            normalised: r.15,
+        }))
+    }
+
+    /// Sessions per policy domain and UTC day (the day each report's range begins), from
+    /// `since` on, for one domain or all.
+    ///
+    /// # Errors
+    /// [`Error::Database`]; [`Error::Corrupt`].
+    pub async fn report_days(
+        &self,
+        domain: Option<&str>,
+        since: OffsetDateTime,
+    ) -> Result<Vec<DayTotal>, Error> {
+        let rows: Vec<(String, i64, i64, i64, i64)> = on_backend!(self.pools.reader(), p =>
+            sqlx::query_as(
+                "SELECT policy_domain, day, COUNT(DISTINCT report), \
+                 CAST(SUM(success) AS BIGINT), CAST(SUM(failure) AS BIGINT) \
+                 FROM report_policies WHERE ($1 IS NULL OR policy_domain = $1) AND day >= $2 \
+                 GROUP BY policy_domain, day ORDER BY policy_domain, day",
+            )
+            .bind(domain)
+            .bind(day_of(since))
+            .fetch_all(p)
+            .await?
+        );
+        rows.into_iter()
+            .map(|(policy_domain, day, reports, s, f)| {
+                Ok(DayTotal {
+                    policy_domain,
+                    day: date_of_day(day)?,
+                    reports: to_u64("report count", reports)?,
+                    success: to_u64("success count", s)?,
+                    failure: to_u64("failure count", f)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Failed sessions per policy domain, result type, receiving MX, sending IP and reporter,
+    /// from `since` on, most first.
+    ///
+    /// # Errors
+    /// [`Error::Database`]; [`Error::Corrupt`].
+    pub async fn report_failures(
+        &self,
+        domain: Option<&str>,
+        since: OffsetDateTime,
+    ) -> Result<Vec<FailureTotal>, Error> {
+        let rows: Vec<(String, String, String, String, String, i64)> = on_backend!(self.pools.reader(), p =>
+            sqlx::query_as(
+                "SELECT f.policy_domain, f.result_type, f.receiving_mx, f.sending_ip, \
+                 r.organization, CAST(SUM(f.sessions) AS BIGINT) AS n \
+                 FROM report_failures f JOIN reports r ON r.id = f.report \
+                 WHERE ($1 IS NULL OR f.policy_domain = $1) AND f.day >= $2 \
+                 GROUP BY f.policy_domain, f.result_type, f.receiving_mx, f.sending_ip, \
+                 r.organization ORDER BY n DESC, f.policy_domain, f.result_type",
+            )
+            .bind(domain)
+            .bind(day_of(since))
+            .fetch_all(p)
+            .await?
+        );
+        rows.into_iter()
+            .map(
+                |(policy_domain, result_type, receiving_mx, sending_ip, organization, n)| {
+                    Ok(FailureTotal {
+                        policy_domain,
+                        result_type,
+                        receiving_mx,
+                        sending_ip,
+                        organization,
+                        sessions: to_u64("failed sessions", n)?,
+                    })
+                },
+            )
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_a_report_loses_nul_and_is_cut_on_a_character() {
+        assert_eq!(keepable("a\0b"), "a\u{fffd}b");
+        let long = "é".repeat(MAX_REPORT_TEXT);
+        let kept = keepable(&long);
+        assert!(kept.len() <= MAX_REPORT_TEXT && kept.len() > MAX_REPORT_TEXT - 2);
+        assert_eq!(day_of(OffsetDateTime::UNIX_EPOCH), 0);
+        assert_eq!(
+            day_of(OffsetDateTime::UNIX_EPOCH - time::Duration::seconds(1)),
+            -1
+        );
+    }
+}
