@@ -448,7 +448,7 @@ impl Store {
     }
 
     /// Failed sessions per policy domain, result type, receiving MX, sending IP and reporter,
-    /// from `since` on, most first.
+    /// from `since` on, most first (details that count no session left out).
     ///
     /// # Errors
     /// [`Error::Database`]; [`Error::Corrupt`].
@@ -464,7 +464,8 @@ impl Store {
                  FROM report_failures f JOIN reports r ON r.id = f.report \
                  WHERE ($1 IS NULL OR f.policy_domain = $1) AND f.day >= $2 \
                  GROUP BY f.policy_domain, f.result_type, f.receiving_mx, f.sending_ip, \
-                 r.organization ORDER BY n DESC, f.policy_domain, f.result_type",
+                 r.organization HAVING SUM(f.sessions) > 0 \
+                 ORDER BY n DESC, f.policy_domain, f.result_type",
             )
             .bind(domain)
             .bind(day_of(since))

@@ -8,5 +8,6 @@ mod acme;
 mod certs;
 mod crash;
 mod domains;
+mod reports;
 mod tokens_and_history;
 mod watch;
