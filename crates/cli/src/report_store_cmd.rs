@@ -10,12 +10,12 @@ use anyhow::Result;
 use mtasts_core::report::{Limits, RunBudget};
 use mtasts_core::text::escape;
 use mtasts_intake::files::{files_of, read_inputs};
+use mtasts_intake::views::{self, listed, stamp};
 use mtasts_intake::{Accept, Intake, IntakeError, Stored};
-use mtasts_store::{Arrival, ReportFilter, StoredReport, Via};
+use mtasts_store::{Arrival, ReportFilter, Via};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// `writeln!` to standard output, its error returned (a closed pipe ends the command quietly,
 /// see `main`), never a panic as `println!` would.
@@ -33,43 +33,7 @@ fn or_dash(s: &str) -> std::borrow::Cow<'_, str> {
 
 /// `--since`: `14d`, `36h`, or an RFC 3339 time.
 pub(crate) fn parse_since(s: &str) -> Result<OffsetDateTime, String> {
-    let now = OffsetDateTime::now_utc();
-    let span = |n: &str, unit: i64| {
-        n.parse::<i64>()
-            .ok()
-            .filter(|n| (0..=100_000).contains(n))
-            .map(|n| now - time::Duration::seconds(n * unit))
-    };
-    let parsed = if let Some(n) = s.strip_suffix('d') {
-        span(n, 86_400)
-    } else if let Some(n) = s.strip_suffix('h') {
-        span(n, 3_600)
-    } else {
-        OffsetDateTime::parse(s, &Rfc3339).ok()
-    };
-    parsed.ok_or_else(|| format!("{s:?}: expected a span like 14d or 36h, or an RFC 3339 time"))
-}
-
-fn stamp(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
-
-fn listed(r: &StoredReport) -> Value {
-    json!({
-        "id": r.id,
-        "report_id": r.report_id,
-        "organization": r.organization,
-        "policy_domain": r.policy_domain,
-        "contact": r.contact,
-        "begin": stamp(r.begin),
-        "end": stamp(r.end),
-        "success": r.success,
-        "failure": r.failure,
-        "copies": r.copies,
-        "received_at": stamp(r.received_at),
-        "via": r.via,
-        "source": r.source,
-    })
+    views::parse_since(s, OffsetDateTime::now_utc())
 }
 
 fn print_json(v: &Value) -> Result<()> {
@@ -235,12 +199,7 @@ pub(crate) fn show(id: i64, store: &StoreArgs, format: Format) -> Result<u8> {
             eprintln!("mtasts: no report #{id} in the store");
             return Ok(EXIT_FINDINGS);
         };
-        let normalised: Value = serde_json::from_str(&d.normalised).unwrap_or(Value::Null);
-        let mut v = listed(&d.report);
-        v["normalised"] = normalised;
-        v["raw"] = Value::String(String::from_utf8_lossy(&d.raw_json).into_owned());
-        v["raw_size"] = json!(d.raw_size);
-        v["raw_truncated"] = json!(d.raw_size > d.raw_json.len() as u64);
+        let v = views::shown(&d);
         match format {
             Format::Json => print_json(&v)?,
             Format::Text => {
@@ -306,59 +265,10 @@ pub(crate) fn summary(
             }
             return Ok(EXIT_OK);
         }
-        let mut domains: Vec<Value> = Vec::new();
-        let mut current: Option<String> = None;
-        for d in &days {
-            if current.as_deref() != Some(d.policy_domain.as_str()) {
-                current = Some(d.policy_domain.clone());
-                domains.push(json!({
-                    "policy_domain": d.policy_domain, "reports": 0, "success": 0,
-                    "failure": 0, "days": [], "failures": [],
-                }));
-            }
-            let Some(v) = domains.last_mut() else {
-                continue;
-            };
-            for (k, n) in [
-                ("reports", d.reports),
-                ("success", d.success),
-                ("failure", d.failure),
-            ] {
-                v[k] = json!(v[k].as_u64().unwrap_or(0).saturating_add(n));
-            }
-            if let Some(a) = v["days"].as_array_mut() {
-                a.push(json!({
-                    "day": d.day.to_string(), "reports": d.reports,
-                    "success": d.success, "failure": d.failure,
-                }));
-            }
-        }
-        for f in &failures {
-            if let Some(v) = domains
-                .iter_mut()
-                .find(|v| v["policy_domain"] == f.policy_domain.as_str())
-                && let Some(a) = v["failures"].as_array_mut()
-            {
-                a.push(json!({
-                    "result_type": f.result_type, "receiving_mx": f.receiving_mx,
-                    "sending_ip": f.sending_ip, "organization": f.organization,
-                    "sessions": f.sessions,
-                }));
-            }
-        }
-        for v in &mut domains {
-            let (s, f) = (
-                v["success"].as_u64().unwrap_or(0),
-                v["failure"].as_u64().unwrap_or(0),
-            );
-            v["failure_rate"] = if s + f == 0 {
-                Value::Null
-            } else {
-                json!(f as f64 / (s + f) as f64)
-            };
-        }
+        let summary = views::summary(&days, &failures, since);
+        let domains = summary["domains"].as_array().cloned().unwrap_or_default();
         match format {
-            Format::Json => print_json(&json!({ "since": stamp(since), "domains": domains }))?,
+            Format::Json => print_json(&summary)?,
             Format::Text => {
                 out!("since {}", stamp(since));
                 for v in &domains {

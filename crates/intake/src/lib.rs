@@ -10,8 +10,10 @@
 //! threads and then [`Intake::store`].
 //!
 //! - [`files`]: what `mtasts report import` reads: files, maildirs and mbox files.
+//! - [`views`]: the JSON of stored reports, shared by `mtasts report` and the admin API.
 
 pub mod files;
+pub mod views;
 
 use mtasts_core::report::{Limits, ParsedReport, ReportError, RunBudget, parse_reports_in};
 use mtasts_store::{Arrival, Inserted, Store};
