@@ -20,7 +20,8 @@ use super::error::ApiError;
 use super::{AdminLimits, Clock};
 use crate::domains::{AddDomain, Domains, MxSource, normalize_domain};
 
-/// Every route: method, path pattern (`{domain}` is one path segment), whether it needs a token.
+/// Every route: method, path pattern (`{domain}`, `{id}`: one path segment), whether it needs a
+/// token. A literal route comes before a pattern that would also match it.
 pub const ROUTES: &[(&str, &str, bool)] = &[
     ("GET", "/health", false),
     ("GET", "/metrics", false),
@@ -34,6 +35,9 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("POST", "/v1/domains/{domain}/remove", true),
     ("PUT", "/v1/domains/{domain}/certificate", true),
     ("GET", "/v1/domains/{domain}/audit", true),
+    ("GET", "/v1/reports", true),
+    ("GET", "/v1/reports/summary", true),
+    ("GET", "/v1/reports/{id}", true),
 ];
 
 /// Longest bearer secret looked up (ours are 71 bytes); longer ones are refused unread.
@@ -74,14 +78,20 @@ fn ok(status: StatusCode, body: &impl serde::Serialize) -> Result<Response<Full<
 fn route(method: &Method, path: &str) -> Result<(usize, Option<String>), Vec<&'static str>> {
     let segs: Vec<&str> = path.split('/').collect();
     let mut allowed = Vec::new();
+    // Once a literal route matched the path (`/v1/reports/summary`), a pattern (`{id}`) that
+    // would also match it is not that path.
+    let mut literal = false;
     for (i, (m, pattern, _)) in ROUTES.iter().enumerate() {
+        if literal && pattern.contains('{') {
+            continue;
+        }
         let pat: Vec<&str> = pattern.split('/').collect();
         if pat.len() != segs.len() {
             continue;
         }
         let mut domain = None;
         let matched = pat.iter().zip(&segs).all(|(p, s)| {
-            if *p == "{domain}" {
+            if p.starts_with('{') {
                 domain = Some((*s).to_owned());
                 !s.is_empty()
             } else {
@@ -93,6 +103,7 @@ fn route(method: &Method, path: &str) -> Result<(usize, Option<String>), Vec<&'s
                 return Ok((i, domain));
             }
             allowed.push(*m);
+            literal |= !pattern.contains('{');
         }
     }
     Err(allowed)
@@ -482,7 +493,123 @@ async fn dispatch(
                 .collect();
             ok(StatusCode::OK, &json!({ "entries": entries }))
         }
+        (Method::GET, "/v1/reports") => {
+            let q = ReportQuery::parse(req.uri().query(), &token, now)?;
+            let filter = mtasts_store::ReportFilter {
+                domain: q.domain,
+                since: q.since,
+                limit: q.limit,
+            };
+            let list = ops
+                .store()
+                .reports(&filter)
+                .await
+                .map_err(crate::domains::DomainError::from)?;
+            let list: Vec<Value> = list.iter().map(mtasts_intake::views::listed).collect();
+            ok(StatusCode::OK, &json!({ "reports": list }))
+        }
+        (Method::GET, "/v1/reports/summary") => {
+            let q = ReportQuery::parse(req.uri().query(), &token, now)?;
+            if q.limit.is_some() {
+                return Err(invalid("limit is for /v1/reports"));
+            }
+            let since = q.since.unwrap_or(now - time::Duration::days(14));
+            let store = ops.store();
+            let days = store
+                .report_days(q.domain.as_deref(), since)
+                .await
+                .map_err(crate::domains::DomainError::from)?;
+            let failures = store
+                .report_failures(q.domain.as_deref(), since)
+                .await
+                .map_err(crate::domains::DomainError::from)?;
+            let summary = mtasts_intake::views::summary(&days, &failures, since);
+            ok(StatusCode::OK, &summary)
+        }
+        (Method::GET, "/v1/reports/{id}") => {
+            let id: i64 = domain
+                .as_deref()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(ApiError::not_found)?;
+            let detail = ops
+                .store()
+                .report(id)
+                .await
+                .map_err(crate::domains::DomainError::from)?
+                .filter(|d| token.scope.allows(&d.report.policy_domain))
+                .ok_or_else(ApiError::not_found)?;
+            ok(StatusCode::OK, &mtasts_intake::views::shown(&detail))
+        }
         _ => Err(ApiError::not_found()),
+    }
+}
+
+fn invalid(why: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", why)
+}
+
+/// The query of the report routes: `domain`, `since` (`14d`, `36h`, RFC 3339), `limit`. A
+/// token scoped to domains must name one of them; unknown or repeated keys are refused.
+struct ReportQuery {
+    domain: Option<String>,
+    since: Option<time::OffsetDateTime>,
+    limit: Option<u32>,
+}
+
+impl ReportQuery {
+    fn parse(
+        query: Option<&str>,
+        token: &AdminToken,
+        now: time::OffsetDateTime,
+    ) -> Result<Self, ApiError> {
+        let mut q = Self {
+            domain: None,
+            since: None,
+            limit: None,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            if !seen.insert(k.clone()) {
+                return Err(invalid(format!("{k} is given twice")));
+            }
+            match k.as_ref() {
+                "domain" => {
+                    q.domain = Some(
+                        normalize_domain(&v).map_err(|_| invalid("domain is not a domain name"))?,
+                    );
+                }
+                "since" => {
+                    q.since = Some(mtasts_intake::views::parse_since(&v, now).map_err(invalid)?);
+                }
+                "limit" => {
+                    let n: u32 = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=mtasts_store::MAX_LIST).contains(n))
+                        .ok_or_else(|| {
+                            invalid(format!("limit is 1 to {}", mtasts_store::MAX_LIST))
+                        })?;
+                    q.limit = Some(n);
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "unknown query parameter {:?}; known: domain, since, limit",
+                        other.chars().take(64).collect::<String>()
+                    )));
+                }
+            }
+        }
+        match (&token.scope, &q.domain) {
+            (mtasts_store::TokenScope::All, _) => {}
+            (_, Some(d)) if token.scope.allows(d) => {}
+            (_, Some(_)) => return Err(ApiError::not_found()),
+            (_, None) => {
+                return Err(invalid(
+                    "a token scoped to domains must name one of them: ?domain=",
+                ));
+            }
+        }
+        Ok(q)
     }
 }
 

@@ -119,11 +119,86 @@ fn authed_routes() -> Vec<(Method, String)> {
     ROUTES
         .iter()
         .filter(|r| r.2)
-        .map(|(m, p, _)| (m.parse().unwrap(), p.replace("{domain}", "example.com")))
+        .map(|(m, p, _)| {
+            let p = p.replace("{domain}", "example.com").replace("{id}", "1");
+            (m.parse().unwrap(), p)
+        })
         .collect()
 }
 
+fn tlsrpt(org: &str, id: &str, domain: &str, failed: u64) -> Vec<u8> {
+    json!({
+        "organization-name": org,
+        "date-range": {"start-datetime": "2026-01-01T00:00:00Z", "end-datetime": "2026-01-01T23:59:59Z"},
+        "contact-info": "tlsrpt@reporter.example", "report-id": id,
+        "policies": [{
+            "policy": {"policy-type": "sts", "policy-string": ["version: STSv1"], "policy-domain": domain,
+                       "mx-host": [format!("mx.{domain}")]},
+            "summary": {"total-successful-session-count": 10, "total-failure-session-count": failed},
+            "failure-details": [{"result-type": "certificate-expired", "receiving-mx-hostname": format!("mx.{domain}"),
+                                 "sending-mta-ip": "192.0.2.1", "failed-session-count": failed}]
+        }]
+    })
+    .to_string()
+    .into_bytes()
+}
+
 both! {
+    async fn reports_are_listed_shown_and_summarised_within_the_token_scope(db) {
+        let api = start(&db, false).await;
+        let arrival = mtasts_store::Arrival { via: mtasts_store::Via::File, source: None, at: t(0) };
+        for (org, id, domain, failed) in [("Google Inc.", "g1", "a.example", 2), ("Microsoft", "m1", "b.example", 0)] {
+            let parsed = mtasts_core::report::parse_report_json(&tlsrpt(org, id, domain, failed)).unwrap();
+            api.store.insert_report(&parsed, &arrival).await.unwrap();
+        }
+        let all = token(&api.store, "ops", TokenScope::All).await;
+        let scoped = token(&api.store, "a", TokenScope::Domains(vec!["a.example".into()])).await;
+        let get = |path: String, tok: String| async move { call(api.addr, Method::GET, &path, Some(&tok), None).await };
+
+        let (s, _, v) = get("/v1/reports?since=2025-12-01T00:00:00Z".into(), all.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let list = v["reports"].as_array().unwrap();
+        assert_eq!(list.len(), 2, "{v}");
+        let id_b = list.iter().find(|r| r["policy_domain"] == "b.example").unwrap()["id"].clone();
+        let (s, _, v) = get("/v1/reports?domain=a.example&limit=1".into(), all.clone()).await;
+        assert_eq!((s, v["reports"][0]["report_id"].as_str()), (StatusCode::OK, Some("g1")), "{v}");
+        let id_a = v["reports"][0]["id"].clone();
+        let (s, _, v) = get(format!("/v1/reports/{id_a}"), all.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["normalised"]["report-id"], "g1");
+        assert!(v["raw"].as_str().unwrap().contains("\"report-id\":\"g1\""), "{v}");
+        let (s, _, v) = get("/v1/reports/summary?since=30000d".into(), all.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let a = v["domains"].as_array().unwrap().iter().find(|d| d["policy_domain"] == "a.example").unwrap().clone();
+        assert_eq!((a["success"].as_u64(), a["failure"].as_u64()), (Some(10), Some(2)), "{v}");
+        assert_eq!(a["failures"][0]["result_type"], "certificate-expired", "{v}");
+
+        // The scoped token sees its own domain only, and must name it.
+        let (s, _, v) = get("/v1/reports?domain=a.example".into(), scoped.clone()).await;
+        assert_eq!((s, v["reports"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "{v}");
+        for path in ["/v1/reports".to_owned(), "/v1/reports/summary".to_owned()] {
+            let (s, _, v) = get(path.clone(), scoped.clone()).await;
+            assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")), "{path} {v}");
+        }
+        for path in ["/v1/reports?domain=b.example".to_owned(), format!("/v1/reports/{id_b}")] {
+            let (s, _, v) = get(path.clone(), scoped.clone()).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path} {v}");
+        }
+        // Bad queries are 422 in the one error shape; unknown ids 404.
+        for q in ["since=yesterday", "limit=0", "limit=100001", "domain=a..b", "colour=red", "limit=1&limit=2", "since=%00"] {
+            let (s, _, v) = get(format!("/v1/reports?{q}"), all.clone()).await;
+            assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")), "{q} {v}");
+        }
+        let (s, _, v) = get("/v1/reports/summary?limit=3".into(), all.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        for path in ["/v1/reports/999999", "/v1/reports/x", "/v1/reports/-1"] {
+            let (s, _, _) = get(path.into(), all.clone()).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+        }
+        let (s, _, _) = call(api.addr, Method::POST, "/v1/reports/summary", Some(&all), None).await;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
     async fn no_token_or_a_wrong_token_is_401_on_every_route(db) {
         let api = start(&db, false).await;
         let good = token(&api.store, "ops", TokenScope::All).await;
