@@ -3,6 +3,7 @@
 //! reporters send them) lands identically (the same reports, normalised forms, raw JSON and
 //! aggregates), on SQLite and on PostgreSQL; importing again only counts copies.
 
+#[allow(dead_code, reason = "the serve helpers of the shared support module")]
 mod support;
 
 use mtasts_testnet::pg::TestDatabase;
