@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! admin_api STORE_URL [ADDR]
-//!     opens the store, makes an all-domains token and a domain `example.com` (testing),
-//!     prints one line `ADDR TOKEN`, and serves until stdin closes.
+//!     opens the store, makes an all-domains token, a domain `example.com` (testing) and one
+//!     stored TLS-RPT report (id 1), prints one line `ADDR TOKEN`, and serves until stdin closes.
 //! ```
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -32,7 +32,7 @@ async fn main() {
         .create_token(&name, &TokenScope::All, &Change::new("cli", now))
         .await
         .expect("a token");
-    let domains = Domains::new(store, RolloutConfig::default()).expect("default rollout");
+    let domains = Domains::new(store.clone(), RolloutConfig::default()).expect("default rollout");
     let seed = AddDomain {
         domain: "example.com".into(),
         mx: MxSource::Patterns(vec!["mx1.example.net".into()]),
@@ -42,6 +42,16 @@ async fn main() {
         delegation: Default::default(),
     };
     let _ = domains.add(&seed, "cli", now).await;
+    // One TLS-RPT report (id 1), so that `GET /v1/reports/{id}` has something to find.
+    let report = include_bytes!("../../../tests/data/tlsrpt/parsedmarc/rfc8460.json");
+    if let Ok(parsed) = mtasts_core::report::parse_report_json(report) {
+        let arrival = mtasts_store::Arrival {
+            via: mtasts_store::Via::File,
+            source: Some("rfc8460.json".into()),
+            at: now,
+        };
+        let _ = store.insert_report(&parsed, &arrival).await;
+    }
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let mut cfg = AdminConfig::new(
         addr.as_deref()
