@@ -248,23 +248,36 @@ pub(crate) fn summary(
     let rt = crate::runtime::with_threads(1)?;
     rt.block_on(async {
         let store = store.open(&config).await?;
+        if csv {
+            // Row by row as the store gives them: every domain over a year is millions of rows.
+            use std::io::Write as _;
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            writeln!(w, "policy_domain,day,reports,success,failure")?;
+            let mut failed = None;
+            store
+                .for_each_report_day(domain, since, |d| {
+                    let r = writeln!(
+                        w,
+                        "{},{},{},{},{}",
+                        csv_field(&d.policy_domain),
+                        d.day,
+                        d.reports,
+                        d.success,
+                        d.failure
+                    );
+                    r.map_err(|e| failed = Some(e)).is_ok()
+                })
+                .await?;
+            store.close().await;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            w.flush()?;
+            return Ok(EXIT_OK);
+        }
         let days = store.report_days(domain, since).await?;
         let failures = store.report_failures(domain, since).await?;
         store.close().await;
-        if csv {
-            out!("policy_domain,day,reports,success,failure");
-            for d in &days {
-                out!(
-                    "{},{},{},{},{}",
-                    csv_field(&d.policy_domain),
-                    d.day,
-                    d.reports,
-                    d.success,
-                    d.failure
-                );
-            }
-            return Ok(EXIT_OK);
-        }
         let summary = views::summary(&days, &failures, since);
         let domains = summary["domains"].as_array().cloned().unwrap_or_default();
         match format {

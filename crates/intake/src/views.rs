@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// The most failure rows a summary lists per domain (the largest first).
+pub const MAX_FAILURES_PER_DOMAIN: usize = 50;
+
 /// `--since` / `?since=`: a span back from `now` (`14d`, `36h`, at most 100,000 units) or an
 /// RFC 3339 time.
 ///
@@ -64,20 +67,20 @@ pub fn shown(d: &ReportDetail) -> Value {
 }
 
 /// The summary as `report summary` and `GET /v1/reports/summary` give it: per policy domain,
-/// totals, the days and the failure breakdown.
+/// totals, the days and the failure breakdown (at most [`MAX_FAILURES_PER_DOMAIN`] rows, the
+/// largest first). Domains come in the order of their first day row.
 pub fn summary(days: &[DayTotal], failures: &[FailureTotal], since: OffsetDateTime) -> Value {
     let mut domains: Vec<Value> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for d in days {
-        if domains
-            .last()
-            .is_none_or(|v| v["policy_domain"] != d.policy_domain.as_str())
-        {
+        let i = *index.entry(d.policy_domain.as_str()).or_insert_with(|| {
             domains.push(json!({
                 "policy_domain": d.policy_domain, "reports": 0, "success": 0,
                 "failure": 0, "days": [], "failures": [],
             }));
-        }
-        let Some(v) = domains.last_mut() else {
+            domains.len() - 1
+        });
+        let Some(v) = domains.get_mut(i) else {
             continue;
         };
         for (k, n) in [
@@ -95,10 +98,11 @@ pub fn summary(days: &[DayTotal], failures: &[FailureTotal], since: OffsetDateTi
         }
     }
     for f in failures {
-        if let Some(v) = domains
-            .iter_mut()
-            .find(|v| v["policy_domain"] == f.policy_domain.as_str())
-            && let Some(a) = v["failures"].as_array_mut()
+        if let Some(i) = index.get(f.policy_domain.as_str())
+            && let Some(a) = domains
+                .get_mut(*i)
+                .and_then(|v| v["failures"].as_array_mut())
+            && a.len() < MAX_FAILURES_PER_DOMAIN
         {
             a.push(json!({
                 "result_type": f.result_type, "receiving_mx": f.receiving_mx,

@@ -13,6 +13,15 @@ use time::OffsetDateTime;
 use crate::db::{WriteTx, on_backend};
 use crate::{Error, Store, from_unix};
 
+/// Sessions per policy domain and day ([`Store::report_days`]).
+const DAYS_SQL: &str = "SELECT policy_domain, day, COUNT(DISTINCT report), \
+     CAST(SUM(success) AS BIGINT), CAST(SUM(failure) AS BIGINT) \
+     FROM report_policies WHERE ($1 IS NULL OR policy_domain = $1) AND day >= $2 \
+     GROUP BY policy_domain, day ORDER BY policy_domain, day";
+
+/// The most rows [`Store::report_failures`] returns (the largest first).
+pub const MAX_FAILURE_ROWS: u32 = 100_000;
+
 /// The longest text kept from a report field (organization, report-id, names): longer is cut.
 pub const MAX_REPORT_TEXT: usize = 1024;
 /// The most reports [`Store::reports`] returns at once.
@@ -423,12 +432,7 @@ impl Store {
         since: OffsetDateTime,
     ) -> Result<Vec<DayTotal>, Error> {
         let rows: Vec<(String, i64, i64, i64, i64)> = on_backend!(self.pools.reader(), p =>
-            sqlx::query_as(
-                "SELECT policy_domain, day, COUNT(DISTINCT report), \
-                 CAST(SUM(success) AS BIGINT), CAST(SUM(failure) AS BIGINT) \
-                 FROM report_policies WHERE ($1 IS NULL OR policy_domain = $1) AND day >= $2 \
-                 GROUP BY policy_domain, day ORDER BY policy_domain, day",
-            )
+            sqlx::query_as(DAYS_SQL)
             .bind(domain)
             .bind(day_of(since))
             .fetch_all(p)
@@ -447,8 +451,45 @@ impl Store {
             .collect()
     }
 
+    /// [`Store::report_days`] row by row, in the same order, without holding them: `each` is
+    /// called per row and stops the walk by returning `false`. Returns the rows seen. For
+    /// spans that hold millions of rows (every domain over a year).
+    ///
+    /// # Errors
+    /// [`Error::Database`]; [`Error::Corrupt`].
+    pub async fn for_each_report_day(
+        &self,
+        domain: Option<&str>,
+        since: OffsetDateTime,
+        mut each: impl FnMut(DayTotal) -> bool,
+    ) -> Result<u64, Error> {
+        use futures_util::TryStreamExt;
+        let mut seen = 0u64;
+        on_backend!(self.pools.reader(), p => {
+            let mut rows = sqlx::query_as::<_, (String, i64, i64, i64, i64)>(DAYS_SQL)
+                .bind(domain)
+                .bind(day_of(since))
+                .fetch(p);
+            while let Some((policy_domain, day, reports, s, f)) = rows.try_next().await? {
+                seen += 1;
+                let row = DayTotal {
+                    policy_domain,
+                    day: date_of_day(day)?,
+                    reports: to_u64("report count", reports)?,
+                    success: to_u64("success count", s)?,
+                    failure: to_u64("failure count", f)?,
+                };
+                if !each(row) {
+                    break;
+                }
+            }
+        });
+        Ok(seen)
+    }
+
     /// Failed sessions per policy domain, result type, receiving MX, sending IP and reporter,
-    /// from `since` on, most first (details that count no session left out).
+    /// from `since` on, most first (details that count no session left out), at most
+    /// [`MAX_FAILURE_ROWS`].
     ///
     /// # Errors
     /// [`Error::Database`]; [`Error::Corrupt`].
@@ -465,10 +506,11 @@ impl Store {
                  WHERE ($1 IS NULL OR f.policy_domain = $1) AND f.day >= $2 \
                  GROUP BY f.policy_domain, f.result_type, f.receiving_mx, f.sending_ip, \
                  r.organization HAVING SUM(f.sessions) > 0 \
-                 ORDER BY n DESC, f.policy_domain, f.result_type",
+                 ORDER BY n DESC, f.policy_domain, f.result_type LIMIT $3",
             )
             .bind(domain)
             .bind(day_of(since))
+            .bind(i64::from(MAX_FAILURE_ROWS))
             .fetch_all(p)
             .await?
         );
