@@ -9,7 +9,7 @@ use crate::{EXIT_FINDINGS, EXIT_OK, EXIT_UNREADABLE, Usage};
 use anyhow::Result;
 use mtasts_core::report::{Limits, RunBudget};
 use mtasts_core::text::escape;
-use mtasts_intake::files::{files_of, read_inputs};
+use mtasts_intake::files::{files_of, load};
 use mtasts_intake::views::{self, listed, stamp};
 use mtasts_intake::{Accept, Intake, IntakeError, Stored};
 use mtasts_store::{Arrival, ReportFilter, Via};
@@ -64,13 +64,15 @@ pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Re
                 }
             };
             for file in files {
-                let mut inputs = Vec::new();
-                if let Err(e) = read_inputs(&file, limits.max_input, |i| inputs.push(i)) {
-                    failed.push(json!({"source": file.display().to_string(), "error": e.to_string()}));
-                    code = code.max(EXIT_UNREADABLE);
-                    continue;
-                }
-                for input in inputs {
+                let loaded = match load(&file, limits.max_input) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        failed.push(json!({"source": file.display().to_string(), "error": e.to_string()}));
+                        code = code.max(EXIT_UNREADABLE);
+                        continue;
+                    }
+                };
+                for input in loaded.inputs() {
                     let bytes = match input.bytes {
                         Ok(b) => b,
                         Err(e) => {
@@ -85,7 +87,7 @@ pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Re
                         source: Some(input.name.clone()),
                         at: OffsetDateTime::now_utc(),
                     };
-                    match intake.ingest(&bytes, &arrival, &mut run).await {
+                    match intake.ingest(bytes, &arrival, &mut run).await {
                         Ok(outcomes) => {
                             for o in outcomes {
                                 let (result, id, copies) = match o.stored {

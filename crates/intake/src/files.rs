@@ -1,7 +1,7 @@
 //! The inputs of `mtasts report import`: a file (`.json`, `.json.gz`, `.eml`, anything core can
 //! sniff), a maildir (its `cur/` and `new/`), a directory of such files (not recursive), or an
-//! mbox file (messages split at `From ` lines). Each message or file is handed over on its own,
-//! so memory is one input's at a time (an mbox is read whole, up to [`MAX_MBOX`]).
+//! mbox file (messages split at `From ` lines). One file is in memory at a time, read once (an
+//! mbox whole, up to [`MAX_MBOX`]); its messages are slices of it, not copies.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,14 +11,46 @@ pub const MAX_MBOX: u64 = 1024 * 1024 * 1024;
 /// The most files taken from one directory.
 pub const MAX_DIR_FILES: usize = 1_000_000;
 
-/// One input: its name (for messages of an mbox, `FILE#N`) and bytes, or why it could not be
-/// read.
+/// One input of a [`Loaded`] file: its name (for the Nth message of an mbox, `FILE#N`) and bytes,
+/// or why it was not read.
 #[derive(Debug)]
-pub struct Input {
+pub struct Input<'a> {
     /// Where it came from.
     pub name: String,
-    /// The bytes, or the reason they could not be read.
-    pub bytes: Result<Vec<u8>, String>,
+    /// The bytes, or the reason they were not read.
+    pub bytes: Result<&'a [u8], String>,
+}
+
+/// A file read for import: its bytes once, and where each input lies in them (no copy per
+/// message).
+#[derive(Debug)]
+pub struct Loaded {
+    name: String,
+    bytes: Vec<u8>,
+    /// Each input's range, or `Err` with why it is not read.
+    parts: Vec<Result<std::ops::Range<usize>, String>>,
+}
+
+impl Loaded {
+    /// The inputs, in file order.
+    pub fn inputs(&self) -> impl Iterator<Item = Input<'_>> {
+        let many = self.parts.len() > 1 || self.is_mbox();
+        self.parts.iter().enumerate().map(move |(i, part)| Input {
+            name: if many {
+                format!("{}#{}", self.name, i + 1)
+            } else {
+                self.name.clone()
+            },
+            bytes: match part {
+                Ok(r) => Ok(&self.bytes[r.clone()]),
+                Err(e) => Err(e.clone()),
+            },
+        })
+    }
+
+    fn is_mbox(&self) -> bool {
+        self.bytes.starts_with(b"From ")
+    }
 }
 
 /// The files `path` stands for: itself when a file; the files of `cur/` and `new/` for a
@@ -59,16 +91,13 @@ pub fn files_of(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Reads `file` and hands each input in it to `each`: the file itself, or each message of an
-/// mbox. An input larger than `max_input` is handed over as an error, unread.
+/// Reads `file`: one input, or each message of an mbox (a file starting `From `). An input
+/// larger than `max_input` is listed with the reason, unread; a file larger than the most read
+/// (`max_input`, [`MAX_MBOX`] for an mbox) is one such input.
 ///
 /// # Errors
 /// When the file cannot be opened or read.
-pub fn read_inputs(
-    file: &Path,
-    max_input: usize,
-    mut each: impl FnMut(Input),
-) -> std::io::Result<()> {
+pub fn load(file: &Path, max_input: usize) -> std::io::Result<Loaded> {
     let name = file.display().to_string();
     let mut f = std::fs::File::open(file)?;
     let mut head = [0u8; 5];
@@ -83,29 +112,27 @@ pub fn read_inputs(
     f.take(cap.saturating_sub(n as u64).saturating_add(1))
         .read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {
-        each(Input {
+        return Ok(Loaded {
             name,
-            bytes: Err(format!("larger than {cap} bytes, the most read")),
+            bytes: Vec::new(),
+            parts: vec![Err(format!("larger than {cap} bytes, the most read"))],
         });
-        return Ok(());
     }
-    if !mbox {
-        each(Input {
-            name,
-            bytes: Ok(bytes),
-        });
-        return Ok(());
-    }
-    for (i, message) in split_mbox(&bytes).enumerate() {
-        let name = format!("{name}#{}", i + 1);
-        let bytes = if message.len() > max_input {
-            Err(format!("larger than {max_input} bytes, the most read"))
-        } else {
-            Ok(message.to_vec())
-        };
-        each(Input { name, bytes });
-    }
-    Ok(())
+    let parts = if mbox {
+        split_mbox(&bytes)
+            .into_iter()
+            .map(|r| {
+                if r.len() > max_input {
+                    Err(format!("larger than {max_input} bytes, the most read"))
+                } else {
+                    Ok(r)
+                }
+            })
+            .collect()
+    } else {
+        vec![Ok(0..bytes.len())]
+    };
+    Ok(Loaded { name, bytes, parts })
 }
 
 fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -119,9 +146,9 @@ fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// The messages of an mbox: each starts after a line beginning `From ` (at the start or after
-/// a line end), without that line.
-pub fn split_mbox(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// Where the messages of an mbox lie: each starts after a line beginning `From ` (at the start
+/// or after a line end), without that line.
+pub fn split_mbox(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     let mut starts = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
@@ -139,14 +166,17 @@ pub fn split_mbox(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
         .copied()
         .chain([bytes.len()])
         .collect();
-    starts.into_iter().zip(ends).map(move |(s, e)| {
-        let body = &bytes[s..e];
-        let after = body
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(body.len(), |p| p + 1);
-        &body[after..]
-    })
+    starts
+        .into_iter()
+        .zip(ends)
+        .map(|(s, e)| {
+            let after = bytes[s..e]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(e, |p| s + p + 1);
+            after..e
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -156,11 +186,12 @@ mod tests {
     #[test]
     fn an_mbox_splits_at_from_lines_only_at_line_starts() {
         let mbox = b"From a@b Mon\nSubject: one\n\nbody From x\n>From y\nFrom c@d Tue\nSubject: two\n\n2\n";
-        let parts: Vec<&[u8]> = split_mbox(mbox).collect();
+        let parts: Vec<&[u8]> = split_mbox(mbox).into_iter().map(|r| &mbox[r]).collect();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0], b"Subject: one\n\nbody From x\n>From y\n");
         assert_eq!(parts[1], b"Subject: two\n\n2\n");
-        assert_eq!(split_mbox(b"").count(), 0);
-        assert_eq!(split_mbox(b"From ").collect::<Vec<_>>(), [b"" as &[u8]]);
+        assert!(split_mbox(b"").is_empty());
+        let only = split_mbox(b"From ");
+        assert_eq!((only.len(), only[0].start, only[0].end), (1, 5, 5));
     }
 }
