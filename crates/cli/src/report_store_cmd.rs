@@ -41,7 +41,75 @@ fn print_json(v: &Value) -> Result<()> {
     Ok(())
 }
 
-/// `mtasts report import PATH...`.
+/// Reports stored per transaction by `report import` (one commit, one `fsync`, per batch).
+const IMPORT_BATCH: usize = 256;
+/// Raw JSON held in one import batch before it is stored.
+const IMPORT_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// What `report import` has done so far, and the batch not yet stored.
+struct Importer {
+    pending: Vec<(mtasts_core::report::ParsedReport, Arrival)>,
+    pending_bytes: usize,
+    stored: u64,
+    duplicates: u64,
+    unreadable: u64,
+    reports: Vec<Value>,
+    failed: Vec<Value>,
+    code: u8,
+}
+
+impl Importer {
+    /// Stores the pending batch in one transaction and accounts for each report.
+    async fn flush(&mut self, intake: &Intake, format: Format) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<(&mtasts_core::report::ParsedReport, &Arrival)> =
+            self.pending.iter().map(|(p, a)| (p, a)).collect();
+        let outcomes = intake.store_batch(&batch).await?;
+        for (o, (_, arrival)) in outcomes.into_iter().zip(&self.pending) {
+            let source = arrival.source.clone().unwrap_or_default();
+            let (result, id, copies) = match o.stored {
+                Stored::New(id) => {
+                    self.stored += 1;
+                    ("stored", id, 1)
+                }
+                Stored::Duplicate { id, copies } => {
+                    self.duplicates += 1;
+                    ("duplicate", id, copies)
+                }
+                Stored::Refused(_) => continue,
+            };
+            if format == Format::Text {
+                out!(
+                    "{result:9} #{id} {} from {} ({}) {}",
+                    escape(&o.policy_domain),
+                    escape(&o.organization),
+                    escape(&o.report_id),
+                    escape(&source)
+                );
+            }
+            self.reports.push(json!({
+                "source": source, "result": result, "id": id,
+                "copies": copies, "report_id": o.report_id,
+                "organization": o.organization,
+                "policy_domain": o.policy_domain,
+            }));
+        }
+        self.pending.clear();
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    fn failed(&mut self, source: String, error: String, code: u8) {
+        self.failed.push(json!({"source": source, "error": error}));
+        self.code = self.code.max(code);
+    }
+}
+
+/// `mtasts report import PATH...`: every input parsed, the reports stored in batches of
+/// [`IMPORT_BATCH`] per transaction (a failure of the store stops the import; what was
+/// committed before stays).
 pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Result<u8> {
     let config = store.serve_config()?;
     let rt = crate::runtime::with_threads(1)?;
@@ -50,16 +118,21 @@ pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Re
         let intake = Intake::new(store.clone(), Accept::Any);
         let limits: Limits = intake.limits().clone();
         let mut run = RunBudget::new(limits.max_run_decompressed);
-        let (mut stored, mut duplicates, mut unreadable) = (0u64, 0u64, 0u64);
-        let mut reports = Vec::new();
-        let mut failed = Vec::new();
-        let mut code = EXIT_OK;
+        let mut im = Importer {
+            pending: Vec::new(),
+            pending_bytes: 0,
+            stored: 0,
+            duplicates: 0,
+            unreadable: 0,
+            reports: Vec::new(),
+            failed: Vec::new(),
+            code: EXIT_OK,
+        };
         for path in paths {
             let files = match files_of(path) {
                 Ok(f) => f,
                 Err(e) => {
-                    failed.push(json!({"source": path.display().to_string(), "error": e.to_string()}));
-                    code = code.max(EXIT_UNREADABLE);
+                    im.failed(path.display().to_string(), e.to_string(), EXIT_UNREADABLE);
                     continue;
                 }
             };
@@ -67,8 +140,7 @@ pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Re
                 let loaded = match load(&file, limits.max_input) {
                     Ok(l) => l,
                     Err(e) => {
-                        failed.push(json!({"source": file.display().to_string(), "error": e.to_string()}));
-                        code = code.max(EXIT_UNREADABLE);
+                        im.failed(file.display().to_string(), e.to_string(), EXIT_UNREADABLE);
                         continue;
                     }
                 };
@@ -76,58 +148,45 @@ pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Re
                     let bytes = match input.bytes {
                         Ok(b) => b,
                         Err(e) => {
-                            unreadable += 1;
-                            failed.push(json!({"source": input.name, "error": e}));
-                            code = code.max(EXIT_FINDINGS);
+                            im.unreadable += 1;
+                            im.failed(input.name, e, EXIT_FINDINGS);
                             continue;
                         }
                     };
-                    let arrival = Arrival {
-                        via: Via::File,
-                        source: Some(input.name.clone()),
-                        at: OffsetDateTime::now_utc(),
-                    };
-                    match intake.ingest(bytes, &arrival, &mut run).await {
-                        Ok(outcomes) => {
-                            for o in outcomes {
-                                let (result, id, copies) = match o.stored {
-                                    Stored::New(id) => {
-                                        stored += 1;
-                                        ("stored", id, 1)
-                                    }
-                                    Stored::Duplicate { id, copies } => {
-                                        duplicates += 1;
-                                        ("duplicate", id, copies)
-                                    }
-                                    Stored::Refused(_) => continue,
+                    match mtasts_intake::parse(bytes, &limits, &mut run) {
+                        Ok(parsed) => {
+                            for p in parsed {
+                                im.pending_bytes += p.raw_json.len();
+                                let arrival = Arrival {
+                                    via: Via::File,
+                                    source: Some(input.name.clone()),
+                                    at: OffsetDateTime::now_utc(),
                                 };
-                                if format == Format::Text {
-                                    out!(
-                                        "{result:9} #{id} {} from {} ({}) {}",
-                                        escape(&o.policy_domain),
-                                        escape(&o.organization),
-                                        escape(&o.report_id),
-                                        escape(&input.name)
-                                    );
-                                }
-                                reports.push(json!({
-                                    "source": input.name, "result": result, "id": id,
-                                    "copies": copies, "report_id": o.report_id,
-                                    "organization": o.organization,
-                                    "policy_domain": o.policy_domain,
-                                }));
+                                im.pending.push((p, arrival));
                             }
                         }
-                        Err(IntakeError::NotAReport(e)) => {
-                            unreadable += 1;
-                            failed.push(json!({"source": input.name, "error": e.to_string()}));
-                            code = code.max(EXIT_FINDINGS);
+                        Err(e) => {
+                            im.unreadable += 1;
+                            let why = IntakeError::NotAReport(e).to_string();
+                            im.failed(input.name, why, EXIT_FINDINGS);
                         }
-                        Err(e @ IntakeError::Store(_)) => return Err(anyhow::Error::new(e)),
+                    }
+                    if im.pending.len() >= IMPORT_BATCH || im.pending_bytes >= IMPORT_BATCH_BYTES {
+                        im.flush(&intake, format).await?;
                     }
                 }
             }
         }
+        im.flush(&intake, format).await?;
+        let Importer {
+            stored,
+            duplicates,
+            unreadable,
+            reports,
+            failed,
+            code,
+            ..
+        } = im;
         store.close().await;
         match format {
             Format::Json => print_json(&json!({

@@ -128,17 +128,31 @@ impl Intake {
         self.store(&parsed, arrival).await
     }
 
-    /// Stores parsed reports (see [`Intake::ingest`]).
+    /// Stores parsed reports (see [`Intake::ingest`]), in one transaction.
     ///
     /// # Errors
-    /// [`IntakeError::Store`].
+    /// [`IntakeError::Store`]: none of them is stored.
     pub async fn store(
         &self,
         parsed: &[ParsedReport],
         arrival: &Arrival,
     ) -> Result<Vec<Outcome>, IntakeError> {
-        let mut out = Vec::with_capacity(parsed.len());
-        for p in parsed {
+        let batch: Vec<(&ParsedReport, &Arrival)> = parsed.iter().map(|p| (p, arrival)).collect();
+        self.store_batch(&batch).await
+    }
+
+    /// Stores reports of several inputs in one transaction (one commit, one `fsync`): each
+    /// accepted or refused as [`Intake::ingest`] says, one outcome per report, in order.
+    ///
+    /// # Errors
+    /// [`IntakeError::Store`]: none of the batch is stored.
+    pub async fn store_batch(
+        &self,
+        batch: &[(&ParsedReport, &Arrival)],
+    ) -> Result<Vec<Outcome>, IntakeError> {
+        let mut out: Vec<Outcome> = Vec::with_capacity(batch.len());
+        let mut accepted = Vec::with_capacity(batch.len());
+        for (i, (p, arrival)) in batch.iter().enumerate() {
             let r = &p.report;
             let policy_domain = r
                 .policies
@@ -151,10 +165,11 @@ impl Intake {
                         via = arrival.via.as_str(), "TLS-RPT report refused: {why}");
                     Stored::Refused(why)
                 }
-                None => match self.store.insert_report(p, arrival).await? {
-                    Inserted::New(id) => Stored::New(id),
-                    Inserted::Duplicate { id, copies } => Stored::Duplicate { id, copies },
-                },
+                None => {
+                    accepted.push(i);
+                    // Filled in below, once the batch is committed.
+                    Stored::New(0)
+                }
             };
             out.push(Outcome {
                 organization: r.organization_name.clone(),
@@ -162,6 +177,14 @@ impl Intake {
                 policy_domain,
                 stored,
             });
+        }
+        let pairs: Vec<(&ParsedReport, &Arrival)> = accepted.iter().map(|i| batch[*i]).collect();
+        let inserted = self.store.insert_reports(&pairs).await?;
+        for (i, ins) in accepted.into_iter().zip(inserted) {
+            out[i].stored = match ins {
+                Inserted::New(id) => Stored::New(id),
+                Inserted::Duplicate { id, copies } => Stored::Duplicate { id, copies },
+            };
         }
         Ok(out)
     }

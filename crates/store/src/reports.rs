@@ -248,109 +248,29 @@ impl Store {
         parsed: &ParsedReport,
         arrival: &Arrival,
     ) -> Result<Inserted, Error> {
-        let r = &parsed.report;
-        let organization = keepable(&r.organization_name);
-        let report_id = keepable(&r.report_id);
-        let policy_domain = keepable(
-            r.policies
-                .iter()
-                .find_map(|p| p.policy.policy_domain.as_deref())
-                .unwrap_or(""),
-        );
-        let (mut success, mut failure) = (0u64, 0u64);
-        for p in &r.policies {
-            success = success.saturating_add(p.summary.total_successful_session_count);
-            failure = failure.saturating_add(p.summary.total_failure_session_count);
-        }
-        let normalised = parsed.to_json("").to_string();
-        let day = day_of(r.date_range.start);
-        let at = arrival.at.unix_timestamp();
-        let source = arrival.source.as_deref().map(keepable);
+        let mut out = self.insert_reports(&[(parsed, arrival)]).await?;
+        out.pop().ok_or_else(|| Error::Corrupt {
+            what: "no outcome for a stored report".into(),
+        })
+    }
+
+    /// Stores several reports in one transaction (all or none), each as
+    /// [`Store::insert_report`] would; one outcome per report, in order. One commit (one
+    /// `fsync` on SQLite) for the batch: what makes an import or a busy intake fast.
+    ///
+    /// # Errors
+    /// [`Error::Database`]: nothing of the batch is stored.
+    pub async fn insert_reports(
+        &self,
+        reports: &[(&ParsedReport, &Arrival)],
+    ) -> Result<Vec<Inserted>, Error> {
         let mut tx = WriteTx::begin(&self.pools).await?;
-        let inserted: Option<i64> = on_backend!(&mut tx.tx, c =>
-            sqlx::query_scalar(
-                "INSERT INTO reports (organization, report_id, policy_domain, contact, begin_at, \
-                 end_at, success, failure, received_at, via, source, raw_json, raw_size, \
-                 normalised) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                 ON CONFLICT (organization, report_id) DO NOTHING RETURNING id",
-            )
-            .bind(&organization)
-            .bind(&report_id)
-            .bind(&policy_domain)
-            .bind(r.contact_info.as_deref().map(keepable))
-            .bind(r.date_range.start.unix_timestamp())
-            .bind(r.date_range.end.unix_timestamp())
-            .bind(to_i64(success))
-            .bind(to_i64(failure))
-            .bind(at)
-            .bind(arrival.via.as_str())
-            .bind(source.as_deref())
-            .bind(&parsed.raw_json)
-            .bind(to_i64(parsed.raw_json_size))
-            .bind(&normalised)
-            .fetch_optional(&mut **c)
-            .await?
-        );
-        let Some(id) = inserted else {
-            let (id, copies): (i64, i64) = on_backend!(&mut tx.tx, c =>
-                sqlx::query_as(
-                    "UPDATE reports SET copies = copies + 1, last_copy_at = $3 \
-                     WHERE organization = $1 AND report_id = $2 RETURNING id, copies",
-                )
-                .bind(&organization)
-                .bind(&report_id)
-                .bind(at)
-                .fetch_one(&mut **c)
-                .await?
-            );
-            tx.commit_quiet().await?;
-            return Ok(Inserted::Duplicate {
-                id,
-                copies: to_u64("copies", copies)?,
-            });
-        };
-        for (idx, p) in r.policies.iter().enumerate() {
-            let domain = keepable(p.policy.policy_domain.as_deref().unwrap_or(""));
-            let idx = i64::try_from(idx).unwrap_or(i64::MAX);
-            on_backend!(&mut tx.tx, c => {
-                sqlx::query(
-                    "INSERT INTO report_policies (report, idx, policy_domain, policy_type, day, \
-                     success, failure) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(id)
-                .bind(idx)
-                .bind(&domain)
-                .bind(keepable(p.policy.policy_type.as_str()))
-                .bind(day)
-                .bind(to_i64(p.summary.total_successful_session_count))
-                .bind(to_i64(p.summary.total_failure_session_count))
-                .execute(&mut **c)
-                .await?;
-            });
-            for f in &p.failure_details {
-                let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-                on_backend!(&mut tx.tx, c => {
-                    sqlx::query(
-                        "INSERT INTO report_failures (report, idx, policy_domain, day, \
-                         result_type, receiving_mx, sending_ip, receiving_ip, sessions) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(id)
-                    .bind(idx)
-                    .bind(&domain)
-                    .bind(day)
-                    .bind(keepable(f.result_type.as_str()))
-                    .bind(keepable(f.receiving_mx_hostname.as_deref().unwrap_or("")))
-                    .bind(ip(f.sending_mta_ip))
-                    .bind(ip(f.receiving_ip))
-                    .bind(to_i64(f.failed_session_count))
-                    .execute(&mut **c)
-                    .await?;
-                });
-            }
+        let mut out = Vec::with_capacity(reports.len());
+        for (parsed, arrival) in reports {
+            out.push(insert_one(&mut tx, parsed, arrival).await?);
         }
         tx.commit_quiet().await?;
-        Ok(Inserted::New(id))
+        Ok(out)
     }
 
     /// Stored reports matching `filter`, newest range first.
@@ -529,6 +449,114 @@ impl Store {
             )
             .collect()
     }
+}
+
+/// One report inside `tx` (see [`Store::insert_report`]).
+async fn insert_one(
+    tx: &mut WriteTx,
+    parsed: &ParsedReport,
+    arrival: &Arrival,
+) -> Result<Inserted, Error> {
+    let r = &parsed.report;
+    let organization = keepable(&r.organization_name);
+    let report_id = keepable(&r.report_id);
+    let policy_domain = keepable(
+        r.policies
+            .iter()
+            .find_map(|p| p.policy.policy_domain.as_deref())
+            .unwrap_or(""),
+    );
+    let (mut success, mut failure) = (0u64, 0u64);
+    for p in &r.policies {
+        success = success.saturating_add(p.summary.total_successful_session_count);
+        failure = failure.saturating_add(p.summary.total_failure_session_count);
+    }
+    let normalised = parsed.to_json("").to_string();
+    let day = day_of(r.date_range.start);
+    let at = arrival.at.unix_timestamp();
+    let source = arrival.source.as_deref().map(keepable);
+    let inserted: Option<i64> = on_backend!(&mut tx.tx, c =>
+        sqlx::query_scalar(
+            "INSERT INTO reports (organization, report_id, policy_domain, contact, begin_at, \
+             end_at, success, failure, received_at, via, source, raw_json, raw_size, \
+             normalised) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (organization, report_id) DO NOTHING RETURNING id",
+        )
+        .bind(&organization)
+        .bind(&report_id)
+        .bind(&policy_domain)
+        .bind(r.contact_info.as_deref().map(keepable))
+        .bind(r.date_range.start.unix_timestamp())
+        .bind(r.date_range.end.unix_timestamp())
+        .bind(to_i64(success))
+        .bind(to_i64(failure))
+        .bind(at)
+        .bind(arrival.via.as_str())
+        .bind(source.as_deref())
+        .bind(&parsed.raw_json)
+        .bind(to_i64(parsed.raw_json_size))
+        .bind(&normalised)
+        .fetch_optional(&mut **c)
+        .await?
+    );
+    let Some(id) = inserted else {
+        let (id, copies): (i64, i64) = on_backend!(&mut tx.tx, c =>
+            sqlx::query_as(
+                "UPDATE reports SET copies = copies + 1, last_copy_at = $3 \
+                 WHERE organization = $1 AND report_id = $2 RETURNING id, copies",
+            )
+            .bind(&organization)
+            .bind(&report_id)
+            .bind(at)
+            .fetch_one(&mut **c)
+            .await?
+        );
+        return Ok(Inserted::Duplicate {
+            id,
+            copies: to_u64("copies", copies)?,
+        });
+    };
+    for (idx, p) in r.policies.iter().enumerate() {
+        let domain = keepable(p.policy.policy_domain.as_deref().unwrap_or(""));
+        let idx = i64::try_from(idx).unwrap_or(i64::MAX);
+        on_backend!(&mut tx.tx, c => {
+            sqlx::query(
+                "INSERT INTO report_policies (report, idx, policy_domain, policy_type, day, \
+                 success, failure) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(idx)
+            .bind(&domain)
+            .bind(keepable(p.policy.policy_type.as_str()))
+            .bind(day)
+            .bind(to_i64(p.summary.total_successful_session_count))
+            .bind(to_i64(p.summary.total_failure_session_count))
+            .execute(&mut **c)
+            .await?;
+        });
+        for f in &p.failure_details {
+            let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+            on_backend!(&mut tx.tx, c => {
+                sqlx::query(
+                    "INSERT INTO report_failures (report, idx, policy_domain, day, \
+                     result_type, receiving_mx, sending_ip, receiving_ip, sessions) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(id)
+                .bind(idx)
+                .bind(&domain)
+                .bind(day)
+                .bind(keepable(f.result_type.as_str()))
+                .bind(keepable(f.receiving_mx_hostname.as_deref().unwrap_or("")))
+                .bind(ip(f.sending_mta_ip))
+                .bind(ip(f.receiving_ip))
+                .bind(to_i64(f.failed_session_count))
+                .execute(&mut **c)
+                .await?;
+            });
+        }
+    }
+    Ok(Inserted::New(id))
 }
 
 #[cfg(test)]
