@@ -104,6 +104,40 @@ both! {
         assert_eq!(store.reports(&one).await.unwrap()[0].report_id, "g2", "newest first");
     }
 
+    async fn a_batch_is_stored_in_one_go_with_its_copies_counted_in_order(db) {
+        let store = db.open().await;
+        let first = parse_report_json(report("G", "r1", "a.example", "2026-01-01", 1, 1).as_bytes()).unwrap();
+        let Inserted::New(id1) = store.insert_report(&first, &arrival(Via::File, 1)).await.unwrap() else {
+            panic!("new");
+        };
+        // 3,000 failure details: more rows than one multi-row INSERT takes.
+        let mut many: serde_json::Value =
+            serde_json::from_str(&report("G", "big", "b.example", "2026-01-02", 5, 3000)).unwrap();
+        let detail = many["policies"][0]["failure-details"][0].clone();
+        many["policies"][0]["failure-details"] = (0..3000)
+            .map(|i| {
+                let mut d = detail.clone();
+                d["failed-session-count"] = 1.into();
+                d["sending-mta-ip"] = format!("192.0.2.{}", i % 250).into();
+                d
+            })
+            .collect();
+        let big = parse_report_json(many.to_string().as_bytes()).unwrap();
+        let other = parse_report_json(report("M", "r2", "a.example", "2026-01-01", 9, 0).as_bytes()).unwrap();
+        let a = arrival(Via::File, 2);
+        let batch = [(&first, &a), (&other, &a), (&big, &a), (&other, &a)];
+        let out = store.insert_reports(&batch).await.unwrap();
+        let Inserted::New(id2) = out[1] else { panic!("{out:?}") };
+        let Inserted::New(_) = out[2] else { panic!("{out:?}") };
+        assert_eq!(out[0], Inserted::Duplicate { id: id1, copies: 2 });
+        assert_eq!(out[3], Inserted::Duplicate { id: id2, copies: 2 });
+        let since = time::macros::datetime!(2025-12-31 0:00 UTC);
+        let fails = store.report_failures(Some("b.example"), since).await.unwrap();
+        assert_eq!(fails.iter().map(|f| f.sessions).sum::<u64>(), 3000, "every detail stored");
+        let days = store.report_days(Some("a.example"), since).await.unwrap();
+        assert_eq!((days[0].reports, days[0].success), (2, 10), "each report once");
+    }
+
     async fn hostile_text_is_kept_safely_and_cut(db) {
         let store = db.open().await;
         let org = format!("Evil\u{0}Corp{}", "x".repeat(5000));
