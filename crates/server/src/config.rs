@@ -110,6 +110,8 @@ pub struct ServeConfig {
     pub hosting: crate::hosting::Hosting,
     /// Publishing the TXT records of fully delegated domains by RFC 2136 (`[dns_update]`).
     pub dns_update: crate::publish::DnsUpdateConfig,
+    /// TLS-RPT reports by HTTPS `POST` on the policy hosts (`[intake]`).
+    pub intake: crate::report_sink::IntakeConfig,
     /// How often the store's generation is read, in seconds (PostgreSQL also wakes on
     /// LISTEN/NOTIFY at once; this bounds the delay when a notification was lost, and is all
     /// SQLite has). Default 2.
@@ -263,6 +265,7 @@ impl Default for ServeConfig {
             acme: crate::acme::AcmeConfig::default(),
             hosting: crate::hosting::Hosting::default(),
             dns_update: crate::publish::DnsUpdateConfig::default(),
+            intake: crate::report_sink::IntakeConfig::default(),
             reload_poll: Duration::from_secs(2),
             grace: Duration::from_secs(5),
             metrics: None,
@@ -283,6 +286,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("acme", &self.acme)
             .field("hosting", &self.hosting)
             .field("dns_update", &self.dns_update)
+            .field("intake", &self.intake)
             .field("reload_poll", &self.reload_poll)
             .field("grace", &self.grace)
             .field("metrics", &self.metrics.is_some())
@@ -402,6 +406,7 @@ impl ServeConfig {
         }
         self.acme.validate().map_err(ConfigError::Invalid)?;
         self.dns_update.validate().map_err(ConfigError::Invalid)?;
+        self.intake.validate().map_err(ConfigError::Invalid)?;
         if let Some(rua) = &self.hosting.tlsrpt_rua {
             let record = crate::hosting::tlsrpt_value(rua);
             let parsed = mtasts_core::record::parse_tlsrpt_rrset(&[record.as_bytes()]);

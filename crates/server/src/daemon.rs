@@ -172,6 +172,12 @@ impl Daemon {
         } else {
             None
         };
+        if !config.intake.path.is_empty() {
+            let intake = mtasts_intake::Intake::new(store.clone(), mtasts_intake::Accept::Hosted);
+            server_config.report_sink = Some(std::sync::Arc::new(
+                crate::report_sink::HttpsIntake::new(intake, config.intake.clone()),
+            ));
+        }
         server_config.http = config.http;
         server_config.limits = config.limits.clone();
         server_config.grace = config.grace;

@@ -46,6 +46,26 @@ pub trait ChallengeResponder: Send + Sync + 'static {
     fn respond(&self, host: &str, path: &str) -> Option<ChallengeFuture>;
 }
 
+/// What a [`ReportSink`] answers with.
+pub type SinkFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+/// Receives TLS-RPT reports `POST`ed on the HTTPS listener (RFC 8460 §3, `rua=https:`) at one
+/// path of the policy hosts (`crate::report_sink::HttpsIntake`).
+pub trait ReportSink: Send + Sync + 'static {
+    /// The path it answers (`/tlsrpt`).
+    fn path(&self) -> &str;
+    /// Answers a request for [`ReportSink::path`] on host `host` (the SNI name, which the
+    /// `Host` matched): reads the body within its limits, stores what it holds, and says so.
+    fn receive(&self, host: Arc<str>, req: Request<hyper::body::Incoming>) -> SinkFuture;
+}
+
+/// `true` when `req` is for the sink: its path, on the host the connection's SNI named.
+pub(crate) fn for_sink<B>(req: &Request<B>, sni: &str, sink: &dyn ReportSink) -> bool {
+    let sni = sni.strip_suffix('.').unwrap_or(sni);
+    req.uri().path() == sink.path()
+        && request_host(req).is_some_and(|h| h.eq_ignore_ascii_case(sni))
+}
+
 fn status(code: StatusCode) -> Response<Body> {
     let label = match code.as_u16() {
         404 => "404",

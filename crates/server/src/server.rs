@@ -2,9 +2,10 @@
 //! ALPN, idle and eviction watch, graceful drain.
 
 use crate::hosted::HostedSet;
-use crate::http::{ChallengeResponder, plain_response, policy_response};
+use crate::http::{ChallengeResponder, ReportSink, for_sink, plain_response, policy_response};
 use crate::limits::{Admitted, Limits, Slot, Tracker};
 use crate::tls::{TlsHook, server_config};
+use futures_util::future::Either;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -37,6 +38,8 @@ pub struct Config {
     pub challenges: Option<Arc<dyn ChallengeResponder>>,
     /// Sees every ClientHello first (ACME TLS-ALPN-01).
     pub tls_hook: Option<Arc<dyn TlsHook>>,
+    /// Receives TLS-RPT reports `POST`ed at its path on the policy hosts.
+    pub report_sink: Option<Arc<dyn ReportSink>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -48,6 +51,7 @@ impl std::fmt::Debug for Config {
             .field("grace", &self.grace)
             .field("challenges", &self.challenges.is_some())
             .field("tls_hook", &self.tls_hook.is_some())
+            .field("report_sink", &self.report_sink.is_some())
             .finish()
     }
 }
@@ -62,6 +66,7 @@ impl Config {
             grace: Duration::from_secs(5),
             challenges: None,
             tls_hook: None,
+            report_sink: None,
         }
     }
 }
@@ -115,6 +120,7 @@ struct Shared {
     h2: http2::Builder<TokioExecutor>,
     challenges: Option<Arc<dyn ChallengeResponder>>,
     tls_hook: Option<Arc<dyn TlsHook>>,
+    report_sink: Option<Arc<dyn ReportSink>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -170,6 +176,7 @@ impl Server {
             limits,
             challenges: config.challenges.clone(),
             tls_hook: config.tls_hook.clone(),
+            report_sink: config.report_sink.clone(),
             stop,
         });
         let mut loops = JoinSet::new();
@@ -359,14 +366,22 @@ async fn serve_https(stream: TcpStream, shared: &Shared, slot: &Arc<Slot>) {
     let hosted = shared.hosted.clone();
     let max_headers = shared.limits.max_headers;
     let touched = Arc::clone(slot);
-    let service = service_fn(move |req| {
+    let sink = shared.report_sink.clone();
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         touched.touch();
-        ready(Ok::<_, Infallible>(policy_response(
+        if let Some(sink) = &sink
+            && req.headers().len() <= max_headers
+            && for_sink(&req, &sni, sink.as_ref())
+        {
+            let answer = sink.receive(Arc::clone(&sni), req);
+            return Either::Right(async move { Ok::<_, Infallible>(answer.await) });
+        }
+        Either::Left(ready(Ok::<_, Infallible>(policy_response(
             &req,
             &sni,
             &hosted,
             max_headers,
-        )))
+        ))))
     });
     let io = TokioIo::new(tls);
     let stop = shared.stop.clone();

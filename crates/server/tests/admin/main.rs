@@ -9,5 +9,6 @@ mod api;
 mod daemon;
 mod domains;
 mod drift;
+mod intake;
 mod publish;
 mod support;

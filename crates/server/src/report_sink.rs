@@ -1,0 +1,303 @@
+//! TLS-RPT reports by HTTPS `POST` (RFC 8460 §3, `rua=https:`), on the policy listener at one
+//! path (`[intake] path`, `/tlsrpt` by default) of every policy host this instance serves: an
+//! owner publishes `rua=https://mta-sts.<domain>/tlsrpt`, whose certificate we already hold
+//! (decisions D50).
+//!
+//! Every limit applies before anything is parsed:
+//! - only `POST` (405 otherwise);
+//! - at most `max_in_flight` requests at once on this instance; more are answered 503 with
+//!   `Retry-After` at once (senders retry), nothing read;
+//! - a declared `Content-Length` over `max_body` is 413 at once; a body read past `max_body` is
+//!   413; a body not complete within `body_timeout` is 408;
+//! - the bytes are sniffed and parsed by core (gzip or JSON, whatever the `Content-Type` says)
+//!   within its limits (decompressed size per report, D25), off the async threads: 400 with the
+//!   reason when they hold no valid report;
+//! - each report is accepted only for a policy domain hosted here (D27): 403 when none is.
+//!
+//! A 2xx is sent only after every accepted report is committed to the store (201 when one was
+//! new, 200 when all were copies of stored ones); the store out of reach is 503 with
+//! `Retry-After`. The answer is JSON: `{"stored", "duplicates", "refused", "reasons"}`, or
+//! `{"error"}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use mtasts_core::report::{Limits, RunBudget};
+use mtasts_intake::{Intake, Stored};
+use mtasts_store::{Arrival, Via};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+
+use crate::config::secs;
+use crate::http::{Body, ReportSink, SinkFuture};
+
+/// The `[intake]` table: reports by HTTPS on the policy listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// The path reports are `POST`ed to on every policy host; `""`: no HTTPS intake. Default
+    /// `/tlsrpt`.
+    pub path: String,
+    /// The largest body read, in bytes, as sent (gzip'd or not). Default 1 MiB.
+    pub max_body: usize,
+    /// Seconds a sender has to send the whole body. Default 30.
+    #[serde(deserialize_with = "secs")]
+    pub body_timeout: Duration,
+    /// The most a report may decompress to, in bytes (core's per-report limit, lowered for a
+    /// stranger's `POST`). Default 16 MiB.
+    pub max_decompressed: usize,
+    /// Reports received at once on this instance; more are told to come back. Default 16. The
+    /// memory one may take is bounded by twice `max_decompressed` (core's report budget), so
+    /// the intake's is by 16 x 32 MiB.
+    pub max_in_flight: usize,
+    /// The `Retry-After` of a 503, in seconds. Default 60.
+    pub retry_after: u32,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            path: "/tlsrpt".into(),
+            max_body: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
+            max_decompressed: 16 * 1024 * 1024,
+            max_in_flight: 16,
+            retry_after: 60,
+        }
+    }
+}
+
+impl IntakeConfig {
+    /// Checks what serde cannot.
+    ///
+    /// # Errors
+    /// What is wrong, naming the option.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = &self.path;
+        if !p.is_empty()
+            && (!p.starts_with('/')
+                || p.len() > 256
+                || p == crate::http::POLICY_PATH
+                || !p
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#'))
+        {
+            return Err(format!(
+                "intake.path: {p:?} must be an absolute path (at most 256 visible characters, \
+                 no query) other than the policy's"
+            ));
+        }
+        if self.max_body == 0
+            || self.max_in_flight == 0
+            || self.body_timeout.is_zero()
+            || self.max_decompressed == 0
+        {
+            return Err(
+                "intake.max_body, max_decompressed, max_in_flight and body_timeout: must not be 0"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The HTTPS intake (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct HttpsIntake(Arc<Inner>);
+
+struct Inner {
+    intake: Intake,
+    cfg: IntakeConfig,
+    in_flight: Arc<Semaphore>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for HttpsIntake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpsIntake")
+            .field("cfg", &self.0.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn answer(code: StatusCode, body: &Value) -> Response<Body> {
+    let label = match code.as_u16() {
+        200 => "200",
+        201 => "201",
+        400 => "400",
+        403 => "403",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        503 => "503",
+        _ => "other",
+    };
+    metrics::counter!("mtasts_intake_https_answers_total", "status" => label).increment(1);
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = code;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(code: StatusCode, why: impl Into<String>) -> Response<Body> {
+    answer(code, &json!({ "error": why.into() }))
+}
+
+impl HttpsIntake {
+    /// An intake path for `intake` (which should accept only hosted domains, D27) with `cfg`.
+    pub fn new(intake: Intake, cfg: IntakeConfig) -> Self {
+        let mut limits = intake.limits().clone();
+        limits.max_input = limits.max_input.min(cfg.max_body);
+        limits.max_decompressed = limits.max_decompressed.min(cfg.max_decompressed);
+        limits.max_mail_decompressed = limits.max_mail_decompressed.min(cfg.max_decompressed);
+        limits.max_run_decompressed = cfg.max_decompressed as u64;
+        limits.max_report_memory = limits
+            .max_report_memory
+            .min(cfg.max_decompressed.saturating_mul(2));
+        limits.max_mail_memory = limits.max_report_memory;
+        Self(Arc::new(Inner {
+            in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
+            intake,
+            cfg,
+            limits,
+        }))
+    }
+
+    fn busy(&self, why: &str) -> Response<Body> {
+        let mut r = error(StatusCode::SERVICE_UNAVAILABLE, why);
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(self.0.cfg.retry_after));
+        r
+    }
+
+    async fn receive_report(
+        &self,
+        host: Arc<str>,
+        req: Request<hyper::body::Incoming>,
+    ) -> Response<Body> {
+        let cfg = &self.0.cfg;
+        if req.method() != Method::POST {
+            let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "reports are POSTed here");
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return r;
+        }
+        let Ok(_permit) = Arc::clone(&self.0.in_flight).try_acquire_owned() else {
+            return self.busy("too many reports at once; retry later");
+        };
+        let too_large = || {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a report is at most {} bytes as sent", cfg.max_body),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > cfg.max_body as u64) {
+            return too_large();
+        }
+        let body = Limited::new(req.into_body(), cfg.max_body).collect();
+        let bytes = match tokio::time::timeout(cfg.body_timeout, body).await {
+            Err(_) => {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {} s",
+                        cfg.body_timeout.as_secs()
+                    ),
+                );
+            }
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+            Ok(Err(e)) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body could not be read: {e}"),
+                );
+            }
+            Ok(Ok(c)) => c.to_bytes(),
+        };
+        let limits = self.0.limits.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
+            let mut run = RunBudget::new(limits.max_run_decompressed);
+            mtasts_intake::parse(&bytes, &limits, &mut run)
+        })
+        .await;
+        let parsed = match parsed {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                metrics::counter!("mtasts_intake_reports_total", "via" => "https", "result" => "invalid")
+                    .increment(1);
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("no valid TLS-RPT report: {e}"),
+                );
+            }
+            Err(_) => return self.busy("the report could not be read; retry later"),
+        };
+        let arrival = Arrival {
+            via: Via::Https,
+            source: Some(format!("https://{host}{}", cfg.path)),
+            at: OffsetDateTime::now_utc(),
+        };
+        let outcomes = match self.0.intake.store(&parsed, &arrival).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS-RPT report not stored: the store is out of reach");
+                return self.busy("the report could not be stored; retry later");
+            }
+        };
+        let (mut stored, mut duplicates) = (0u64, 0u64);
+        let mut reasons = Vec::new();
+        for o in &outcomes {
+            let result = match &o.stored {
+                Stored::New(_) => {
+                    stored += 1;
+                    "stored"
+                }
+                Stored::Duplicate { .. } => {
+                    duplicates += 1;
+                    "duplicate"
+                }
+                Stored::Refused(why) => {
+                    reasons.push(why.clone());
+                    "refused"
+                }
+            };
+            metrics::counter!("mtasts_intake_reports_total", "via" => "https", "result" => result)
+                .increment(1);
+        }
+        let body = json!({
+            "stored": stored, "duplicates": duplicates, "refused": reasons.len(),
+            "reasons": reasons,
+        });
+        let code = if stored > 0 {
+            StatusCode::CREATED
+        } else if duplicates > 0 {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        answer(code, &body)
+    }
+}
+
+impl ReportSink for HttpsIntake {
+    fn path(&self) -> &str {
+        &self.0.cfg.path
+    }
+
+    fn receive(&self, host: Arc<str>, req: Request<hyper::body::Incoming>) -> SinkFuture {
+        let this = self.clone();
+        Box::pin(async move { this.receive_report(host, req).await })
+    }
+}

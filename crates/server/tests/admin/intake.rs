@@ -1,0 +1,243 @@
+//! TLS-RPT reports `POST`ed to `https://mta-sts.<domain>/tlsrpt` on a running daemon: stored
+//! once and acknowledged only after the commit (201, then 200 for a copy), gzip sniffed
+//! whatever the declared type, a domain not hosted here refused (403), and every limit
+//! answered before parsing: junk 400, too large 413, a gzip bomb 400, `GET` 405, another
+//! host than the connection's 421.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::TestDb;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use mtasts_net::service;
+use mtasts_server::config::ServeConfig;
+use mtasts_server::daemon::Daemon;
+use mtasts_store::{Delegation, ReportFilter};
+use mtasts_testnet::pki::{Defect, Pki};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+fn report(id: &str, domain: &str) -> Vec<u8> {
+    json!({
+        "organization-name": "Google Inc.",
+        "date-range": {"start-datetime": "2026-01-01T00:00:00Z", "end-datetime": "2026-01-01T23:59:59Z"},
+        "contact-info": "smtp-tls-reporting@google.com", "report-id": id,
+        "policies": [{
+            "policy": {"policy-type": "sts", "policy-string": ["version: STSv1", "mode: testing"],
+                       "policy-domain": domain, "mx-host": [format!("mx.{domain}")]},
+            "summary": {"total-successful-session-count": 100, "total-failure-session-count": 1}
+        }]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    mtasts_core::report::gzip(data)
+}
+
+/// One request over TLS to `127.0.0.1:port` with SNI `sni` and `Host: host`: status and JSON.
+async fn post(
+    pki: &Pki,
+    port: u16,
+    sni: &str,
+    host: &str,
+    method: Method,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, hyper::HeaderMap, Value) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(pki.root_store())
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri("/tlsrpt")
+        .header("host", host)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let rsp = match send.send_request(req).await {
+        Ok(r) => r,
+        // Refused before the body was read: the close cut the client's write of the body.
+        Err(e) => {
+            let closed = StatusCode::from_u16(599).unwrap();
+            return (
+                closed,
+                hyper::HeaderMap::new(),
+                Value::String(e.to_string()),
+            );
+        }
+    };
+    let (parts, body) = rsp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (parts.status, parts.headers, v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_posted_to_a_policy_host_are_stored_once_and_everything_else_refused() {
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let pki = Pki::at(OffsetDateTime::now_utc()).unwrap();
+    let domains = crate::support::add_domain(&store, "a.test", Delegation::Host).await;
+    let cert = pki.issue("mta-sts.a.test", Defect::Valid).unwrap();
+    domains
+        .import_certificate(
+            "a.test",
+            &cert.chain_pem(),
+            &cert.key_pem(),
+            "test",
+            None,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    let mut config = ServeConfig::default();
+    config.store.url = db.url.clone();
+    config.https = "127.0.0.1:0".parse().unwrap();
+    config.http = None;
+    config.admin = "127.0.0.1:0".parse().unwrap();
+    config.grace = Duration::from_secs(1);
+    config.check.drift_interval = Duration::ZERO;
+    let daemon = Daemon::start(config).await.unwrap();
+    let port = daemon.https_addr().port();
+    let (control, shutdown) = service::channel();
+    let task = tokio::spawn(daemon.run(shutdown));
+    let host = "mta-sts.a.test";
+    let send = |method: Method, ctype: &'static str, body: Vec<u8>| {
+        let pki = &pki;
+        async move { post(pki, port, host, host, method, ctype, body).await }
+    };
+
+    // Stored, and acknowledged after the commit: the report is in the store when 201 arrives.
+    let (s, _, v) = send(
+        Method::POST,
+        "application/tlsrpt+json",
+        report("r1", "a.test"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["stored"].as_u64()),
+        (StatusCode::CREATED, Some(1)),
+        "{v}"
+    );
+    let listed = store.reports(&ReportFilter::default()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].via.as_str(), listed[0].report_id.as_str()),
+        ("https", "r1")
+    );
+    // A copy: counted, 200.
+    let (s, _, v) = send(
+        Method::POST,
+        "application/tlsrpt+json",
+        report("r1", "a.test"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["duplicates"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{v}"
+    );
+    // gzip, declared as JSON: sniffed from the bytes.
+    let (s, _, v) = send(
+        Method::POST,
+        "application/json",
+        gzip(&report("r2", "a.test")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // Not a domain hosted here (D27).
+    let (s, _, v) = send(
+        Method::POST,
+        "application/tlsrpt+json",
+        report("r3", "b.test"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("b.test is not a domain hosted here"),
+        "{v}"
+    );
+    // Junk, too large, a gzip bomb, a GET.
+    let (s, _, v) = send(
+        Method::POST,
+        "application/tlsrpt+json",
+        b"{\"not\": 1}".to_vec(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("no valid TLS-RPT report"),
+        "{v}"
+    );
+    let (s, _, v) = send(
+        Method::POST,
+        "application/tlsrpt+gzip",
+        vec![b' '; 1024 * 1024 + 1],
+    )
+    .await;
+    // Refused on its Content-Length before the body is read: the client sees the 413, or the
+    // connection closed under its write.
+    assert!(
+        s == StatusCode::PAYLOAD_TOO_LARGE || s.as_u16() == 599,
+        "{s} {v}"
+    );
+    let bomb = gzip(&vec![b' '; 20 * 1024 * 1024]);
+    assert!(bomb.len() < 1024 * 1024);
+    let started = std::time::Instant::now();
+    let (s, _, v) = send(Method::POST, "application/tlsrpt+gzip", bomb).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused quickly"
+    );
+    let (s, headers, _) = send(Method::GET, "text/plain", Vec::new()).await;
+    assert_eq!(
+        (s, headers["allow"].to_str().unwrap()),
+        (StatusCode::METHOD_NOT_ALLOWED, "POST")
+    );
+    // Another host than the connection's: 421, as for the policy.
+    let (s, _, _) = post(
+        &pki,
+        port,
+        host,
+        "mta-sts.b.test",
+        Method::POST,
+        "application/json",
+        report("r4", "a.test"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(
+        store.reports(&ReportFilter::default()).await.unwrap().len(),
+        2,
+        "r1 and r2 only"
+    );
+    control.stop();
+    task.await.unwrap();
+}
