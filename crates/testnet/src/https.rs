@@ -319,3 +319,71 @@ async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes
             r
         })
 }
+
+/// What [`post`] got back: the status and the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    /// The HTTP status.
+    pub status: u16,
+    /// The response body.
+    pub body: Vec<u8>,
+}
+
+/// `POST path` over TLS to `addr`, with SNI and `Host` `host`, trusting `roots`, the body
+/// `body` with `Content-Type: content_type`, all within `timeout`: a sender delivering a
+/// TLS-RPT report (`rua=https:`). `Err` says what failed (refused, reset, timed out).
+///
+/// # Errors
+/// The connection, handshake or exchange failed, or took longer than `timeout`.
+pub async fn post(
+    addr: SocketAddr,
+    host: &str,
+    roots: rustls::RootCertStore,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Posted, String> {
+    let exchange = async {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let name =
+            rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(hyper::Method::POST)
+            .uri(path)
+            .header(HOST, host)
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let rsp = send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("exchange: {e}"))?;
+        let status = rsp.status().as_u16();
+        let body = http_body_util::BodyExt::collect(rsp.into_body())
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes()
+            .to_vec();
+        Ok(Posted { status, body })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))?
+}
