@@ -354,6 +354,7 @@ pub async fn post(
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
         let name =
             rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
