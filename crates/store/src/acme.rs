@@ -294,8 +294,11 @@ impl Store {
     }
 
     /// Takes the order lease on `domain` for `holder` until `now + lease_for`, when nobody else
-    /// holds a live one, and counts the order against the CA's `budget`, all in one transaction:
-    /// when the budget is spent nothing is taken.
+    /// holds a live one and the work is still due (as [`Store::acme_due`] says: no certificate,
+    /// or an ACME one whose renewal time has come, and no backoff), and counts the order against
+    /// the CA's `budget`, all in one transaction: when the budget is spent nothing is taken.
+    /// [`Lease::Busy`] when another holds it or it is no longer due (another instance just
+    /// installed the certificate).
     ///
     /// # Errors
     /// [`Error::UnknownDomain`]; [`Error::Database`].
@@ -333,10 +336,16 @@ impl Store {
                 .bind(domain)
                 .execute(&mut **c)
                 .await?;
+                // Taken only while the work is still due, as `acme_due` saw it: another
+                // instance may have installed the certificate (and released its lease) since
+                // this one read the due list, and must not be followed by a second order.
                 let taken = sqlx::query(
                     "UPDATE acme_domains SET lease_holder = $2, lease_until = $3 \
                      WHERE domain = $1 AND (lease_until IS NULL OR lease_until < $4 \
-                     OR lease_holder = $2)",
+                     OR lease_holder = $2) AND next_attempt <= $4 \
+                     AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.domain = $1 \
+                       AND (c.source <> 'acme' OR (acme_domains.next_renewal IS NOT NULL \
+                       AND acme_domains.next_renewal > $4)))",
                 )
                 .bind(domain)
                 .bind(holder)

@@ -63,6 +63,9 @@ both! {
         let generation = store.generation().await.unwrap();
         store.acme_issued("a.example", "one", &acme_cert("a.example", 9000), t(6000), &change(20)).await.unwrap();
         assert!(store.generation().await.unwrap() > generation, "an issued certificate is served");
+        // An instance that read the due list before the install, and asks for the lease after it
+        // was released, is told no: the name is no longer due (no second order).
+        assert_eq!(store.acme_take_lease("a.example", "two", t(21), HOUR, &budget(CA, 10)).await.unwrap(), Lease::Busy);
         let state = store.acme_state("a.example").await.unwrap().unwrap();
         assert_eq!(state.next_renewal, Some(t(6000)));
         assert_eq!(state.last_issued_at, Some(t(20)));
