@@ -108,6 +108,11 @@ impl Intake {
         self
     }
 
+    /// The store's backend: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
     /// The parser limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -189,7 +194,22 @@ impl Intake {
         Ok(out)
     }
 
-    async fn refusal(&self, policy_domain: &str) -> Result<Option<String>, IntakeError> {
+    /// The same intake, accepting any domain: for a writer whose callers checked each report
+    /// with [`Intake::refusal`] already.
+    #[must_use]
+    pub fn accepting_any(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            accept: Accept::Any,
+            limits: self.limits.clone(),
+        }
+    }
+
+    /// Why a report for `policy_domain` is refused by this intake, if it is.
+    ///
+    /// # Errors
+    /// [`IntakeError::Store`] when the hosted domains cannot be read.
+    pub async fn refusal(&self, policy_domain: &str) -> Result<Option<String>, IntakeError> {
         if self.accept == Accept::Any {
             return Ok(None);
         }
