@@ -117,6 +117,7 @@ async fn reports_posted_to_a_policy_host_are_stored_once_and_everything_else_ref
     config.admin = "127.0.0.1:0".parse().unwrap();
     config.grace = Duration::from_secs(1);
     config.check.drift_interval = Duration::ZERO;
+    config.intake.body_timeout = Duration::from_secs(1);
     let daemon = Daemon::start(config).await.unwrap();
     let port = daemon.https_addr().port();
     let (control, shutdown) = service::channel();
@@ -233,6 +234,15 @@ async fn reports_posted_to_a_policy_host_are_stored_once_and_everything_else_ref
     )
     .await;
     assert_eq!(s, StatusCode::MISDIRECTED_REQUEST);
+    // A sender that announces 600 bytes and sends 10: 408 once body_timeout (1 s) has passed.
+    let started = std::time::Instant::now();
+    let answer = slow_sender(&pki, port, host).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(
         store.reports(&ReportFilter::default()).await.unwrap().len(),
         2,
@@ -240,4 +250,35 @@ async fn reports_posted_to_a_policy_host_are_stored_once_and_everything_else_ref
     );
     control.stop();
     task.await.unwrap();
+}
+
+/// Sends a `POST` head announcing 600 bytes and 10 of them, then waits for the answer: its
+/// status line and headers.
+async fn slow_sender(pki: &Pki, port: u16, host: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(pki.root_store())
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from(host.to_owned()).unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /tlsrpt HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: 600\r\n\r\n{{\"organiz"
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
