@@ -161,6 +161,7 @@ pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Re
                                     via: Via::File,
                                     source: Some(input.name.clone()),
                                     at: OffsetDateTime::now_utc(),
+                                    dkim: None,
                                 };
                                 im.pending.push((p, arrival));
                             }

@@ -32,6 +32,9 @@ pub(crate) struct ServeArgs {
     /// The plain HTTP listener (port 80: ACME HTTP-01, 404 otherwise); `none` for no listener.
     #[arg(long, env = "MTASTS_HTTP", value_name = "IP:PORT")]
     http: Option<String>,
+    /// The SMTP receiver for TLS-RPT report mail (`smtp.listen`); absent: none.
+    #[arg(long, env = "MTASTS_SMTP", value_name = "IP:PORT")]
+    smtp: Option<String>,
     /// The admin API listener (also `/metrics` and `/health`).
     #[arg(long, env = "MTASTS_ADMIN", value_name = "IP:PORT")]
     admin: Option<String>,
@@ -109,6 +112,7 @@ impl ServeArgs {
             ("store.key", self.store_key.as_deref()),
             ("https", self.https.as_deref()),
             ("admin", self.admin.as_deref()),
+            ("smtp.listen", self.smtp.as_deref()),
             ("acme.directory", self.acme_directory.as_deref()),
             ("acme.root", self.acme_root.as_deref()),
             ("hosting.cname_target", self.cname_target.as_deref()),

@@ -10,9 +10,13 @@
 //! threads and then [`Intake::store`].
 //!
 //! - [`files`]: what `mtasts report import` reads: files, maildirs and mbox files.
+//! - [`smtp`]: the SMTP receiver for `rua=mailto:` reports, and [`dkim`]: the DKIM verdict
+//!   of report mail.
 //! - [`views`]: the JSON of stored reports, shared by `mtasts report` and the admin API.
 
+pub mod dkim;
 pub mod files;
+pub mod smtp;
 pub mod views;
 
 use mtasts_core::report::{Limits, ParsedReport, ReportError, RunBudget, parse_reports_in};

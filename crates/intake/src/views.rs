@@ -53,6 +53,8 @@ pub fn listed(r: &StoredReport) -> Value {
         "received_at": stamp(r.received_at),
         "via": r.via,
         "source": r.source,
+        "dkim": r.dkim,
+        "dkim_detail": r.dkim_detail,
     })
 }
 

@@ -49,6 +49,7 @@ async fn main() {
             via: mtasts_store::Via::File,
             source: Some("rfc8460.json".into()),
             at: now,
+            dkim: None,
         };
         let _ = store.insert_report(&parsed, &arrival).await;
     }

@@ -112,6 +112,8 @@ pub struct ServeConfig {
     pub dns_update: crate::publish::DnsUpdateConfig,
     /// TLS-RPT reports by HTTPS `POST` on the policy hosts (`[intake]`).
     pub intake: crate::report_sink::IntakeConfig,
+    /// TLS-RPT reports by mail: the SMTP receiver (`[smtp]`; off unless `listen` is set).
+    pub smtp: crate::smtp_intake::SmtpConfig,
     /// How often the store's generation is read, in seconds (PostgreSQL also wakes on
     /// LISTEN/NOTIFY at once; this bounds the delay when a notification was lost, and is all
     /// SQLite has). Default 2.
@@ -266,6 +268,7 @@ impl Default for ServeConfig {
             hosting: crate::hosting::Hosting::default(),
             dns_update: crate::publish::DnsUpdateConfig::default(),
             intake: crate::report_sink::IntakeConfig::default(),
+            smtp: crate::smtp_intake::SmtpConfig::default(),
             reload_poll: Duration::from_secs(2),
             grace: Duration::from_secs(5),
             metrics: None,
@@ -287,6 +290,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("hosting", &self.hosting)
             .field("dns_update", &self.dns_update)
             .field("intake", &self.intake)
+            .field("smtp", &self.smtp)
             .field("reload_poll", &self.reload_poll)
             .field("grace", &self.grace)
             .field("metrics", &self.metrics.is_some())
@@ -407,6 +411,7 @@ impl ServeConfig {
         self.acme.validate().map_err(ConfigError::Invalid)?;
         self.dns_update.validate().map_err(ConfigError::Invalid)?;
         self.intake.validate().map_err(ConfigError::Invalid)?;
+        self.smtp.validate().map_err(ConfigError::Invalid)?;
         if let Some(rua) = &self.hosting.tlsrpt_rua {
             let record = crate::hosting::tlsrpt_value(rua);
             let parsed = mtasts_core::record::parse_tlsrpt_rrset(&[record.as_bytes()]);

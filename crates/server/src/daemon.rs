@@ -24,6 +24,7 @@
 //! every `reload_poll` until the store answers, when the snapshot catches up.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use mtasts_core::policy::parse_policy;
 use mtasts_net::service::{Event, Shutdown};
@@ -75,8 +76,12 @@ pub struct Daemon {
     server: Server,
     admin: AdminServer,
     drift: Option<Checker>,
-    acme: Option<std::sync::Arc<crate::acme::Engine>>,
+    acme: Option<Arc<crate::acme::Engine>>,
     publisher: Option<crate::publish::Publisher>,
+    smtp: Option<(
+        tokio::net::TcpListener,
+        Arc<mtasts_intake::smtp::SmtpReceiver>,
+    )>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -86,6 +91,7 @@ impl std::fmt::Debug for Daemon {
             .field("http", &self.server.http_addr())
             .field("admin", &self.admin.local_addr())
             .field("generation", &self.generation)
+            .field("smtp", &self.smtp_addr())
             .finish_non_exhaustive()
     }
 }
@@ -123,7 +129,7 @@ impl Daemon {
             .await
             .map_err(|e| fail(format!("store {}", redact(&config.store.url)), e))?;
         // One network environment (resolver, trust roots) for show, ACME and drift.
-        let env = std::sync::Arc::new(config.check.drift_env()?);
+        let env = Arc::new(config.check.drift_env()?);
         let domains = Domains::new(store.clone(), config.rollout.clone())
             .map_err(|e| fail("rollout", e))?
             .with_resolver(env.resolver.clone());
@@ -149,8 +155,8 @@ impl Daemon {
         let mut server_config = Config::new(config.https);
         let acme = if config.acme.enabled() {
             let challenges = crate::acme::Challenges::new(store.clone());
-            server_config.challenges = Some(std::sync::Arc::new(challenges.clone()));
-            server_config.tls_hook = Some(std::sync::Arc::new(challenges.clone()));
+            server_config.challenges = Some(Arc::new(challenges.clone()));
+            server_config.tls_hook = Some(Arc::new(challenges.clone()));
             let mut acme_config = config.acme.clone();
             if config.http.is_none() {
                 // Without port 80 an HTTP-01 attempt cannot succeed: offer only the rest.
@@ -168,15 +174,16 @@ impl Daemon {
                 challenges,
             )
             .map_err(|e| fail("acme", e))?;
-            Some(std::sync::Arc::new(engine))
+            Some(Arc::new(engine))
         } else {
             None
         };
         if !config.intake.path.is_empty() {
             let intake = mtasts_intake::Intake::new(store.clone(), mtasts_intake::Accept::Hosted);
-            server_config.report_sink = Some(std::sync::Arc::new(
-                crate::report_sink::HttpsIntake::new(intake, config.intake.clone()),
-            ));
+            server_config.report_sink = Some(Arc::new(crate::report_sink::HttpsIntake::new(
+                intake,
+                config.intake.clone(),
+            )));
         }
         server_config.http = config.http;
         server_config.limits = config.limits.clone();
@@ -205,6 +212,35 @@ impl Daemon {
             })
         };
         let hosted = HostedSet::new(hosted);
+        let smtp = match config.smtp.listen {
+            None => None,
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| fail("SMTP listener", e))?;
+                let dkim = if config.smtp.verify_dkim {
+                    let resolver = config
+                        .check
+                        .drift_env()
+                        .map_err(|e| fail("smtp", e))?
+                        .resolver;
+                    Some(
+                        mtasts_intake::dkim::DkimVerifier::new(resolver)
+                            .map_err(|e| fail("smtp", e))?,
+                    )
+                } else {
+                    None
+                };
+                let tls = crate::smtp_intake::tls_config(hosted.clone(), &config.smtp.hostname);
+                let receiver = mtasts_intake::smtp::SmtpReceiver::new(
+                    mtasts_intake::Intake::new(store.clone(), mtasts_intake::Accept::Hosted),
+                    dkim,
+                    Some(tls),
+                    config.smtp.limits(),
+                );
+                Some((listener, Arc::new(receiver)))
+            }
+        };
         let publisher = config
             .dns_update
             .update_server()
@@ -230,12 +266,18 @@ impl Daemon {
             drift,
             acme,
             publisher,
+            smtp,
         })
     }
 
     /// Where policies are served over HTTPS.
     pub fn https_addr(&self) -> SocketAddr {
         self.server.https_addr()
+    }
+
+    /// Where the SMTP receiver listens, when it is on.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
+        self.smtp.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Where port 80 is served, if it is.
@@ -269,6 +311,7 @@ impl Daemon {
             drift,
             acme,
             publisher,
+            smtp,
         } = self;
         tracing::info!(
             https = %server.https_addr(),
@@ -290,6 +333,10 @@ impl Daemon {
         let publish_wake = publisher.as_ref().map(crate::publish::Publisher::waker);
         let publisher: Option<JoinHandle<_>> =
             publisher.map(|p| tokio::spawn(p.run(stopped(stop_rx.clone()))));
+        let smtp: Option<JoinHandle<_>> = smtp.map(|(listener, receiver)| {
+            tracing::info!(smtp = ?listener.local_addr().ok(), "SMTP report intake listening");
+            tokio::spawn(receiver.serve(listener, stopped(stop_rx.clone())))
+        });
         let admin: JoinHandle<_> = tokio::spawn(admin.run(domains, stopped(stop_rx)));
         let poll = config.reload_poll;
         let mut watcher = store.watch(generation, poll);
@@ -382,7 +429,7 @@ impl Daemon {
             tracing::warn!(error = %e, "policy listener");
         }
         let _ = admin.await;
-        for task in [drift, acme, publisher].into_iter().flatten() {
+        for task in [drift, acme, publisher, smtp].into_iter().flatten() {
             let _ = task.await;
         }
         // The watcher's LISTEN connection comes from the pool: close waits for it otherwise.

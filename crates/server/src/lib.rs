@@ -43,6 +43,7 @@ pub mod ops;
 pub mod publish;
 pub mod report_sink;
 pub mod server;
+pub mod smtp_intake;
 pub mod tls;
 
 pub use hosted::{Hosted, HostedDomain, HostedSet};

@@ -313,6 +313,7 @@ impl HttpsIntake {
             via: Via::Https,
             source: Some(format!("https://{host}{}", cfg.path)),
             at: OffsetDateTime::now_utc(),
+            dkim: None,
         };
         // The domain check (a store read per report) here, where POSTs run concurrently; the
         // writer only writes.

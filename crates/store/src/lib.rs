@@ -71,8 +71,8 @@ pub use domains::{
 pub use error::Error;
 pub use history::{AuditEntry, DriftEvent, DriftObservation};
 pub use reports::{
-    Arrival, DayTotal, FailureTotal, Inserted, MAX_FAILURE_ROWS, MAX_LIST, MAX_REPORT_TEXT,
-    ReportDetail, ReportFilter, StoredReport, Via,
+    Arrival, DayTotal, Dkim, DkimVerdict, FailureTotal, Inserted, MAX_FAILURE_ROWS, MAX_LIST,
+    MAX_REPORT_TEXT, ReportDetail, ReportFilter, StoredReport, Via,
 };
 pub use tokens::{AdminToken, NewToken, TokenScope, TokenSecret};
 pub use watch::Watcher;

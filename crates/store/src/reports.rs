@@ -61,6 +61,43 @@ pub struct Arrival {
     pub source: Option<String>,
     /// When it was received.
     pub at: OffsetDateTime,
+    /// The DKIM verdict of the mail it came in; `None` when it did not come by mail or the
+    /// mail was not checked.
+    pub dkim: Option<Dkim>,
+}
+
+/// The DKIM verdict of a report mail (RFC 8460 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DkimVerdict {
+    /// A signature verified.
+    Pass,
+    /// Signed, and no signature verified.
+    Fail,
+    /// Not signed.
+    None,
+    /// A key could not be looked up (DNS out of reach): neither pass nor fail.
+    TempError,
+}
+
+impl DkimVerdict {
+    /// The stored name: `pass`, `fail`, `none`, `temperror`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::None => "none",
+            Self::TempError => "temperror",
+        }
+    }
+}
+
+/// A DKIM verdict with what it rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dkim {
+    /// The verdict.
+    pub verdict: DkimVerdict,
+    /// For `pass` the signing domain (`d=`); otherwise why, in plain words.
+    pub detail: String,
 }
 
 /// What [`Store::insert_report`] did.
@@ -106,6 +143,11 @@ pub struct StoredReport {
     pub source: Option<String>,
     /// Copies received, the first included.
     pub copies: u64,
+    /// The DKIM verdict of the mail the first copy came in (`pass`, `fail`, `none`,
+    /// `temperror`); `None` when it did not come by mail or was not checked.
+    pub dkim: Option<String>,
+    /// What the verdict rests on: the signing domain of a pass, or why not.
+    pub dkim_detail: Option<String>,
 }
 
 /// One report with what was kept of it.
@@ -211,14 +253,31 @@ type ReportRow = (
     String,
     Option<String>,
     i64,
+    Option<String>,
+    Option<String>,
 );
 
 const REPORT_COLUMNS: &str = "id, organization, report_id, policy_domain, contact, begin_at, \
-     end_at, success, failure, received_at, via, source, copies";
+     end_at, success, failure, received_at, via, source, copies, dkim, dkim_detail";
 
 fn stored(row: ReportRow) -> Result<StoredReport, Error> {
-    let (id, organization, report_id, policy_domain, contact, begin, end, s, f, at, via, src, n) =
-        row;
+    let (
+        id,
+        organization,
+        report_id,
+        policy_domain,
+        contact,
+        begin,
+        end,
+        s,
+        f,
+        at,
+        via,
+        src,
+        n,
+        dkim,
+        dkim_detail,
+    ) = row;
     Ok(StoredReport {
         id,
         organization,
@@ -233,6 +292,8 @@ fn stored(row: ReportRow) -> Result<StoredReport, Error> {
         via,
         source: src,
         copies: to_u64("copies", n)?,
+        dkim,
+        dkim_detail,
     })
 }
 
@@ -303,42 +364,31 @@ impl Store {
     /// # Errors
     /// [`Error::Database`]; [`Error::Corrupt`].
     pub async fn report(&self, id: i64) -> Result<Option<ReportDetail>, Error> {
-        let sql = format!(
-            "SELECT {REPORT_COLUMNS}, raw_json, raw_size, normalised FROM reports WHERE id = $1"
-        );
-        type Row = (
-            i64,
-            String,
-            String,
-            String,
-            Option<String>,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            String,
-            Option<String>,
-            i64,
-            Vec<u8>,
-            i64,
-            String,
-        );
-        let row: Option<Row> = on_backend!(self.pools.reader(), p =>
+        // Two reads (a row of 18 columns is past sqlx's tuples); a stored report's columns
+        // never change but for its copy count.
+        let sql = format!("SELECT {REPORT_COLUMNS} FROM reports WHERE id = $1");
+        let row: Option<ReportRow> = on_backend!(self.pools.reader(), p =>
             sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(id)
                 .fetch_optional(p)
                 .await?
         );
         let Some(r) = row else { return Ok(None) };
-        let report = stored((
-            r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12,
-        ))?;
+        let report = stored(r)?;
+        let kept: Option<(Vec<u8>, i64, String)> = on_backend!(self.pools.reader(), p =>
+            sqlx::query_as("SELECT raw_json, raw_size, normalised FROM reports WHERE id = $1")
+                .bind(id)
+                .fetch_optional(p)
+                .await?
+        );
+        let Some((raw_json, raw_size, normalised)) = kept else {
+            return Ok(None);
+        };
         Ok(Some(ReportDetail {
             report,
-            raw_json: r.13,
-            raw_size: to_u64("raw size", r.14)?,
-            normalised: r.15,
+            raw_json,
+            raw_size: to_u64("raw size", raw_size)?,
+            normalised,
         }))
     }
 
@@ -452,7 +502,7 @@ impl Store {
     }
 }
 
-/// Rows per multi-row `INSERT` (within SQLite's 32,766 bound parameters: 14 per report, 9 per
+/// Rows per multi-row `INSERT` (within SQLite's 32,766 bound parameters: 16 per report, 9 per
 /// failure detail).
 const INSERT_CHUNK: usize = 1000;
 
@@ -468,6 +518,8 @@ struct ReportInsert<'a> {
     at: i64,
     via: &'static str,
     source: Option<String>,
+    dkim: Option<&'static str>,
+    dkim_detail: Option<String>,
     normalised: String,
     day: i64,
 }
@@ -496,6 +548,8 @@ impl<'a> ReportInsert<'a> {
             at: arrival.at.unix_timestamp(),
             via: arrival.via.as_str(),
             source: arrival.source.as_deref().map(keepable),
+            dkim: arrival.dkim.as_ref().map(|d| d.verdict.as_str()),
+            dkim_detail: arrival.dkim.as_ref().map(|d| keepable(&d.detail)),
             normalised: parsed.to_json("").to_string(),
             day: day_of(r.date_range.start),
         }
@@ -538,7 +592,7 @@ async fn insert_batch(tx: &mut WriteTx, rows: &[ReportInsert<'_>]) -> Result<Vec
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO reports (organization, report_id, policy_domain, contact, begin_at, \
                  end_at, success, failure, received_at, via, source, raw_json, raw_size, \
-                 normalised) ",
+                 normalised, dkim, dkim_detail) ",
             );
             qb.push_values(chunk, |mut b, r| {
                 let report = &r.parsed.report;
@@ -555,7 +609,9 @@ async fn insert_batch(tx: &mut WriteTx, rows: &[ReportInsert<'_>]) -> Result<Vec
                     .push_bind(r.source.as_deref())
                     .push_bind(&r.parsed.raw_json)
                     .push_bind(to_i64(r.parsed.raw_json_size))
-                    .push_bind(&r.normalised);
+                    .push_bind(&r.normalised)
+                    .push_bind(r.dkim)
+                    .push_bind(r.dkim_detail.as_deref());
             });
             qb.push(
                 " ON CONFLICT (organization, report_id) DO NOTHING \

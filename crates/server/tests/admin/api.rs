@@ -146,7 +146,7 @@ fn tlsrpt(org: &str, id: &str, domain: &str, failed: u64) -> Vec<u8> {
 both! {
     async fn reports_are_listed_shown_and_summarised_within_the_token_scope(db) {
         let api = start(&db, false).await;
-        let arrival = mtasts_store::Arrival { via: mtasts_store::Via::File, source: None, at: t(0) };
+        let arrival = mtasts_store::Arrival { via: mtasts_store::Via::File, source: None, at: t(0), dkim: None };
         for (org, id, domain, failed) in [("Google Inc.", "g1", "a.example", 2), ("Microsoft", "m1", "b.example", 0)] {
             let parsed = mtasts_core::report::parse_report_json(&tlsrpt(org, id, domain, failed)).unwrap();
             api.store.insert_report(&parsed, &arrival).await.unwrap();

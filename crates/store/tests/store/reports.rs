@@ -42,6 +42,7 @@ fn arrival(via: Via, at: i64) -> Arrival {
         via,
         source: Some("test".into()),
         at: t(at),
+        dkim: None,
     }
 }
 
