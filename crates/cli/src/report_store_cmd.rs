@@ -283,6 +283,16 @@ pub(crate) fn show(id: i64, store: &StoreArgs, format: Format) -> Result<u8> {
                     r.via,
                     r.copies
                 );
+                if let Some(source) = &r.source {
+                    out!("from: {}", escape(source));
+                }
+                if let Some(dkim) = &r.dkim {
+                    out!(
+                        "dkim: {} ({})",
+                        escape(dkim),
+                        escape(r.dkim_detail.as_deref().unwrap_or(""))
+                    );
+                }
                 for w in v["normalised"]["warnings"].as_array().into_iter().flatten() {
                     out!(
                         "repaired: {} at {}: {}",
