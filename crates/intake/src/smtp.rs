@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use mtasts_core::report::RunBudget;
 use mtasts_store::{Arrival, DkimVerdict, Via};
-use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, RequestReceiver};
+use smtp_proto::request::receiver::{
+    DataReceiver, DummyDataReceiver, MAX_LINE_LENGTH, RequestReceiver,
+};
 use smtp_proto::{EhloResponse, Error as ProtoError, Request};
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -297,6 +299,12 @@ impl SmtpReceiver {
             let parsed = requests.ingest(&mut iter).map(Request::into_owned);
             let consumed = before - iter.len();
             c.pos += consumed;
+            // smtp-proto caps a line it has to buffer across reads; one that came whole in a
+            // read is capped here, the same.
+            let parsed = match parsed {
+                Ok(_) if consumed > MAX_LINE_LENGTH => Err(ProtoError::ResponseTooLong),
+                other => other,
+            };
             let request = match parsed {
                 Err(ProtoError::NeedsMoreData { .. }) => continue,
                 Err(e) => {

@@ -11,4 +11,5 @@ mod domains;
 mod drift;
 mod intake;
 mod publish;
+mod smtp;
 mod support;
