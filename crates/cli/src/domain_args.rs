@@ -169,4 +169,17 @@ pub(crate) enum CertAction {
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },
+    /// Installs a certificate and key for a host name of our own that is not a hosted
+    /// domain's policy host: `[intake] host` (reports `POST`ed to `https://<host>/tlsrpt`) or
+    /// `[smtp] hostname` (its `STARTTLS`). Only with --store.
+    ImportHost {
+        /// The host name the certificate is for.
+        name: String,
+        /// The certificate chain (PEM).
+        #[arg(long, value_name = "PEM")]
+        cert: std::path::PathBuf,
+        /// Its private key (PEM); sealed in the store.
+        #[arg(long, value_name = "PEM")]
+        key: std::path::PathBuf,
+    },
 }

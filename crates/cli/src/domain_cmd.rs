@@ -270,6 +270,26 @@ async fn act(
                 .import_certificate(domain, &c, &k, reason.as_deref(), now)
                 .await
         }
+        Action::Cert(CertAction::ImportHost { name, cert, key }) => {
+            let domains = local.ok_or_else(|| {
+                Usage("domain cert import-host needs --store (not --server)".into())
+            })?;
+            let read = |p: &std::path::Path| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let (c, k) = (read(cert)?, read(key)?);
+            let actor = match target {
+                Target::Store { actor, .. } => actor.clone(),
+                Target::Server { .. } => "cli".to_owned(),
+            };
+            match domains
+                .import_host_certificate(name, &c, &k, &actor, now)
+                .await
+            {
+                Ok(checked) => Ok(serde_json::to_value(&checked)?),
+                Err(e) => Err(Failure::from(e)),
+            }
+        }
     })
 }
 

@@ -115,7 +115,7 @@ fn start(
         .args(["serve", "--store", store, "--http", "none"])
         .args(["--https", &https.to_string(), "--admin", &admin.to_string()])
         .args(["--smtp", &smtp.to_string()])
-        .args(["--set", "smtp.hostname=mta-sts.a.test"])
+        .args(["--set", "smtp.hostname=mx.reports.test"])
         .args(["--set", "check.drift_interval=0", "--set", "grace=1"]);
     match dns {
         Some(dns) => c.args(["--nameserver", &dns.to_string()]),
@@ -246,6 +246,28 @@ async fn swaks_delivers_report_mail_over_starttls_and_each_dkim_verdict_is_recor
         &format!("sel._domainkey 60 IN TXT \"v=DKIM1; k=ed25519; p={public}\"\n"),
     )
     .unwrap();
+
+    // The receiver's own name gets its certificate for STARTTLS.
+    let cert = pki.issue("mx.reports.test", Defect::Valid).unwrap();
+    let (c, k) = (dir.path().join("mx.pem"), dir.path().join("mx.key"));
+    std::fs::write(&c, cert.chain_pem()).unwrap();
+    std::fs::write(&k, cert.key_pem()).unwrap();
+    let (c, k) = (c.display().to_string(), k.display().to_string());
+    let (code, out, err) = mtasts(&[
+        "domain",
+        "cert",
+        "import-host",
+        "mx.reports.test",
+        "--cert",
+        &c,
+        "--key",
+        &k,
+        "--store",
+        &store,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("mx.reports.test"), "{out}");
 
     let smtp = free_addr(Ipv4Addr::LOCALHOST);
     let (_serve, admin) = start(dir.path(), 1, &store, smtp, Some(dns.addr()));

@@ -299,6 +299,19 @@ impl std::fmt::Debug for ServeConfig {
 }
 
 impl ServeConfig {
+    /// The service host names served with a certificate of their own from the store (no
+    /// policy): `[intake] host` and, when the SMTP receiver is on, `[smtp] hostname`.
+    pub fn service_hosts(&self) -> Vec<String> {
+        let mut hosts = Vec::new();
+        if !self.intake.host.is_empty() && !self.intake.path.is_empty() {
+            hosts.push(self.intake.host.to_ascii_lowercase());
+        }
+        if self.smtp.listen.is_some() {
+            hosts.push(self.smtp.hostname.to_ascii_lowercase());
+        }
+        hosts
+    }
+
     /// Parses a configuration file's text.
     ///
     /// # Errors

@@ -136,7 +136,7 @@ impl Daemon {
         record_rollout(&store, &config.rollout)
             .await
             .map_err(|e| fail("recording the rollout schedule in the store", e))?;
-        let (generation, hosted) = load_apart(&store)
+        let (generation, hosted) = load_apart(&store, &config.service_hosts())
             .await
             .map_err(|e| fail("reading the store", e))?;
         tracing::info!(
@@ -339,6 +339,7 @@ impl Daemon {
         });
         let admin: JoinHandle<_> = tokio::spawn(admin.run(domains, stopped(stop_rx)));
         let poll = config.reload_poll;
+        let service_hosts = config.service_hosts();
         let mut watcher = store.watch(generation, poll);
         // Set while the store cannot be read: the last snapshot is served meanwhile.
         let mut unreachable = false;
@@ -387,7 +388,7 @@ impl Daemon {
                 }
             }
             last_reload = tokio::time::Instant::now();
-            match load_apart(&store).await {
+            match load_apart(&store, &service_hosts).await {
                 Ok((g, snapshot)) => {
                     if unreachable {
                         tracing::info!(generation = g, "store reachable again");
@@ -445,7 +446,7 @@ impl Daemon {
 ///
 /// # Errors
 /// The store cannot be read.
-pub async fn load(store: &Store) -> Result<(u64, Hosted), mtasts_store::Error> {
+pub async fn load(store: &Store, hosts: &[String]) -> Result<(u64, Hosted), mtasts_store::Error> {
     let generation = store.generation().await?;
     let domains = store.domains().await?;
     let mut certs: std::collections::HashMap<String, mtasts_store::Certificate> = store
@@ -488,7 +489,29 @@ pub async fn load(store: &Store) -> Result<(u64, Hosted), mtasts_store::Error> {
             "domains without a certificate yet are not served (mtasts domain cert import)"
         );
     }
-    Ok((generation, Hosted::build(hosted)))
+    let mut services = Vec::new();
+    if !hosts.is_empty() {
+        for c in store.host_certificates().await? {
+            if !hosts.iter().any(|h| h.eq_ignore_ascii_case(&c.name)) {
+                continue;
+            }
+            match certified(&c.chain_pem, c.key.expose()) {
+                Ok(key) => services.push((c.name, key)),
+                Err(why) => tracing::warn!(host = %c.name, %why, "host certificate not served"),
+            }
+        }
+    }
+    Ok((generation, Hosted::build(hosted).with_hosts(services)))
+}
+
+/// A chain and key in PEM as a rustls key.
+fn certified(chain_pem: &str, key_pem: &str) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("certificate PEM: {e}"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("key PEM: {e}"))?;
+    crate::hosted::certified_key(chain, key).map_err(|e| e.to_string())
 }
 
 /// [`load`] on a thread of the blocking pool rather than on the thread that serves.
@@ -501,12 +524,13 @@ pub async fn load(store: &Store) -> Result<(u64, Hosted), mtasts_store::Error> {
 /// more server CPU per new-connection fetch than with 10 (BENCHMARKS.md, "10 vs 10,000 hosted
 /// domains through `mtasts serve`"). Loaded here, the serving thread's heap stays as small as
 /// with 10 domains.
-async fn load_apart(store: &Store) -> Result<(u64, Hosted), mtasts_store::Error> {
+async fn load_apart(store: &Store, hosts: &[String]) -> Result<(u64, Hosted), mtasts_store::Error> {
     let store = store.clone();
+    let hosts = hosts.to_vec();
     let runtime = tokio::runtime::Handle::current();
     // The store's futures run on the blocking thread; the runtime's threads keep driving I/O
     // and timers meanwhile (the caller only awaits this task).
-    match tokio::task::spawn_blocking(move || runtime.block_on(load(&store))).await {
+    match tokio::task::spawn_blocking(move || runtime.block_on(load(&store, &hosts))).await {
         Ok(loaded) => loaded,
         // A blocking task is cancelled only when the runtime shuts down, which drops the caller.
         Err(e) => std::panic::resume_unwind(e.into_panic()),

@@ -76,11 +76,13 @@ pub fn certified_key(
     Ok(Arc::new(CertifiedKey::from_der(chain, key, provider)?))
 }
 
-/// What is served for one `mta-sts.<domain>` name.
+/// What is served for one `mta-sts.<domain>` name, or for a service host (the intake's own
+/// host, the SMTP receiver's name), which has a certificate and no policy.
 #[derive(Debug)]
 pub struct Entry {
-    /// The canonical policy text, CRLF line ends, as served.
-    pub body: Bytes,
+    /// The canonical policy text, CRLF line ends, as served; `None` for a service host (its
+    /// policy path answers 404).
+    pub body: Option<Bytes>,
     /// The certificate sent for this name.
     pub cert: Arc<CertifiedKey>,
 }
@@ -89,6 +91,7 @@ pub struct Entry {
 #[derive(Debug, Default)]
 pub struct Hosted {
     by_host: HashMap<Box<str>, Entry>,
+    domains: usize,
 }
 
 impl Hosted {
@@ -102,13 +105,33 @@ impl Hosted {
             let name = d.domain.trim_end_matches('.').to_ascii_lowercase();
             let host = format!("{POLICY_HOST_PREFIX}{name}").into_boxed_str();
             let entry = Entry {
-                body: Bytes::from(d.policy.render()),
+                body: Some(Bytes::from(d.policy.render())),
                 cert: d.cert,
             };
             by_host.insert(host, entry);
         }
         by_host.shrink_to_fit();
-        Self { by_host }
+        let domains = by_host.len();
+        Self { by_host, domains }
+    }
+
+    /// The same with service hosts added: each name served with its certificate and no policy.
+    /// A name that is also a hosted domain's policy host stays the domain's.
+    #[must_use]
+    pub fn with_hosts(
+        mut self,
+        hosts: impl IntoIterator<Item = (String, Arc<CertifiedKey>)>,
+    ) -> Self {
+        for (name, cert) in hosts {
+            let name = name
+                .trim_end_matches('.')
+                .to_ascii_lowercase()
+                .into_boxed_str();
+            self.by_host
+                .entry(name)
+                .or_insert(Entry { body: None, cert });
+        }
+        self
     }
 
     /// The entry for a policy host name (`mta-sts.example.com`), any case, a trailing dot
@@ -122,14 +145,14 @@ impl Hosted {
         }
     }
 
-    /// How many domains are hosted.
+    /// How many domains are hosted (service hosts not counted).
     pub fn len(&self) -> usize {
-        self.by_host.len()
+        self.domains
     }
 
     /// No domain is hosted.
     pub fn is_empty(&self) -> bool {
-        self.by_host.is_empty()
+        self.domains == 0
     }
 }
 

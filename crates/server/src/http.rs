@@ -119,10 +119,9 @@ pub(crate) fn policy_response<B>(
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let body = match hosted.guard().get(sni) {
-        Some(entry) => entry.body.clone(),
-        // Removed since the handshake.
-        None => return status(StatusCode::NOT_FOUND),
+    // None: removed since the handshake, or a service host (no policy).
+    let Some(body) = hosted.guard().get(sni).and_then(|e| e.body.clone()) else {
+        return status(StatusCode::NOT_FOUND);
     };
     metrics::counter!("mtasts_serve_requests_total", "status" => "200").increment(1);
     let length = HeaderValue::from(body.len());

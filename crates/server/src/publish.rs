@@ -285,7 +285,8 @@ impl Publisher {
             let host = format!("{POLICY_HOST_PREFIX}{}", d.name);
             let serving = served
                 .get(&host)
-                .is_some_and(|e| e.body.as_ref() == d.policy.text.as_bytes());
+                .and_then(|e| e.body.as_ref())
+                .is_some_and(|b| b.as_ref() == d.policy.text.as_bytes());
             let settled = d.policy.published_at + self.cfg.settle <= now;
             if !serving || !settled {
                 tracing::debug!(domain = %d.name, serving, settled, "DNS update: the id waits");

@@ -45,6 +45,10 @@ pub struct IntakeConfig {
     /// The path reports are `POST`ed to on every policy host; `""`: no HTTPS intake. Default
     /// `/tlsrpt`.
     pub path: String,
+    /// A host name of our own that reports are also `POST`ed to (`rua=https://<host>/tlsrpt`),
+    /// served with its certificate from the store (`mtasts host cert import`); `""`: only the
+    /// policy hosts. Chosen by SNI and `Host` like a policy host; it serves no policy.
+    pub host: String,
     /// The largest body read, in bytes, as sent (gzip'd or not). Default 1 MiB.
     pub max_body: usize,
     /// Seconds a sender has to send the whole body. Default 30.
@@ -65,6 +69,7 @@ impl Default for IntakeConfig {
     fn default() -> Self {
         Self {
             path: "/tlsrpt".into(),
+            host: String::new(),
             max_body: 1024 * 1024,
             body_timeout: Duration::from_secs(30),
             max_decompressed: 16 * 1024 * 1024,
@@ -93,6 +98,18 @@ impl IntakeConfig {
                 "intake.path: {p:?} must be an absolute path (at most 256 visible characters, \
                  no query) other than the policy's"
             ));
+        }
+        let h = &self.host;
+        if !h.is_empty()
+            && (h.len() > 253
+                || h.starts_with('.')
+                || h.ends_with('.')
+                || !h.contains('.')
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+        {
+            return Err(format!("intake.host: {h:?} is not a host name"));
         }
         if self.max_body == 0
             || self.max_in_flight == 0

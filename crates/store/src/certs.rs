@@ -32,7 +32,7 @@ impl CertSource {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "acme" => Some(Self::Acme),
             "imported" => Some(Self::Imported),

@@ -51,6 +51,7 @@ mod dns;
 mod domains;
 mod error;
 mod history;
+mod hosts;
 mod reports;
 mod tokens;
 mod watch;
@@ -70,6 +71,7 @@ pub use domains::{
 };
 pub use error::Error;
 pub use history::{AuditEntry, DriftEvent, DriftObservation};
+pub use hosts::HostCertificate;
 pub use reports::{
     Arrival, DayTotal, Dkim, DkimVerdict, FailureTotal, Inserted, MAX_FAILURE_ROWS, MAX_LIST,
     MAX_REPORT_TEXT, ReportDetail, ReportFilter, StoredReport, Via,

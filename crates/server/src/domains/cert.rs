@@ -46,7 +46,25 @@ pub fn check_certificate(
     key_pem: &str,
     now: OffsetDateTime,
 ) -> Result<CertificateCheck, DomainError> {
-    let name = format!("{POLICY_HOST_PREFIX}{domain}");
+    check_certificate_for(
+        format!("{POLICY_HOST_PREFIX}{domain}"),
+        chain_pem,
+        key_pem,
+        now,
+    )
+}
+
+/// Checks `chain_pem` and `key_pem` for the host `name` at `now` (a service host's
+/// certificate: the intake's own host, the SMTP receiver's name).
+///
+/// # Errors
+/// [`DomainError::Certificate`] saying what does not fit.
+pub fn check_certificate_for(
+    name: String,
+    chain_pem: &str,
+    key_pem: &str,
+    now: OffsetDateTime,
+) -> Result<CertificateCheck, DomainError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .take(MAX_CHAIN_CERTS + 1)
         .collect::<Result<_, _>>()

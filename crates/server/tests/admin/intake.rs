@@ -282,3 +282,183 @@ async fn slow_sender(pki: &Pki, port: u16, host: &str) -> String {
         .unwrap_or(0);
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_also_received_on_the_configured_intake_host_with_its_own_certificate() {
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let pki = Pki::at(OffsetDateTime::now_utc()).unwrap();
+    let domains = crate::support::add_domain(&store, "a.test", Delegation::Host).await;
+    let now = OffsetDateTime::now_utc();
+    let policy_cert = pki.issue("mta-sts.a.test", Defect::Valid).unwrap();
+    domains
+        .import_certificate(
+            "a.test",
+            &policy_cert.chain_pem(),
+            &policy_cert.key_pem(),
+            "test",
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    // The intake host's certificate: a certificate for another name is refused.
+    let wrong = pki.issue("other.provider.test", Defect::Valid).unwrap();
+    let refused = domains
+        .import_host_certificate(
+            "tlsrpt.provider.test",
+            &wrong.chain_pem(),
+            &wrong.key_pem(),
+            "test",
+            now,
+        )
+        .await;
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("not valid for tlsrpt.provider.test")
+    );
+    let cert = pki.issue("tlsrpt.provider.test", Defect::Valid).unwrap();
+    let checked = domains
+        .import_host_certificate(
+            "TLSRPT.provider.test",
+            &cert.chain_pem(),
+            &cert.key_pem(),
+            "test",
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(checked.name, "tlsrpt.provider.test");
+    // A host certificate nobody configured is not served.
+    let stray = pki.issue("stray.provider.test", Defect::Valid).unwrap();
+    domains
+        .import_host_certificate(
+            "stray.provider.test",
+            &stray.chain_pem(),
+            &stray.key_pem(),
+            "test",
+            now,
+        )
+        .await
+        .unwrap();
+
+    let mut config = ServeConfig::default();
+    config.store.url = db.url.clone();
+    config.https = "127.0.0.1:0".parse().unwrap();
+    config.http = None;
+    config.admin = "127.0.0.1:0".parse().unwrap();
+    config.grace = Duration::from_secs(1);
+    config.check.drift_interval = Duration::ZERO;
+    config.intake.host = "tlsrpt.provider.test".into();
+    let daemon = Daemon::start(config).await.unwrap();
+    let port = daemon.https_addr().port();
+    let (control, shutdown) = service::channel();
+    let task = tokio::spawn(daemon.run(shutdown));
+    let host = "tlsrpt.provider.test";
+
+    let (status, _, v) = post(
+        &pki,
+        port,
+        host,
+        host,
+        Method::POST,
+        "application/tlsrpt+json",
+        report("h-1", "a.test"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let (status, _, v) = post(
+        &pki,
+        port,
+        host,
+        host,
+        Method::POST,
+        "application/tlsrpt+gzip",
+        gzip(&report("h-1", "a.test")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a copy: {v}");
+    // D27 holds there too.
+    let (status, _, v) = post(
+        &pki,
+        port,
+        host,
+        host,
+        Method::POST,
+        "application/tlsrpt+json",
+        report("h-2", "b.test"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    // The policy host's connection cannot be used for the intake host, and back.
+    let (status, _, _) = post(
+        &pki,
+        port,
+        host,
+        "mta-sts.a.test",
+        Method::POST,
+        "application/tlsrpt+json",
+        report("h-3", "a.test"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+    let stored = store.reports(&ReportFilter::default()).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].source.as_deref(),
+        Some("https://tlsrpt.provider.test/tlsrpt")
+    );
+
+    // It serves no policy.
+    let (status, body) = get_policy(&pki, port, host).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = get_policy(&pki, port, "mta-sts.a.test").await;
+    assert_eq!(status, StatusCode::OK);
+    // The stray host gets no handshake.
+    let stray_tls = tls_connect(&pki, port, "stray.provider.test").await;
+    assert!(
+        stray_tls.is_err(),
+        "a host certificate not configured is served"
+    );
+
+    control.stop();
+    task.await.unwrap();
+}
+
+async fn tls_connect(
+    pki: &Pki,
+    port: u16,
+    sni: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(pki.root_store())
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = rustls_pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+}
+
+/// `GET /.well-known/mta-sts.txt` with SNI and `Host` `host`: status and body.
+async fn get_policy(pki: &Pki, port: u16, host: &str) -> (StatusCode, String) {
+    let tls = tls_connect(pki, port, host).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri("/.well-known/mta-sts.txt")
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let rsp = send.send_request(req).await.unwrap();
+    let status = rsp.status();
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}

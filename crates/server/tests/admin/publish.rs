@@ -73,7 +73,7 @@ async fn hosted(store: &Store, pki: &Pki, domain: &str) -> Domains {
 }
 
 async fn snapshot(store: &Store, set: &HostedSet) {
-    set.replace(mtasts_server::daemon::load(store).await.unwrap().1);
+    set.replace(mtasts_server::daemon::load(store, &[]).await.unwrap().1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
