@@ -534,6 +534,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_file_in_dist_is_valid() {
+        let c = ServeConfig::from_toml(include_str!("../../../dist/serve.toml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.smtp, crate::smtp_intake::SmtpConfig::default());
+        assert_eq!(c.intake, crate::report_sink::IntakeConfig::default());
+    }
+
+    #[test]
     fn an_empty_file_gives_every_default() {
         let c = ServeConfig::from_toml("").unwrap();
         assert_eq!(c.store.url, DEFAULT_STORE);
