@@ -10,54 +10,10 @@ use mtasts_testnet::pg::TestDatabase;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use support::corpus::{self, as_mail, corpus};
 use support::run;
 
 const KEY: &str = "0909090909090909090909090909090909090909090909090909090909090909";
-
-/// Every report file under tests/data/tlsrpt, sorted.
-fn corpus() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tlsrpt");
-    let mut out = Vec::new();
-    let mut dirs = vec![root];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    assert!(out.len() >= 20, "{out:?}");
-    out
-}
-
-/// A report mail as reporters send one: multipart/report with the report as a base64
-/// `application/tlsrpt+json` part; `.eml` files as they are.
-fn as_mail(path: &Path, n: usize) -> Vec<u8> {
-    let bytes = std::fs::read(path).unwrap();
-    if path.extension().is_some_and(|e| e == "eml") {
-        return bytes;
-    }
-    let b64 = data_encoding::BASE64.encode(&bytes);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(76)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "From: tlsrpt@reporter.example\r\nTo: tlsrpt@example.test\r\nSubject: Report {n}\r\n\
-         Message-ID: <r{n}@reporter.example>\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=tlsrpt; boundary=\"b{n}\"\r\n\r\n\
-         --b{n}\r\nContent-Type: text/plain\r\n\r\nThis is a TLS report.\r\n\
-         --b{n}\r\nContent-Type: application/tlsrpt+json\r\nContent-Transfer-Encoding: base64\r\n\
-         Content-Disposition: attachment; filename=\"report.json\"\r\n\r\n{}\r\n--b{n}--\r\n",
-        lines.join("\r\n")
-    )
-    .into_bytes()
-}
 
 async fn mtasts(args: &[&str]) -> (i32, String, String) {
     run(
@@ -68,38 +24,11 @@ async fn mtasts(args: &[&str]) -> (i32, String, String) {
 }
 
 async fn json(args: &[&str]) -> Value {
-    let (code, out, err) = mtasts(args).await;
-    assert_eq!(code, 0, "{args:?}: {out}{err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    corpus::json(KEY, args).await
 }
 
-/// What a store holds, without what differs by path and time (ids, sources, arrival): per
-/// (organization, report-id), the listing fields, the normalised report and the raw JSON.
 async fn contents(store: &str) -> (BTreeMap<(String, String), Value>, Value) {
-    let list = json(&["report", "list", "--store", store, "--format", "json"]).await;
-    let mut out = BTreeMap::new();
-    for r in list.as_array().unwrap() {
-        let id = r["id"].to_string();
-        let shown = json(&["report", "show", &id, "--store", store, "--format", "json"]).await;
-        let mut kept = r.clone();
-        for k in ["id", "source", "received_at", "via"] {
-            kept.as_object_mut().unwrap().remove(k);
-        }
-        let mut normalised = shown["normalised"].clone();
-        normalised.as_object_mut().unwrap().remove("source");
-        kept["normalised"] = normalised;
-        kept["raw"] = shown["raw"].clone();
-        let key = (
-            r["organization"].as_str().unwrap().to_owned(),
-            r["report_id"].as_str().unwrap().to_owned(),
-        );
-        out.insert(key, kept);
-    }
-    let summary = json(&[
-        "report", "summary", "--store", store, "--since", "30000d", "--format", "json",
-    ])
-    .await;
-    (out, summary["domains"].clone())
+    corpus::contents(KEY, store).await
 }
 
 async fn import(store: &str, paths: &[&Path]) -> Value {

@@ -26,6 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::mail::{swaks, swaks_present};
 use support::{Serve, bin, free_addr, health, run};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -171,60 +172,6 @@ async fn hosted_store(dir: &Path, pki: &Pki) -> String {
     store
 }
 
-fn swaks_present() -> bool {
-    let ok = std::process::Command::new("swaks")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but swaks is not installed (tests/e2e/swaks/install.sh)"
-        );
-        eprintln!(
-            "!!! SKIPPED: swaks is not installed (run tests/e2e/swaks/install.sh as root) !!!"
-        );
-    }
-    ok
-}
-
-/// Sends `mail` with swaks over STARTTLS: (exit status, transcript).
-async fn swaks(smtp: SocketAddr, mail: &Path) -> (i32, String) {
-    let args = [
-        "--server".to_owned(),
-        smtp.ip().to_string(),
-        "--port".to_owned(),
-        smtp.port().to_string(),
-        "--from".to_owned(),
-        "tlsrpt@reporter.test".to_owned(),
-        "--to".to_owned(),
-        "tlsrpt@a.test".to_owned(),
-        "--ehlo".to_owned(),
-        "mail.reporter.test".to_owned(),
-        "--tls".to_owned(),
-        "--data".to_owned(),
-        mail.display().to_string(),
-        "--timeout".to_owned(),
-        "20".to_owned(),
-    ];
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("swaks")
-            .args(args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaks_delivers_report_mail_over_starttls_and_each_dkim_verdict_is_recorded() {
     if !swaks_present() {
@@ -283,7 +230,7 @@ async fn swaks_delivers_report_mail_over_starttls_and_each_dkim_verdict_is_recor
     for (name, mail) in [("pass", &pass), ("fail", &fail), ("none", &unsigned)] {
         let path = dir.path().join(format!("{name}.eml"));
         std::fs::write(&path, mail).unwrap();
-        let (code, transcript) = swaks(smtp, &path).await;
+        let (code, transcript) = swaks(smtp, &path, true).await;
         assert_eq!(code, 0, "{name}: {transcript}");
         assert!(
             transcript.contains("<-  220 2.0.0 ready to start TLS"),
@@ -296,7 +243,7 @@ async fn swaks_delivers_report_mail_over_starttls_and_each_dkim_verdict_is_recor
     }
     // The same mail again is a copy, counted.
     let path = dir.path().join("pass.eml");
-    let (code, transcript) = swaks(smtp, &path).await;
+    let (code, transcript) = swaks(smtp, &path, true).await;
     assert_eq!(code, 0, "{transcript}");
     assert!(
         transcript.contains("250 2.0.0 stored 0, duplicates 1"),

@@ -3,6 +3,11 @@
 //! server (printing its log when the test failed), a free address, and `/health`.
 #![allow(clippy::print_stderr, reason = "a failed test prints the server's log")]
 
+#[allow(dead_code, reason = "only the corpus tests use it")]
+pub(crate) mod corpus;
+#[allow(dead_code, reason = "only the SMTP tests use it")]
+pub(crate) mod mail;
+
 use serde_json::Value;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
