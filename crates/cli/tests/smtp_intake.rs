@@ -296,6 +296,18 @@ async fn swaks_delivers_report_mail_over_starttls_and_each_dkim_verdict_is_recor
             "{r}"
         );
     }
+    // Per-domain metrics: the sessions of the three new reports, the copy counted apart.
+    let (status, metrics) = support::admin_get(admin, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "mtasts_tlsrpt_sessions_total{domain=\"a.test\",result=\"success\"} 21",
+        "mtasts_tlsrpt_sessions_total{domain=\"a.test\",result=\"certificate-expired\"} 3",
+        "mtasts_tlsrpt_reports_total{domain=\"a.test\",result=\"stored\"} 3",
+        "mtasts_tlsrpt_reports_total{domain=\"a.test\",result=\"duplicate\"} 1",
+        "mtasts_intake_smtp_mails_total{result=\"accepted\"} 4",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
     // The text view says it too.
     let (code, out, _) =
         mtasts(&["report", "show", &pass["id"].to_string(), "--store", &store]).await;

@@ -86,6 +86,38 @@ pub fn parse(
     parse_reports_in(bytes, limits, run)
 }
 
+/// The `domain` label of the per-domain metrics: the policy domain in lower case (`-` when the
+/// report names none). Only reports that were accepted are counted by domain, so the label takes
+/// only the values of domains accepted here (hosted ones on the network paths): a stranger
+/// cannot grow the series.
+fn domain_label(domain: &str) -> String {
+    if domain.is_empty() {
+        "-".into()
+    } else {
+        domain.trim_end_matches('.').to_ascii_lowercase()
+    }
+}
+
+/// Adds a new report's sessions to `mtasts_tlsrpt_sessions_total{domain, result}`: `success`,
+/// and the failed sessions of each failure detail by result type (one of the eleven of the
+/// IANA registry, `other` for anything else, so the label stays bounded).
+fn count_sessions(report: &mtasts_core::report::Report) {
+    for p in &report.policies {
+        let domain = domain_label(p.policy.policy_domain.as_deref().unwrap_or(""));
+        metrics::counter!("mtasts_tlsrpt_sessions_total", "domain" => domain.clone(), "result" => "success")
+            .increment(p.summary.total_successful_session_count);
+        for f in &p.failure_details {
+            let result = if mtasts_core::report::ResultType::KNOWN.contains(&f.result_type) {
+                f.result_type.as_str().to_owned()
+            } else {
+                "other".to_owned()
+            };
+            metrics::counter!("mtasts_tlsrpt_sessions_total", "domain" => domain.clone(), "result" => result)
+                .increment(f.failed_session_count);
+        }
+    }
+}
+
 /// The intake pipeline on one store.
 #[derive(Debug, Clone)]
 pub struct Intake {
@@ -191,9 +223,20 @@ impl Intake {
         let inserted = self.store.insert_reports(&pairs).await?;
         for (i, ins) in accepted.into_iter().zip(inserted) {
             out[i].stored = match ins {
-                Inserted::New(id) => Stored::New(id),
+                Inserted::New(id) => {
+                    count_sessions(&batch[i].0.report);
+                    Stored::New(id)
+                }
                 Inserted::Duplicate { id, copies } => Stored::Duplicate { id, copies },
             };
+            let result = if matches!(out[i].stored, Stored::New(_)) {
+                "stored"
+            } else {
+                "duplicate"
+            };
+            metrics::counter!("mtasts_tlsrpt_reports_total",
+                "domain" => domain_label(&out[i].policy_domain), "result" => result)
+            .increment(1);
         }
         Ok(out)
     }

@@ -67,17 +67,19 @@ pub(crate) fn free_addr(ip: Ipv4Addr) -> SocketAddr {
 
 /// `GET /health` on the admin listener: (status, JSON), `None` while it does not answer.
 pub(crate) async fn health(admin: SocketAddr) -> Option<(u16, Value)> {
+    let (status, body) = admin_get(admin, "/health").await?;
+    Some((status, serde_json::from_str(&body).ok()?))
+}
+
+/// `GET path` on the plain admin listener: (status, body), `None` while it does not answer.
+pub(crate) async fn admin_get(admin: SocketAddr, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut c = tokio::net::TcpStream::connect(admin).await.ok()?;
-    c.write_all(b"GET /health HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    c.write_all(req.as_bytes()).await.ok()?;
     let mut buf = Vec::new();
     c.read_to_end(&mut buf).await.ok()?;
     let text = String::from_utf8_lossy(&buf);
     let status = text.split(' ').nth(1)?.parse().ok()?;
-    Some((
-        status,
-        serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()?,
-    ))
+    Some((status, text.split_once("\r\n\r\n")?.1.to_owned()))
 }
