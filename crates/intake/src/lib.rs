@@ -14,6 +14,7 @@
 //!   of report mail.
 //! - [`views`]: the JSON of stored reports, shared by `mtasts report` and the admin API.
 
+pub mod alerts;
 pub mod dkim;
 pub mod files;
 pub mod smtp;

@@ -114,6 +114,9 @@ pub struct ServeConfig {
     pub intake: crate::report_sink::IntakeConfig,
     /// TLS-RPT reports by mail: the SMTP receiver (`[smtp]`; off unless `listen` is set).
     pub smtp: crate::smtp_intake::SmtpConfig,
+    /// Alerts on the reports by webhook and e-mail (`[alerts]`; off unless `webhook` or
+    /// `email_to` is set).
+    pub alerts: crate::alerts::AlertConfig,
     /// How often the store's generation is read, in seconds (PostgreSQL also wakes on
     /// LISTEN/NOTIFY at once; this bounds the delay when a notification was lost, and is all
     /// SQLite has). Default 2.
@@ -269,6 +272,7 @@ impl Default for ServeConfig {
             dns_update: crate::publish::DnsUpdateConfig::default(),
             intake: crate::report_sink::IntakeConfig::default(),
             smtp: crate::smtp_intake::SmtpConfig::default(),
+            alerts: crate::alerts::AlertConfig::default(),
             reload_poll: Duration::from_secs(2),
             grace: Duration::from_secs(5),
             metrics: None,
@@ -291,6 +295,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("dns_update", &self.dns_update)
             .field("intake", &self.intake)
             .field("smtp", &self.smtp)
+            .field("alerts", &self.alerts)
             .field("reload_poll", &self.reload_poll)
             .field("grace", &self.grace)
             .field("metrics", &self.metrics.is_some())
@@ -425,6 +430,7 @@ impl ServeConfig {
         self.dns_update.validate().map_err(ConfigError::Invalid)?;
         self.intake.validate().map_err(ConfigError::Invalid)?;
         self.smtp.validate().map_err(ConfigError::Invalid)?;
+        self.alerts.validate().map_err(ConfigError::Invalid)?;
         if let Some(rua) = &self.hosting.tlsrpt_rua {
             let record = crate::hosting::tlsrpt_value(rua);
             let parsed = mtasts_core::record::parse_tlsrpt_rrset(&[record.as_bytes()]);

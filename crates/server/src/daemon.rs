@@ -82,6 +82,7 @@ pub struct Daemon {
         tokio::net::TcpListener,
         Arc<mtasts_intake::smtp::SmtpReceiver>,
     )>,
+    alerter: Option<crate::alerts::Alerter>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -212,6 +213,14 @@ impl Daemon {
             })
         };
         let hosted = HostedSet::new(hosted);
+        let alerter = if config.alerts.enabled() {
+            Some(
+                crate::alerts::Alerter::new(store.clone(), config.alerts.clone())
+                    .map_err(|e| fail("alerts", e))?,
+            )
+        } else {
+            None
+        };
         let smtp = match config.smtp.listen {
             None => None,
             Some(addr) => {
@@ -267,6 +276,7 @@ impl Daemon {
             acme,
             publisher,
             smtp,
+            alerter,
         })
     }
 
@@ -312,6 +322,7 @@ impl Daemon {
             acme,
             publisher,
             smtp,
+            alerter,
         } = self;
         tracing::info!(
             https = %server.https_addr(),
@@ -337,6 +348,8 @@ impl Daemon {
             tracing::info!(smtp = ?listener.local_addr().ok(), "SMTP report intake listening");
             tokio::spawn(receiver.serve(listener, stopped(stop_rx.clone())))
         });
+        let alerter: Option<JoinHandle<_>> =
+            alerter.map(|a| tokio::spawn(a.run(stopped(stop_rx.clone()))));
         let admin: JoinHandle<_> = tokio::spawn(admin.run(domains, stopped(stop_rx)));
         let poll = config.reload_poll;
         let service_hosts = config.service_hosts();
@@ -430,7 +443,10 @@ impl Daemon {
             tracing::warn!(error = %e, "policy listener");
         }
         let _ = admin.await;
-        for task in [drift, acme, publisher, smtp].into_iter().flatten() {
+        for task in [drift, acme, publisher, smtp, alerter]
+            .into_iter()
+            .flatten()
+        {
             let _ = task.await;
         }
         // The watcher's LISTEN connection comes from the pool: close waits for it otherwise.

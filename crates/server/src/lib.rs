@@ -30,6 +30,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod alerts;
 pub mod config;
 pub mod daemon;
 pub mod dnsupdate;

@@ -44,6 +44,7 @@
 #![warn(missing_docs, clippy::print_stdout)]
 
 mod acme;
+mod alerts;
 mod certs;
 mod crypto;
 mod db;
@@ -62,6 +63,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 pub use acme::{AcmeDue, AcmeState, Challenge, ChallengeKind, Lease, OrderBudget};
+pub use alerts::AlertState;
 pub use certs::{CertSource, Certificate, NewCertificate, PrivateKeyPem};
 pub use crypto::StoreKey;
 pub use db::Migration;

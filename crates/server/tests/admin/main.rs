@@ -5,6 +5,7 @@
 
 mod acme;
 mod acme_bad;
+mod alerts;
 mod api;
 mod daemon;
 mod domains;

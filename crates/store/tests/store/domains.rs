@@ -271,13 +271,14 @@ both! {
 
     async fn migrations_apply_once_and_a_newer_schema_is_refused(db) {
         let applied = mtasts_store::migrate(&db.url, &db.options).await.unwrap();
-        assert_eq!(applied.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(applied.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(applied[0].description, "initial");
         assert_eq!(applied[1].description, "one open drift event");
         assert_eq!(applied[2].description, "acme and dns");
         assert_eq!(applied[3].description, "reports");
         assert_eq!(applied[4].description, "report dkim");
         assert_eq!(applied[5].description, "host certificates");
+        assert_eq!(applied[6].description, "alerts");
         assert_eq!(mtasts_store::migrate(&db.url, &db.options).await.unwrap(), vec![]);
         let store = db.open().await;
         store.add_domain("example.com", &testing(), "testing", &change(0)).await.unwrap();
