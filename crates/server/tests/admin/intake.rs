@@ -462,3 +462,94 @@ async fn get_policy(pki: &Pki, port: u16, host: &str) -> (StatusCode, String) {
     let body = rsp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_body_is_cut_off_at_max_body_within_bounded_memory() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let pki = Pki::at(OffsetDateTime::now_utc()).unwrap();
+    let domains = crate::support::add_domain(&store, "a.test", Delegation::Host).await;
+    let cert = pki.issue("mta-sts.a.test", Defect::Valid).unwrap();
+    domains
+        .import_certificate(
+            "a.test",
+            &cert.chain_pem(),
+            &cert.key_pem(),
+            "test",
+            None,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    let mut config = ServeConfig::default();
+    config.store.url = db.url.clone();
+    config.https = "127.0.0.1:0".parse().unwrap();
+    config.http = None;
+    config.admin = "127.0.0.1:0".parse().unwrap();
+    config.grace = Duration::from_secs(1);
+    config.check.drift_interval = Duration::ZERO;
+    let daemon = Daemon::start(config).await.unwrap();
+    let port = daemon.https_addr().port();
+    let (control, shutdown) = service::channel();
+    let task = tokio::spawn(daemon.run(shutdown));
+
+    for declared in [true, false] {
+        let mut tls = tls_connect(&pki, port, "mta-sts.a.test").await.unwrap();
+        let head = if declared {
+            "POST /tlsrpt HTTP/1.1\r\nHost: mta-sts.a.test\r\nContent-Type: application/tlsrpt+gzip\r\nContent-Length: 100000000\r\n\r\n".to_owned()
+        } else {
+            "POST /tlsrpt HTTP/1.1\r\nHost: mta-sts.a.test\r\nContent-Type: application/tlsrpt+gzip\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned()
+        };
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let chunk = vec![b'x'; 64 * 1024];
+        let framed = if declared {
+            chunk.clone()
+        } else {
+            [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat()
+        };
+        let mut sent = 0usize;
+        while sent < 100_000_000 {
+            match tokio::time::timeout(Duration::from_secs(5), tls.write_all(&framed)).await {
+                Ok(Ok(())) => sent += chunk.len(),
+                // The server answered and closed, or stopped reading: it took no more.
+                _ => break,
+            }
+        }
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 413") || sent < 100_000_000,
+            "declared {declared}: {sent} bytes taken, answer {answer:?}"
+        );
+        assert!(
+            sent < 32 * 1024 * 1024,
+            "declared {declared}: the server read {sent} bytes"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // This test runs in its own process (nextest): its peak resident memory bounds what the
+    // server kept of the bodies.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(peak_kib < 100 * 1024, "peak RSS {peak_kib} KiB");
+    assert!(
+        store
+            .reports(&ReportFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    control.stop();
+    task.await.unwrap();
+}
