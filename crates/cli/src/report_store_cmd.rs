@@ -53,7 +53,8 @@ struct Importer {
     stored: u64,
     duplicates: u64,
     unreadable: u64,
-    reports: Vec<Value>,
+    /// Outcomes written so far (`--format json` writes each as its batch is stored).
+    written: u64,
     failed: Vec<Value>,
     code: u8,
 }
@@ -89,12 +90,18 @@ impl Importer {
                     escape(&source)
                 );
             }
-            self.reports.push(json!({
-                "source": source, "result": result, "id": id,
-                "copies": copies, "report_id": o.report_id,
-                "organization": o.organization,
-                "policy_domain": o.policy_domain,
-            }));
+            if format == Format::Json {
+                let v = json!({
+                    "source": source, "result": result, "id": id,
+                    "copies": copies, "report_id": o.report_id,
+                    "organization": o.organization,
+                    "policy_domain": o.policy_domain,
+                });
+                let sep = if self.written == 0 { "" } else { "," };
+                use std::io::Write as _;
+                write!(std::io::stdout().lock(), "{sep}\n  {v}")?;
+                self.written += 1;
+            }
         }
         self.pending.clear();
         self.pending_bytes = 0;
@@ -124,10 +131,16 @@ pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Re
             stored: 0,
             duplicates: 0,
             unreadable: 0,
-            reports: Vec::new(),
+            written: 0,
             failed: Vec::new(),
             code: EXIT_OK,
         };
+        if format == Format::Json {
+            // The outcomes are written as they are stored: memory stays that of one batch
+            // however many reports an import holds.
+            use std::io::Write as _;
+            write!(std::io::stdout().lock(), "{{\"reports\": [")?;
+        }
         for path in paths {
             let files = match files_of(path) {
                 Ok(f) => f,
@@ -183,17 +196,18 @@ pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Re
             stored,
             duplicates,
             unreadable,
-            reports,
             failed,
             code,
             ..
         } = im;
         store.close().await;
         match format {
-            Format::Json => print_json(&json!({
-                "stored": stored, "duplicates": duplicates, "unreadable": unreadable,
-                "reports": reports, "failed": failed,
-            }))?,
+            Format::Json => {
+                let failed = Value::Array(failed);
+                out!(
+                    "],\n \"failed\": {failed},\n \"stored\": {stored}, \"duplicates\": {duplicates}, \"unreadable\": {unreadable}}}"
+                );
+            }
             Format::Text => {
                 for f in &failed {
                     eprintln!(
@@ -347,47 +361,128 @@ pub(crate) fn summary(
             w.flush()?;
             return Ok(EXIT_OK);
         }
-        let days = store.report_days(domain, since).await?;
-        let failures = store.report_failures(domain, since).await?;
-        store.close().await;
-        let summary = views::summary(&days, &failures, since);
-        let domains = summary["domains"].as_array().cloned().unwrap_or_default();
-        match format {
-            Format::Json => print_json(&summary)?,
-            Format::Text => {
-                out!("since {}", stamp(since));
-                for v in &domains {
-                    out!(
-                        "{}: {} reports, {} successful, {} failed sessions ({})",
-                        match v["policy_domain"].as_str().unwrap_or("") {
-                            "" => "(no policy domain given)".into(),
-                            d => escape(d),
-                        },
-                        v["reports"],
-                        v["success"],
-                        v["failure"],
-                        v["failure_rate"]
-                            .as_f64()
-                            .map_or("no sessions".to_owned(), |r| format!(
-                                "{:.2} % failed",
-                                r * 100.0
-                            ))
-                    );
-                    for f in v["failures"].as_array().into_iter().flatten().take(10) {
-                        out!(
-                            "  {:>9} {} mx {} from {} (reported by {})",
-                            f["sessions"],
-                            escape(f["result_type"].as_str().unwrap_or("")),
-                            or_dash(f["receiving_mx"].as_str().unwrap_or("")),
-                            or_dash(f["sending_ip"].as_str().unwrap_or("")),
-                            escape(f["organization"].as_str().unwrap_or(""))
-                        );
-                    }
+        // One domain at a time as the store streams the days (ordered by domain, then day):
+        // memory is one domain's days plus the failure breakdown (at most MAX_FAILURE_ROWS),
+        // however many domains and days the span holds.
+        let mut failures: std::collections::HashMap<String, Vec<mtasts_store::FailureTotal>> =
+            std::collections::HashMap::new();
+        for f in store.report_failures(domain, since).await? {
+            failures.entry(f.policy_domain.clone()).or_default().push(f);
+        }
+        let mut e = SummaryWriter {
+            w: std::io::BufWriter::new(std::io::stdout().lock()),
+            format,
+            since,
+            failures,
+            days: Vec::new(),
+            written: 0,
+            error: None,
+        };
+        e.start();
+        store
+            .for_each_report_day(domain, since, |d| {
+                if e.days.first().is_some_and(|f| f.policy_domain != d.policy_domain) {
+                    e.domain();
                 }
-            }
+                e.days.push(d.clone());
+                e.error.is_none()
+            })
+            .await?;
+        store.close().await;
+        e.domain();
+        e.end();
+        if let Some(err) = e.error {
+            return Err(err.into());
         }
         Ok(EXIT_OK)
     })
+}
+
+/// Writes `report summary` (JSON or text) one domain at a time.
+struct SummaryWriter<W: std::io::Write> {
+    w: W,
+    format: Format,
+    since: OffsetDateTime,
+    failures: std::collections::HashMap<String, Vec<mtasts_store::FailureTotal>>,
+    /// The current domain's days.
+    days: Vec<mtasts_store::DayTotal>,
+    written: usize,
+    error: Option<std::io::Error>,
+}
+
+impl<W: std::io::Write> SummaryWriter<W> {
+    fn put(&mut self, text: std::fmt::Arguments<'_>) {
+        if self.error.is_none()
+            && let Err(e) = self.w.write_fmt(text)
+        {
+            self.error = Some(e);
+        }
+    }
+
+    fn start(&mut self) {
+        match self.format {
+            Format::Json => {
+                let since = Value::String(stamp(self.since));
+                self.put(format_args!("{{\"since\": {since},\n \"domains\": ["));
+            }
+            Format::Text => self.put(format_args!("since {}\n", stamp(self.since))),
+        }
+    }
+
+    fn end(&mut self) {
+        if self.format == Format::Json {
+            self.put(format_args!("]}}\n"));
+        }
+        if self.error.is_none()
+            && let Err(e) = self.w.flush()
+        {
+            self.error = Some(e);
+        }
+    }
+
+    /// Writes the current domain and starts the next.
+    fn domain(&mut self) {
+        let Some(first) = self.days.first() else {
+            return;
+        };
+        let failures = self
+            .failures
+            .remove(&first.policy_domain)
+            .unwrap_or_default();
+        let mut summary = views::summary(&self.days, &failures, self.since);
+        self.days.clear();
+        let v = summary["domains"][0].take();
+        match self.format {
+            Format::Json => {
+                let sep = if self.written == 0 { "" } else { "," };
+                self.put(format_args!("{sep}\n  {v}"));
+            }
+            Format::Text => {
+                let name = match v["policy_domain"].as_str().unwrap_or("") {
+                    "" => "(no policy domain given)".into(),
+                    d => escape(d),
+                };
+                let rate = v["failure_rate"]
+                    .as_f64()
+                    .map_or("no sessions".to_owned(), |r| format!("{:.2} % failed", r * 100.0));
+                self.put(format_args!(
+                    "{name}: {} reports, {} successful, {} failed sessions ({rate})\n",
+                    v["reports"], v["success"], v["failure"]
+                ));
+                for f in v["failures"].as_array().into_iter().flatten().take(10) {
+                    self.put(format_args!(
+                        "  {:>9} {} mx {} from {} (reported by {})\n",
+                        f["sessions"],
+                        escape(f["result_type"].as_str().unwrap_or("")),
+                        or_dash(f["receiving_mx"].as_str().unwrap_or("")),
+                        or_dash(f["sending_ip"].as_str().unwrap_or("")),
+                        escape(f["organization"].as_str().unwrap_or(""))
+                    ));
+                }
+            }
+        }
+        self.written += 1;
+    }
 }
 
 /// A CSV field, quoted when it holds a comma, quote or line end; a leading `=+-@` is prefixed

@@ -56,6 +56,25 @@ async fn every_report_lands_the_same_through_files_maildir_and_mbox_on_both_back
     let (by_file, summary) = contents(&store).await;
     assert_eq!(by_file.len() as u64, stored);
     assert!(!summary.as_array().unwrap().is_empty());
+    // The summary, written one domain at a time, holds every domain once and every report.
+    let domains: std::collections::BTreeSet<&str> = by_file
+        .values()
+        .map(|r| r["policy_domain"].as_str().unwrap())
+        .collect();
+    let listed: Vec<&str> = summary
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["policy_domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, domains.iter().copied().collect::<Vec<_>>());
+    let counted: u64 = summary
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["reports"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, stored);
 
     // Again: nothing new, every report one copy more.
     let again = import(&store, &paths).await;
