@@ -381,10 +381,13 @@ pub(crate) fn summary(
         e.start();
         store
             .for_each_report_day(domain, since, |d| {
-                if e.days.first().is_some_and(|f| f.policy_domain != d.policy_domain) {
+                if e.days
+                    .first()
+                    .is_some_and(|f| f.policy_domain != d.policy_domain)
+                {
                     e.domain();
                 }
-                e.days.push(d.clone());
+                e.days.push(d);
                 e.error.is_none()
             })
             .await?;
@@ -464,7 +467,9 @@ impl<W: std::io::Write> SummaryWriter<W> {
                 };
                 let rate = v["failure_rate"]
                     .as_f64()
-                    .map_or("no sessions".to_owned(), |r| format!("{:.2} % failed", r * 100.0));
+                    .map_or("no sessions".to_owned(), |r| {
+                        format!("{:.2} % failed", r * 100.0)
+                    });
                 self.put(format_args!(
                     "{name}: {} reports, {} successful, {} failed sessions ({rate})\n",
                     v["reports"], v["success"], v["failure"]

@@ -117,6 +117,8 @@ fn start(
         .args(["--https", &https.to_string(), "--admin", &admin.to_string()])
         .args(["--smtp", &smtp.to_string()])
         .args(["--set", "smtp.hostname=mx.reports.test"])
+        // The load comes from one address, on 32 connections.
+        .args(["--set", "smtp.max_connections_per_ip=64"])
         .args(["--set", "check.drift_interval=0", "--set", "grace=1"]);
     match dns {
         Some(dns) => c.args(["--nameserver", &dns.to_string()]),
@@ -227,7 +229,21 @@ async fn swaks_delivers_report_mail_over_starttls_and_each_dkim_verdict_is_recor
         "Subject: Fwd: Report Domain: a.test",
     );
     let unsigned = report_mail("dkim-none");
-    for (name, mail) in [("pass", &pass), ("fail", &fail), ("none", &unsigned)] {
+    // A valid signature by reporter.test on mail From another domain: it verifies, but says
+    // nothing about who sent the report.
+    let unaligned = signed(
+        &pkcs8,
+        &report_mail("dkim-unaligned").replace(
+            "From: TLS reporting <tlsrpt@reporter.test>",
+            "From: TLS reporting <smtp-tls-reporting@google.test>",
+        ),
+    );
+    for (name, mail) in [
+        ("pass", &pass),
+        ("fail", &fail),
+        ("none", &unsigned),
+        ("unaligned", &unaligned),
+    ] {
         let path = dir.path().join(format!("{name}.eml"));
         std::fs::write(&path, mail).unwrap();
         let (code, transcript) = swaks(smtp, &path, true).await;
@@ -259,7 +275,16 @@ async fn swaks_delivers_report_mail_over_starttls_and_each_dkim_verdict_is_recor
         .iter()
         .map(|r| (r["report_id"].as_str().unwrap(), r))
         .collect();
-    assert_eq!(by_id.len(), 3, "{list}");
+    assert_eq!(by_id.len(), 4, "{list}");
+    let unaligned = by_id["dkim-unaligned"];
+    assert_eq!(unaligned["dkim"].as_str(), Some("fail"), "{unaligned}");
+    assert!(
+        unaligned["dkim_detail"]
+            .as_str()
+            .unwrap()
+            .contains("verifies, but is not the From domain \"google.test\""),
+        "{unaligned}"
+    );
     let pass = by_id["dkim-pass"];
     assert_eq!(
         (pass["dkim"].as_str(), pass["dkim_detail"].as_str()),
@@ -296,15 +321,15 @@ async fn swaks_delivers_report_mail_over_starttls_and_each_dkim_verdict_is_recor
             "{r}"
         );
     }
-    // Per-domain metrics: the sessions of the three new reports, the copy counted apart.
+    // Per-domain metrics: the sessions of the four new reports, the copy counted apart.
     let (status, metrics) = support::admin_get(admin, "/metrics").await.unwrap();
     assert_eq!(status, 200);
     for line in [
-        "mtasts_tlsrpt_sessions_total{domain=\"a.test\",result=\"success\"} 21",
-        "mtasts_tlsrpt_sessions_total{domain=\"a.test\",result=\"certificate-expired\"} 3",
-        "mtasts_tlsrpt_reports_total{domain=\"a.test\",result=\"stored\"} 3",
+        "mtasts_tlsrpt_sessions_total{domain=\"a.test\",result=\"success\"} 28",
+        "mtasts_tlsrpt_sessions_total{domain=\"a.test\",result=\"certificate-expired\"} 4",
+        "mtasts_tlsrpt_reports_total{domain=\"a.test\",result=\"stored\"} 4",
         "mtasts_tlsrpt_reports_total{domain=\"a.test\",result=\"duplicate\"} 1",
-        "mtasts_intake_smtp_mails_total{result=\"accepted\"} 4",
+        "mtasts_intake_smtp_mails_total{result=\"accepted\"} 5",
     ] {
         assert!(metrics.contains(line), "{line} not in:\n{metrics}");
     }

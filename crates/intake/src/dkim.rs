@@ -9,8 +9,17 @@
 //! other lookup) and handed to mail-auth in its cache. Its own resolver is built with no
 //! nameserver at all, so nothing it might look up beyond that cache leaves the machine.
 //!
+//! A verifying signature counts as `pass` only when it covers the `From` field and its `d=` is
+//! the domain of `From` or a parent of it (relaxed alignment, as DMARC has it); any other
+//! verifying signature gives `fail` with the reason ("signed by evil.example, not by the From
+//! domain"): a stranger can sign with a domain of their own. Signatures asking for `atps=` are
+//! looked up nowhere and give `temperror`.
+//!
 //! Limits: at most [`MAX_SIGNATURES`] signatures of a mail are checked (each costs a lookup and
-//! a signature verification); the mail itself is already bounded by the receiver's size limit.
+//! a signature verification); a signature naming more than [`MAX_SIGNED_FIELDS`] header fields
+//! (`h=`), or a header block over [`MAX_HEADER_BLOCK`] bytes, is `fail` unverified (mail-auth's
+//! header selection is quadratic in both). The verification, all CPU, runs on the blocking
+//! pool, never on the async threads; the mail itself is bounded by the receiver's size limit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +34,10 @@ use mtasts_store::{Dkim, DkimVerdict};
 
 /// The most `DKIM-Signature` fields of one mail that are checked; later ones are ignored.
 pub const MAX_SIGNATURES: usize = 8;
+/// The most header fields one signature may name in `h=`.
+pub const MAX_SIGNED_FIELDS: usize = 64;
+/// The largest header block (all fields before the body) verified, in bytes.
+pub const MAX_HEADER_BLOCK: usize = 256 * 1024;
 
 /// Verifies the DKIM signatures of report mail with keys looked up through our resolver.
 #[derive(Clone)]
@@ -81,66 +94,34 @@ impl DkimVerifier {
         Ok(Self { auth, resolver })
     }
 
-    /// The verdict on `mail` (a whole RFC 5322 message as received).
-    pub async fn verify(&self, mail: &[u8]) -> Dkim {
-        let Some(mut msg) = AuthenticatedMessage::parse(mail) else {
-            return verdict(
-                DkimVerdict::None,
-                "the message has no header to read".into(),
-            );
+    /// The verdict on `mail` (a whole RFC 5322 message as received). The keys are looked up
+    /// here; the parse and the verification run on the blocking pool.
+    pub async fn verify(&self, mail: Arc<Vec<u8>>) -> Dkim {
+        // The names of the keys, from a first read of the header (on the blocking pool too:
+        // it is as large as the mail).
+        let bytes = Arc::clone(&mail);
+        let names = tokio::task::spawn_blocking(move || key_names(&bytes)).await;
+        let names = match names {
+            Ok(Ok(names)) => names,
+            Ok(Err(verdict)) => return verdict,
+            Err(_) => return verdict(DkimVerdict::TempError, "the verification stopped".into()),
         };
-        msg.dkim_headers.truncate(MAX_SIGNATURES);
-        let malformed = msg
-            .errors
-            .iter()
-            .any(|h| matches!(h.header, mail_auth::Error::Dkim(_)));
-        if msg.dkim_headers.is_empty() {
-            return if malformed {
-                verdict(
-                    DkimVerdict::Fail,
-                    "the DKIM-Signature field could not be read".into(),
-                )
-            } else {
-                verdict(DkimVerdict::None, "the mail is not DKIM-signed".into())
-            };
-        }
         let keys = Keys::default();
-        for h in &msg.dkim_headers {
-            let name = format!("{}._domainkey.{}.", h.header.s, h.header.d);
-            if keys.0.lock().is_ok_and(|m| m.contains_key(name.as_str())) {
-                continue;
-            }
+        for name in names {
             let txt = self.key(&name).await;
             if let Ok(mut m) = keys.0.lock() {
                 m.insert(name.into_boxed_str(), txt);
             }
         }
-        let outputs = self
-            .auth
-            .verify_dkim(Parameters::new(&msg).with_txt_cache(&keys))
-            .await;
-        let mut first_failure: Option<String> = None;
-        let mut temp = false;
-        for o in &outputs {
-            let d = o.signature().map(|s| s.d.as_str()).unwrap_or("");
-            match o.result() {
-                DkimResult::Pass => return verdict(DkimVerdict::Pass, format!("d={d}")),
-                DkimResult::TempError(e) => {
-                    temp = true;
-                    first_failure.get_or_insert_with(|| format!("d={d}: {e}"));
-                }
-                DkimResult::Neutral(e) | DkimResult::Fail(e) | DkimResult::PermError(e) => {
-                    first_failure.get_or_insert_with(|| format!("d={d}: {e}"));
-                }
-                DkimResult::None => {}
-            }
-        }
-        let why = first_failure.unwrap_or_else(|| "no signature verified".into());
-        if temp {
-            verdict(DkimVerdict::TempError, why)
-        } else {
-            verdict(DkimVerdict::Fail, why)
-        }
+        let auth = self.auth.clone();
+        let handle = tokio::runtime::Handle::current();
+        let checked = tokio::task::spawn_blocking(move || {
+            // Every key is in the cache: mail-auth's futures complete without waiting on I/O.
+            handle.block_on(check(&auth, &mail, &keys))
+        })
+        .await;
+        checked
+            .unwrap_or_else(|_| verdict(DkimVerdict::TempError, "the verification stopped".into()))
     }
 
     /// The key record at `name` as mail-auth's cache holds it: the first TXT record that reads
@@ -170,6 +151,126 @@ impl DkimVerifier {
                 e.to_string(),
             ))),
         }
+    }
+}
+
+/// The key names (`<s>._domainkey.<d>.`) of the signatures to check, or the verdict at once
+/// (unsigned, unreadable, too large to verify).
+fn key_names(mail: &[u8]) -> Result<Vec<String>, Dkim> {
+    let Some(msg) = AuthenticatedMessage::parse(mail) else {
+        return Err(verdict(
+            DkimVerdict::None,
+            "the message has no header to read".into(),
+        ));
+    };
+    if msg.body_offset as usize > MAX_HEADER_BLOCK {
+        return Err(verdict(
+            DkimVerdict::Fail,
+            format!("the header is over {MAX_HEADER_BLOCK} bytes: not verified"),
+        ));
+    }
+    let malformed = msg
+        .errors
+        .iter()
+        .any(|h| matches!(h.header, mail_auth::Error::Dkim(_)));
+    if msg.dkim_headers.is_empty() {
+        return Err(if malformed {
+            verdict(
+                DkimVerdict::Fail,
+                "the DKIM-Signature field could not be read".into(),
+            )
+        } else {
+            verdict(DkimVerdict::None, "the mail is not DKIM-signed".into())
+        });
+    }
+    let mut names: Vec<String> = Vec::new();
+    for h in msg.dkim_headers.iter().take(MAX_SIGNATURES) {
+        if h.header.h.len() > MAX_SIGNED_FIELDS {
+            continue;
+        }
+        let name = format!("{}._domainkey.{}.", h.header.s, h.header.d).to_ascii_lowercase();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// The verdict, with every key in `keys` (run on the blocking pool).
+async fn check(auth: &MessageAuthenticator, mail: &[u8], keys: &Keys) -> Dkim {
+    let Some(mut msg) = AuthenticatedMessage::parse(mail) else {
+        return verdict(
+            DkimVerdict::None,
+            "the message has no header to read".into(),
+        );
+    };
+    msg.dkim_headers.truncate(MAX_SIGNATURES);
+    let oversized = msg
+        .dkim_headers
+        .iter()
+        .find(|h| h.header.h.len() > MAX_SIGNED_FIELDS)
+        .map(|h| h.header.d.clone());
+    msg.dkim_headers
+        .retain(|h| h.header.h.len() <= MAX_SIGNED_FIELDS);
+    if msg.dkim_headers.is_empty() {
+        return verdict(
+            DkimVerdict::Fail,
+            format!(
+                "d={}: the signature names more than {MAX_SIGNED_FIELDS} header fields: not verified",
+                oversized.unwrap_or_default()
+            ),
+        );
+    }
+    let from_domain = msg
+        .from
+        .first()
+        .and_then(|f| f.rsplit_once('@'))
+        .map(|(_, d)| {
+            d.trim_end_matches('>')
+                .trim_end_matches('.')
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let outputs = auth
+        .verify_dkim(Parameters::new(&msg).with_txt_cache(keys))
+        .await;
+    let mut first_failure: Option<String> = None;
+    let mut temp = false;
+    for o in &outputs {
+        let sig = o.signature();
+        let d = sig.map(|s| s.d.to_ascii_lowercase()).unwrap_or_default();
+        match o.result() {
+            DkimResult::Pass => {
+                let covers_from =
+                    sig.is_some_and(|s| s.h.iter().any(|h| h.eq_ignore_ascii_case("from")));
+                let aligned =
+                    !d.is_empty() && (from_domain == d || from_domain.ends_with(&format!(".{d}")));
+                if aligned && covers_from {
+                    return verdict(DkimVerdict::Pass, format!("d={d}"));
+                }
+                first_failure.get_or_insert_with(|| {
+                    if covers_from {
+                        format!("d={d}: verifies, but is not the From domain {from_domain:?}")
+                    } else {
+                        format!("d={d}: verifies, but does not sign the From field")
+                    }
+                });
+            }
+            DkimResult::TempError(e) => {
+                temp = true;
+                first_failure.get_or_insert_with(|| format!("d={d}: {e}"));
+            }
+            DkimResult::Neutral(e) | DkimResult::Fail(e) | DkimResult::PermError(e) => {
+                first_failure.get_or_insert_with(|| format!("d={d}: {e}"));
+            }
+            DkimResult::None => {}
+        }
+    }
+    let why = first_failure.unwrap_or_else(|| "no signature verified".into());
+    if temp {
+        verdict(DkimVerdict::TempError, why)
+    } else {
+        verdict(DkimVerdict::Fail, why)
     }
 }
 

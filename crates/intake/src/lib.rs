@@ -99,14 +99,23 @@ fn domain_label(domain: &str) -> String {
     }
 }
 
+/// The most sessions one report adds to a counter (a hostile count near `u64::MAX` would wrap
+/// the counter).
+const MAX_COUNTED_SESSIONS: u64 = 1_000_000_000;
+
 /// Adds a new report's sessions to `mtasts_tlsrpt_sessions_total{domain, result}`: `success`,
 /// and the failed sessions of each failure detail by result type (one of the eleven of the
-/// IANA registry, `other` for anything else, so the label stays bounded).
-fn count_sessions(report: &mtasts_core::report::Report) {
+/// IANA registry, `other` for anything else, so the label stays bounded). Only the policies of
+/// the domain the report was accepted for count: a report accepted for a hosted domain could
+/// carry thousands of policies for other names, and each would be a new series.
+fn count_sessions(report: &mtasts_core::report::Report, accepted_for: &str) {
+    let domain = domain_label(accepted_for);
     for p in &report.policies {
-        let domain = domain_label(p.policy.policy_domain.as_deref().unwrap_or(""));
+        if domain_label(p.policy.policy_domain.as_deref().unwrap_or("")) != domain {
+            continue;
+        }
         metrics::counter!("mtasts_tlsrpt_sessions_total", "domain" => domain.clone(), "result" => "success")
-            .increment(p.summary.total_successful_session_count);
+            .increment(p.summary.total_successful_session_count.min(MAX_COUNTED_SESSIONS));
         for f in &p.failure_details {
             let result = if mtasts_core::report::ResultType::KNOWN.contains(&f.result_type) {
                 f.result_type.as_str().to_owned()
@@ -114,7 +123,7 @@ fn count_sessions(report: &mtasts_core::report::Report) {
                 "other".to_owned()
             };
             metrics::counter!("mtasts_tlsrpt_sessions_total", "domain" => domain.clone(), "result" => result)
-                .increment(f.failed_session_count);
+                .increment(f.failed_session_count.min(MAX_COUNTED_SESSIONS));
         }
     }
 }
@@ -225,7 +234,7 @@ impl Intake {
         for (i, ins) in accepted.into_iter().zip(inserted) {
             out[i].stored = match ins {
                 Inserted::New(id) => {
-                    count_sessions(&batch[i].0.report);
+                    count_sessions(&batch[i].0.report, &out[i].policy_domain);
                     Stored::New(id)
                 }
                 Inserted::Duplicate { id, copies } => Stored::Duplicate { id, copies },

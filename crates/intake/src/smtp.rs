@@ -12,14 +12,17 @@
 //! The DKIM verdict of each mail ([`crate::dkim`]) is stored with its reports; with
 //! [`SmtpLimits::require_dkim`] a mail without a passing signature is refused `550 5.7.20`.
 //!
-//! Limits ([`SmtpLimits`], all enforced before anything is parsed): connections at once (more
-//! are told `421` and closed), command line length (smtp-proto's 4,096 bytes), message size
-//! (declared in `MAIL ... SIZE=` or counted while receiving: `552`, the rest read and dropped),
-//! recipients per mail, mails and commands per connection, bad commands per connection, the
-//! time to send a command, the whole `DATA`, and the whole session. Memory per connection is
-//! bounded by the message size plus core's parse budget; over the instance by that times the
-//! connections. Bytes a client sends after `STARTTLS` in the same packet (an injection attempt,
-//! CVE-2011-0411) are dropped.
+//! Limits ([`SmtpLimits`], all enforced before anything is parsed): connections at once and
+//! from one address (more are told `421` and closed), command line length (smtp-proto's 4,096
+//! bytes), message size (declared in `MAIL ... SIZE=` or counted while receiving: `552`, the
+//! rest read and dropped), recipients per mail, mails and commands per connection, bad commands
+//! per connection, the time to send a whole command line, the whole `DATA`, and the whole
+//! session. Memory: a connection holds at most one mail (`max_message`); at most one mail per
+//! core is parsed and DKIM-verified at once, each within core's limits lowered for strangers
+//! ([`MAX_REPORT_DECOMPRESSED`] per report, [`MAX_MAIL_DECOMPRESSED`] per mail, twice that in
+//! memory), the others waiting their turn. Bytes a client sends after `STARTTLS` in the same
+//! packet (an injection attempt, CVE-2011-0411) are dropped. `STARTTLS` is offered only while a
+//! certificate is there ([`SmtpReceiver::with_tls_ready`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -58,6 +61,8 @@ pub struct SmtpLimits {
     pub max_errors: usize,
     /// Connections at once. Default 64.
     pub max_connections: usize,
+    /// Connections at once from one client address (IPv6 by its /64). Default 8.
+    pub max_connections_per_ip: usize,
     /// Time to send one command line (RFC 5321 §4.5.3.2.7 says at least 5 minutes). Default
     /// 300 s.
     pub command_timeout: Duration,
@@ -80,6 +85,7 @@ impl Default for SmtpLimits {
             max_commands: 1000,
             max_errors: 10,
             max_connections: 64,
+            max_connections_per_ip: 8,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
             session_timeout: Duration::from_secs(1800),
@@ -90,6 +96,11 @@ impl Default for SmtpLimits {
 
 /// Bytes read from the socket at once.
 const READ_CHUNK: usize = 16 * 1024;
+/// The most one report in a mail may decompress to (core's per-report limit, lowered for a
+/// stranger's mail as for an HTTPS `POST`).
+pub const MAX_REPORT_DECOMPRESSED: usize = 16 * 1024 * 1024;
+/// The most all of a mail's reports may decompress to.
+pub const MAX_MAIL_DECOMPRESSED: usize = 64 * 1024 * 1024;
 /// Time for the TLS handshake after `STARTTLS`.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -100,6 +111,50 @@ pub struct SmtpReceiver {
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: SmtpLimits,
     connections: Arc<Semaphore>,
+    /// Mails being parsed and verified at once (CPU and memory): one per core.
+    parsing: Arc<Semaphore>,
+    /// Open connections by client address (IPv6 by /64).
+    per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    /// Whether `STARTTLS` has a certificate to offer now (no SNI: the hostname's).
+    tls_ready: Option<TlsReady>,
+}
+
+/// Says whether a certificate is there for `STARTTLS` when the client sends no SNI.
+pub type TlsReady = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// One connection counted against its address; uncounted on drop.
+struct IpSlot {
+    map: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    key: std::net::IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.map.lock()
+            && let Some(n) = m.get_mut(&self.key)
+        {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The address a client is counted under: IPv4 as it is (also when mapped into IPv6), IPv6 by
+/// its /64.
+fn ip_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                std::net::IpAddr::from(o)
+            }
+        },
+        v4 => v4,
+    }
 }
 
 impl std::fmt::Debug for SmtpReceiver {
@@ -185,13 +240,38 @@ impl SmtpReceiver {
         limits: SmtpLimits,
     ) -> Self {
         let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        // A stranger's mail gets lower parser limits than a file the operator imports, as an
+        // HTTPS POST does: its memory is bounded by twice what it may decompress to.
+        let mut l = intake.limits().clone();
+        l.max_input = l.max_input.min(limits.max_message);
+        l.max_decompressed = l.max_decompressed.min(MAX_REPORT_DECOMPRESSED);
+        l.max_mail_decompressed = l.max_mail_decompressed.min(MAX_MAIL_DECOMPRESSED);
+        l.max_run_decompressed = l.max_run_decompressed.min(MAX_MAIL_DECOMPRESSED as u64);
+        l.max_report_memory = l.max_report_memory.min(2 * MAX_REPORT_DECOMPRESSED);
+        l.max_mail_memory = l.max_mail_memory.min(2 * MAX_MAIL_DECOMPRESSED);
         Self {
-            intake,
+            intake: intake.with_limits(l),
             dkim,
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
             limits,
             connections,
+            parsing: Arc::new(Semaphore::new(cores)),
+            per_ip: Arc::default(),
+            tls_ready: None,
         }
+    }
+
+    /// Offers `STARTTLS` only while `ready` says a certificate is there for clients that send
+    /// no SNI (otherwise their handshake could only fail).
+    #[must_use]
+    pub fn with_tls_ready(mut self, ready: TlsReady) -> Self {
+        self.tls_ready = Some(ready);
+        self
+    }
+
+    fn offers_tls(&self) -> bool {
+        self.tls.is_some() && self.tls_ready.as_ref().is_none_or(|r| r())
     }
 
     /// Accepts connections on `listener` until `stop` completes; each runs in its own task.
@@ -218,6 +298,35 @@ impl SmtpReceiver {
     /// Serves one connection to its end.
     pub async fn connection(&self, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        let key = ip_key(peer.ip());
+        let over = match self.per_ip.lock() {
+            Ok(mut m) => {
+                let n = m.entry(key).or_insert(0);
+                if *n >= self.limits.max_connections_per_ip {
+                    true
+                } else {
+                    *n += 1;
+                    false
+                }
+            }
+            Err(_) => true,
+        };
+        if over {
+            metrics::counter!("mtasts_intake_smtp_connections_total", "result" => "busy-client")
+                .increment(1);
+            let mut c = Conn::new(stream);
+            let _ = c
+                .reply(
+                    421,
+                    "4.7.0 too many connections from your address, try again later",
+                )
+                .await;
+            return;
+        }
+        let _slot = IpSlot {
+            map: Arc::clone(&self.per_ip),
+            key,
+        };
         let Ok(_permit) = Arc::clone(&self.connections).try_acquire_owned() else {
             metrics::counter!("mtasts_intake_smtp_connections_total", "result" => "busy")
                 .increment(1);
@@ -283,9 +392,12 @@ impl SmtpReceiver {
         s: &mut Session,
     ) -> Step {
         let mut requests = RequestReceiver::default();
+        // The whole command line must come within command_timeout (not each read: a client
+        // sending a byte now and then is cut off as one that sends nothing).
+        let mut deadline = Instant::now() + self.limits.command_timeout;
         loop {
             if c.pending().is_empty() {
-                match timeout(self.limits.command_timeout, c.fill()).await {
+                match timeout_at(deadline, c.fill()).await {
                     Ok(Ok(true)) => {}
                     Ok(Ok(false) | Err(_)) => return Step::End(End::Closed),
                     Err(_) => {
@@ -309,6 +421,7 @@ impl SmtpReceiver {
                 Err(ProtoError::NeedsMoreData { .. }) => continue,
                 Err(e) => {
                     s.commands += 1;
+                    deadline = Instant::now() + self.limits.command_timeout;
                     let (code, text) = proto_error(&e);
                     if self.bad(c, s, code, &text).await {
                         return Step::End(End::Dropped);
@@ -318,6 +431,7 @@ impl SmtpReceiver {
                 Ok(r) => r,
             };
             s.commands += 1;
+            deadline = Instant::now() + self.limits.command_timeout;
             if s.commands > self.limits.max_commands {
                 let _ = c.reply(421, "4.7.0 too many commands; closing").await;
                 return Step::End(End::Dropped);
@@ -336,7 +450,7 @@ impl SmtpReceiver {
                     c.reply(250, &self.limits.hostname).await
                 }
                 Request::StartTls => {
-                    if self.tls.is_none() || s.tls {
+                    if !self.offers_tls() || s.tls {
                         if self
                             .bad(c, s, 502, "5.5.1 STARTTLS is not offered here")
                             .await
@@ -464,7 +578,7 @@ impl SmtpReceiver {
         e.capabilities = smtp_proto::EXT_8BIT_MIME
             | smtp_proto::EXT_ENHANCED_STATUS_CODES
             | smtp_proto::EXT_SIZE;
-        if self.tls.is_some() && !s.tls {
+        if self.offers_tls() && !s.tls {
             e.capabilities |= smtp_proto::EXT_START_TLS;
         }
         e.size = self.limits.max_message;
@@ -484,6 +598,10 @@ impl SmtpReceiver {
         c.reply(354, "end the mail with <CRLF>.<CRLF>").await?;
         let deadline = Instant::now() + self.limits.data_timeout;
         let mut receiver = DataReceiver::new();
+        // The receiver finds `.` lines only after a CRLF: prime it with one, so that an empty
+        // mail (`.` at once) ends it and a first line `..x` is unstuffed (RFC 5321 §4.5.2).
+        let mut primer = Vec::new();
+        receiver.ingest(&mut b"\r\n".iter(), &mut primer);
         let mut mail: Vec<u8> = Vec::new();
         let mut over = false;
         let mut dropping: Option<DummyDataReceiver> = None;
@@ -504,15 +622,19 @@ impl SmtpReceiver {
             let done = if let Some(d) = &mut dropping {
                 d.ingest(&mut iter)
             } else {
-                // Feed at most what still fits (plus one byte to notice going over).
-                let room = self.limits.max_message.saturating_add(1)
-                    - mail.len().min(self.limits.max_message);
+                // Feed at most what still fits, plus two bytes: the terminator's CR is pushed and
+                // popped again, and one more byte shows the mail is over.
+                let room = self
+                    .limits
+                    .max_message
+                    .saturating_add(2)
+                    .saturating_sub(mail.len());
                 let slice = iter.as_slice();
                 let mut part = slice[..slice.len().min(room)].iter();
                 let done = receiver.ingest(&mut part, &mut mail);
                 let used = slice.len().min(room) - part.len();
                 iter = slice[used..].iter();
-                if !done && mail.len() > self.limits.max_message {
+                if !done && mail.len() > self.limits.max_message.saturating_add(1) {
                     over = true;
                     mail = Vec::new();
                     dropping = Some(DummyDataReceiver::new_data(&receiver));
@@ -547,6 +669,11 @@ impl SmtpReceiver {
 
     /// Reads, checks and stores one mail: the SMTP answer.
     async fn deliver(&self, mail: Vec<u8>, s: &Session) -> (u16, String) {
+        // One mail per core is parsed and verified at once; the others wait (their senders
+        // wait for the answer, within the data time-out).
+        let Ok(_parsing) = Arc::clone(&self.parsing).acquire_owned().await else {
+            return (451, "4.3.0 shutting down; try again later".into());
+        };
         let mail = Arc::new(mail);
         let limits = self.intake.limits().clone();
         let bytes = Arc::clone(&mail);
@@ -573,7 +700,7 @@ impl SmtpReceiver {
             }
         };
         let dkim = match &self.dkim {
-            Some(v) => Some(v.verify(&mail).await),
+            Some(v) => Some(v.verify(Arc::clone(&mail)).await),
             None => None,
         };
         if self.limits.require_dkim && dkim.as_ref().is_none_or(|d| d.verdict != DkimVerdict::Pass)

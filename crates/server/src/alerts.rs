@@ -139,6 +139,18 @@ impl AlertConfig {
     }
 }
 
+/// The most conditions announced in one round; the rest wait for the next.
+pub const MAX_CONDITIONS_PER_ROUND: usize = 100;
+
+/// One notification to send.
+struct Notice<'a> {
+    domain: &'a str,
+    kind: &'a str,
+    subject: String,
+    text: String,
+    body: Value,
+}
+
 type HttpClient = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Full<Bytes>,
@@ -244,42 +256,49 @@ impl Alerter {
             .midnight()
             .assume_utc();
         let failures = self.store.report_failures(None, window).await?;
-        let holding = evaluate(&days, &failures, today, &rules);
+        let mut days = days;
+        let mut holding = evaluate(&days, &failures, today, &rules);
+        // Only the domains hosted here (when any is): an accepted report may carry policies
+        // for any other name, and those must not make alerts or digest lines.
+        let hosted: std::collections::HashSet<String> = self
+            .store
+            .domains()
+            .await?
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        if !hosted.is_empty() {
+            holding.retain(|c| hosted.contains(c.domain()));
+            days.retain(|d| hosted.contains(&d.policy_domain));
+        }
+        holding.truncate(MAX_CONDITIONS_PER_ROUND);
         let states = self.store.alert_states().await?;
         let mut round = Round::default();
         let cooldown = time::Duration::try_from(self.cfg.cooldown).unwrap_or(time::Duration::DAY);
         for c in &holding {
             let detail = serde_json::to_string(c).unwrap_or_default();
-            let previous = states
-                .iter()
-                .find(|s| s.domain == c.domain() && s.kind == c.kind())
-                .and_then(|s| s.last_sent_at);
-            if !self
-                .store
-                .claim_alert(c.domain(), c.kind(), now, now - cooldown, true, &detail)
-                .await?
-            {
-                continue;
-            }
             let body = json!({
                 "kind": c.kind(), "domain": c.domain(), "text": c.text(),
                 "condition": serde_json::to_value(c).unwrap_or(Value::Null),
             });
-            let subject = format!("[mtasts] {}: {}", c.kind(), c.domain());
-            let key = (c.kind().to_owned(), c.domain().to_owned());
-            if self.deliver(&subject, &c.text(), &body).await {
-                round.sent.push(key);
-            } else {
-                self.store
-                    .release_alert(c.domain(), c.kind(), previous)
-                    .await?;
-                round.failed.push(key);
-            }
+            let n = Notice {
+                domain: c.domain(),
+                kind: c.kind(),
+                subject: format!("[mtasts] {}: {}", c.kind(), c.domain()),
+                text: c.text(),
+                body,
+            };
+            self.notify(&n, &states, now, now - cooldown, true, &detail, &mut round)
+                .await?;
         }
         for s in states.iter().filter(|s| s.active && s.kind != "digest") {
             if holding
                 .iter()
                 .any(|c| c.domain() == s.domain && c.kind() == s.kind)
+                || round
+                    .sent
+                    .iter()
+                    .any(|(k, d)| *d == s.domain && k.starts_with("resolved-"))
             {
                 continue;
             }
@@ -295,7 +314,11 @@ impl Alerter {
                 // An end that could not be announced is not retried: the digest lists the
                 // state of every domain.
                 let key = (format!("resolved-{}", s.kind), s.domain.clone());
-                if self.deliver(&subject, &text, &body).await {
+                let mut all = true;
+                for ch in self.channels() {
+                    all &= self.deliver(ch, &subject, &text, &body).await;
+                }
+                if all {
                     round.sent.push(key);
                 } else {
                     round.failed.push(key);
@@ -305,75 +328,125 @@ impl Alerter {
         if let Some(hour) = self.cfg.digest_hour
             && now.hour() >= hour
         {
+            let (text, body) = digest(&days, &holding, today);
+            let n = Notice {
+                domain: "",
+                kind: "digest",
+                subject: format!("[mtasts] TLS-RPT digest for {today}"),
+                text,
+                body,
+            };
             let since = today.midnight().assume_utc();
-            let previous = states
-                .iter()
-                .find(|s| s.domain.is_empty() && s.kind == "digest")
-                .and_then(|s| s.last_sent_at);
-            if self
-                .store
-                .claim_alert("", "digest", now, since, false, "")
-                .await?
-            {
-                let (text, body) = digest(&days, &holding, today);
-                let subject = format!("[mtasts] TLS-RPT digest for {today}");
-                if self.deliver(&subject, &text, &body).await {
-                    round.sent.push(("digest".into(), String::new()));
-                } else {
-                    self.store.release_alert("", "digest", previous).await?;
-                    round.failed.push(("digest".into(), String::new()));
-                }
-            }
+            self.notify(&n, &states, now, since, false, "", &mut round)
+                .await?;
         }
         Ok(round)
     }
 
-    /// Sends one notification everywhere configured; true when every destination took it.
-    async fn deliver(&self, subject: &str, text: &str, body: &Value) -> bool {
-        let mut ok = true;
+    /// The channels configured: `webhook`, `email`.
+    fn channels(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
         if !self.cfg.webhook.is_empty() {
+            out.push("webhook");
+        }
+        if !self.cfg.email_to.is_empty() {
+            out.push("email");
+        }
+        out
+    }
+
+    /// Claims and sends `n` on each channel on its own (a channel that fails is released and
+    /// retried next round without repeating the others); records it in `round` once.
+    #[allow(clippy::too_many_arguments, reason = "the claim's terms")]
+    async fn notify(
+        &self,
+        n: &Notice<'_>,
+        states: &[mtasts_store::AlertState],
+        now: OffsetDateTime,
+        sent_before: OffsetDateTime,
+        once_while_active: bool,
+        detail: &str,
+        round: &mut Round,
+    ) -> Result<(), mtasts_store::Error> {
+        let (mut sent, mut failed) = (false, false);
+        for ch in self.channels() {
+            let previous = states
+                .iter()
+                .find(|s| s.domain == n.domain && s.kind == n.kind && s.channel == ch)
+                .and_then(|s| s.last_sent_at);
+            if !self
+                .store
+                .claim_alert(
+                    n.domain,
+                    n.kind,
+                    ch,
+                    now,
+                    sent_before,
+                    once_while_active,
+                    detail,
+                )
+                .await?
+            {
+                continue;
+            }
+            if self.deliver(ch, &n.subject, &n.text, &n.body).await {
+                sent = true;
+            } else {
+                self.store
+                    .release_alert(n.domain, n.kind, ch, now, previous)
+                    .await?;
+                failed = true;
+            }
+        }
+        let key = (n.kind.to_owned(), n.domain.to_owned());
+        if sent {
+            round.sent.push(key.clone());
+        }
+        if failed {
+            round.failed.push(key);
+        }
+        Ok(())
+    }
+
+    /// Sends one notification on `channel`; true when it was taken.
+    async fn deliver(&self, channel: &str, subject: &str, text: &str, body: &Value) -> bool {
+        let ok = if channel == "webhook" {
             match tokio::time::timeout(Duration::from_secs(10), self.post(body)).await {
-                Ok(Ok(())) => {
-                    metrics::counter!("mtasts_alerts_sent_total", "via" => "webhook").increment(1);
-                }
+                Ok(Ok(())) => true,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "alerts: webhook failed");
-                    ok = false;
+                    false
                 }
                 Err(_) => {
                     tracing::warn!("alerts: webhook did not answer within 10 s");
-                    ok = false;
+                    false
                 }
             }
-        }
-        if !self.cfg.email_to.is_empty() {
+        } else {
             let mail = mail(&self.cfg.email_from, &self.cfg.email_to, subject, text);
-            match tokio::time::timeout(
-                Duration::from_secs(30),
-                send_mail(
-                    &self.cfg.smtp_relay,
-                    &self.cfg.email_from,
-                    &self.cfg.email_to,
-                    &mail,
-                ),
-            )
-            .await
-            {
-                Ok(Ok(())) => {
-                    metrics::counter!("mtasts_alerts_sent_total", "via" => "email").increment(1);
-                }
+            let send = send_mail(
+                &self.cfg.smtp_relay,
+                &self.cfg.email_from,
+                &self.cfg.email_to,
+                &mail,
+            );
+            match tokio::time::timeout(Duration::from_secs(30), send).await {
+                Ok(Ok(())) => true,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "alerts: e-mail failed");
-                    ok = false;
+                    false
                 }
                 Err(_) => {
                     tracing::warn!("alerts: the SMTP relay did not finish within 30 s");
-                    ok = false;
+                    false
                 }
             }
-        }
-        if !ok {
-            metrics::counter!("mtasts_alerts_failed_total").increment(1);
+        };
+        if ok {
+            metrics::counter!("mtasts_alerts_sent_total", "via" => channel.to_owned()).increment(1);
+        } else {
+            metrics::counter!("mtasts_alerts_failed_total", "via" => channel.to_owned())
+                .increment(1);
         }
         ok
     }
@@ -470,10 +543,18 @@ fn mail(from: &str, to: &[String], subject: &str, text: &str) -> String {
     );
     let mut body = String::new();
     for line in text.lines() {
-        let line: String = line
+        let mut line: String = line
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
+        // RFC 5321 §4.5.3.1.6: at most 998 bytes a line (a reporter's string can be longer).
+        if line.len() > 997 {
+            let mut end = 997;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line.truncate(end);
+        }
         // Dot-stuffing (RFC 5321 §4.5.2).
         if line.starts_with('.') {
             body.push('.');

@@ -246,7 +246,11 @@ impl Daemon {
                     dkim,
                     Some(tls),
                     config.smtp.limits(),
-                );
+                )
+                .with_tls_ready(crate::smtp_intake::tls_ready(
+                    hosted.clone(),
+                    &config.smtp.hostname,
+                ));
                 Some((listener, Arc::new(receiver)))
             }
         };
@@ -507,7 +511,12 @@ pub async fn load(store: &Store, hosts: &[String]) -> Result<(u64, Hosted), mtas
     }
     let mut services = Vec::new();
     if !hosts.is_empty() {
-        for c in store.host_certificates().await? {
+        // A broken host certificate row must not stop the domains from being served.
+        let certs = store.host_certificates().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "host certificates not loaded");
+            Vec::new()
+        });
+        for c in certs {
             if !hosts.iter().any(|h| h.eq_ignore_ascii_case(&c.name)) {
                 continue;
             }

@@ -41,6 +41,8 @@ pub struct SmtpConfig {
     pub max_errors: usize,
     /// Connections at once; more are told `421` and closed. Default 64.
     pub max_connections: usize,
+    /// Connections at once from one address (IPv6 by /64). Default 8.
+    pub max_connections_per_ip: usize,
     /// Seconds to send one command. Default 300.
     #[serde(deserialize_with = "secs")]
     pub command_timeout: Duration,
@@ -69,6 +71,7 @@ impl Default for SmtpConfig {
             max_commands: l.max_commands,
             max_errors: l.max_errors,
             max_connections: l.max_connections,
+            max_connections_per_ip: l.max_connections_per_ip,
             command_timeout: l.command_timeout,
             data_timeout: l.data_timeout,
             session_timeout: l.session_timeout,
@@ -90,6 +93,7 @@ impl SmtpConfig {
             ("smtp.max_messages", self.max_messages),
             ("smtp.max_commands", self.max_commands),
             ("smtp.max_connections", self.max_connections),
+            ("smtp.max_connections_per_ip", self.max_connections_per_ip),
         ];
         for (key, n) in counts {
             if n == 0 {
@@ -105,11 +109,18 @@ impl SmtpConfig {
                 return Err(format!("{key} must be more than 0 seconds"));
             }
         }
+        if self.max_message > mtasts_core::report::MAX_INPUT_SIZE {
+            return Err(format!(
+                "smtp.max_message: at most {} bytes (the report reader's input limit)",
+                mtasts_core::report::MAX_INPUT_SIZE
+            ));
+        }
         if self.require_dkim && !self.verify_dkim {
             return Err("smtp.require_dkim needs smtp.verify_dkim".into());
         }
         if self.hostname.is_empty()
             || self.hostname.len() > 253
+            || self.hostname.ends_with('.')
             || !self
                 .hostname
                 .bytes()
@@ -133,6 +144,7 @@ impl SmtpConfig {
             max_commands: self.max_commands,
             max_errors: self.max_errors,
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
             command_timeout: self.command_timeout,
             data_timeout: self.data_timeout,
             session_timeout: self.session_timeout,
@@ -157,6 +169,12 @@ impl ResolvesServerCert for SmtpCerts {
             .or_else(|| hosted.get(&self.hostname))
             .map(|e| Arc::clone(&e.cert))
     }
+}
+
+/// Whether `hostname` has a certificate to offer now (a client without SNI gets it).
+pub fn tls_ready(hosted: HostedSet, hostname: &str) -> mtasts_intake::smtp::TlsReady {
+    let hostname = hostname.to_ascii_lowercase();
+    Arc::new(move || hosted.guard().get(&hostname).is_some())
 }
 
 /// The TLS configuration of `STARTTLS`: TLS 1.3 and 1.2 with ring, certificates as

@@ -16,6 +16,8 @@ pub struct AlertState {
     pub domain: String,
     /// `failures`, `reports-stopped` or `digest`.
     pub kind: String,
+    /// `webhook` or `email`.
+    pub channel: String,
     /// The condition holds and was announced.
     pub active: bool,
     /// When the last notification was sent.
@@ -24,8 +26,8 @@ pub struct AlertState {
     pub detail: Option<String>,
 }
 
-/// domain, kind, active, last_sent_at, detail.
-type AlertRow = (String, String, i64, Option<i64>, Option<String>);
+/// domain, kind, channel, active, last_sent_at, detail.
+type AlertRow = (String, String, String, i64, Option<i64>, Option<String>);
 
 impl Store {
     /// Claims the sending of a `kind` notification for `domain` at `now`: true (and the row is
@@ -37,10 +39,15 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one row's key and the claim's terms"
+    )]
     pub async fn claim_alert(
         &self,
         domain: &str,
         kind: &str,
+        channel: &str,
         now: OffsetDateTime,
         sent_before: OffsetDateTime,
         once_while_active: bool,
@@ -49,16 +56,17 @@ impl Store {
         let mut tx = WriteTx::begin(&self.pools).await?;
         let n = on_backend!(&mut tx.tx, c => {
             sqlx::query(
-                "INSERT INTO alert_state (domain, kind, active) VALUES ($1, $2, 0) \
-                 ON CONFLICT (domain, kind) DO NOTHING",
+                "INSERT INTO alert_state (domain, kind, channel, active) VALUES ($1, $2, $3, 0) \
+                 ON CONFLICT (domain, kind, channel) DO NOTHING",
             )
             .bind(domain)
             .bind(kind)
+            .bind(channel)
             .execute(&mut **c)
             .await?;
             sqlx::query(
                 "UPDATE alert_state SET active = 1, last_sent_at = $3, detail = $4 \
-                 WHERE domain = $1 AND kind = $2 AND ($5 = 0 OR active = 0) \
+                 WHERE domain = $1 AND kind = $2 AND channel = $7 AND ($5 = 0 OR active = 0) \
                  AND (last_sent_at IS NULL OR last_sent_at < $6)",
             )
             .bind(domain)
@@ -67,6 +75,7 @@ impl Store {
             .bind(detail)
             .bind(i64::from(once_while_active))
             .bind(sent_before.unix_timestamp())
+            .bind(channel)
             .execute(&mut **c)
             .await?
             .rows_affected()
@@ -75,8 +84,12 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Undoes a claim whose notification could not be sent: inactive again, the last
-    /// notification time back to `previous`, so that the next round tries again.
+    /// Undoes this instance's claim (made at `claimed_at`) whose notification could not be
+    /// sent: inactive again, the last notification time back to `previous`, so that the next
+    /// round tries again. A claim made since by another instance is left alone.
+    ///
+    /// Delivery is at most once per claim: an instance that dies between its claim and the
+    /// send leaves the condition marked announced, and its end is announced later.
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -84,25 +97,30 @@ impl Store {
         &self,
         domain: &str,
         kind: &str,
+        channel: &str,
+        claimed_at: OffsetDateTime,
         previous: Option<OffsetDateTime>,
     ) -> Result<(), Error> {
         let mut tx = WriteTx::begin(&self.pools).await?;
         on_backend!(&mut tx.tx, c => {
             sqlx::query(
                 "UPDATE alert_state SET active = 0, last_sent_at = $3 \
-                 WHERE domain = $1 AND kind = $2",
+                 WHERE domain = $1 AND kind = $2 AND channel = $4 AND last_sent_at = $5",
             )
             .bind(domain)
             .bind(kind)
             .bind(previous.map(OffsetDateTime::unix_timestamp))
+            .bind(channel)
+            .bind(claimed_at.unix_timestamp())
             .execute(&mut **c)
             .await?;
         });
         tx.commit_quiet().await
     }
 
-    /// Marks the condition of `kind` for `domain` over; true when it was active (the caller
-    /// announces it resolved), false when another instance did already or it never was.
+    /// Marks the condition of `kind` for `domain` over on every channel; true when it was
+    /// active (the caller announces it resolved), false when another instance did already or
+    /// it never was.
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -119,7 +137,7 @@ impl Store {
             .rows_affected()
         );
         tx.commit_quiet().await?;
-        Ok(n == 1)
+        Ok(n >= 1)
     }
 
     /// Every alert state row, by domain and kind.
@@ -129,17 +147,18 @@ impl Store {
     pub async fn alert_states(&self) -> Result<Vec<AlertState>, Error> {
         let rows: Vec<AlertRow> = on_backend!(self.pools.reader(), p =>
             sqlx::query_as(
-                "SELECT domain, kind, CAST(active AS BIGINT), last_sent_at, detail \
-                 FROM alert_state ORDER BY domain, kind",
+                "SELECT domain, kind, channel, CAST(active AS BIGINT), last_sent_at, detail \
+                 FROM alert_state ORDER BY domain, kind, channel",
             )
             .fetch_all(p)
             .await?
         );
         rows.into_iter()
-            .map(|(domain, kind, active, sent, detail)| {
+            .map(|(domain, kind, channel, active, sent, detail)| {
                 Ok(AlertState {
                     domain,
                     kind,
+                    channel,
                     active: active != 0,
                     last_sent_at: sent.map(|t| from_unix("alert sent", t)).transpose()?,
                     detail,

@@ -209,15 +209,18 @@ both! {
         assert!(other.round(now + time::Duration::minutes(20)).await.unwrap().sent.is_empty());
         assert!(hook.take().is_empty());
 
-        // A new incident while the webhook fails: not lost, sent the round after.
+        // A new incident while the webhook fails: the mail goes, the webhook is retried the
+        // round after, and the mail is not sent again.
         put(report("b.test", day(0), 100, 100, "b-1")).await;
         *hook.fail.lock().unwrap() = true;
         let r = alerter.round(now + time::Duration::minutes(30)).await.unwrap();
         assert_eq!(r.failed, vec![("failures".into(), "b.test".into())], "{r:?}");
+        assert_eq!(mails.lock().unwrap().len(), 3, "the mail went");
         *hook.fail.lock().unwrap() = false;
         let r = alerter.round(now + time::Duration::minutes(40)).await.unwrap();
         assert_eq!(r.sent, vec![("failures".into(), "b.test".into())], "{r:?}");
         assert_eq!(hook.take().len(), 1);
+        assert_eq!(mails.lock().unwrap().len(), 3, "the mail was not sent again");
 
         // Three days on, a.test's reports are clean (the window is two days): resolved.
         let later = now + time::Duration::days(3);

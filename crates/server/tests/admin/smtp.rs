@@ -351,7 +351,7 @@ async fn commands_pipelined_after_starttls_are_not_answered_in_the_clear() {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(certs, key)
+        .with_single_cert(certs.clone(), key)
         .unwrap();
     let (addr, _store, _db) = receiver(SmtpLimits::default(), Some(Arc::new(tls))).await;
     let (mut c, _) = Client::connect(addr).await;
@@ -362,4 +362,98 @@ async fn commands_pipelined_after_starttls_are_not_answered_in_the_clear() {
     let mut extra = [0u8; 64];
     let more = tokio::time::timeout(Duration::from_millis(500), c.r.read(&mut extra)).await;
     assert!(more.is_err(), "answered in the clear: {more:?}");
+    // Inside TLS the session starts over: the injected NOOP and MAIL were dropped, not
+    // answered now; MAIL needs a new EHLO, and STARTTLS is not offered again.
+    let tcp = c.r.into_inner().reunite(c.w).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certs[0].clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("mx.a.test").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (r, mut w) = tokio::io::split(tls);
+    let mut r = BufReader::new(r);
+    let mut line = String::new();
+    w.write_all(b"MAIL FROM:<a@b.test>\r\n").await.unwrap();
+    r.read_line(&mut line).await.unwrap();
+    assert!(
+        line.starts_with("503 5.5.1"),
+        "first answer inside TLS: {line:?}"
+    );
+    w.write_all(b"EHLO c.test\r\n").await.unwrap();
+    let mut ehlo = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        ehlo.push_str(&line);
+        if line.as_bytes().get(3) != Some(&b'-') {
+            break;
+        }
+    }
+    assert!(
+        ehlo.starts_with("250") && !ehlo.contains("STARTTLS"),
+        "{ehlo}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_exact_size_and_dot_stuffed_mails_and_trickling_or_crowding_clients() {
+    let limits = SmtpLimits {
+        max_message: 4096,
+        command_timeout: Duration::from_secs(1),
+        max_connections_per_ip: 2,
+        ..SmtpLimits::default()
+    };
+    let (addr, store, _db) = receiver(limits, None).await;
+    let (mut c, _) = Client::connect(addr).await;
+    // An empty mail ends at once (not at the data time-out).
+    let got = c.deliver("").await;
+    assert!(got.starts_with("550 5.6.0"), "{got}");
+    // Exactly max_message bytes (4094 + CRLF... as received): not "too large".
+    let body = "x".repeat(4094);
+    let got = c.deliver(&format!("{body}\r\n")).await;
+    assert!(got.starts_with("550 5.6.0"), "exactly the limit: {got}");
+    let got = c.deliver(&format!("{body}xx\r\n")).await;
+    assert!(got.starts_with("552 5.3.4"), "one byte over: {got}");
+    // A report whose first line is dot-stuffed (`..`): unstuffed, then read.
+    let json = report("a.test", "dot");
+    let got = c.deliver(&format!(".{json}\r\n")).await;
+    assert!(got.starts_with("250 2.0.0 stored 1"), "{got}");
+    // A third connection from the same address is refused.
+    let (_second, _) = Client::connect(addr).await;
+    let (mut third, greeting) = Client::connect(addr).await;
+    assert!(greeting.starts_with("421 4.7.0"), "{greeting}");
+    assert_eq!(third.reply().await, "");
+    // A client trickling a byte every 300 ms is cut off once the line has taken a second.
+    let started = Instant::now();
+    let mut got = String::new();
+    for b in b"NOOP and more and more\r\n" {
+        if c.w.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(1), c.r.read_line(&mut got)).await
+            && n > 0
+        {
+            break;
+        }
+    }
+    if got.is_empty() {
+        got = c.reply().await;
+    }
+    assert!(got.starts_with("421 4.4.2"), "{got:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(stored(&store).await, 1);
 }
