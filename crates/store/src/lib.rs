@@ -72,7 +72,7 @@ pub use error::Error;
 pub use history::{AuditEntry, DriftEvent, DriftObservation};
 pub use reports::{
     Arrival, DayTotal, FailureTotal, Inserted, MAX_FAILURE_ROWS, MAX_LIST, MAX_REPORT_TEXT,
-    ReportDetail, ReportFilter, StoredReport, Via,
+    ReportDetail, ReportFilter, ReporterTotal, StoredReport, Via,
 };
 pub use tokens::{AdminToken, NewToken, TokenScope, TokenSecret};
 pub use watch::Watcher;
