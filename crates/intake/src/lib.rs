@@ -11,8 +11,10 @@
 //!
 //! - [`files`]: what `mtasts report import` reads: files, maildirs and mbox files.
 //! - [`views`]: the JSON of stored reports, shared by `mtasts report` and the admin API.
+//! - [`readiness`]: the enforce readiness verdict of a domain from its reports (D53).
 
 pub mod files;
+pub mod readiness;
 pub mod views;
 
 use mtasts_core::report::{Limits, ParsedReport, ReportError, RunBudget, parse_reports_in};
