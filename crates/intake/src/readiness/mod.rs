@@ -627,6 +627,7 @@ fn context(i: &Inputs<'_>, out: &mut Sorted) {
 /// The verdict (see the module docs and D53).
 pub fn assess(i: &Inputs<'_>) -> Readiness {
     let since = i.now - time::Duration::days(i64::from(i.days));
+    let since = since.replace_nanosecond(0).unwrap_or(since);
     let mut e = Evidence::default();
     for d in i.day_totals.iter().filter(|d| d.policy_domain == i.domain) {
         e.reports = e.reports.saturating_add(d.reports);
