@@ -402,4 +402,54 @@ async fn d53_postfix_failures_the_live_check_contradicts_are_go_with_a_note() {
         out.contains("Mail Example GmbH [tlsrpt-reporter]: 1 reports"),
         "{out}"
     );
+
+    // The promotion gate weighs the same reports: Postfix's failures do not block, and once
+    // Google reports one at mx1 (an expired certificate would be a note: the live check finds
+    // a valid one now), `domain promote` is refused for it.
+    let at = (OffsetDateTime::now_utc() + time::Duration::days(8))
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let promote = |store: String, at: String| {
+        let mut a: Vec<String> = [
+            "domain", "promote", DOMAIN, "--store", &store, "--now", &at, "--format", "json",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        a.extend(net.iter().map(|s| (*s).to_owned()));
+        async move { run(a, &[("MTASTS_STORE_KEY", KEY)]).await }
+    };
+    let copy = format!("sqlite:{}", dir.path().join("copy.db").display());
+    std::fs::copy(dir.path().join("store.db"), dir.path().join("copy.db")).unwrap();
+    import(
+        dir.path(),
+        &store,
+        &[report(
+            "Google Inc.",
+            &format!("{}T00:00:00Z_{DOMAIN}", day(1)),
+            DOMAIN,
+            &day(1),
+            90,
+            &[(
+                "starttls-not-supported",
+                "mx1.example.test",
+                "198.51.100.1",
+                2,
+            )],
+        )],
+    )
+    .await;
+    let (code, out, err) = promote(store.clone(), at.clone()).await;
+    assert_eq!(code, 1, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["error"]["code"], "not_ready", "{v:#}");
+    assert_eq!(
+        v["error"]["details"]["blockers"],
+        json!([{"blocker": "tls-rpt-failures", "failed_sessions": 2}]),
+        "{v:#}"
+    );
+    let (code, out, err) = promote(copy, at).await;
+    assert_eq!(code, 0, "without Google's failure: {out}{err}");
 }

@@ -4,7 +4,7 @@
 use crate::support::{both, cert, t};
 use mtasts_core::policy::Mode;
 use mtasts_core::rollout::{
-    AddressCheck, DAY, Evidence, HostCheck, LiveCheck, Probe, RolloutConfig, RolloutError,
+    AddressCheck, Blocker, DAY, Evidence, HostCheck, LiveCheck, Probe, RolloutConfig, RolloutError,
     TlsRptEvidence, WEEK,
 };
 use mtasts_server::domains::{AddDomain, DomainError, Domains, MxSource};
@@ -194,7 +194,8 @@ both! {
         match ops.promote("a.example", Some(&claimed), None, "cli", t(week)).await {
             Err(DomainError::Rollout(RolloutError::NotReady { blockers })) => {
                 assert_eq!(blockers.len(), 1, "{blockers:?}");
-                assert_eq!(blockers[0].to_string(), "TLS-RPT reports show 5 failed sessions; read them before enforcing");
+                assert_eq!(blockers[0], Blocker::TlsRptFailures { failed_sessions: 5 });
+                assert!(blockers[0].to_string().contains("mtasts report readiness"), "{}", blockers[0]);
             }
             other => panic!("{other:?}"),
         }
