@@ -226,6 +226,9 @@ async fn act(
                 let env = net.env()?;
                 let name = mtasts_server::domains::normalize_domain(domain)?;
                 let report = check_domain_within(&name, &env, net.domain_budget()).await;
+                // The TLS-RPT part is the store's to say: `Domains::promote`, here or on the
+                // server, reads it from the domain's reports with this live check (D53) and
+                // replaces what is sent.
                 Some(mtasts_core::rollout::Evidence {
                     live: drift::live_check(&report, now),
                     tlsrpt: mtasts_core::rollout::TlsRptEvidence::NotCollected,

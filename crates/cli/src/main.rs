@@ -15,6 +15,7 @@ mod net_args;
 mod output;
 mod policy_cmd;
 mod progress;
+mod readiness_cmd;
 mod record_cmd;
 mod report_cmd;
 mod report_store_cmd;
@@ -61,7 +62,8 @@ enum Command {
     /// DNS TXT records (`_mta-sts`, `_smtp._tls`): lint.
     #[command(subcommand)]
     Record(record_cmd::RecordCommand),
-    /// TLS-RPT reports: parse (JSON, gzip, or report mail).
+    /// TLS-RPT reports: parse (JSON, gzip, or report mail); import, list, show, summarise the
+    /// stored ones; the enforce readiness verdict of a domain.
     #[command(subcommand)]
     Report(report_cmd::ReportCommand),
     /// The MTA-STS policy daemon for Postfix (socketmap, tcp_table); `resolver query` explains

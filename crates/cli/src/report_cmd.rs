@@ -1,5 +1,6 @@
 //! `mtasts report parse` (files, no store), and the store commands (`report_store_cmd`).
 
+use crate::net_args::NetArgs;
 use crate::output::Format;
 use crate::report_store_cmd::parse_since;
 use crate::store_cmd::StoreArgs;
@@ -68,6 +69,29 @@ pub(crate) enum ReportCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// "What if enforce now?": from the domain's reports of the last days and a live check of
+    /// its MX hosts, which sessions would have failed, from which reporters, at which MX, why,
+    /// and the fix; go, no-go, or unknown when there is not enough to say (decisions D53).
+    ///
+    /// Exit status: 0 go, 1 no-go, 4 unknown (no report, no successful session, or failures
+    /// that cannot be told apart without the live check), 3 the store is out of reach.
+    Readiness {
+        /// The policy domain.
+        #[arg(long)]
+        domain: String,
+        /// The days of reports weighed (1 to 366).
+        #[arg(long, default_value_t = mtasts_intake::readiness::DEFAULT_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(mtasts_intake::readiness::MAX_DAYS)))]
+        days: u32,
+        /// No live check (where port 25 is blocked, or to weigh the reports alone): failures
+        /// only a live check can tell apart then stay undecided.
+        #[arg(long)]
+        no_live: bool,
+        #[command(flatten)]
+        net: NetArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 pub(crate) fn run(cmd: ReportCommand, format: Format, csv: bool) -> Result<u8> {
@@ -98,6 +122,16 @@ pub(crate) fn run(cmd: ReportCommand, format: Format, csv: bool) -> Result<u8> {
         ReportCommand::Show { id, store } => {
             stored::no_csv(csv, "show")?;
             return stored::show(id, &store, format);
+        }
+        ReportCommand::Readiness {
+            domain,
+            days,
+            no_live,
+            net,
+            store,
+        } => {
+            stored::no_csv(csv, "readiness")?;
+            return crate::readiness_cmd::run(&domain, days, !no_live, &net, &store, format);
         }
         ReportCommand::Summary {
             domain,

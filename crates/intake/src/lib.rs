@@ -13,10 +13,12 @@
 //! - [`smtp`]: the SMTP receiver for `rua=mailto:` reports, and [`dkim`]: the DKIM verdict
 //!   of report mail.
 //! - [`views`]: the JSON of stored reports, shared by `mtasts report` and the admin API.
+//! - [`readiness`]: the enforce readiness verdict of a domain from its reports (D53).
 
 pub mod alerts;
 pub mod dkim;
 pub mod files;
+pub mod readiness;
 pub mod smtp;
 pub mod views;
 

@@ -76,7 +76,7 @@ pub use history::{AuditEntry, DriftEvent, DriftObservation};
 pub use hosts::HostCertificate;
 pub use reports::{
     Arrival, DayTotal, Dkim, DkimVerdict, FailureTotal, Inserted, MAX_FAILURE_ROWS, MAX_LIST,
-    MAX_REPORT_TEXT, ReportDetail, ReportFilter, StoredReport, Via,
+    MAX_REPORT_TEXT, ReportDetail, ReportFilter, ReporterTotal, StoredReport, Via,
 };
 pub use tokens::{AdminToken, NewToken, TokenScope, TokenSecret};
 pub use watch::Watcher;

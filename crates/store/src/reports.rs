@@ -195,6 +195,26 @@ pub struct FailureTotal {
     pub sessions: u64,
 }
 
+/// What one reporter (`organization-name`) said about one policy domain over a span of days
+/// ([`Store::report_reporters`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReporterTotal {
+    /// The reporter.
+    pub organization: String,
+    /// Reports counted (each once, whatever its copies).
+    pub reports: u64,
+    /// Successful sessions in its policies for the domain.
+    pub success: u64,
+    /// Failed sessions in its policies for the domain.
+    pub failure: u64,
+    /// UTC days with a report from it.
+    pub days: u64,
+    /// The least and the greatest of its `report-id`s: the shape of its ids tells some
+    /// reporting software apart (sys4's tlsrpt-reporter, behind Postfix, writes
+    /// `<day>T00:00:00Z_idx<n>_<domain>`) when the organization name is the operator's own.
+    pub report_ids: (String, String),
+}
+
 /// Which reports to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReportFilter {
@@ -498,6 +518,49 @@ impl Store {
                     })
                 },
             )
+            .collect()
+    }
+}
+
+impl Store {
+    /// Per reporter, what its reports say about `domain` from `since` on (by the UTC day each
+    /// report's range begins, as [`Store::report_days`]): reports, sessions, days, and the
+    /// range of its report ids; by organization name, at most [`MAX_FAILURE_ROWS`].
+    ///
+    /// # Errors
+    /// [`Error::Database`]; [`Error::Corrupt`].
+    pub async fn report_reporters(
+        &self,
+        domain: &str,
+        since: OffsetDateTime,
+    ) -> Result<Vec<ReporterTotal>, Error> {
+        type Row = (String, i64, i64, i64, i64, String, String);
+        let rows: Vec<Row> = on_backend!(self.pools.reader(), p =>
+            sqlx::query_as(
+                "SELECT r.organization, COUNT(DISTINCT r.id), CAST(SUM(p.success) AS BIGINT), \
+                 CAST(SUM(p.failure) AS BIGINT), COUNT(DISTINCT p.day), MIN(r.report_id), \
+                 MAX(r.report_id) \
+                 FROM report_policies p JOIN reports r ON r.id = p.report \
+                 WHERE p.policy_domain = $1 AND p.day >= $2 \
+                 GROUP BY r.organization ORDER BY r.organization LIMIT $3",
+            )
+            .bind(domain)
+            .bind(day_of(since))
+            .bind(i64::from(MAX_FAILURE_ROWS))
+            .fetch_all(p)
+            .await?
+        );
+        rows.into_iter()
+            .map(|(organization, reports, s, f, days, first, last)| {
+                Ok(ReporterTotal {
+                    organization,
+                    reports: to_u64("report count", reports)?,
+                    success: to_u64("success count", s)?,
+                    failure: to_u64("failure count", f)?,
+                    days: to_u64("day count", days)?,
+                    report_ids: (first, last),
+                })
+            })
             .collect()
     }
 }

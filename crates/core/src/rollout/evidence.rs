@@ -76,8 +76,9 @@ pub enum Probe {
 
 /// What the domain's TLS-RPT reports say over the recent period.
 ///
-/// The report intake fills this in; until it exists, callers pass
-/// [`NotCollected`](Self::NotCollected), which blocks nothing unless
+/// Whoever holds the reports fills this in: `mtasts serve`'s domain operations read it from
+/// the store with the readiness verdict (decisions D53), whatever a caller sent.
+/// [`NotCollected`](Self::NotCollected) blocks nothing unless
 /// [`RolloutConfig::require_tlsrpt`](super::RolloutConfig::require_tlsrpt) is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
@@ -136,7 +137,8 @@ pub enum Blocker {
         /// What the probe found.
         probe: Probe,
     },
-    /// TLS-RPT reports show failed sessions.
+    /// TLS-RPT reports show failed sessions (those the readiness verdict counts as blockers or
+    /// leaves undecided).
     TlsRptFailures {
         /// How many.
         failed_sessions: u64,
@@ -188,7 +190,8 @@ impl fmt::Display for Blocker {
             },
             Self::TlsRptFailures { failed_sessions } => write!(
                 f,
-                "TLS-RPT reports show {failed_sessions} failed sessions; read them before enforcing"
+                "TLS-RPT reports show {failed_sessions} failed sessions that enforce would refuse \
+                 or that cannot be told apart yet; `mtasts report readiness` names them with their fixes"
             ),
             Self::TlsRptMissing => f.write_str("no TLS-RPT reports were collected for the domain"),
             Self::More { count } => write!(f, "and {count} more"),

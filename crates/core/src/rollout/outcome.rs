@@ -145,7 +145,8 @@ pub enum Notice {
         /// The records.
         records: Vec<DnsRecord>,
     },
-    /// TLS-RPT data was not part of the decision (no reports are collected yet).
+    /// TLS-RPT data was not part of the decision (no report arrived for the domain in the days
+    /// weighed, or the promotion was forced without evidence).
     TlsRptNotConsidered,
 }
 
@@ -198,9 +199,10 @@ impl fmt::Display for Notice {
                 }
                 Ok(())
             }
-            Self::TlsRptNotConsidered => {
-                f.write_str("TLS-RPT reports were not considered (none are collected yet)")
-            }
+            Self::TlsRptNotConsidered => f.write_str(
+                "TLS-RPT reports were not considered (none arrived for the domain in the \
+                     days weighed, or the promotion was forced)",
+            ),
         }
     }
 }

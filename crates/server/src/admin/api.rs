@@ -37,6 +37,7 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("GET", "/v1/domains/{domain}/audit", true),
     ("GET", "/v1/reports", true),
     ("GET", "/v1/reports/summary", true),
+    ("GET", "/v1/reports/readiness", true),
     ("GET", "/v1/reports/{id}", true),
 ];
 
@@ -494,7 +495,7 @@ async fn dispatch(
             ok(StatusCode::OK, &json!({ "entries": entries }))
         }
         (Method::GET, "/v1/reports") => {
-            let q = ReportQuery::parse(req.uri().query(), &token, now)?;
+            let q = ReportQuery::parse(req.uri().query(), &token, now, LIST_KEYS)?;
             let filter = mtasts_store::ReportFilter {
                 domain: q.domain,
                 since: q.since,
@@ -509,10 +510,7 @@ async fn dispatch(
             ok(StatusCode::OK, &json!({ "reports": list }))
         }
         (Method::GET, "/v1/reports/summary") => {
-            let q = ReportQuery::parse(req.uri().query(), &token, now)?;
-            if q.limit.is_some() {
-                return Err(invalid("limit is for /v1/reports"));
-            }
+            let q = ReportQuery::parse(req.uri().query(), &token, now, SUMMARY_KEYS)?;
             let since = q.since.unwrap_or(now - time::Duration::days(14));
             let store = ops.store();
             let days = store
@@ -525,6 +523,18 @@ async fn dispatch(
                 .map_err(crate::domains::DomainError::from)?;
             let summary = mtasts_intake::views::summary(&days, &failures, since);
             ok(StatusCode::OK, &summary)
+        }
+        (Method::GET, "/v1/reports/readiness") => {
+            let q = ReportQuery::parse(req.uri().query(), &token, now, READINESS_KEYS)?;
+            let domain = q
+                .domain
+                .ok_or_else(|| invalid("domain is required: ?domain="))?;
+            let days = q.days.unwrap_or(mtasts_intake::readiness::DEFAULT_DAYS);
+            // No live check here: the server does not probe port 25 inside a request (D38).
+            let r = mtasts_intake::readiness::load(ops.store(), &domain, days, now, None)
+                .await
+                .map_err(crate::domains::DomainError::from)?;
+            ok(StatusCode::OK, &r)
         }
         (Method::GET, "/v1/reports/{id}") => {
             let id: i64 = domain
@@ -548,12 +558,19 @@ fn invalid(why: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", why)
 }
 
-/// The query of the report routes: `domain`, `since` (`14d`, `36h`, RFC 3339), `limit`. A
-/// token scoped to domains must name one of them; unknown or repeated keys are refused.
+/// The query keys of `GET /v1/reports`, `/v1/reports/summary` and `/v1/reports/readiness`.
+const LIST_KEYS: &[&str] = &["domain", "since", "limit"];
+const SUMMARY_KEYS: &[&str] = &["domain", "since"];
+const READINESS_KEYS: &[&str] = &["domain", "days"];
+
+/// The query of the report routes: `domain`, `since` (`14d`, `36h`, RFC 3339), `limit`,
+/// `days` (1 to 366), each only where the route takes it (`known`). A token scoped to domains
+/// must name one of them; unknown or repeated keys are refused.
 struct ReportQuery {
     domain: Option<String>,
     since: Option<time::OffsetDateTime>,
     limit: Option<u32>,
+    days: Option<u32>,
 }
 
 impl ReportQuery {
@@ -561,16 +578,25 @@ impl ReportQuery {
         query: Option<&str>,
         token: &AdminToken,
         now: time::OffsetDateTime,
+        known: &[&str],
     ) -> Result<Self, ApiError> {
         let mut q = Self {
             domain: None,
             since: None,
             limit: None,
+            days: None,
         };
         let mut seen = std::collections::HashSet::new();
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             if !seen.insert(k.clone()) {
                 return Err(invalid(format!("{k} is given twice")));
+            }
+            if !known.contains(&k.as_ref()) {
+                return Err(invalid(format!(
+                    "unknown query parameter {:?}; known: {}",
+                    k.chars().take(64).collect::<String>(),
+                    known.join(", ")
+                )));
             }
             match k.as_ref() {
                 "domain" => {
@@ -591,11 +617,14 @@ impl ReportQuery {
                         })?;
                     q.limit = Some(n);
                 }
-                other => {
-                    return Err(invalid(format!(
-                        "unknown query parameter {:?}; known: domain, since, limit",
-                        other.chars().take(64).collect::<String>()
-                    )));
+                _ => {
+                    let max = mtasts_intake::readiness::MAX_DAYS;
+                    let n: u32 = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=max).contains(n))
+                        .ok_or_else(|| invalid(format!("days is 1 to {max}")))?;
+                    q.days = Some(n);
                 }
             }
         }

@@ -20,8 +20,10 @@ use mtasts_core::name::{MxPattern, normalize_host};
 use mtasts_core::policy::Mode;
 use mtasts_core::providers::{MxPlan, plan_mx};
 use mtasts_core::rollout::{
-    Evidence, Force, Notice, Outcome, RolloutConfig, RolloutError, RolloutState, Stage,
+    Evidence, Force, LiveCheck, Notice, Outcome, RolloutConfig, RolloutError, RolloutState, Stage,
+    TlsRptEvidence,
 };
+use mtasts_intake::readiness;
 use mtasts_store::{Change, NewPolicy, Store, Transition};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -504,7 +506,13 @@ impl Domains {
     }
 
     /// Promotes (testing to `enforce`, or one `max_age` step up), gated on `evidence` (a live
-    /// check the caller ran) and the time in the stage; `force` overrides, recorded.
+    /// check the caller ran), the domain's TLS-RPT reports in the store and the time in the
+    /// stage; `force` overrides, recorded.
+    ///
+    /// The TLS-RPT part of `evidence` is not taken from the caller: it is read from the reports
+    /// of the last [`readiness::DEFAULT_DAYS`] days as the readiness verdict weighs them with
+    /// the caller's live check (D53): none is `NotCollected`, failures that verdict counts as
+    /// blockers or leaves undecided are `Failures`, otherwise `Clean`.
     ///
     /// # Errors
     /// [`DomainError::Rollout`] (`NotReady` with every blocker, `Illegal`); the store's
@@ -520,6 +528,14 @@ impl Domains {
         let domain = normalize_domain(domain)?;
         let force = force_of(force)?;
         let (_, state) = self.load(&domain).await?;
+        let evidence = match evidence {
+            Some(e) => Some(Evidence {
+                tlsrpt: self.tlsrpt_evidence(&domain, &e.live, now).await?,
+                live: e.live.clone(),
+            }),
+            None => None,
+        };
+        let evidence = evidence.as_ref();
         let outcome = state.promote(now, evidence, force.as_ref(), &self.cfg)?;
         let evidence_json = serde_json::json!({
             "evidence": evidence,
@@ -535,6 +551,27 @@ impl Domains {
             actor,
         )
         .await
+    }
+
+    /// What the domain's TLS-RPT reports say for the promotion gate (see [`Domains::promote`]).
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn tlsrpt_evidence(
+        &self,
+        domain: &str,
+        live: &LiveCheck,
+        now: OffsetDateTime,
+    ) -> Result<TlsRptEvidence, DomainError> {
+        let r = readiness::load(
+            &self.store,
+            domain,
+            readiness::DEFAULT_DAYS,
+            now,
+            Some(live),
+        )
+        .await?;
+        Ok(r.tlsrpt_evidence())
     }
 
     /// Rolls back to testing; the notices say until when senders keep a cached `enforce`.

@@ -199,6 +199,55 @@ both! {
         assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     }
 
+    async fn d53_readiness_is_answered_per_domain_within_the_token_scope(db) {
+        let api = start(&db, false).await;
+        let arrival = mtasts_store::Arrival { via: mtasts_store::Via::File, source: None, at: t(0), dkim: None };
+        for (org, id, domain, failed) in [("Google Inc.", "g1", "a.example", 2), ("Microsoft Corporation", "m1", "b.example", 0)] {
+            let parsed = mtasts_core::report::parse_report_json(&tlsrpt(org, id, domain, failed)).unwrap();
+            api.store.insert_report(&parsed, &arrival).await.unwrap();
+        }
+        let all = token(&api.store, "ops", TokenScope::All).await;
+        let scoped = token(&api.store, "a", TokenScope::Domains(vec!["a.example".into()])).await;
+        let get = |path: &str, tok: &str| {
+            let (path, tok) = (path.to_owned(), tok.to_owned());
+            async move { call(api.addr, Method::GET, &path, Some(&tok), None).await }
+        };
+
+        // Failures at one MX: no-go naming it, with its fix; no live check from the server.
+        let (s, _, v) = get("/v1/reports/readiness?domain=A.example.", &scoped).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!((v["domain"].as_str(), v["verdict"].as_str()), (Some("a.example"), Some("no-go")), "{v}");
+        assert_eq!(v["blockers"][0]["receiving_mx"], "mx.a.example", "{v}");
+        assert_eq!(v["blockers"][0]["result_type"], "certificate-expired");
+        assert_eq!(v["blockers"][0]["failed_sessions"], 2);
+        assert_eq!(v["blockers"][0]["reporters"], json!(["Google Inc."]));
+        assert!(v["blockers"][0]["fix"].as_str().unwrap().starts_with("renew the certificate of mx.a.example"), "{v}");
+        assert_eq!((v["evidence"]["reports"].as_u64(), v["live_check"].is_null()), (Some(1), true), "{v}");
+        assert!(v["notes"].as_array().unwrap().iter().any(|n| n["id"] == "no-live-check"), "{v}");
+        assert_eq!(v["days"], 14);
+        // Clean: go. Nothing: unknown.
+        let (_, _, v) = get("/v1/reports/readiness?domain=b.example&days=30", &all).await;
+        assert_eq!((v["verdict"].as_str(), v["days"].as_u64()), (Some("go"), Some(30)), "{v}");
+        let (_, _, v) = get("/v1/reports/readiness?domain=c.example", &all).await;
+        assert_eq!(v["verdict"], "unknown", "{v}");
+        // One day still reaches today's report.
+        let (s, _, v) = get("/v1/reports/readiness?domain=a.example&days=1", &all).await;
+        assert_eq!((s, v["verdict"].as_str()), (StatusCode::OK, Some("no-go")), "{v}");
+
+        // Scope: another domain is 404 as an unhosted one; the domain is required.
+        let (s, _, _) = get("/v1/reports/readiness?domain=b.example", &scoped).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        for (q, tok) in [("", &all), ("", &scoped), ("domain=a.example&days=0", &all), ("domain=a.example&days=367", &all),
+                         ("domain=a.example&days=x", &all), ("domain=a.example&since=14d", &all),
+                         ("domain=a.example&limit=1", &all), ("domain=a.example&domain=a.example", &all)] {
+            let (s, _, v) = get(&format!("/v1/reports/readiness?{q}"), tok).await;
+            assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")), "{q} {v}");
+        }
+        // The other report routes do not take days.
+        let (s, _, _) = get("/v1/reports/summary?days=3", &all).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
     async fn no_token_or_a_wrong_token_is_401_on_every_route(db) {
         let api = start(&db, false).await;
         let good = token(&api.store, "ops", TokenScope::All).await;

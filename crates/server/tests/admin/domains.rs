@@ -4,7 +4,7 @@
 use crate::support::{both, cert, t};
 use mtasts_core::policy::Mode;
 use mtasts_core::rollout::{
-    AddressCheck, DAY, Evidence, HostCheck, LiveCheck, Probe, RolloutConfig, RolloutError,
+    AddressCheck, Blocker, DAY, Evidence, HostCheck, LiveCheck, Probe, RolloutConfig, RolloutError,
     TlsRptEvidence, WEEK,
 };
 use mtasts_server::domains::{AddDomain, DomainError, Domains, MxSource};
@@ -165,6 +165,67 @@ both! {
             ("domain.remove", t(r0 + week)),
         ]);
         assert!(audit.iter().all(|a| a.actor == "cli" && a.reason.as_deref().is_some_and(|r| !r.is_empty())));
+    }
+
+    async fn d53_the_gate_weighs_the_stored_reports_not_what_the_caller_claims(db) {
+        let ops = Domains::new(db.open().await, RolloutConfig::default()).unwrap();
+        let week = i64::from(WEEK);
+        let report = |org: &str, id: &str, domain: &str, rtype: &str, failed: u64| {
+            let json = serde_json::json!({
+                "organization-name": org,
+                "date-range": {"start-datetime": "2026-01-05T00:00:00Z", "end-datetime": "2026-01-05T23:59:59Z"},
+                "contact-info": "tlsrpt@reporter.example", "report-id": id,
+                "policies": [{
+                    "policy": {"policy-type": "sts", "policy-string": ["version: STSv1", "mode: testing"],
+                               "policy-domain": domain, "mx-host": ["mx1.example.net"]},
+                    "summary": {"total-successful-session-count": 100, "total-failure-session-count": failed},
+                    "failure-details": [{"result-type": rtype, "receiving-mx-hostname": "mx1.example.net",
+                                         "sending-mta-ip": "192.0.2.9", "failed-session-count": failed}]
+                }]
+            });
+            mtasts_core::report::parse_report_json(json.to_string().as_bytes()).unwrap()
+        };
+        let arrival = mtasts_store::Arrival { via: mtasts_store::Via::File, source: None, at: t(0), dkim: None };
+        // Google saw certificates expire at mx1: the gate refuses, whatever the caller says.
+        ops.add(&add("a.example", &["mx1.example.net"]), "cli", t(0)).await.unwrap();
+        ops.store().insert_report(&report("Google Inc.", "g1", "a.example", "certificate-host-mismatch", 5), &arrival).await.unwrap();
+        let mut claimed = evidence(t(week), &["mx1.example.net"]);
+        claimed.tlsrpt = TlsRptEvidence::Clean { reports: 1 };
+        match ops.promote("a.example", Some(&claimed), None, "cli", t(week)).await {
+            Err(DomainError::Rollout(RolloutError::NotReady { blockers })) => {
+                assert_eq!(blockers.len(), 1, "{blockers:?}");
+                assert_eq!(blockers[0], Blocker::TlsRptFailures { failed_sessions: 5 });
+                assert!(blockers[0].to_string().contains("mtasts report readiness"), "{}", blockers[0]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Only Postfix's reporter, which the live check contradicts: promoted, and the clean
+        // reports are what is recorded with the transition.
+        ops.add(&add("b.example", &["mx1.example.net"]), "cli", t(0)).await.unwrap();
+        ops.store().insert_report(&report("Google Inc.", "g2", "b.example", "certificate-host-mismatch", 0), &arrival).await.unwrap();
+        ops.store().insert_report(&report("Mail Example GmbH", "2026-01-05T00:00:00Z_idx1_b.example", "b.example", "certificate-host-mismatch", 3), &arrival).await.unwrap();
+        let v = ops.promote("b.example", Some(&evidence(t(week), &["mx1.example.net"])), None, "cli", t(week)).await.unwrap().domain.unwrap();
+        assert_eq!(v.state.as_str(), "enforce");
+        let tr = ops.store().transitions("b.example").await.unwrap();
+        let recorded = tr.last().unwrap().evidence.clone().unwrap();
+        assert!(recorded.contains(r#""tlsrpt":{"state":"clean","reports":2}"#), "{recorded}");
+        // No report: not collected, which blocks nothing by default.
+        ops.add(&add("c.example", &["mx1.example.net"]), "cli", t(0)).await.unwrap();
+        let mut claimed = evidence(t(week), &["mx1.example.net"]);
+        claimed.tlsrpt = TlsRptEvidence::Failures { failed_sessions: 9 };
+        ops.promote("c.example", Some(&claimed), None, "cli", t(week)).await.unwrap();
+        let tr = ops.store().transitions("c.example").await.unwrap();
+        assert!(tr.last().unwrap().evidence.as_deref().unwrap().contains(r#""tlsrpt":{"state":"not-collected"}"#));
+        // With TLS-RPT required, no report blocks.
+        let strict = RolloutConfig { require_tlsrpt: true, ..RolloutConfig::default() };
+        let ops = Domains::new(ops.store().clone(), strict).unwrap();
+        ops.add(&add("d.example", &["mx1.example.net"]), "cli", t(0)).await.unwrap();
+        match ops.promote("d.example", Some(&evidence(t(week), &["mx1.example.net"])), None, "cli", t(week)).await {
+            Err(DomainError::Rollout(RolloutError::NotReady { blockers })) => {
+                assert_eq!(blockers.iter().map(ToString::to_string).collect::<Vec<_>>(), ["no TLS-RPT reports were collected for the domain"]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     async fn a_removal_recorded_but_not_deleted_is_finished_by_the_next_remove(db) {

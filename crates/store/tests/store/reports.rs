@@ -105,6 +105,38 @@ both! {
         assert_eq!(store.reports(&one).await.unwrap()[0].report_id, "g2", "newest first");
     }
 
+    async fn reporters_are_counted_once_per_report_with_the_range_of_their_ids(db) {
+        let store = db.open().await;
+        for (org, id, domain, day, ok, failed) in [
+            ("Google Inc.", "2026-01-01T00:00:00Z_a.example", "a.example", "2026-01-01", 90, 10),
+            ("Google Inc.", "2026-01-02T00:00:00Z_a.example", "a.example", "2026-01-02", 70, 0),
+            ("Google Inc.", "2025-12-01T00:00:00Z_a.example", "a.example", "2025-12-01", 5, 5),
+            ("Example Org", "2026-01-01T00:00:00Z_idx1_a.example", "a.example", "2026-01-01", 3, 2),
+            ("Example Org", "2026-01-01T00:00:00Z_idx1_b.example", "b.example", "2026-01-01", 8, 0),
+        ] {
+            let parsed = parse_report_json(report(org, id, domain, day, ok, failed).as_bytes()).unwrap();
+            store.insert_report(&parsed, &arrival(Via::File, 1)).await.unwrap();
+            // A copy counts nothing more.
+            store.insert_report(&parsed, &arrival(Via::Smtp, 2)).await.unwrap();
+        }
+        let since = time::macros::datetime!(2025-12-31 12:00 UTC);
+        let got = store.report_reporters("a.example", since).await.unwrap();
+        let got: Vec<_> = got
+            .iter()
+            .map(|r| (r.organization.as_str(), r.reports, r.success, r.failure, r.days,
+                      r.report_ids.0.as_str(), r.report_ids.1.as_str()))
+            .collect();
+        assert_eq!(got, [
+            ("Example Org", 1, 3, 2, 1, "2026-01-01T00:00:00Z_idx1_a.example",
+             "2026-01-01T00:00:00Z_idx1_a.example"),
+            ("Google Inc.", 2, 160, 10, 2, "2026-01-01T00:00:00Z_a.example",
+             "2026-01-02T00:00:00Z_a.example"),
+        ]);
+        assert!(store.report_reporters("c.example", since).await.unwrap().is_empty());
+        let all = store.report_reporters("a.example", time::macros::datetime!(2025-01-01 0:00 UTC)).await.unwrap();
+        assert_eq!(all[1].reports, 3, "the December report once the span includes it");
+    }
+
     async fn a_batch_is_stored_in_one_go_with_its_copies_counted_in_order(db) {
         let store = db.open().await;
         let first = parse_report_json(report("G", "r1", "a.example", "2026-01-01", 1, 1).as_bytes()).unwrap();
