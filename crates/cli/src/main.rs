@@ -17,6 +17,7 @@ mod policy_cmd;
 mod progress;
 mod record_cmd;
 mod report_cmd;
+mod report_imap_cmd;
 mod report_store_cmd;
 mod resolver_cmd;
 mod runtime;

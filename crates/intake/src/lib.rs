@@ -10,9 +10,12 @@
 //! threads and then [`Intake::store`].
 //!
 //! - [`files`]: what `mtasts report import` reads: files, maildirs and mbox files.
+//! - [`imap`]: the IMAP importer: report mail read from a mailbox over TLS, moved to a
+//!   folder once stored (or to another when unreadable), never deleted.
 //! - [`views`]: the JSON of stored reports, shared by `mtasts report` and the admin API.
 
 pub mod files;
+pub mod imap;
 pub mod views;
 
 use mtasts_core::report::{Limits, ParsedReport, ReportError, RunBudget, parse_reports_in};
