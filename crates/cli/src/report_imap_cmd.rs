@@ -12,15 +12,11 @@ use clap::Args;
 use mtasts_core::text::escape;
 use mtasts_intake::imap::{
     DEFAULT_FOLDER, DEFAULT_PROCESSED, DEFAULT_REFUSED, DEFAULT_UNREADABLE, Folders, ImapLimits,
-    ImapSettings, Importer, Password, Round, Sorted, tls_config,
+    ImapSettings, Importer, Round, Sorted, parse_server, read_password_file, tls_config,
 };
 use mtasts_intake::{Accept, Intake, Stored};
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// The largest password file read: 4 KiB.
-const MAX_PASSWORD_FILE: u64 = 4096;
 
 /// `mtasts report imap`.
 #[derive(Debug, Args)]
@@ -78,15 +74,16 @@ pub(crate) struct ImapArgs {
 
 impl ImapArgs {
     fn settings(&self) -> Result<ImapSettings> {
-        let (host, port) = split_server(&self.server)?;
-        let password = read_password(&self.password_file)?;
+        let usage = |e: mtasts_intake::imap::ImapError| Usage(e.to_string());
+        let (host, port) = parse_server(&self.server).map_err(usage)?;
+        let password = read_password_file(&self.password_file).map_err(usage)?;
         let extra = match &self.ca_file {
             Some(p) => {
                 Some(std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?)
             }
             None => None,
         };
-        let tls = tls_config(extra.as_deref()).map_err(|e| Usage(e.to_string()))?;
+        let tls = tls_config(extra.as_deref()).map_err(usage)?;
         if self.timeout == 0 || self.poll_interval == 0 {
             return Err(Usage("--timeout and --poll-interval must be at least 1".into()).into());
         }
@@ -104,7 +101,7 @@ impl ImapArgs {
             host,
             port,
             user: self.user.clone(),
-            password: Password::new(password),
+            password,
             folders: Folders {
                 source: self.folder.clone(),
                 processed: self.processed_folder.clone(),
@@ -115,38 +112,6 @@ impl ImapArgs {
             limits,
         })
     }
-}
-
-/// `HOST:PORT` or `[IPv6]:PORT`.
-fn split_server(s: &str) -> Result<(String, u16)> {
-    let bad = || {
-        Usage(format!(
-            "--server {s:?}: give HOST:PORT (IMAPS is port 993)"
-        ))
-    };
-    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    if host.is_empty() || port == 0 {
-        return Err(bad().into());
-    }
-    Ok((host.to_owned(), port))
-}
-
-/// The first line of `path`, without its line end.
-fn read_password(path: &std::path::Path) -> Result<String> {
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_PASSWORD_FILE).read_to_string(&mut text))
-        .with_context(|| format!("cannot read the password file {}", path.display()))?;
-    let line = text.lines().next().unwrap_or("");
-    if line.is_empty() {
-        return Err(Usage(format!("the password file {} is empty", path.display())).into());
-    }
-    Ok(line.to_owned())
 }
 
 /// `mtasts report imap`.

@@ -284,12 +284,14 @@ async fn every_report_lands_through_imap_as_through_files_on_both_backends() {
     );
     assert_eq!(v["left"], 0, "{v:#}");
     assert_eq!(v["server"]["move"], true, "{v:#}");
+    let source = v["messages"][0]["source"].as_str().unwrap();
+    let url = format!(
+        "imaps://tlsrpt%40example.test@{}/INBOX;UIDVALIDITY=",
+        dovecot.addr()
+    );
     assert!(
-        v["messages"][0]["source"]
-            .as_str()
-            .unwrap()
-            .contains("/INBOX;UIDVALIDITY="),
-        "{v:#}"
+        source.starts_with(&url) && source.contains("/;UID="),
+        "{source}"
     );
     let (by_imap, summary_imap) = contents(&store).await;
     assert_same(&by_imap, &by_file, "IMAP differs from files");
@@ -599,4 +601,94 @@ async fn wait_for(dovecot: &Dovecot, n: usize, log: &Path) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `mtasts serve` with an `[imap]` table (given by `--set`): it reads the mailbox for the
+/// domains it hosts, moves what it read, and stops with the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_importer_of_its_imap_table_for_hosted_domains() {
+    let pki = Pki::new().unwrap();
+    let Some(dovecot) = Dovecot::start(&pki).await.unwrap() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("s.db").display());
+    let (code, out, err) = mtasts(&[
+        "domain",
+        "add",
+        "example.com",
+        "--mx",
+        "mx.example.com",
+        "--store",
+        &store,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tlsrpt");
+    dovecot
+        .append(
+            "INBOX",
+            &[
+                as_mail(&data.join("mta-sts-exporter/google.json"), 1),
+                as_mail(&data.join("mta-sts-exporter/rfc.json"), 2),
+            ],
+        )
+        .await
+        .unwrap();
+    // The flags `report imap` would take, as `[imap]` keys.
+    let args = imap_args(&dovecot, dir.path(), &pki);
+    let flag = |name: &str| {
+        let i = args.iter().position(|a| a == name).unwrap();
+        args[i + 1].clone()
+    };
+    let admin = support::free_addr(std::net::Ipv4Addr::LOCALHOST);
+    let https = support::free_addr(std::net::Ipv4Addr::LOCALHOST);
+    let log = dir.path().join("serve.log");
+    let child = support::bin()
+        .env("MTASTS_STORE_KEY", KEY)
+        .env("MTASTS_SERVE__IMAP__USER", USER)
+        .args(["serve", "--store", &store, "--http", "none"])
+        .args(["--https", &https.to_string(), "--admin", &admin.to_string()])
+        .args(["--set", "check.drift_interval=0", "--set", "grace=1"])
+        .args(["--set", &format!("imap.server={}", flag("--server"))])
+        .args(["--set", &format!("imap.tls_name={HOST_NAME}")])
+        .args([
+            "--set",
+            &format!("imap.password_file={}", flag("--password-file")),
+        ])
+        .args(["--set", &format!("imap.ca_file={}", flag("--ca-file"))])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut serve = support::Serve { child, log };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counts(&dovecot) != [0, 1, 0, 1] {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}\n{}",
+            counts(&dovecot),
+            std::fs::read_to_string(&serve.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let started = Instant::now();
+    while serve.child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "no exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(&serve.log).unwrap();
+    assert!(log.contains("IMAP round"), "{log}");
+    let list = json(&["report", "list", "--store", &store, "--format", "json"]).await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(
+        (list[0]["policy_domain"].as_str(), list[0]["via"].as_str()),
+        (Some("example.com"), Some("imap"))
+    );
 }

@@ -32,6 +32,11 @@
 //!
 //! [dns_update]                    # crate::publish::DnsUpdateConfig: RFC 2136 for full delegation
 //!
+//! [imap]                          # crate::report_imap::ImapConfig: report mail by IMAP; off
+//! server = "imap.provider.example:993"      # without a server
+//! user = "tlsrpt@provider.example"
+//! password_file = "/etc/mtasts/imap.password"
+//!
 //! [check]                         # the drift checker (the CLI's live check takes its own flags)
 //! nameservers = ["127.0.0.53"]    # IP or IP:PORT; empty: the system's
 //! ca_file = "/etc/mtasts/extra-roots.pem"   # roots trusted beside the Mozilla ones
@@ -112,6 +117,8 @@ pub struct ServeConfig {
     pub dns_update: crate::publish::DnsUpdateConfig,
     /// TLS-RPT reports by HTTPS `POST` on the policy hosts (`[intake]`).
     pub intake: crate::report_sink::IntakeConfig,
+    /// TLS-RPT report mail read from an IMAP mailbox (`[imap]`; off unless `server` is set).
+    pub imap: crate::report_imap::ImapConfig,
     /// How often the store's generation is read, in seconds (PostgreSQL also wakes on
     /// LISTEN/NOTIFY at once; this bounds the delay when a notification was lost, and is all
     /// SQLite has). Default 2.
@@ -266,6 +273,7 @@ impl Default for ServeConfig {
             hosting: crate::hosting::Hosting::default(),
             dns_update: crate::publish::DnsUpdateConfig::default(),
             intake: crate::report_sink::IntakeConfig::default(),
+            imap: crate::report_imap::ImapConfig::default(),
             reload_poll: Duration::from_secs(2),
             grace: Duration::from_secs(5),
             metrics: None,
@@ -287,6 +295,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("hosting", &self.hosting)
             .field("dns_update", &self.dns_update)
             .field("intake", &self.intake)
+            .field("imap", &self.imap)
             .field("reload_poll", &self.reload_poll)
             .field("grace", &self.grace)
             .field("metrics", &self.metrics.is_some())
@@ -407,6 +416,7 @@ impl ServeConfig {
         self.acme.validate().map_err(ConfigError::Invalid)?;
         self.dns_update.validate().map_err(ConfigError::Invalid)?;
         self.intake.validate().map_err(ConfigError::Invalid)?;
+        self.imap.validate().map_err(ConfigError::Invalid)?;
         if let Some(rua) = &self.hosting.tlsrpt_rua {
             let record = crate::hosting::tlsrpt_value(rua);
             let parsed = mtasts_core::record::parse_tlsrpt_rrset(&[record.as_bytes()]);

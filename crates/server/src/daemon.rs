@@ -77,6 +77,7 @@ pub struct Daemon {
     drift: Option<Checker>,
     acme: Option<std::sync::Arc<crate::acme::Engine>>,
     publisher: Option<crate::publish::Publisher>,
+    imap: Option<mtasts_intake::imap::Importer>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -218,6 +219,7 @@ impl Daemon {
                     hosted.clone(),
                 )
             });
+        let imap = config.imap.importer(&store).map_err(|e| fail("imap", e))?;
         Ok(Self {
             config,
             store,
@@ -230,6 +232,7 @@ impl Daemon {
             drift,
             acme,
             publisher,
+            imap,
         })
     }
 
@@ -269,6 +272,7 @@ impl Daemon {
             drift,
             acme,
             publisher,
+            imap,
         } = self;
         tracing::info!(
             https = %server.https_addr(),
@@ -290,6 +294,8 @@ impl Daemon {
         let publish_wake = publisher.as_ref().map(crate::publish::Publisher::waker);
         let publisher: Option<JoinHandle<_>> =
             publisher.map(|p| tokio::spawn(p.run(stopped(stop_rx.clone()))));
+        let imap: Option<JoinHandle<_>> =
+            imap.map(|i| tokio::spawn(crate::report_imap::run(i, stopped(stop_rx.clone()))));
         let admin: JoinHandle<_> = tokio::spawn(admin.run(domains, stopped(stop_rx)));
         let poll = config.reload_poll;
         let mut watcher = store.watch(generation, poll);
@@ -382,7 +388,7 @@ impl Daemon {
             tracing::warn!(error = %e, "policy listener");
         }
         let _ = admin.await;
-        for task in [drift, acme, publisher].into_iter().flatten() {
+        for task in [drift, acme, publisher, imap].into_iter().flatten() {
             let _ = task.await;
         }
         // The watcher's LISTEN connection comes from the pool: close waits for it otherwise.

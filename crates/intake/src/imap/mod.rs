@@ -211,6 +211,52 @@ pub struct ImapSettings {
     pub limits: ImapLimits,
 }
 
+/// The largest password file read: 4 KiB.
+pub const MAX_PASSWORD_FILE: u64 = 4096;
+
+/// `HOST:PORT` or `[IPv6]:PORT`.
+///
+/// # Errors
+/// [`ImapError::Config`] for anything else.
+pub fn parse_server(s: &str) -> Result<(String, u16), ImapError> {
+    let bad = || ImapError::Config(format!("server {s:?}: give HOST:PORT (IMAPS is port 993)"));
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 || host.contains(['/', '@', ' ']) {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// The password: the first line of `path` (at most [`MAX_PASSWORD_FILE`] bytes read), without
+/// its line end.
+///
+/// # Errors
+/// [`ImapError::Config`] when the file cannot be read or its first line is empty.
+pub fn read_password_file(path: &std::path::Path) -> Result<Password, ImapError> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PASSWORD_FILE).read_to_string(&mut text))
+        .map_err(|e| {
+            ImapError::Config(format!(
+                "cannot read the password file {}: {e}",
+                path.display()
+            ))
+        })?;
+    match text.lines().next() {
+        Some(line) if !line.is_empty() => Ok(Password::new(line)),
+        _ => Err(ImapError::Config(format!(
+            "the password file {} is empty",
+            path.display()
+        ))),
+    }
+}
+
 /// A TLS client trusting the Mozilla roots and the PEM certificates in `extra_roots`, on ring.
 ///
 /// # Errors
@@ -395,6 +441,20 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// `s` with every byte but letters, digits and `-._~` percent-encoded (RFC 3986), for the
+/// user and folder in a message's URL.
+fn url_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A server's text cut to [`MAX_SERVER_TEXT`] characters.
 fn cut(s: &str) -> String {
     match s.char_indices().nth(MAX_SERVER_TEXT) {
@@ -536,6 +596,10 @@ impl Importer {
                     let limits = self.settings.limits;
                     if let Err(e) = conn.idle(limits.idle, stop.wait()).await {
                         report(Err(&e));
+                        if stop.sleep(backoff).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
                         continue 'connect;
                     }
                     if stop.is_set() {
@@ -623,9 +687,17 @@ impl Importer {
         run: &mut RunBudget,
     ) -> Result<Option<Mail>, ImapError> {
         let s = &self.settings;
+        let host = if s.host.contains(':') {
+            format!("[{}]", s.host)
+        } else {
+            s.host.clone()
+        };
         let source = format!(
-            "imaps://{}@{}:{}/{};UIDVALIDITY={validity}/;UID={}",
-            s.user, s.host, s.port, s.folders.source, m.uid
+            "imaps://{}@{host}:{}/{};UIDVALIDITY={validity}/;UID={}",
+            url_escape(&s.user),
+            s.port,
+            url_escape(&s.folders.source),
+            m.uid
         );
         let mut mail = Mail {
             uid: m.uid,
@@ -717,6 +789,27 @@ mod tests {
         assert_eq!(cut("short"), "short");
         assert_eq!(format!("{:?}", Password::new("hunter2")), "Password(..)");
         assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(url_escape("tlsrpt@example.test"), "tlsrpt%40example.test");
+        assert_eq!(url_escape("Reports/2026 x"), "Reports%2F2026%20x");
+    }
+
+    #[test]
+    fn servers_are_host_and_port() {
+        assert_eq!(
+            parse_server("imap.example:993").unwrap(),
+            ("imap.example".into(), 993)
+        );
+        assert_eq!(parse_server("[::1]:10993").unwrap(), ("::1".into(), 10993));
+        for bad in [
+            "imap.example",
+            ":993",
+            "imap.example:0",
+            "a:b",
+            "a@b:993",
+            "a:99999",
+        ] {
+            assert!(parse_server(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
