@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use mtasts_intake::imap::{
     DEFAULT_FOLDER, DEFAULT_PROCESSED, DEFAULT_REFUSED, DEFAULT_UNREADABLE, Folders, ImapLimits,
-    ImapSettings, Importer, MAX_IDLE, parse_server, read_password_file, tls_config,
+    ImapSettings, Importer, MAX_IDLE, Sorted, parse_server, read_password_file, tls_config,
 };
 use mtasts_intake::{Accept, Intake};
 use mtasts_store::Store;
@@ -195,11 +195,27 @@ pub async fn run(importer: Importer, stop: impl Future<Output = ()>) {
             Ok(round) if round.mails.is_empty() => {}
             Ok(round) => {
                 let (stored, duplicates, refused) = round.reports();
+                // The HTTPS intake's counters, by `via`: a mail without a valid report is one
+                // `invalid`, as a body without one is.
+                let invalid = round
+                    .mails
+                    .iter()
+                    .filter(|m| m.sorted == Sorted::Unreadable)
+                    .count();
+                for (result, n) in [
+                    ("stored", stored),
+                    ("duplicate", duplicates),
+                    ("refused", refused),
+                    ("invalid", invalid),
+                ] {
+                    metrics::counter!("mtasts_intake_reports_total", "via" => "imap", "result" => result)
+                        .increment(n as u64);
+                }
                 tracing::info!(
                     mails = round.mails.len(),
-                    processed = round.mails_to(mtasts_intake::imap::Sorted::Processed),
-                    unreadable = round.mails_to(mtasts_intake::imap::Sorted::Unreadable),
-                    refused_mails = round.mails_to(mtasts_intake::imap::Sorted::Refused),
+                    processed = round.mails_to(Sorted::Processed),
+                    unreadable = round.mails_to(Sorted::Unreadable),
+                    refused_mails = round.mails_to(Sorted::Refused),
                     stored,
                     duplicates,
                     refused,
