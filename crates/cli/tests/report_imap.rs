@@ -268,18 +268,33 @@ async fn every_report_lands_through_imap_as_through_files_on_both_backends() {
         dovecot.log()
     );
 
-    // Through IMAP (any domain: the files were stored whatever their domain).
+    // Through IMAP (any domain: the files were stored whatever their domain), 7 mails in the
+    // first round, the rest in the second.
     let store = sqlite("imap.db");
+    let (code, v, err) = imap_once(&base, &store, &["--any-domain", "--max-messages", "7"]).await;
+    assert_eq!(code, 0, "{v:#}{err}");
+    assert_eq!(
+        (v["processed"].as_u64(), v["more"].as_bool()),
+        (Some(7), Some(true)),
+        "{v:#}"
+    );
+    assert_eq!(v["left"].as_u64(), Some(mails.len() as u64 - 7), "{v:#}");
+    let first_round = v["reports_stored"].as_u64().unwrap();
     let (code, v, err) = imap_once(&base, &store, &["--any-domain"]).await;
     assert_eq!(code, 0, "{v:#}{err}");
-    assert_eq!(v["processed"].as_u64(), Some(mails.len() as u64), "{v:#}");
+    assert_eq!(
+        v["processed"].as_u64(),
+        Some(mails.len() as u64 - 7),
+        "{v:#}"
+    );
+    assert_eq!(v["more"], false, "{v:#}");
     assert_eq!(
         (v["unreadable"].as_u64(), v["refused"].as_u64()),
         (Some(0), Some(0))
     );
     assert_eq!(
-        v["reports_stored"].as_u64(),
-        Some(by_file.len() as u64),
+        v["reports_stored"].as_u64().unwrap() + first_round,
+        by_file.len() as u64,
         "{v:#}"
     );
     assert_eq!(v["left"], 0, "{v:#}");
@@ -471,6 +486,15 @@ async fn unreadable_oversized_refused_and_deleted_mail_is_sorted_and_nothing_is_
         assert_eq!(listed[0]["policy_domain"], "example.com");
 
         // Again: nothing to take; the \Deleted message is still left alone.
+        let mut again: Vec<&str> = base.iter().map(String::as_str).collect();
+        again.extend(["--once", "--store", &store]);
+        let (code, out, err) = mtasts(&again).await;
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(
+            out,
+            "0 mails: 0 processed, 0 unreadable, 0 refused; reports: 0 stored, 0 duplicates, 0 \
+             refused; 1 left in the folder\n"
+        );
         let (code, v, err) = imap_once(&base, &store, &[]).await;
         assert_eq!(code, 0, "{v:#}{err}");
         assert_eq!(
