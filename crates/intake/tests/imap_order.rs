@@ -1,9 +1,8 @@
 //! The IMAP importer's order of work against a scripted server that holds one report mail and
 //! records every command: `LOGIN` when no `AUTH=PLAIN` is offered (Dovecot offers it: the
 //! tests against it use `AUTHENTICATE PLAIN`); the mail is moved only after its reports are
-//! committed; a refused
-//! MOVE leaves it in place with its report stored, and the next round stores a copy and moves
-//! it; a store that fails leaves the mail in place, unmoved.
+//! committed; a refused MOVE leaves it in place with its report stored, and the next round
+//! stores a copy and moves it; a store that fails leaves the mail in place, unmoved.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
