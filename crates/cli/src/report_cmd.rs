@@ -42,7 +42,8 @@ pub(crate) enum ReportCommand {
     /// with --once.
     ///
     /// Only domains hosted in the store are accepted (the mailbox is an address anyone can
-    /// mail), unless --any-domain.
+    /// mail), unless --any-domain. With --once: exit 0 when the round went through, 1 when
+    /// some mail was unreadable, 3 when the server or the store could not be used.
     Imap(Box<crate::report_imap_cmd::ImapArgs>),
     /// The stored reports, newest first.
     List {
