@@ -36,6 +36,16 @@ pub(crate) enum ReportCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Store report mail from an IMAP mailbox (TLS), then move it: to the processed folder
+    /// once its reports are stored, to the unreadable folder when it holds none (or is too
+    /// large), to the refused folder when every report is for a domain not hosted here.
+    /// Nothing is deleted. Polls with IDLE where offered until SIGINT/SIGTERM, or one round
+    /// with --once.
+    ///
+    /// Only domains hosted in the store are accepted (the mailbox is an address anyone can
+    /// mail), unless --any-domain. With --once: exit 0 when the round went through, 1 when
+    /// some mail was unreadable, 3 when the server or the store could not be used.
+    Imap(Box<crate::report_imap_cmd::ImapArgs>),
     /// The stored reports, newest first.
     List {
         /// Only this policy domain.
@@ -104,6 +114,10 @@ pub(crate) fn run(cmd: ReportCommand, format: Format, csv: bool) -> Result<u8> {
         ReportCommand::Import { paths, store } => {
             stored::no_csv(csv, "import")?;
             return stored::import(&paths, &store, format);
+        }
+        ReportCommand::Imap(args) => {
+            stored::no_csv(csv, "imap")?;
+            return crate::report_imap_cmd::run(&args, format);
         }
         ReportCommand::List {
             domain,

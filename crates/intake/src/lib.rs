@@ -10,6 +10,8 @@
 //! threads and then [`Intake::store`].
 //!
 //! - [`files`]: what `mtasts report import` reads: files, maildirs and mbox files.
+//! - [`imap`]: the IMAP importer: report mail read from a mailbox over TLS, moved to a
+//!   folder once stored (or to another when unreadable), never deleted.
 //! - [`smtp`]: the SMTP receiver for `rua=mailto:` reports, and [`dkim`]: the DKIM verdict
 //!   of report mail.
 //! - [`views`]: the JSON of stored reports, shared by `mtasts report` and the admin API.
@@ -18,6 +20,7 @@
 pub mod alerts;
 pub mod dkim;
 pub mod files;
+pub mod imap;
 pub mod readiness;
 pub mod smtp;
 pub mod views;

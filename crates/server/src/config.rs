@@ -32,6 +32,11 @@
 //!
 //! [dns_update]                    # crate::publish::DnsUpdateConfig: RFC 2136 for full delegation
 //!
+//! [imap]                          # crate::report_imap::ImapConfig: report mail by IMAP; off
+//! server = "imap.provider.example:993"      # without a server
+//! user = "tlsrpt@provider.example"
+//! password_file = "/etc/mtasts/imap.password"
+//!
 //! [check]                         # the drift checker (the CLI's live check takes its own flags)
 //! nameservers = ["127.0.0.53"]    # IP or IP:PORT; empty: the system's
 //! ca_file = "/etc/mtasts/extra-roots.pem"   # roots trusted beside the Mozilla ones
@@ -117,6 +122,8 @@ pub struct ServeConfig {
     /// Alerts on the reports by webhook and e-mail (`[alerts]`; off unless `webhook` or
     /// `email_to` is set).
     pub alerts: crate::alerts::AlertConfig,
+    /// TLS-RPT report mail read from an IMAP mailbox (`[imap]`; off unless `server` is set).
+    pub imap: crate::report_imap::ImapConfig,
     /// How often the store's generation is read, in seconds (PostgreSQL also wakes on
     /// LISTEN/NOTIFY at once; this bounds the delay when a notification was lost, and is all
     /// SQLite has). Default 2.
@@ -273,6 +280,7 @@ impl Default for ServeConfig {
             intake: crate::report_sink::IntakeConfig::default(),
             smtp: crate::smtp_intake::SmtpConfig::default(),
             alerts: crate::alerts::AlertConfig::default(),
+            imap: crate::report_imap::ImapConfig::default(),
             reload_poll: Duration::from_secs(2),
             grace: Duration::from_secs(5),
             metrics: None,
@@ -296,6 +304,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("intake", &self.intake)
             .field("smtp", &self.smtp)
             .field("alerts", &self.alerts)
+            .field("imap", &self.imap)
             .field("reload_poll", &self.reload_poll)
             .field("grace", &self.grace)
             .field("metrics", &self.metrics.is_some())
@@ -431,6 +440,7 @@ impl ServeConfig {
         self.intake.validate().map_err(ConfigError::Invalid)?;
         self.smtp.validate().map_err(ConfigError::Invalid)?;
         self.alerts.validate().map_err(ConfigError::Invalid)?;
+        self.imap.validate().map_err(ConfigError::Invalid)?;
         if let Some(rua) = &self.hosting.tlsrpt_rua {
             let record = crate::hosting::tlsrpt_value(rua);
             let parsed = mtasts_core::record::parse_tlsrpt_rrset(&[record.as_bytes()]);

@@ -83,6 +83,7 @@ pub struct Daemon {
         Arc<mtasts_intake::smtp::SmtpReceiver>,
     )>,
     alerter: Option<crate::alerts::Alerter>,
+    imap: Option<mtasts_intake::imap::Importer>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -267,6 +268,7 @@ impl Daemon {
                     hosted.clone(),
                 )
             });
+        let imap = config.imap.importer(&store).map_err(|e| fail("imap", e))?;
         Ok(Self {
             config,
             store,
@@ -281,6 +283,7 @@ impl Daemon {
             publisher,
             smtp,
             alerter,
+            imap,
         })
     }
 
@@ -327,6 +330,7 @@ impl Daemon {
             publisher,
             smtp,
             alerter,
+            imap,
         } = self;
         tracing::info!(
             https = %server.https_addr(),
@@ -354,6 +358,8 @@ impl Daemon {
         });
         let alerter: Option<JoinHandle<_>> =
             alerter.map(|a| tokio::spawn(a.run(stopped(stop_rx.clone()))));
+        let imap: Option<JoinHandle<_>> =
+            imap.map(|i| tokio::spawn(crate::report_imap::run(i, stopped(stop_rx.clone()))));
         let admin: JoinHandle<_> = tokio::spawn(admin.run(domains, stopped(stop_rx)));
         let poll = config.reload_poll;
         let service_hosts = config.service_hosts();
@@ -447,7 +453,7 @@ impl Daemon {
             tracing::warn!(error = %e, "policy listener");
         }
         let _ = admin.await;
-        for task in [drift, acme, publisher, smtp, alerter]
+        for task in [drift, acme, publisher, smtp, alerter, imap]
             .into_iter()
             .flatten()
         {

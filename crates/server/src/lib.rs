@@ -42,6 +42,7 @@ pub mod http;
 pub mod limits;
 pub mod ops;
 pub mod publish;
+pub mod report_imap;
 pub mod report_sink;
 pub mod server;
 pub mod smtp_intake;

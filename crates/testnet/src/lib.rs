@@ -12,6 +12,9 @@
 //! - [`smtp`]: scripted SMTP MX hosts (STARTTLS or not, broken handshakes, silence, slowness)
 //!   that accept whole messages and keep them for the test.
 //! - [`relay`]: a TCP relay a test can cut and restore (a database outage seen by one client).
+//! - [`dovecot`]: a real Dovecot IMAP server (Debian's `dovecot-imapd`) on loopback, implicit
+//!   TLS with a certificate of our PKI, one passwd-file user, maildir storage; SKIP when
+//!   Dovecot is missing, a failure when `CI=true`.
 //! - [`knot`]: a real knotd (Debian's `knot`) on loopback, its zones open to RFC 2136 updates
 //!   signed with one TSIG key, or refusing them; SKIP when knotd is missing, a failure when
 //!   `CI=true`.
@@ -30,6 +33,7 @@
 
 pub mod dns;
 pub mod dnssec;
+pub mod dovecot;
 pub mod https;
 pub mod knot;
 pub mod oldtls;
