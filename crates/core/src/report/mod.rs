@@ -100,6 +100,7 @@
 mod datetime;
 mod decode;
 mod error;
+mod fast;
 mod generate;
 mod json;
 mod mime;
@@ -109,6 +110,8 @@ mod render;
 mod text;
 
 pub use error::{GenerateError, ReportError};
+#[doc(hidden)]
+pub use fast::without_fast_path;
 pub use generate::{generate_json, gzip, report_filename};
 pub use model::{
     DateRange, Extra, FailureDetail, ParsedReport, Policy, PolicyResult, PolicyType, Repair,

@@ -12,7 +12,9 @@ use super::{Limits, MAX_WARNINGS};
 use crate::diag::Severity;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr};
+use time::OffsetDateTime;
 
 /// Largest integer I-JSON numbers carry exactly (RFC 7493 §2.2).
 const MAX_EXACT_INT: u64 = 1 << 53;
@@ -20,7 +22,7 @@ const MAX_EXACT_INT: u64 = 1 << 53;
 const REPORT_KEYS: [&str; 4] = ["organization-name", "date-range", "report-id", "policies"];
 
 /// Collects repairs, at most [`MAX_WARNINGS`] of them.
-struct Ctx {
+pub(super) struct Ctx {
     warnings: Vec<Repair>,
     dropped: usize,
     /// Counts not written as plain integers, by path (see [`json::Parsed::counts`]).
@@ -28,12 +30,32 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn warn(&mut self, id: &'static str, severity: Severity, path: &str, message: String) {
+    /// A context that starts with `notes` (the repairs made while decoding the text).
+    pub(super) fn new(notes: Vec<Repair>, counts: HashMap<String, json::CountText>) -> Self {
+        let mut ctx = Self {
+            warnings: Vec::new(),
+            dropped: 0,
+            counts,
+        };
+        for n in notes {
+            ctx.warn(n.id, n.severity, &n.path, n.message);
+        }
+        ctx
+    }
+
+    /// Records a repair; `path` is turned into text only when the repair is kept.
+    pub(super) fn warn(
+        &mut self,
+        id: &'static str,
+        severity: Severity,
+        path: impl Display,
+        message: String,
+    ) {
         if self.warnings.len() < MAX_WARNINGS {
             self.warnings.push(Repair {
                 id,
                 severity,
-                path: path.to_owned(),
+                path: path.to_string(),
                 message,
             });
         } else {
@@ -41,7 +63,7 @@ impl Ctx {
         }
     }
 
-    fn finish(mut self) -> Vec<Repair> {
+    pub(super) fn finish(mut self) -> Vec<Repair> {
         if self.dropped > 0 {
             self.warnings.push(Repair {
                 id: "report.too-many-warnings",
@@ -64,14 +86,7 @@ pub(crate) fn build_report(
     raw_size: u64,
     limits: &Limits,
 ) -> Result<ParsedReport, ReportError> {
-    let mut ctx = Ctx {
-        warnings: Vec::new(),
-        dropped: 0,
-        counts: parsed.counts,
-    };
-    for n in notes {
-        ctx.warn(n.id, n.severity, &n.path, n.message);
-    }
+    let mut ctx = Ctx::new(notes, parsed.counts);
     let report = read_report(&mut ctx, parsed.value)?;
     for path in parsed.dups {
         ctx.warn(
@@ -210,27 +225,8 @@ fn read_report(ctx: &mut Ctx, value: Value) -> Result<Report, ReportError> {
         "report-id".to_owned(),
     )?;
 
-    let organization_name = match opt_string(&mut obj, "", "organization-name")? {
-        Some(s) => s,
-        None => {
-            ctx.warn(
-                "report.organization-name-missing",
-                Severity::Warning,
-                "organization-name",
-                "`organization-name` is missing (required by RFC 8460 §4.4); left empty".to_owned(),
-            );
-            String::new()
-        }
-    };
-    let contact_info = opt_string(&mut obj, "", "contact-info")?;
-    if contact_info.is_none() {
-        ctx.warn(
-            "report.contact-info-missing",
-            Severity::Warning,
-            "contact-info",
-            "`contact-info` is missing or null (required by RFC 8460 §4.4)".to_owned(),
-        );
-    }
+    let organization_name = organization_name(ctx, opt_string(&mut obj, "", "organization-name")?);
+    let contact_info = contact_info(ctx, opt_string(&mut obj, "", "contact-info")?);
 
     let mut results = Vec::with_capacity(policies.len());
     for (i, p) in policies.into_iter().enumerate() {
@@ -247,22 +243,52 @@ fn read_report(ctx: &mut Ctx, value: Value) -> Result<Report, ReportError> {
     })
 }
 
-fn read_date_range(ctx: &mut Ctx, v: Value) -> Result<DateRange, ReportError> {
-    let mut obj = as_object(v, "date-range".to_owned())?;
-    let mut read = |ctx: &mut Ctx, key: &str| -> Result<time::OffsetDateTime, ReportError> {
-        let path = join("date-range", key);
-        let text = as_string(take_required(&mut obj, "date-range", key)?, path.clone())?;
-        let (dt, notes) = parse_datetime(&text).ok_or(ReportError::InvalidDateTime {
-            path: path.clone(),
+/// `organization-name`, or the empty string with a repair.
+pub(super) fn organization_name(ctx: &mut Ctx, name: Option<String>) -> String {
+    name.unwrap_or_else(|| {
+        ctx.warn(
+            "report.organization-name-missing",
+            Severity::Warning,
+            "organization-name",
+            "`organization-name` is missing (required by RFC 8460 §4.4); left empty".to_owned(),
+        );
+        String::new()
+    })
+}
+
+/// `contact-info`, with a repair when it is missing.
+pub(super) fn contact_info(ctx: &mut Ctx, contact: Option<String>) -> Option<String> {
+    if contact.is_none() {
+        ctx.warn(
+            "report.contact-info-missing",
+            Severity::Warning,
+            "contact-info",
+            "`contact-info` is missing or null (required by RFC 8460 §4.4)".to_owned(),
+        );
+    }
+    contact
+}
+
+/// Reads the date-time `text` found at `path`, recording its repairs.
+pub(super) fn datetime(
+    ctx: &mut Ctx,
+    text: String,
+    path: impl Display,
+) -> Result<OffsetDateTime, ReportError> {
+    let Some((dt, notes)) = parse_datetime(&text) else {
+        return Err(ReportError::InvalidDateTime {
+            path: path.to_string(),
             value: text,
-        })?;
-        for (id, severity, message) in notes {
-            ctx.warn(id, severity, &path, message);
-        }
-        Ok(dt)
+        });
     };
-    let start = read(ctx, "start-datetime")?;
-    let end = read(ctx, "end-datetime")?;
+    for (id, severity, message) in notes {
+        ctx.warn(id, severity, &path, message);
+    }
+    Ok(dt)
+}
+
+/// Notes a `date-range` that ends before it starts.
+pub(super) fn check_date_range(ctx: &mut Ctx, start: OffsetDateTime, end: OffsetDateTime) {
     if end < start {
         ctx.warn(
             "report.date-range-reversed",
@@ -271,6 +297,18 @@ fn read_date_range(ctx: &mut Ctx, v: Value) -> Result<DateRange, ReportError> {
             "`end-datetime` is before `start-datetime`".to_owned(),
         );
     }
+}
+
+fn read_date_range(ctx: &mut Ctx, v: Value) -> Result<DateRange, ReportError> {
+    let mut obj = as_object(v, "date-range".to_owned())?;
+    let mut read = |ctx: &mut Ctx, key: &str| -> Result<OffsetDateTime, ReportError> {
+        let path = join("date-range", key);
+        let text = as_string(take_required(&mut obj, "date-range", key)?, path.clone())?;
+        datetime(ctx, text, path)
+    };
+    let start = read(ctx, "start-datetime")?;
+    let end = read(ctx, "end-datetime")?;
+    check_date_range(ctx, start, end);
     Ok(DateRange {
         start,
         end,
@@ -306,12 +344,7 @@ fn read_policy_result(ctx: &mut Ctx, v: Value, path: &str) -> Result<PolicyResul
     let fd_path = join(path, "failure-details");
     let details = match take(&mut obj, "failure-details") {
         None => {
-            ctx.warn(
-                "report.failure-details-missing",
-                Severity::Info,
-                &fd_path,
-                "`failure-details` is missing; read as an empty array".to_owned(),
-            );
+            details_missing(ctx, &fd_path);
             Vec::new()
         }
         Some(Value::Array(a)) => a,
@@ -333,22 +366,7 @@ fn read_policy_result(ctx: &mut Ctx, v: Value, path: &str) -> Result<PolicyResul
         failure_details.push(read_failure_detail(ctx, d, &format!("{fd_path}[{j}]"))?);
     }
 
-    let sum = failure_details
-        .iter()
-        .fold(0u64, |acc, d| acc.saturating_add(d.failed_session_count));
-    if sum != summary.total_failure_session_count {
-        ctx.warn(
-            "report.failure-count-mismatch",
-            Severity::Info,
-            &summary_path,
-            format!(
-                "`total-failure-session-count` is {} but the `failed-session-count`s add up \
-                 to {sum}; RFC 8460 does not require them to match (failure types may \
-                 overlap, some failures may go unreported)",
-                summary.total_failure_session_count
-            ),
-        );
-    }
+    check_failure_count(ctx, &summary, &failure_details, &summary_path);
     Ok(PolicyResult {
         policy,
         summary,
@@ -357,11 +375,46 @@ fn read_policy_result(ctx: &mut Ctx, v: Value, path: &str) -> Result<PolicyResul
     })
 }
 
+/// Notes a missing `failure-details` (read as an empty array).
+pub(super) fn details_missing(ctx: &mut Ctx, path: impl Display) {
+    ctx.warn(
+        "report.failure-details-missing",
+        Severity::Info,
+        path,
+        "`failure-details` is missing; read as an empty array".to_owned(),
+    );
+}
+
+/// Notes a total of failures that is not the sum of the details' counts.
+pub(super) fn check_failure_count(
+    ctx: &mut Ctx,
+    summary: &Summary,
+    details: &[FailureDetail],
+    summary_path: impl Display,
+) {
+    let sum = details
+        .iter()
+        .fold(0u64, |acc, d| acc.saturating_add(d.failed_session_count));
+    if sum != summary.total_failure_session_count {
+        ctx.warn(
+            "report.failure-count-mismatch",
+            Severity::Info,
+            summary_path,
+            format!(
+                "`total-failure-session-count` is {} but the `failed-session-count`s add up \
+                 to {sum}; RFC 8460 does not require them to match (failure types may \
+                 overlap, some failures may go unreported)",
+                summary.total_failure_session_count
+            ),
+        );
+    }
+}
+
 /// Matches a registered keyword, tolerating case and surrounding space with a warning.
 fn keyword<T>(
     ctx: &mut Ctx,
     raw: String,
-    path: &str,
+    path: impl Display,
     from_name: fn(&str) -> T,
     is_other: fn(&T) -> bool,
     unknown_id: &'static str,
@@ -375,7 +428,7 @@ fn keyword<T>(
         ctx.warn(
             "report.keyword-case",
             Severity::Warning,
-            path,
+            &path,
             format!(
                 "{raw:?} is not in the exact registered spelling; read as the registered value"
             ),
@@ -391,6 +444,52 @@ fn keyword<T>(
     exact
 }
 
+/// `policy-type`, matched as [`keyword`] does.
+pub(super) fn policy_type(ctx: &mut Ctx, raw: String, path: impl Display) -> PolicyType {
+    keyword(
+        ctx,
+        raw,
+        path,
+        PolicyType::from_name,
+        |t| matches!(t, PolicyType::Other(_)),
+        "report.policy-type-unknown",
+    )
+}
+
+/// `result-type`, matched as [`keyword`] does.
+pub(super) fn result_type(ctx: &mut Ctx, raw: String, path: impl Display) -> ResultType {
+    keyword(
+        ctx,
+        raw,
+        path,
+        ResultType::from_name,
+        |t| matches!(t, ResultType::Other(_)),
+        "report.result-type-unknown",
+    )
+}
+
+/// How a missing `policy-string` or `policy-domain` is rated: expected for `no-policy-found`.
+fn expected_severity(policy_type: &PolicyType) -> Severity {
+    if *policy_type == PolicyType::NoPolicyFound {
+        Severity::Info
+    } else {
+        Severity::Warning
+    }
+}
+
+/// `policy-string` or `mx-host` as sent: one string, or an array of strings.
+pub(super) enum Strings {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn strings(v: Value, path: &str) -> Result<Strings, ReportError> {
+    match v {
+        Value::String(s) => Ok(Strings::One(s)),
+        other => string_array(other, path).map(Strings::Many),
+    }
+}
+
 fn read_policy(ctx: &mut Ctx, v: Value, path: &str) -> Result<Policy, ReportError> {
     let mut obj = as_object(v, path.to_owned())?;
     let type_path = join(path, "policy-type");
@@ -398,74 +497,21 @@ fn read_policy(ctx: &mut Ctx, v: Value, path: &str) -> Result<Policy, ReportErro
         take_required(&mut obj, path, "policy-type")?,
         type_path.clone(),
     )?;
-    let policy_type = keyword(
-        ctx,
-        raw_type,
-        &type_path,
-        PolicyType::from_name,
-        |t| matches!(t, PolicyType::Other(_)),
-        "report.policy-type-unknown",
-    );
-    let expected_severity = if policy_type == PolicyType::NoPolicyFound {
-        Severity::Info
-    } else {
-        Severity::Warning
-    };
+    let policy_type = policy_type(ctx, raw_type, &type_path);
 
     let ps_path = join(path, "policy-string");
-    let mut policy_string = match take(&mut obj, "policy-string") {
-        None => {
-            ctx.warn(
-                "report.policy-string-missing",
-                expected_severity,
-                &ps_path,
-                "`policy-string` is missing; read as an empty array".to_owned(),
-            );
-            Vec::new()
-        }
-        Some(Value::String(s)) => {
-            ctx.warn(
-                "report.policy-string-string",
-                Severity::Warning,
-                &ps_path,
-                "`policy-string` is a string, not an array of strings (RFC 8460 §4.4); \
-                 wrapped in an array"
-                    .to_owned(),
-            );
-            vec![s]
-        }
-        Some(v) => string_array(v, &ps_path)?,
-    };
-    if policy_type == PolicyType::Tlsa
-        && policy_string.len() == 1
-        && let Some(unpacked) = unpack_json_array(&policy_string[0])
-    {
-        ctx.warn(
-            "report.tlsa-policy-string-json",
-            Severity::Warning,
-            &ps_path,
-            format!(
-                "`policy-string` held one string that is itself a JSON array of {} TLSA \
-                     records (seen from Microsoft); unpacked to one element per record as \
-                     RFC 8460 §4.5 wants. Original: {:?}",
-                unpacked.len(),
-                policy_string[0]
-            ),
-        );
-        policy_string = unpacked;
-    }
+    let sent = take(&mut obj, "policy-string")
+        .map(|v| strings(v, &ps_path))
+        .transpose()?;
+    let policy_string = policy_strings(ctx, sent, &policy_type, &ps_path);
 
     let domain_path = join(path, "policy-domain");
-    let policy_domain =
-        opt_string(&mut obj, path, "policy-domain")?.filter(|d| !d.trim().is_empty());
-    if policy_domain.is_none() {
-        ctx.warn(
-            "report.policy-domain-missing",
-            expected_severity,
-            &domain_path,
-            "`policy-domain` is missing or empty (required by RFC 8460 §4.4)".to_owned(),
-        );
-    }
+    let policy_domain = policy_domain(
+        ctx,
+        opt_string(&mut obj, path, "policy-domain")?,
+        &policy_type,
+        &domain_path,
+    );
 
     let mx_path = join(path, "mx-host");
     let mx_value = match take(&mut obj, "mx-host") {
@@ -485,32 +531,8 @@ fn read_policy(ctx: &mut Ctx, v: Value, path: &str) -> Result<Policy, ReportErro
             alias
         }
     };
-    let mut mx_host = match mx_value {
-        None => Vec::new(),
-        Some(Value::String(s)) => {
-            ctx.warn(
-                "report.mx-host-string",
-                Severity::Warning,
-                &mx_path,
-                "`mx-host` is a string, not an array (RFC 8460 erratum 6241); wrapped in an \
-                 array"
-                    .to_owned(),
-            );
-            vec![s]
-        }
-        Some(v) => string_array(v, &mx_path)?,
-    };
-    for (k, host) in mx_host.iter_mut().enumerate() {
-        if let Some(stripped) = strip_mx_prefix(host) {
-            ctx.warn(
-                "report.mx-host-prefix",
-                Severity::Warning,
-                &format!("{mx_path}[{k}]"),
-                format!("{host:?} carries the policy-file key `mx:`; stripped to {stripped:?}"),
-            );
-            *host = stripped;
-        }
-    }
+    let sent = mx_value.map(|v| strings(v, &mx_path)).transpose()?;
+    let mx_host = mx_hosts(ctx, sent, &mx_path);
 
     Ok(Policy {
         policy_type,
@@ -519,6 +541,108 @@ fn read_policy(ctx: &mut Ctx, v: Value, path: &str) -> Result<Policy, ReportErro
         mx_host,
         extra: obj,
     })
+}
+
+/// `policy-string` as read: missing and single strings repaired, Microsoft's packed TLSA
+/// records unpacked.
+pub(super) fn policy_strings(
+    ctx: &mut Ctx,
+    sent: Option<Strings>,
+    policy_type: &PolicyType,
+    path: impl Display,
+) -> Vec<String> {
+    let mut policy_string = match sent {
+        None => {
+            ctx.warn(
+                "report.policy-string-missing",
+                expected_severity(policy_type),
+                &path,
+                "`policy-string` is missing; read as an empty array".to_owned(),
+            );
+            Vec::new()
+        }
+        Some(Strings::One(s)) => {
+            ctx.warn(
+                "report.policy-string-string",
+                Severity::Warning,
+                &path,
+                "`policy-string` is a string, not an array of strings (RFC 8460 §4.4); \
+                 wrapped in an array"
+                    .to_owned(),
+            );
+            vec![s]
+        }
+        Some(Strings::Many(v)) => v,
+    };
+    if *policy_type == PolicyType::Tlsa
+        && policy_string.len() == 1
+        && let Some(unpacked) = unpack_json_array(&policy_string[0])
+    {
+        ctx.warn(
+            "report.tlsa-policy-string-json",
+            Severity::Warning,
+            &path,
+            format!(
+                "`policy-string` held one string that is itself a JSON array of {} TLSA \
+                     records (seen from Microsoft); unpacked to one element per record as \
+                     RFC 8460 §4.5 wants. Original: {:?}",
+                unpacked.len(),
+                policy_string[0]
+            ),
+        );
+        policy_string = unpacked;
+    }
+    policy_string
+}
+
+/// `policy-domain` as read: empty counts as missing.
+pub(super) fn policy_domain(
+    ctx: &mut Ctx,
+    sent: Option<String>,
+    policy_type: &PolicyType,
+    path: impl Display,
+) -> Option<String> {
+    let policy_domain = sent.filter(|d| !d.trim().is_empty());
+    if policy_domain.is_none() {
+        ctx.warn(
+            "report.policy-domain-missing",
+            expected_severity(policy_type),
+            path,
+            "`policy-domain` is missing or empty (required by RFC 8460 §4.4)".to_owned(),
+        );
+    }
+    policy_domain
+}
+
+/// `mx-host` as read: a single string wrapped, `mx:` prefixes stripped.
+pub(super) fn mx_hosts(ctx: &mut Ctx, sent: Option<Strings>, path: impl Display) -> Vec<String> {
+    let mut mx_host = match sent {
+        None => Vec::new(),
+        Some(Strings::One(s)) => {
+            ctx.warn(
+                "report.mx-host-string",
+                Severity::Warning,
+                &path,
+                "`mx-host` is a string, not an array (RFC 8460 erratum 6241); wrapped in an \
+                 array"
+                    .to_owned(),
+            );
+            vec![s]
+        }
+        Some(Strings::Many(v)) => v,
+    };
+    for (k, host) in mx_host.iter_mut().enumerate() {
+        if let Some(stripped) = strip_mx_prefix(host) {
+            ctx.warn(
+                "report.mx-host-prefix",
+                Severity::Warning,
+                format_args!("{path}[{k}]"),
+                format!("{host:?} carries the policy-file key `mx:`; stripped to {stripped:?}"),
+            );
+            *host = stripped;
+        }
+    }
+    mx_host
 }
 
 fn string_array(v: Value, path: &str) -> Result<Vec<String>, ReportError> {
@@ -556,13 +680,7 @@ fn strip_mx_prefix(host: &str) -> Option<String> {
 fn read_count(ctx: &mut Ctx, obj: &mut Extra, parent: &str, key: &str) -> Result<u64, ReportError> {
     let path = join(parent, key);
     let Some(v) = take(obj, key) else {
-        ctx.warn(
-            "report.count-missing",
-            Severity::Warning,
-            &path,
-            format!("`{key}` is missing (required by RFC 8460 §4.4); read as 0"),
-        );
-        return Ok(0);
+        return Ok(count_missing(ctx, key, &path));
     };
     let n = match &v {
         // Written as something else than a plain integer: judged from the exact text, never
@@ -606,15 +724,31 @@ fn read_count(ctx: &mut Ctx, obj: &mut Extra, parent: &str, key: &str) -> Result
         },
         _ => return Err(invalid(path, "a non-negative integer", &v)),
     };
+    Ok(count_checked(ctx, n, &path))
+}
+
+/// A missing count: 0, with a repair.
+pub(super) fn count_missing(ctx: &mut Ctx, key: &str, path: impl Display) -> u64 {
+    ctx.warn(
+        "report.count-missing",
+        Severity::Warning,
+        path,
+        format!("`{key}` is missing (required by RFC 8460 §4.4); read as 0"),
+    );
+    0
+}
+
+/// A count, noted when I-JSON cannot carry it exactly.
+pub(super) fn count_checked(ctx: &mut Ctx, n: u64, path: impl Display) -> u64 {
     if n > MAX_EXACT_INT {
         ctx.warn(
             "report.count-not-interoperable",
             Severity::Info,
-            &path,
+            path,
             format!("{n} is above 2^53, which I-JSON (RFC 7493 §2.2) cannot carry exactly"),
         );
     }
-    Ok(n)
+    n
 }
 
 fn read_ip(
@@ -627,6 +761,11 @@ fn read_ip(
     let Some(text) = opt_string(obj, parent, key)? else {
         return Ok(None);
     };
+    Ok(ip_from_text(ctx, text, &path))
+}
+
+/// An IP address as sent: empty, bracketed or zero-padded ones repaired, others removed.
+pub(super) fn ip_from_text(ctx: &mut Ctx, text: String, path: impl Display) -> Option<IpAddr> {
     let t = text.trim();
     if t.is_empty() {
         ctx.warn(
@@ -635,7 +774,7 @@ fn read_ip(
             &path,
             "IP address is the empty string (seen from Google); removed".to_owned(),
         );
-        return Ok(None);
+        return None;
     }
     let bare = t
         .strip_prefix('[')
@@ -650,7 +789,7 @@ fn read_ip(
                 format!("IP address {text:?} has extra characters; read as {ip}"),
             );
         }
-        return Ok(Some(ip));
+        return Some(ip);
     }
     if let Some(ip) = lenient_ipv4(bare) {
         ctx.warn(
@@ -659,7 +798,7 @@ fn read_ip(
             &path,
             format!("IPv4 address {text:?} has leading zeros (RFC 8460 §4.4); read as {ip}"),
         );
-        return Ok(Some(IpAddr::V4(ip)));
+        return Some(IpAddr::V4(ip));
     }
     ctx.warn(
         "report.ip-invalid",
@@ -667,7 +806,7 @@ fn read_ip(
         &path,
         format!("{text:?} is not an IP address; removed"),
     );
-    Ok(None)
+    None
 }
 
 /// Dotted quad with leading zeros, read as decimal.
@@ -691,14 +830,7 @@ fn read_failure_detail(ctx: &mut Ctx, v: Value, path: &str) -> Result<FailureDet
         take_required(&mut obj, path, "result-type")?,
         rt_path.clone(),
     )?;
-    let result_type = keyword(
-        ctx,
-        raw,
-        &rt_path,
-        ResultType::from_name,
-        |t| matches!(t, ResultType::Other(_)),
-        "report.result-type-unknown",
-    );
+    let result_type = result_type(ctx, raw, &rt_path);
     let sending_mta_ip = read_ip(ctx, &mut obj, path, "sending-mta-ip")?;
     let receiving_mx_hostname = opt_string(&mut obj, path, "receiving-mx-hostname")?;
     let receiving_mx_helo = opt_string(&mut obj, path, "receiving-mx-helo")?;
@@ -724,16 +856,36 @@ fn read_failure_detail(ctx: &mut Ctx, v: Value, path: &str) -> Result<FailureDet
     };
     let failure_reason_code = opt_string(&mut obj, path, "failure-reason-code")?;
 
+    let detail = FailureDetail {
+        result_type,
+        sending_mta_ip,
+        receiving_mx_hostname,
+        receiving_mx_helo,
+        receiving_ip,
+        failed_session_count,
+        additional_information,
+        failure_reason_code,
+        extra: obj,
+    };
+    check_detail_complete(ctx, &detail, path);
+    Ok(detail)
+}
+
+/// Notes a failure detail without the addresses the RFC schema lists.
+pub(super) fn check_detail_complete(ctx: &mut Ctx, detail: &FailureDetail, path: impl Display) {
     // Policy-fetch and policy-syntax failures happen before any SMTP session, so addresses are
     // meaningless there; for the other types the RFC schema lists them.
     if !matches!(
-        result_type,
+        detail.result_type,
         ResultType::StsPolicyFetchError | ResultType::StsPolicyInvalid
     ) {
         let missing: Vec<&str> = [
-            ("sending-mta-ip", sending_mta_ip.is_none()),
-            ("receiving-mx-hostname", receiving_mx_hostname.is_none()),
-            ("receiving-ip", receiving_ip.is_none()),
+            ("sending-mta-ip", detail.sending_mta_ip.is_none()),
+            (
+                "receiving-mx-hostname",
+                detail.receiving_mx_hostname.is_none(),
+            ),
+            ("receiving-ip", detail.receiving_ip.is_none()),
         ]
         .into_iter()
         .filter_map(|(k, m)| m.then_some(k))
@@ -747,16 +899,4 @@ fn read_failure_detail(ctx: &mut Ctx, v: Value, path: &str) -> Result<FailureDet
             );
         }
     }
-
-    Ok(FailureDetail {
-        result_type,
-        sending_mta_ip,
-        receiving_mx_hostname,
-        receiving_mx_helo,
-        receiving_ip,
-        failed_session_count,
-        additional_information,
-        failure_reason_code,
-        extra: obj,
-    })
 }
