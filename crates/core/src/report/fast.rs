@@ -17,7 +17,7 @@ use super::json::{Caps, ENTRY, NODE};
 use super::model::{
     DateRange, Extra, FailureDetail, Policy, PolicyResult, Repair, Report, Summary,
 };
-use super::parse::{self, Ctx, Strings};
+use super::repair::{self, Ctx, Strings};
 use serde::Deserialize;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use std::cell::Cell;
@@ -59,7 +59,9 @@ pub(super) fn read(body: &[u8], caps: &Caps, notes: &[Repair]) -> Option<Fast> {
     if body.len() > MAX_FAST || DISABLED.with(Cell::get) {
         return None;
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
+    // One pass over the whole text is faster than serde_json checking each string.
+    let text = std::str::from_utf8(body).ok()?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let raw = Object::<RawReport>::deserialize(&mut de).ok()?.0;
     de.end().ok()?;
     if raw.policies.len() > caps.max_policies
@@ -337,11 +339,11 @@ impl RawDetail {
 
 fn finish(ctx: &mut Ctx, raw: RawReport) -> Result<Report, ReportError> {
     let RawDateRange { start, end } = raw.date_range.0;
-    let start = parse::datetime(ctx, start, "date-range.start-datetime")?;
-    let end = parse::datetime(ctx, end, "date-range.end-datetime")?;
-    parse::check_date_range(ctx, start, end);
-    let organization_name = parse::organization_name(ctx, raw.organization_name);
-    let contact_info = parse::contact_info(ctx, raw.contact_info);
+    let start = repair::datetime(ctx, start, "date-range.start-datetime")?;
+    let end = repair::datetime(ctx, end, "date-range.end-datetime")?;
+    repair::check_date_range(ctx, start, end);
+    let organization_name = repair::organization_name(ctx, raw.organization_name);
+    let contact_info = repair::contact_info(ctx, raw.contact_info);
     let mut policies = Vec::with_capacity(raw.policies.len());
     for (i, p) in raw.policies.into_iter().enumerate() {
         policies.push(policy_result(ctx, p.0, i));
@@ -362,24 +364,24 @@ fn finish(ctx: &mut Ctx, raw: RawReport) -> Result<Report, ReportError> {
 
 fn policy_result(ctx: &mut Ctx, raw: RawPolicyResult, i: usize) -> PolicyResult {
     let p = raw.policy.0;
-    let policy_type = parse::policy_type(
+    let policy_type = repair::policy_type(
         ctx,
         p.policy_type,
         format_args!("policies[{i}].policy.policy-type"),
     );
-    let policy_string = parse::policy_strings(
+    let policy_string = repair::policy_strings(
         ctx,
         p.policy_string.map(|s| s.0),
         &policy_type,
         format_args!("policies[{i}].policy.policy-string"),
     );
-    let policy_domain = parse::policy_domain(
+    let policy_domain = repair::policy_domain(
         ctx,
         p.policy_domain,
         &policy_type,
         format_args!("policies[{i}].policy.policy-domain"),
     );
-    let mx_host = parse::mx_hosts(
+    let mx_host = repair::mx_hosts(
         ctx,
         p.mx_host.map(|s| s.0),
         format_args!("policies[{i}].policy.mx-host"),
@@ -393,8 +395,8 @@ fn policy_result(ctx: &mut Ctx, raw: RawPolicyResult, i: usize) -> PolicyResult 
     };
 
     let count = |ctx: &mut Ctx, n: Option<u64>, key: &str| match n {
-        Some(n) => parse::count_checked(ctx, n, format_args!("policies[{i}].summary.{key}")),
-        None => parse::count_missing(ctx, key, format_args!("policies[{i}].summary.{key}")),
+        Some(n) => repair::count_checked(ctx, n, format_args!("policies[{i}].summary.{key}")),
+        None => repair::count_missing(ctx, key, format_args!("policies[{i}].summary.{key}")),
     };
     let summary = Summary {
         total_successful_session_count: count(
@@ -407,14 +409,14 @@ fn policy_result(ctx: &mut Ctx, raw: RawPolicyResult, i: usize) -> PolicyResult 
     };
 
     let details = raw.failure_details.unwrap_or_else(|| {
-        parse::details_missing(ctx, format_args!("policies[{i}].failure-details"));
+        repair::details_missing(ctx, format_args!("policies[{i}].failure-details"));
         Vec::new()
     });
     let mut failure_details = Vec::with_capacity(details.len());
     for (j, d) in details.into_iter().enumerate() {
         failure_details.push(detail(ctx, d.0, i, j));
     }
-    parse::check_failure_count(
+    repair::check_failure_count(
         ctx,
         &summary,
         &failure_details,
@@ -430,16 +432,16 @@ fn policy_result(ctx: &mut Ctx, raw: RawPolicyResult, i: usize) -> PolicyResult 
 
 fn detail(ctx: &mut Ctx, raw: RawDetail, i: usize, j: usize) -> FailureDetail {
     let at = |key: &'static str| At { i, j, key };
-    let result_type = parse::result_type(ctx, raw.result_type, at(".result-type"));
+    let result_type = repair::result_type(ctx, raw.result_type, at(".result-type"));
     let sending_mta_ip = raw
         .sending_mta_ip
-        .and_then(|t| parse::ip_from_text(ctx, t, at(".sending-mta-ip")));
+        .and_then(|t| repair::ip_from_text(ctx, t, at(".sending-mta-ip")));
     let receiving_ip = raw
         .receiving_ip
-        .and_then(|t| parse::ip_from_text(ctx, t, at(".receiving-ip")));
+        .and_then(|t| repair::ip_from_text(ctx, t, at(".receiving-ip")));
     let failed_session_count = match raw.failed_session_count {
-        Some(n) => parse::count_checked(ctx, n, at(".failed-session-count")),
-        None => parse::count_missing(ctx, "failed-session-count", at(".failed-session-count")),
+        Some(n) => repair::count_checked(ctx, n, at(".failed-session-count")),
+        None => repair::count_missing(ctx, "failed-session-count", at(".failed-session-count")),
     };
     let detail = FailureDetail {
         result_type,
@@ -452,7 +454,7 @@ fn detail(ctx: &mut Ctx, raw: RawDetail, i: usize, j: usize) -> FailureDetail {
         failure_reason_code: raw.failure_reason_code,
         extra: Extra::new(),
     };
-    parse::check_detail_complete(ctx, &detail, at(""));
+    repair::check_detail_complete(ctx, &detail, at(""));
     detail
 }
 

@@ -107,6 +107,7 @@ mod mime;
 mod model;
 mod parse;
 mod render;
+mod repair;
 mod text;
 
 pub use error::{GenerateError, ReportError};

@@ -161,8 +161,8 @@ fn real_reports_take_the_fast_path() {
 /// A JSON value as text is built: members may repeat, strings are written as given.
 #[derive(Clone, Debug)]
 enum J {
-    Obj(Vec<(String, J)>),
-    Arr(Vec<J>),
+    Obj(Vec<(String, Self)>),
+    Arr(Vec<Self>),
     /// Raw JSON text (a number, `true`, `null`, a string with its quotes...).
     Raw(String),
 }
