@@ -1,13 +1,21 @@
-//! TLS-RPT report readers (JSON, and gzip/JSON/MIME sniffing): no panic on any input, and what
-//! our strict generator writes from a parsed report reads back cleanly and regenerates identically.
+//! TLS-RPT report readers (JSON, and gzip/JSON/MIME sniffing): no panic on any input, the fast
+//! path and the tolerant reader agree, and what our strict generator writes from a parsed report
+//! reads back cleanly and regenerates identically.
 
 use mtasts_core::report::{
     ParsedReport, generate_json, parse_report_json, parse_report_mail, parse_reports,
+    without_fast_path,
 };
 
 /// Reads `data` as one JSON report; see [`roundtrip`] for what an accepted report must satisfy.
 pub fn check_json(data: &[u8]) {
-    if let Ok(parsed) = parse_report_json(data) {
+    let parsed = parse_report_json(data);
+    assert_eq!(
+        parsed,
+        without_fast_path(|| parse_report_json(data)),
+        "the fast path and the tolerant reader disagree"
+    );
+    if let Ok(parsed) = parsed {
         roundtrip(&parsed, data);
     }
 }

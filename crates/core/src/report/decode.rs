@@ -11,6 +11,7 @@
 //! surrogate escape is read a second time through [`Mend`].
 
 use super::error::ReportError;
+use super::fast;
 use super::json::{self, Caps};
 use super::model::{ParsedReport, Repair};
 use super::parse::build_report;
@@ -178,8 +179,21 @@ fn read_text(
         // The fast path: JSON already in memory, UTF-8.
         (Input::Json(bytes), TextKind::Utf8 { bom }, false) => {
             let body = if bom { &bytes[3..] } else { bytes };
-            let parsed = json::parse(serde_json::Deserializer::from_slice(body), &caps)?;
             let kept = bytes[..bytes.len().min(raw_cap)].to_vec();
+            // Well-formed reports take the typed fast path, which gives the same result.
+            let text_notes = outer_notes(kind, kept.len(), bytes.len() as u64, limits, Vec::new());
+            if let Some(fast) = fast::read(body, &caps, &text_notes) {
+                spend.memory_left = spend
+                    .memory_left
+                    .saturating_sub(fast.cost.saturating_add(kept.len()));
+                return Ok(ParsedReport {
+                    report: fast.report,
+                    warnings: fast.warnings,
+                    raw_json: kept,
+                    raw_json_size: bytes.len() as u64,
+                });
+            }
+            let parsed = json::parse(serde_json::Deserializer::from_slice(body), &caps)?;
             (parsed, kept, bytes.len() as u64)
         }
         _ => {
@@ -219,6 +233,21 @@ fn read_text(
             (parsed?, tee.kept, tee.total)
         }
     };
+    let notes = outer_notes(kind, raw.len(), raw_size, limits, notes);
+    spend.memory_left = spend
+        .memory_left
+        .saturating_sub(parsed.cost.saturating_add(raw.len()));
+    build_report(parsed, notes, raw, raw_size, limits)
+}
+
+/// `notes` (those of the text decoders) with the notes on the BOM and on a cut raw copy.
+fn outer_notes(
+    kind: TextKind,
+    raw_len: usize,
+    raw_size: u64,
+    limits: &Limits,
+    mut notes: Vec<Repair>,
+) -> Vec<Repair> {
     if let TextKind::Utf8 { bom: true } = kind {
         notes.insert(
             0,
@@ -231,23 +260,18 @@ fn read_text(
             ),
         );
     }
-    if (raw.len() as u64) < raw_size {
+    if (raw_len as u64) < raw_size {
         notes.push(note(
             "report.raw-json-truncated",
             Severity::Info,
             format!(
-                "the JSON text is {raw_size} bytes; only its first {} are kept as the raw \
+                "the JSON text is {raw_size} bytes; only its first {raw_len} are kept as the raw \
                  copy (limit per report: {}, per mail: what is left of {})",
-                raw.len(),
-                limits.max_raw_json,
-                limits.max_mail_memory
+                limits.max_raw_json, limits.max_mail_memory
             ),
         ));
     }
-    spend.memory_left = spend
-        .memory_left
-        .saturating_sub(parsed.cost.saturating_add(raw.len()));
-    build_report(parsed, notes, raw, raw_size, limits)
+    notes
 }
 
 fn utf16_note(big_endian: bool, bom: bool, replaced: usize) -> Repair {

@@ -25,10 +25,10 @@ use std::fmt;
 use std::mem::size_of;
 
 /// Estimated bytes of one value node: its slot in the parent's array or member.
-const NODE: usize = size_of::<Value>();
+pub(super) const NODE: usize = size_of::<Value>();
 /// Estimated bytes of one object member besides its key text and value node: the entry's hash
 /// and key, and its slot in the hash index (with its control byte and spare capacity).
-const ENTRY: usize = size_of::<u64>() + size_of::<String>() + 16;
+pub(super) const ENTRY: usize = size_of::<u64>() + size_of::<String>() + 16;
 /// How many entries of [`Parsed::dups`] and [`Parsed::dropped`] are kept (the rest counted):
 /// the parser reports at most [`super::MAX_WARNINGS`] repairs anyway.
 const MAX_LISTED: usize = super::MAX_WARNINGS;

@@ -100,15 +100,19 @@
 mod datetime;
 mod decode;
 mod error;
+mod fast;
 mod generate;
 mod json;
 mod mime;
 mod model;
 mod parse;
 mod render;
+mod repair;
 mod text;
 
 pub use error::{GenerateError, ReportError};
+#[doc(hidden)]
+pub use fast::without_fast_path;
 pub use generate::{generate_json, gzip, report_filename};
 pub use model::{
     DateRange, Extra, FailureDetail, ParsedReport, Policy, PolicyResult, PolicyType, Repair,

@@ -1,58 +1,23 @@
 //! Tolerant reading of one TLS-RPT JSON document into a [`Report`] (RFC 8460 §4.4, DECISIONS
 //! D25). See [`crate::report`] for which deviations are repaired and which are fatal.
 
-use super::datetime::parse_datetime;
+use super::Limits;
 use super::error::ReportError;
 use super::json;
 use super::model::{
-    DateRange, Extra, FailureDetail, ParsedReport, Policy, PolicyResult, PolicyType, Repair,
-    Report, ResultType, Summary,
+    DateRange, Extra, FailureDetail, ParsedReport, Policy, PolicyResult, Repair, Report, Summary,
 };
-use super::{Limits, MAX_WARNINGS};
+use super::repair::{
+    Ctx, Strings, check_date_range, check_detail_complete, check_failure_count, contact_info,
+    count_checked, count_missing, datetime, details_missing, ip_from_text, mx_hosts,
+    organization_name, policy_domain, policy_strings, policy_type, result_type,
+};
 use crate::diag::Severity;
 use serde_json::Value;
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
-
-/// Largest integer I-JSON numbers carry exactly (RFC 7493 §2.2).
-const MAX_EXACT_INT: u64 = 1 << 53;
+use std::net::IpAddr;
+use time::OffsetDateTime;
 
 const REPORT_KEYS: [&str; 4] = ["organization-name", "date-range", "report-id", "policies"];
-
-/// Collects repairs, at most [`MAX_WARNINGS`] of them.
-struct Ctx {
-    warnings: Vec<Repair>,
-    dropped: usize,
-    /// Counts not written as plain integers, by path (see [`json::Parsed::counts`]).
-    counts: HashMap<String, json::CountText>,
-}
-
-impl Ctx {
-    fn warn(&mut self, id: &'static str, severity: Severity, path: &str, message: String) {
-        if self.warnings.len() < MAX_WARNINGS {
-            self.warnings.push(Repair {
-                id,
-                severity,
-                path: path.to_owned(),
-                message,
-            });
-        } else {
-            self.dropped += 1;
-        }
-    }
-
-    fn finish(mut self) -> Vec<Repair> {
-        if self.dropped > 0 {
-            self.warnings.push(Repair {
-                id: "report.too-many-warnings",
-                severity: Severity::Info,
-                path: String::new(),
-                message: format!("{} more warnings were left out", self.dropped),
-            });
-        }
-        self.warnings
-    }
-}
 
 /// Turns a JSON document read by [`json::parse`] into a report. `notes` are the repairs made
 /// while decoding the text (they come first); `raw` is the kept prefix of the `raw_size` bytes
@@ -64,14 +29,7 @@ pub(crate) fn build_report(
     raw_size: u64,
     limits: &Limits,
 ) -> Result<ParsedReport, ReportError> {
-    let mut ctx = Ctx {
-        warnings: Vec::new(),
-        dropped: 0,
-        counts: parsed.counts,
-    };
-    for n in notes {
-        ctx.warn(n.id, n.severity, &n.path, n.message);
-    }
+    let mut ctx = Ctx::new(notes, parsed.counts);
     let report = read_report(&mut ctx, parsed.value)?;
     for path in parsed.dups {
         ctx.warn(
@@ -210,27 +168,8 @@ fn read_report(ctx: &mut Ctx, value: Value) -> Result<Report, ReportError> {
         "report-id".to_owned(),
     )?;
 
-    let organization_name = match opt_string(&mut obj, "", "organization-name")? {
-        Some(s) => s,
-        None => {
-            ctx.warn(
-                "report.organization-name-missing",
-                Severity::Warning,
-                "organization-name",
-                "`organization-name` is missing (required by RFC 8460 §4.4); left empty".to_owned(),
-            );
-            String::new()
-        }
-    };
-    let contact_info = opt_string(&mut obj, "", "contact-info")?;
-    if contact_info.is_none() {
-        ctx.warn(
-            "report.contact-info-missing",
-            Severity::Warning,
-            "contact-info",
-            "`contact-info` is missing or null (required by RFC 8460 §4.4)".to_owned(),
-        );
-    }
+    let organization_name = organization_name(ctx, opt_string(&mut obj, "", "organization-name")?);
+    let contact_info = contact_info(ctx, opt_string(&mut obj, "", "contact-info")?);
 
     let mut results = Vec::with_capacity(policies.len());
     for (i, p) in policies.into_iter().enumerate() {
@@ -249,28 +188,14 @@ fn read_report(ctx: &mut Ctx, value: Value) -> Result<Report, ReportError> {
 
 fn read_date_range(ctx: &mut Ctx, v: Value) -> Result<DateRange, ReportError> {
     let mut obj = as_object(v, "date-range".to_owned())?;
-    let mut read = |ctx: &mut Ctx, key: &str| -> Result<time::OffsetDateTime, ReportError> {
+    let mut read = |ctx: &mut Ctx, key: &str| -> Result<OffsetDateTime, ReportError> {
         let path = join("date-range", key);
         let text = as_string(take_required(&mut obj, "date-range", key)?, path.clone())?;
-        let (dt, notes) = parse_datetime(&text).ok_or(ReportError::InvalidDateTime {
-            path: path.clone(),
-            value: text,
-        })?;
-        for (id, severity, message) in notes {
-            ctx.warn(id, severity, &path, message);
-        }
-        Ok(dt)
+        datetime(ctx, text, path)
     };
     let start = read(ctx, "start-datetime")?;
     let end = read(ctx, "end-datetime")?;
-    if end < start {
-        ctx.warn(
-            "report.date-range-reversed",
-            Severity::Warning,
-            "date-range",
-            "`end-datetime` is before `start-datetime`".to_owned(),
-        );
-    }
+    check_date_range(ctx, start, end);
     Ok(DateRange {
         start,
         end,
@@ -306,12 +231,7 @@ fn read_policy_result(ctx: &mut Ctx, v: Value, path: &str) -> Result<PolicyResul
     let fd_path = join(path, "failure-details");
     let details = match take(&mut obj, "failure-details") {
         None => {
-            ctx.warn(
-                "report.failure-details-missing",
-                Severity::Info,
-                &fd_path,
-                "`failure-details` is missing; read as an empty array".to_owned(),
-            );
+            details_missing(ctx, &fd_path);
             Vec::new()
         }
         Some(Value::Array(a)) => a,
@@ -333,22 +253,7 @@ fn read_policy_result(ctx: &mut Ctx, v: Value, path: &str) -> Result<PolicyResul
         failure_details.push(read_failure_detail(ctx, d, &format!("{fd_path}[{j}]"))?);
     }
 
-    let sum = failure_details
-        .iter()
-        .fold(0u64, |acc, d| acc.saturating_add(d.failed_session_count));
-    if sum != summary.total_failure_session_count {
-        ctx.warn(
-            "report.failure-count-mismatch",
-            Severity::Info,
-            &summary_path,
-            format!(
-                "`total-failure-session-count` is {} but the `failed-session-count`s add up \
-                 to {sum}; RFC 8460 does not require them to match (failure types may \
-                 overlap, some failures may go unreported)",
-                summary.total_failure_session_count
-            ),
-        );
-    }
+    check_failure_count(ctx, &summary, &failure_details, &summary_path);
     Ok(PolicyResult {
         policy,
         summary,
@@ -357,38 +262,11 @@ fn read_policy_result(ctx: &mut Ctx, v: Value, path: &str) -> Result<PolicyResul
     })
 }
 
-/// Matches a registered keyword, tolerating case and surrounding space with a warning.
-fn keyword<T>(
-    ctx: &mut Ctx,
-    raw: String,
-    path: &str,
-    from_name: fn(&str) -> T,
-    is_other: fn(&T) -> bool,
-    unknown_id: &'static str,
-) -> T {
-    let exact = from_name(&raw);
-    if !is_other(&exact) {
-        return exact;
+fn strings(v: Value, path: &str) -> Result<Strings, ReportError> {
+    match v {
+        Value::String(s) => Ok(Strings::One(s)),
+        other => string_array(other, path).map(Strings::Many),
     }
-    let folded = from_name(&raw.trim().to_ascii_lowercase());
-    if !is_other(&folded) {
-        ctx.warn(
-            "report.keyword-case",
-            Severity::Warning,
-            path,
-            format!(
-                "{raw:?} is not in the exact registered spelling; read as the registered value"
-            ),
-        );
-        return folded;
-    }
-    ctx.warn(
-        unknown_id,
-        Severity::Warning,
-        path,
-        format!("{raw:?} is not a registered value (RFC 8460 §4.4, §6.6); kept verbatim"),
-    );
-    exact
 }
 
 fn read_policy(ctx: &mut Ctx, v: Value, path: &str) -> Result<Policy, ReportError> {
@@ -398,74 +276,21 @@ fn read_policy(ctx: &mut Ctx, v: Value, path: &str) -> Result<Policy, ReportErro
         take_required(&mut obj, path, "policy-type")?,
         type_path.clone(),
     )?;
-    let policy_type = keyword(
-        ctx,
-        raw_type,
-        &type_path,
-        PolicyType::from_name,
-        |t| matches!(t, PolicyType::Other(_)),
-        "report.policy-type-unknown",
-    );
-    let expected_severity = if policy_type == PolicyType::NoPolicyFound {
-        Severity::Info
-    } else {
-        Severity::Warning
-    };
+    let policy_type = policy_type(ctx, raw_type, &type_path);
 
     let ps_path = join(path, "policy-string");
-    let mut policy_string = match take(&mut obj, "policy-string") {
-        None => {
-            ctx.warn(
-                "report.policy-string-missing",
-                expected_severity,
-                &ps_path,
-                "`policy-string` is missing; read as an empty array".to_owned(),
-            );
-            Vec::new()
-        }
-        Some(Value::String(s)) => {
-            ctx.warn(
-                "report.policy-string-string",
-                Severity::Warning,
-                &ps_path,
-                "`policy-string` is a string, not an array of strings (RFC 8460 §4.4); \
-                 wrapped in an array"
-                    .to_owned(),
-            );
-            vec![s]
-        }
-        Some(v) => string_array(v, &ps_path)?,
-    };
-    if policy_type == PolicyType::Tlsa
-        && policy_string.len() == 1
-        && let Some(unpacked) = unpack_json_array(&policy_string[0])
-    {
-        ctx.warn(
-            "report.tlsa-policy-string-json",
-            Severity::Warning,
-            &ps_path,
-            format!(
-                "`policy-string` held one string that is itself a JSON array of {} TLSA \
-                     records (seen from Microsoft); unpacked to one element per record as \
-                     RFC 8460 §4.5 wants. Original: {:?}",
-                unpacked.len(),
-                policy_string[0]
-            ),
-        );
-        policy_string = unpacked;
-    }
+    let sent = take(&mut obj, "policy-string")
+        .map(|v| strings(v, &ps_path))
+        .transpose()?;
+    let policy_string = policy_strings(ctx, sent, &policy_type, &ps_path);
 
     let domain_path = join(path, "policy-domain");
-    let policy_domain =
-        opt_string(&mut obj, path, "policy-domain")?.filter(|d| !d.trim().is_empty());
-    if policy_domain.is_none() {
-        ctx.warn(
-            "report.policy-domain-missing",
-            expected_severity,
-            &domain_path,
-            "`policy-domain` is missing or empty (required by RFC 8460 §4.4)".to_owned(),
-        );
-    }
+    let policy_domain = policy_domain(
+        ctx,
+        opt_string(&mut obj, path, "policy-domain")?,
+        &policy_type,
+        &domain_path,
+    );
 
     let mx_path = join(path, "mx-host");
     let mx_value = match take(&mut obj, "mx-host") {
@@ -476,7 +301,7 @@ fn read_policy(ctx: &mut Ctx, v: Value, path: &str) -> Result<Policy, ReportErro
                 ctx.warn(
                     "report.mx-host-pattern-key",
                     Severity::Warning,
-                    &join(path, "mx-host-pattern"),
+                    join(path, "mx-host-pattern"),
                     "member is named `mx-host-pattern` (the RFC 8460 §4.4 description label) \
                      instead of the JSON key `mx-host`; read as `mx-host`"
                         .to_owned(),
@@ -485,32 +310,8 @@ fn read_policy(ctx: &mut Ctx, v: Value, path: &str) -> Result<Policy, ReportErro
             alias
         }
     };
-    let mut mx_host = match mx_value {
-        None => Vec::new(),
-        Some(Value::String(s)) => {
-            ctx.warn(
-                "report.mx-host-string",
-                Severity::Warning,
-                &mx_path,
-                "`mx-host` is a string, not an array (RFC 8460 erratum 6241); wrapped in an \
-                 array"
-                    .to_owned(),
-            );
-            vec![s]
-        }
-        Some(v) => string_array(v, &mx_path)?,
-    };
-    for (k, host) in mx_host.iter_mut().enumerate() {
-        if let Some(stripped) = strip_mx_prefix(host) {
-            ctx.warn(
-                "report.mx-host-prefix",
-                Severity::Warning,
-                &format!("{mx_path}[{k}]"),
-                format!("{host:?} carries the policy-file key `mx:`; stripped to {stripped:?}"),
-            );
-            *host = stripped;
-        }
-    }
+    let sent = mx_value.map(|v| strings(v, &mx_path)).transpose()?;
+    let mx_host = mx_hosts(ctx, sent, &mx_path);
 
     Ok(Policy {
         policy_type,
@@ -532,37 +333,10 @@ fn string_array(v: Value, path: &str) -> Result<Vec<String>, ReportError> {
         .collect()
 }
 
-/// `["3 1 1 AB..", "3 1 1 CD.."]` packed into one string: the unpacked strings, if that is what
-/// it is.
-fn unpack_json_array(s: &str) -> Option<Vec<String>> {
-    if !s.trim_start().starts_with('[') {
-        return None;
-    }
-    serde_json::from_str::<Vec<String>>(s)
-        .ok()
-        .filter(|v| !v.is_empty())
-}
-
-/// `mx: host` → `host` (case-insensitive key, any space after the colon).
-fn strip_mx_prefix(host: &str) -> Option<String> {
-    let t = host.trim_start();
-    let head = t.get(..3)?;
-    if !head.eq_ignore_ascii_case("mx:") {
-        return None;
-    }
-    Some(t[3..].trim().to_owned())
-}
-
 fn read_count(ctx: &mut Ctx, obj: &mut Extra, parent: &str, key: &str) -> Result<u64, ReportError> {
     let path = join(parent, key);
     let Some(v) = take(obj, key) else {
-        ctx.warn(
-            "report.count-missing",
-            Severity::Warning,
-            &path,
-            format!("`{key}` is missing (required by RFC 8460 §4.4); read as 0"),
-        );
-        return Ok(0);
+        return Ok(count_missing(ctx, key, &path));
     };
     let n = match &v {
         // Written as something else than a plain integer: judged from the exact text, never
@@ -606,15 +380,7 @@ fn read_count(ctx: &mut Ctx, obj: &mut Extra, parent: &str, key: &str) -> Result
         },
         _ => return Err(invalid(path, "a non-negative integer", &v)),
     };
-    if n > MAX_EXACT_INT {
-        ctx.warn(
-            "report.count-not-interoperable",
-            Severity::Info,
-            &path,
-            format!("{n} is above 2^53, which I-JSON (RFC 7493 §2.2) cannot carry exactly"),
-        );
-    }
-    Ok(n)
+    Ok(count_checked(ctx, n, &path))
 }
 
 fn read_ip(
@@ -627,61 +393,7 @@ fn read_ip(
     let Some(text) = opt_string(obj, parent, key)? else {
         return Ok(None);
     };
-    let t = text.trim();
-    if t.is_empty() {
-        ctx.warn(
-            "report.ip-empty",
-            Severity::Warning,
-            &path,
-            "IP address is the empty string (seen from Google); removed".to_owned(),
-        );
-        return Ok(None);
-    }
-    let bare = t
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(t);
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        if bare != text {
-            ctx.warn(
-                "report.ip-noncanonical",
-                Severity::Warning,
-                &path,
-                format!("IP address {text:?} has extra characters; read as {ip}"),
-            );
-        }
-        return Ok(Some(ip));
-    }
-    if let Some(ip) = lenient_ipv4(bare) {
-        ctx.warn(
-            "report.ip-noncanonical",
-            Severity::Warning,
-            &path,
-            format!("IPv4 address {text:?} has leading zeros (RFC 8460 §4.4); read as {ip}"),
-        );
-        return Ok(Some(IpAddr::V4(ip)));
-    }
-    ctx.warn(
-        "report.ip-invalid",
-        Severity::Warning,
-        &path,
-        format!("{text:?} is not an IP address; removed"),
-    );
-    Ok(None)
-}
-
-/// Dotted quad with leading zeros, read as decimal.
-fn lenient_ipv4(s: &str) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut parts = s.split('.');
-    for o in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        *o = p.parse().ok()?;
-    }
-    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+    Ok(ip_from_text(ctx, text, &path))
 }
 
 fn read_failure_detail(ctx: &mut Ctx, v: Value, path: &str) -> Result<FailureDetail, ReportError> {
@@ -691,14 +403,7 @@ fn read_failure_detail(ctx: &mut Ctx, v: Value, path: &str) -> Result<FailureDet
         take_required(&mut obj, path, "result-type")?,
         rt_path.clone(),
     )?;
-    let result_type = keyword(
-        ctx,
-        raw,
-        &rt_path,
-        ResultType::from_name,
-        |t| matches!(t, ResultType::Other(_)),
-        "report.result-type-unknown",
-    );
+    let result_type = result_type(ctx, raw, &rt_path);
     let sending_mta_ip = read_ip(ctx, &mut obj, path, "sending-mta-ip")?;
     let receiving_mx_hostname = opt_string(&mut obj, path, "receiving-mx-hostname")?;
     let receiving_mx_helo = opt_string(&mut obj, path, "receiving-mx-helo")?;
@@ -712,7 +417,7 @@ fn read_failure_detail(ctx: &mut Ctx, v: Value, path: &str) -> Result<FailureDet
                 ctx.warn(
                     "report.additional-info-uri-key",
                     Severity::Warning,
-                    &join(path, "additional-info-uri"),
+                    join(path, "additional-info-uri"),
                     "member is named `additional-info-uri` (the RFC 8460 §4.4 description \
                      label) instead of the JSON key `additional-information`; read as \
                      `additional-information`"
@@ -724,31 +429,7 @@ fn read_failure_detail(ctx: &mut Ctx, v: Value, path: &str) -> Result<FailureDet
     };
     let failure_reason_code = opt_string(&mut obj, path, "failure-reason-code")?;
 
-    // Policy-fetch and policy-syntax failures happen before any SMTP session, so addresses are
-    // meaningless there; for the other types the RFC schema lists them.
-    if !matches!(
-        result_type,
-        ResultType::StsPolicyFetchError | ResultType::StsPolicyInvalid
-    ) {
-        let missing: Vec<&str> = [
-            ("sending-mta-ip", sending_mta_ip.is_none()),
-            ("receiving-mx-hostname", receiving_mx_hostname.is_none()),
-            ("receiving-ip", receiving_ip.is_none()),
-        ]
-        .into_iter()
-        .filter_map(|(k, m)| m.then_some(k))
-        .collect();
-        if !missing.is_empty() {
-            ctx.warn(
-                "report.failure-detail-incomplete",
-                Severity::Info,
-                path,
-                format!("no {} in this failure detail", missing.join(", ")),
-            );
-        }
-    }
-
-    Ok(FailureDetail {
+    let detail = FailureDetail {
         result_type,
         sending_mta_ip,
         receiving_mx_hostname,
@@ -758,5 +439,7 @@ fn read_failure_detail(ctx: &mut Ctx, v: Value, path: &str) -> Result<FailureDet
         additional_information,
         failure_reason_code,
         extra: obj,
-    })
+    };
+    check_detail_complete(ctx, &detail, path);
+    Ok(detail)
 }
