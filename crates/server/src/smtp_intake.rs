@@ -178,7 +178,7 @@ pub fn tls_ready(hosted: HostedSet, hostname: &str) -> mtasts_intake::smtp::TlsR
 }
 
 /// The TLS configuration of `STARTTLS`: TLS 1.3 and 1.2 with ring, certificates as
-/// [`SmtpCerts`] chooses, no ALPN.
+/// `SmtpCerts` chooses (SNI, else the hostname), no ALPN.
 pub fn tls_config(hosted: HostedSet, hostname: &str) -> Arc<ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
