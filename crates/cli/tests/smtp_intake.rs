@@ -107,6 +107,7 @@ fn start(
     store: &str,
     smtp: SocketAddr,
     dns: Option<SocketAddr>,
+    extra: &[&str],
 ) -> (Serve, SocketAddr) {
     let admin = free_addr(Ipv4Addr::LOCALHOST);
     let https = free_addr(Ipv4Addr::LOCALHOST);
@@ -119,7 +120,8 @@ fn start(
         .args(["--set", "smtp.hostname=mx.reports.test"])
         // The load comes from one address, on 32 connections.
         .args(["--set", "smtp.max_connections_per_ip=64"])
-        .args(["--set", "check.drift_interval=0", "--set", "grace=1"]);
+        .args(["--set", "check.drift_interval=0", "--set", "grace=1"])
+        .args(extra);
     match dns {
         Some(dns) => c.args(["--nameserver", &dns.to_string()]),
         None => c.args(["--set", "smtp.verify_dkim=false"]),
@@ -219,7 +221,7 @@ async fn swaks_delivers_report_mail_over_starttls_and_each_dkim_verdict_is_recor
     assert!(out.contains("mx.reports.test"), "{out}");
 
     let smtp = free_addr(Ipv4Addr::LOCALHOST);
-    let (_serve, admin) = start(dir.path(), 1, &store, smtp, Some(dns.addr()));
+    let (_serve, admin) = start(dir.path(), 1, &store, smtp, Some(dns.addr()), &[]);
     serving(admin, smtp).await;
 
     let pass = signed(&pkcs8, &report_mail("dkim-pass"));
@@ -338,6 +340,30 @@ async fn swaks_delivers_report_mail_over_starttls_and_each_dkim_verdict_is_recor
         mtasts(&["report", "show", &pass["id"].to_string(), "--store", &store]).await;
     assert_eq!(code, 0);
     assert!(out.contains("dkim"), "{out}");
+    // With smtp.require_dkim, unsigned mail is refused and a passing one stored.
+    let smtp2 = free_addr(Ipv4Addr::LOCALHOST);
+    let (_strict, admin2) = start(
+        dir.path(),
+        2,
+        &store,
+        smtp2,
+        Some(dns.addr()),
+        &["--set", "smtp.require_dkim=true"],
+    );
+    serving(admin2, smtp2).await;
+    let path = dir.path().join("strict-none.eml");
+    std::fs::write(&path, report_mail("strict-none")).unwrap();
+    let (code, transcript) = swaks(smtp2, &path, true).await;
+    assert_ne!(code, 0, "{transcript}");
+    assert!(
+        transcript.contains("550 5.7.20 no passing DKIM signature: the mail is not DKIM-signed"),
+        "{transcript}"
+    );
+    let path = dir.path().join("strict-pass.eml");
+    std::fs::write(&path, signed(&pkcs8, &report_mail("strict-pass"))).unwrap();
+    let (code, transcript) = swaks(smtp2, &path, true).await;
+    assert_eq!(code, 0, "{transcript}");
+    assert!(transcript.contains("250 2.0.0 stored 1"), "{transcript}");
     dns.stop().await;
 }
 
@@ -404,7 +430,7 @@ async fn every_report_mail_acknowledged_before_a_sigkill_is_stored_exactly_once(
     let pki = Pki::new().unwrap();
     let store = hosted_store(dir.path(), &pki).await;
     let smtp = free_addr(Ipv4Addr::LOCALHOST);
-    let (mut serve, admin) = start(dir.path(), 1, &store, smtp, None);
+    let (mut serve, admin) = start(dir.path(), 1, &store, smtp, None, &[]);
     serving(admin, smtp).await;
 
     let acked = Arc::new(AtomicUsize::new(0));
@@ -454,7 +480,7 @@ async fn every_report_mail_acknowledged_before_a_sigkill_is_stored_exactly_once(
         .map(|(i, _)| i)
         .collect();
 
-    let (serve2, admin2) = start(dir.path(), 2, &store, smtp, None);
+    let (serve2, admin2) = start(dir.path(), 2, &store, smtp, None, &[]);
     serving(admin2, smtp).await;
     let (code, out, err) = mtasts(&["report", "list", "--store", &store, "--format", "json"]).await;
     assert_eq!(code, 0, "{err}");
