@@ -203,6 +203,23 @@ both! {
             assert!(m.contains("To: ops@example.test") && m.contains("50 of 1050"), "{m}");
         }
 
+        // A new incident seen by two instances in the same instant: one notification.
+        put(report("d.test", day(0), 10, 90, "d-1")).await;
+        let a = Alerter::new(store.clone(), cfg.clone()).unwrap();
+        let b = Alerter::new(store.clone(), cfg.clone()).unwrap();
+        let at = now + time::Duration::minutes(5);
+        let (ra, rb) = tokio::join!(a.round(at), b.round(at));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        let d = ("failures".to_owned(), "d.test".to_owned());
+        assert_eq!(
+            usize::from(ra.sent.contains(&d)) + usize::from(rb.sent.contains(&d)),
+            1,
+            "{ra:?} {rb:?}"
+        );
+        let posts = hook.take();
+        assert_eq!(posts.iter().filter(|v| v["domain"] == "d.test").count(), 1, "{posts:?}");
+        assert_eq!(mails.lock().unwrap().len(), 3, "one mail for d.test");
+
         // The same incident, later, and from a second instance: nothing more.
         assert!(alerter.round(now + time::Duration::minutes(10)).await.unwrap().sent.is_empty());
         let other = Alerter::new(store.clone(), cfg.clone()).unwrap();
@@ -215,12 +232,12 @@ both! {
         *hook.fail.lock().unwrap() = true;
         let r = alerter.round(now + time::Duration::minutes(30)).await.unwrap();
         assert_eq!(r.failed, vec![("failures".into(), "b.test".into())], "{r:?}");
-        assert_eq!(mails.lock().unwrap().len(), 3, "the mail went");
+        assert_eq!(mails.lock().unwrap().len(), 4, "the mail went");
         *hook.fail.lock().unwrap() = false;
         let r = alerter.round(now + time::Duration::minutes(40)).await.unwrap();
         assert_eq!(r.sent, vec![("failures".into(), "b.test".into())], "{r:?}");
         assert_eq!(hook.take().len(), 1);
-        assert_eq!(mails.lock().unwrap().len(), 3, "the mail was not sent again");
+        assert_eq!(mails.lock().unwrap().len(), 4, "the mail was not sent again");
 
         // Three days on, a.test's reports are clean (the window is two days): resolved.
         let later = now + time::Duration::days(3);
