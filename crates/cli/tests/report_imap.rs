@@ -649,12 +649,46 @@ async fn serve_runs_the_importer_of_its_imap_table_for_hosted_domains() {
     .await;
     assert_eq!(code, 0, "{out}{err}");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tlsrpt");
+    // A third mail, DKIM-signed by reporter.example (its key in the test DNS): the importer
+    // records the verdict as the SMTP receiver does.
+    let pkcs8 = mail_auth::common::crypto::Ed25519Key::generate_pkcs8().unwrap();
+    let key = mail_auth::common::crypto::Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+    let public = data_encoding::BASE64.encode(&key.public_key());
+    let dns =
+        mtasts_testnet::dns::DnsServer::start(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+            .await
+            .unwrap();
+    dns.set_zone(
+        "reporter.example.",
+        &format!("sel._domainkey 60 IN TXT \"v=DKIM1; k=ed25519; p={public}\"\n"),
+    )
+    .unwrap();
+    let google: Value =
+        serde_json::from_slice(&std::fs::read(data.join("mta-sts-exporter/google.json")).unwrap())
+            .unwrap();
+    let mut signed_report = google.clone();
+    signed_report["report-id"] = Value::String("signed-by-reporter".into());
+    let mail = String::from_utf8(report_mail(
+        3,
+        "application/tlsrpt+json",
+        signed_report.to_string().as_bytes(),
+    ))
+    .unwrap();
+    let signature = mail_auth::dkim::DkimSigner::from_key(key)
+        .domain("reporter.example")
+        .selector("sel")
+        .headers(["From", "To", "Subject", "Message-ID"])
+        .sign(mail.as_bytes())
+        .unwrap();
+    use mail_auth::common::headers::HeaderWriter as _;
+    let signed_mail = format!("{}{mail}", signature.to_header()).into_bytes();
     dovecot
         .append(
             "INBOX",
             &[
                 as_mail(&data.join("mta-sts-exporter/google.json"), 1),
                 as_mail(&data.join("mta-sts-exporter/rfc.json"), 2),
+                signed_mail,
             ],
         )
         .await
@@ -674,6 +708,7 @@ async fn serve_runs_the_importer_of_its_imap_table_for_hosted_domains() {
         .args(["serve", "--store", &store, "--http", "none"])
         .args(["--https", &https.to_string(), "--admin", &admin.to_string()])
         .args(["--set", "check.drift_interval=0", "--set", "grace=1"])
+        .args(["--nameserver", &dns.addr().to_string()])
         .args(["--set", &format!("imap.server={}", flag("--server"))])
         .args(["--set", &format!("imap.tls_name={HOST_NAME}")])
         .args([
@@ -687,7 +722,7 @@ async fn serve_runs_the_importer_of_its_imap_table_for_hosted_domains() {
         .unwrap();
     let mut serve = support::Serve { child, log };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while counts(&dovecot) != [0, 1, 0, 1] {
+    while counts(&dovecot) != [0, 2, 0, 1] {
         assert!(
             Instant::now() < deadline,
             "{:?}\n{}",
@@ -710,9 +745,18 @@ async fn serve_runs_the_importer_of_its_imap_table_for_hosted_domains() {
     assert!(log.contains("IMAP round"), "{log}");
     let list = json(&["report", "list", "--store", &store, "--format", "json"]).await;
     let list = list.as_array().unwrap();
-    assert_eq!(list.len(), 1, "{list:?}");
-    assert_eq!(
-        (list[0]["policy_domain"].as_str(), list[0]["via"].as_str()),
-        (Some("example.com"), Some("imap"))
-    );
+    assert_eq!(list.len(), 2, "{list:?}");
+    for r in list {
+        assert_eq!(
+            (r["policy_domain"].as_str(), r["via"].as_str()),
+            (Some("example.com"), Some("imap"))
+        );
+        let want = if r["report_id"] == "signed-by-reporter" {
+            (Some("pass"), Some("d=reporter.example"))
+        } else {
+            (Some("none"), Some("the mail is not DKIM-signed"))
+        };
+        assert_eq!((r["dkim"].as_str(), r["dkim_detail"].as_str()), want, "{r}");
+    }
+    dns.stop().await;
 }

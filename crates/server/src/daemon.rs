@@ -268,7 +268,19 @@ impl Daemon {
                     hosted.clone(),
                 )
             });
-        let imap = config.imap.importer(&store).map_err(|e| fail("imap", e))?;
+        let imap = match config.imap.importer(&store).map_err(|e| fail("imap", e))? {
+            Some(i) if config.smtp.verify_dkim => {
+                let resolver = config
+                    .check
+                    .drift_env()
+                    .map_err(|e| fail("imap", e))?
+                    .resolver;
+                let verifier = mtasts_intake::dkim::DkimVerifier::new(resolver)
+                    .map_err(|e| fail("imap", e))?;
+                Some(i.with_dkim(verifier))
+            }
+            other => other,
+        };
         Ok(Self {
             config,
             store,
