@@ -106,3 +106,33 @@ pub fn check_certificate_for(
         issuer,
     })
 }
+
+impl super::Domains {
+    /// Checks and installs a certificate for the service host `name` (`[intake] host`,
+    /// `[smtp] hostname`): it must name the host and not have expired, and the key must fit.
+    ///
+    /// # Errors
+    /// [`DomainError::Invalid`] for a name that is not a host name;
+    /// [`DomainError::Certificate`]; the store's errors.
+    pub async fn import_host_certificate(
+        &self,
+        name: &str,
+        chain_pem: &str,
+        key_pem: &str,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<CertificateCheck, DomainError> {
+        let name = super::normalize_domain(name)?;
+        let checked = check_certificate_for(name.clone(), chain_pem, key_pem, now)?;
+        let cert = mtasts_store::NewCertificate {
+            chain_pem: chain_pem.to_owned(),
+            key: mtasts_store::PrivateKeyPem::new(key_pem),
+            not_after: checked.not_after,
+            source: mtasts_store::CertSource::Imported,
+        };
+        self.store
+            .put_host_certificate(&name, &cert, &mtasts_store::Change::new(actor, now))
+            .await?;
+        Ok(checked)
+    }
+}

@@ -42,7 +42,10 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::dkim::DkimVerifier;
+
+mod wire;
 use crate::{Intake, Stored};
+use wire::{IpSlot, ip_key, one_line, proto_error};
 
 /// The limits of the SMTP receiver. Defaults in [`SmtpLimits::default`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,41 +124,6 @@ pub struct SmtpReceiver {
 
 /// Says whether a certificate is there for `STARTTLS` when the client sends no SNI.
 pub type TlsReady = Arc<dyn Fn() -> bool + Send + Sync>;
-
-/// One connection counted against its address; uncounted on drop.
-struct IpSlot {
-    map: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
-    key: std::net::IpAddr,
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        if let Ok(mut m) = self.map.lock()
-            && let Some(n) = m.get_mut(&self.key)
-        {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.key);
-            }
-        }
-    }
-}
-
-/// The address a client is counted under: IPv4 as it is (also when mapped into IPv6), IPv6 by
-/// its /64.
-fn ip_key(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => std::net::IpAddr::V4(v4),
-            None => {
-                let mut o = v6.octets();
-                o[8..].fill(0);
-                std::net::IpAddr::from(o)
-            }
-        },
-        v4 => v4,
-    }
-}
 
 impl std::fmt::Debug for SmtpReceiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -767,40 +735,4 @@ impl SmtpReceiver {
         }
         (250, text)
     }
-}
-
-/// The answer to a command smtp-proto could not read.
-fn proto_error(e: &ProtoError) -> (u16, String) {
-    match e {
-        ProtoError::UnknownCommand => (500, "5.5.1 unknown command".into()),
-        ProtoError::InvalidSenderAddress => (501, "5.1.7 bad sender address".into()),
-        ProtoError::InvalidRecipientAddress => (501, "5.1.3 bad recipient address".into()),
-        ProtoError::SyntaxError { syntax } => (501, one_line(&format!("5.5.4 syntax: {syntax}"))),
-        ProtoError::InvalidParameter { param } => {
-            (501, one_line(&format!("5.5.4 bad parameter {param}")))
-        }
-        ProtoError::UnsupportedParameter { param } => (
-            504,
-            one_line(&format!("5.5.4 unsupported parameter {param}")),
-        ),
-        ProtoError::ResponseTooLong => (500, "5.5.2 line too long".into()),
-        _ => (500, "5.5.2 command not understood".into()),
-    }
-}
-
-/// `text` as one reply line: control characters (a CR or LF would end the reply) become
-/// spaces, cut at 400 bytes (RFC 5321 §4.5.3.1.5 allows 512 with the code).
-fn one_line(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if out.len() > 400 {
-        let mut end = 400;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
-    }
-    out
 }
