@@ -125,9 +125,70 @@ pub fn summary(days: &[DayTotal], failures: &[FailureTotal], since: OffsetDateTi
     json!({ "since": stamp(since), "domains": domains })
 }
 
+/// The same summary as [`summary`], as JSON text built one domain at a time (`days` ordered by
+/// domain, as the store gives them): memory is the text and one domain's value, not a value
+/// tree of every domain (365 MiB for 14 days of 10,000 domains).
+pub fn summary_text(days: &[DayTotal], failures: &[FailureTotal], since: OffsetDateTime) -> String {
+    let mut by: std::collections::HashMap<&str, Vec<FailureTotal>> =
+        std::collections::HashMap::new();
+    for f in failures {
+        by.entry(f.policy_domain.as_str())
+            .or_default()
+            .push(f.clone());
+    }
+    let mut out = format!("{{\"since\":{},\"domains\":[", Value::String(stamp(since)));
+    for (i, chunk) in days
+        .chunk_by(|a, b| a.policy_domain == b.policy_domain)
+        .enumerate()
+    {
+        let f = by
+            .remove(chunk[0].policy_domain.as_str())
+            .unwrap_or_default();
+        let mut one = summary(chunk, &f, since);
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&one["domains"][0].take().to_string());
+    }
+    out.push_str("]}");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_text_is_the_summary_written_domain_by_domain() {
+        let since = time::macros::datetime!(2026-01-01 0:00 UTC);
+        let day = |d: &str, n: u8, s: u64, f: u64| DayTotal {
+            policy_domain: d.into(),
+            day: time::Date::from_calendar_date(2026, time::Month::January, n).unwrap(),
+            reports: 1,
+            success: s,
+            failure: f,
+        };
+        let days = [
+            day("", 1, 1, 0),
+            day("a.test", 1, 5, 1),
+            day("a.test", 2, 7, 0),
+            day("b.test", 2, 0, 3),
+        ];
+        let failure = |d: &str, n: u64| FailureTotal {
+            policy_domain: d.into(),
+            result_type: "certificate-expired".into(),
+            receiving_mx: format!("mx.{d}"),
+            sending_ip: String::new(),
+            organization: "Google Inc.".into(),
+            sessions: n,
+        };
+        let failures = [failure("b.test", 3), failure("a.test", 1)];
+        let text: Value = serde_json::from_str(&summary_text(&days, &failures, since)).unwrap();
+        assert_eq!(text, summary(&days, &failures, since));
+        assert_eq!(text["domains"].as_array().unwrap().len(), 3);
+        let empty: Value = serde_json::from_str(&summary_text(&[], &[], since)).unwrap();
+        assert_eq!(empty, summary(&[], &[], since));
+    }
 
     #[test]
     fn since_takes_days_hours_or_a_time_and_nothing_else() {

@@ -521,8 +521,10 @@ async fn dispatch(
                 .report_failures(q.domain.as_deref(), since)
                 .await
                 .map_err(crate::domains::DomainError::from)?;
-            let summary = mtasts_intake::views::summary(&days, &failures, since);
-            ok(StatusCode::OK, &summary)
+            let text = mtasts_intake::views::summary_text(&days, &failures, since);
+            let mut r = json_response(StatusCode::OK, &Value::Null);
+            *r.body_mut() = Full::new(Bytes::from(text));
+            Ok(r)
         }
         (Method::GET, "/v1/reports/readiness") => {
             let q = ReportQuery::parse(req.uri().query(), &token, now, READINESS_KEYS)?;
