@@ -66,6 +66,48 @@ pub struct Outcome {
     pub stored: Stored,
 }
 
+/// What became of the reports of one input (a `POST`, a mail), counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// New reports stored.
+    pub stored: u64,
+    /// Copies of reports stored before.
+    pub duplicates: u64,
+    /// Why each refused report was refused.
+    pub refused: Vec<String>,
+}
+
+impl Tally {
+    /// Counts `outcomes`, adding each to `mtasts_intake_reports_total{via, result}`.
+    pub fn of(outcomes: &[Outcome], via: &'static str) -> Self {
+        let mut t = Self::default();
+        for o in outcomes {
+            let result = match &o.stored {
+                Stored::New(_) => {
+                    t.stored += 1;
+                    "stored"
+                }
+                Stored::Duplicate { .. } => {
+                    t.duplicates += 1;
+                    "duplicate"
+                }
+                Stored::Refused(why) => {
+                    t.refused.push(why.clone());
+                    "refused"
+                }
+            };
+            metrics::counter!("mtasts_intake_reports_total", "via" => via, "result" => result)
+                .increment(1);
+        }
+        t
+    }
+
+    /// At least one report was stored or counted as a copy.
+    pub fn accepted(&self) -> bool {
+        self.stored + self.duplicates > 0
+    }
+}
+
 /// Why an input gave nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {

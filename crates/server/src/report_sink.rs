@@ -28,7 +28,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use mtasts_core::report::{Limits, RunBudget};
-use mtasts_intake::{Intake, Stored};
+use mtasts_intake::{Intake, Tally};
 use mtasts_store::{Arrival, Via};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -382,30 +382,15 @@ impl HttpsIntake {
                 return self.busy("the report could not be stored; retry later");
             }
         };
-        let (mut stored, mut duplicates) = (0u64, 0u64);
-        for _ in &refused {
-            metrics::counter!("mtasts_intake_reports_total", "via" => "https", "result" => "refused")
-                .increment(1);
-        }
-        let mut reasons = refused;
-        for o in &outcomes {
-            let result = match &o.stored {
-                Stored::New(_) => {
-                    stored += 1;
-                    "stored"
-                }
-                Stored::Duplicate { .. } => {
-                    duplicates += 1;
-                    "duplicate"
-                }
-                Stored::Refused(why) => {
-                    reasons.push(why.clone());
-                    "refused"
-                }
-            };
-            metrics::counter!("mtasts_intake_reports_total", "via" => "https", "result" => result)
-                .increment(1);
-        }
+        // Refused here, before the writer: counted as the writer's refusals are.
+        metrics::counter!("mtasts_intake_reports_total", "via" => "https", "result" => "refused")
+            .increment(refused.len() as u64);
+        let Tally {
+            stored,
+            duplicates,
+            refused: mut reasons,
+        } = Tally::of(&outcomes, "https");
+        reasons.splice(0..0, refused);
         let body = json!({
             "stored": stored, "duplicates": duplicates, "refused": reasons.len(),
             "reasons": reasons,

@@ -44,7 +44,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use crate::dkim::DkimVerifier;
 
 mod wire;
-use crate::{Intake, Stored};
+use crate::{Intake, Tally};
 use wire::{IpSlot, ip_key, one_line, proto_error};
 
 /// The limits of the SMTP receiver. Defaults in [`SmtpLimits::default`].
@@ -704,25 +704,11 @@ impl SmtpReceiver {
                 );
             }
         };
-        let (mut stored, mut duplicates, mut refused) = (0u64, 0u64, Vec::new());
-        for o in &outcomes {
-            let result = match &o.stored {
-                Stored::New(_) => {
-                    stored += 1;
-                    "stored"
-                }
-                Stored::Duplicate { .. } => {
-                    duplicates += 1;
-                    "duplicate"
-                }
-                Stored::Refused(why) => {
-                    refused.push(why.clone());
-                    "refused"
-                }
-            };
-            metrics::counter!("mtasts_intake_reports_total", "via" => "smtp", "result" => result)
-                .increment(1);
-        }
+        let Tally {
+            stored,
+            duplicates,
+            refused,
+        } = Tally::of(&outcomes, "smtp");
         metrics::counter!("mtasts_intake_smtp_mails_total", "result" => if stored + duplicates > 0 { "accepted" } else { "refused" })
             .increment(1);
         if stored + duplicates == 0 {
