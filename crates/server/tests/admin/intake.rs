@@ -39,6 +39,52 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     mtasts_core::report::gzip(data)
 }
 
+/// A store hosting `a.test` with a certificate for `mta-sts.a.test`.
+async fn hosting_a_test() -> (
+    TestDb,
+    mtasts_store::Store,
+    Pki,
+    mtasts_server::domains::Domains,
+) {
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let pki = Pki::at(OffsetDateTime::now_utc()).unwrap();
+    let domains = crate::support::add_domain(&store, "a.test", Delegation::Host).await;
+    let cert = pki.issue("mta-sts.a.test", Defect::Valid).unwrap();
+    domains
+        .import_certificate(
+            "a.test",
+            &cert.chain_pem(),
+            &cert.key_pem(),
+            "test",
+            None,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    (db, store, pki, domains)
+}
+
+/// The daemon on `db` on loopback (no port 80, no drift checker), `tweak`ed: its HTTPS port,
+/// its control and its task.
+async fn serve(
+    db: &TestDb,
+    tweak: impl FnOnce(&mut ServeConfig),
+) -> (u16, service::Control, tokio::task::JoinHandle<()>) {
+    let mut config = ServeConfig::default();
+    config.store.url = db.url.clone();
+    config.https = "127.0.0.1:0".parse().unwrap();
+    config.http = None;
+    config.admin = "127.0.0.1:0".parse().unwrap();
+    config.grace = Duration::from_secs(1);
+    config.check.drift_interval = Duration::ZERO;
+    tweak(&mut config);
+    let daemon = Daemon::start(config).await.unwrap();
+    let port = daemon.https_addr().port();
+    let (control, shutdown) = service::channel();
+    (port, control, tokio::spawn(daemon.run(shutdown)))
+}
+
 /// One request over TLS to `127.0.0.1:port` with SNI `sni` and `Host: host`: status and JSON.
 async fn post(
     pki: &Pki,
@@ -94,34 +140,11 @@ async fn post(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_posted_to_a_policy_host_are_stored_once_and_everything_else_refused() {
-    let db = TestDb::sqlite().await;
-    let store = db.open().await;
-    let pki = Pki::at(OffsetDateTime::now_utc()).unwrap();
-    let domains = crate::support::add_domain(&store, "a.test", Delegation::Host).await;
-    let cert = pki.issue("mta-sts.a.test", Defect::Valid).unwrap();
-    domains
-        .import_certificate(
-            "a.test",
-            &cert.chain_pem(),
-            &cert.key_pem(),
-            "test",
-            None,
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .unwrap();
-    let mut config = ServeConfig::default();
-    config.store.url = db.url.clone();
-    config.https = "127.0.0.1:0".parse().unwrap();
-    config.http = None;
-    config.admin = "127.0.0.1:0".parse().unwrap();
-    config.grace = Duration::from_secs(1);
-    config.check.drift_interval = Duration::ZERO;
-    config.intake.body_timeout = Duration::from_secs(1);
-    let daemon = Daemon::start(config).await.unwrap();
-    let port = daemon.https_addr().port();
-    let (control, shutdown) = service::channel();
-    let task = tokio::spawn(daemon.run(shutdown));
+    let (db, store, pki, _) = hosting_a_test().await;
+    let (port, control, task) = serve(&db, |c| {
+        c.intake.body_timeout = Duration::from_secs(1);
+    })
+    .await;
     let host = "mta-sts.a.test";
     let send = |method: Method, ctype: &'static str, body: Vec<u8>| {
         let pki = &pki;
@@ -344,18 +367,10 @@ async fn reports_are_also_received_on_the_configured_intake_host_with_its_own_ce
         .await
         .unwrap();
 
-    let mut config = ServeConfig::default();
-    config.store.url = db.url.clone();
-    config.https = "127.0.0.1:0".parse().unwrap();
-    config.http = None;
-    config.admin = "127.0.0.1:0".parse().unwrap();
-    config.grace = Duration::from_secs(1);
-    config.check.drift_interval = Duration::ZERO;
-    config.intake.host = "tlsrpt.provider.test".into();
-    let daemon = Daemon::start(config).await.unwrap();
-    let port = daemon.https_addr().port();
-    let (control, shutdown) = service::channel();
-    let task = tokio::spawn(daemon.run(shutdown));
+    let (port, control, task) = serve(&db, |c| {
+        c.intake.host = "tlsrpt.provider.test".into();
+    })
+    .await;
     let host = "tlsrpt.provider.test";
 
     let (status, _, v) = post(
@@ -466,33 +481,8 @@ async fn get_policy(pki: &Pki, port: u16, host: &str) -> (StatusCode, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_body_is_cut_off_at_max_body_within_bounded_memory() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let db = TestDb::sqlite().await;
-    let store = db.open().await;
-    let pki = Pki::at(OffsetDateTime::now_utc()).unwrap();
-    let domains = crate::support::add_domain(&store, "a.test", Delegation::Host).await;
-    let cert = pki.issue("mta-sts.a.test", Defect::Valid).unwrap();
-    domains
-        .import_certificate(
-            "a.test",
-            &cert.chain_pem(),
-            &cert.key_pem(),
-            "test",
-            None,
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .unwrap();
-    let mut config = ServeConfig::default();
-    config.store.url = db.url.clone();
-    config.https = "127.0.0.1:0".parse().unwrap();
-    config.http = None;
-    config.admin = "127.0.0.1:0".parse().unwrap();
-    config.grace = Duration::from_secs(1);
-    config.check.drift_interval = Duration::ZERO;
-    let daemon = Daemon::start(config).await.unwrap();
-    let port = daemon.https_addr().port();
-    let (control, shutdown) = service::channel();
-    let task = tokio::spawn(daemon.run(shutdown));
+    let (db, store, pki, _) = hosting_a_test().await;
+    let (port, control, task) = serve(&db, |_| {}).await;
 
     for declared in [true, false] {
         let mut tls = tls_connect(&pki, port, "mta-sts.a.test").await.unwrap();
