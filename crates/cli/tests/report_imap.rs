@@ -14,7 +14,7 @@ use mtasts_testnet::pki::Pki;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use support::run;
 
@@ -25,42 +25,6 @@ const FOLDERS: [&str; 4] = [
     "TLSRPT.unreadable",
     "TLSRPT.refused",
 ];
-
-/// Every report file under tests/data/tlsrpt and ../shared/data/tlsrpt (when there), sorted,
-/// each content once.
-fn corpus() -> Vec<PathBuf> {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for root in [
-        here.join("../../tests/data/tlsrpt"),
-        here.join("../../../shared/data/tlsrpt"),
-    ] {
-        if !root.is_dir() {
-            continue;
-        }
-        let mut files = Vec::new();
-        let mut dirs = vec![root];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    dirs.push(p);
-                } else {
-                    files.push(p);
-                }
-            }
-        }
-        files.sort();
-        for f in files {
-            if seen.insert(std::fs::read(&f).unwrap()) {
-                out.push(f);
-            }
-        }
-    }
-    assert!(out.len() >= 20, "{out:?}");
-    out
-}
 
 /// A report mail as reporters send one (RFC 8460 §5.3): multipart/report with the report
 /// gzip'd as a base64 `application/tlsrpt+gzip` part; `.eml` files as they are.
@@ -107,37 +71,17 @@ async fn json(args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
 }
 
-/// What a store holds, without what differs by path and time (ids, sources, arrival, copies):
-/// per (organization, report-id), the listing fields, the normalised report and the raw JSON
-/// (line ends as LF); and the summary's domains.
+/// What a store holds ([`support::corpus::contents`]) without the copy counts, raw JSON with
+/// LF line ends: IMAP gives a mail with CRLF line ends (RFC 3501), as it was sent; a mail saved
+/// to a file may have LF ones, and a report in an unencoded text part keeps the line ends of
+/// the mail it came in, in its raw JSON only (D54).
 async fn contents(store: &str) -> (BTreeMap<(String, String), Value>, Value) {
-    let list = json(&["report", "list", "--store", store, "--format", "json"]).await;
-    let mut out = BTreeMap::new();
-    for r in list.as_array().unwrap() {
-        let id = r["id"].to_string();
-        let shown = json(&["report", "show", &id, "--store", store, "--format", "json"]).await;
-        let mut kept = r.clone();
-        for k in ["id", "source", "received_at", "via", "copies"] {
-            kept.as_object_mut().unwrap().remove(k);
-        }
-        let mut normalised = shown["normalised"].clone();
-        normalised.as_object_mut().unwrap().remove("source");
-        kept["normalised"] = normalised;
-        // IMAP gives a mail with CRLF line ends (RFC 3501), as it was sent; a mail saved to a
-        // file may have LF ones. A report in an unencoded text part keeps the line ends of the
-        // mail it came in, in its raw JSON only (D54).
-        kept["raw"] = Value::from(shown["raw"].as_str().unwrap().replace("\r\n", "\n"));
-        let key = (
-            r["organization"].as_str().unwrap().to_owned(),
-            r["report_id"].as_str().unwrap().to_owned(),
-        );
-        out.insert(key, kept);
+    let (mut out, summary) = support::corpus::contents(KEY, store).await;
+    for kept in out.values_mut() {
+        kept.as_object_mut().unwrap().remove("copies");
+        kept["raw"] = Value::from(kept["raw"].as_str().unwrap().replace("\r\n", "\n"));
     }
-    let summary = json(&[
-        "report", "summary", "--store", store, "--since", "30000d", "--format", "json",
-    ])
-    .await;
-    (out, summary["domains"].clone())
+    (out, summary)
 }
 
 /// The flags of `report imap` for `server`, with the test's CA and password files in `dir`.
@@ -237,7 +181,7 @@ async fn every_report_lands_through_imap_as_through_files_on_both_backends() {
     let Some(dovecot) = Dovecot::start(&pki).await.unwrap() else {
         return;
     };
-    let files = corpus();
+    let files = support::corpus::corpus();
     let dir = tempfile::tempdir().unwrap();
     let sqlite = |name: &str| format!("sqlite:{}", dir.path().join(name).display());
     let base = imap_args(&dovecot, dir.path(), &pki);

@@ -6,22 +6,38 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Every report file under tests/data/tlsrpt, sorted.
+/// Every report file under tests/data/tlsrpt and ../shared/data/tlsrpt (when there, next to the
+/// checkout), sorted, each content once.
 pub(crate) fn corpus() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tlsrpt");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut out = Vec::new();
-    let mut dirs = vec![root];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else {
-                out.push(p);
+    let mut seen = std::collections::HashSet::new();
+    for root in [
+        here.join("../../tests/data/tlsrpt"),
+        here.join("../../../shared/data/tlsrpt"),
+    ] {
+        if !root.is_dir() {
+            continue;
+        }
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    files.push(p);
+                }
+            }
+        }
+        files.sort();
+        for f in files {
+            if seen.insert(std::fs::read(&f).unwrap()) {
+                out.push(f);
             }
         }
     }
-    out.sort();
     assert!(out.len() >= 20, "{out:?}");
     out
 }
