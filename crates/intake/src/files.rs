@@ -108,7 +108,12 @@ pub fn load(file: &Path, max_input: usize) -> std::io::Result<Loaded> {
     } else {
         u64::try_from(max_input).unwrap_or(u64::MAX)
     };
-    let mut bytes = head[..n].to_vec();
+    // Sized from the file's length (capped), so that the whole file is read in one call
+    // rather than by the growing probes of an empty buffer (eight reads a small report).
+    let len = f.metadata().map_or(0, |m| m.len());
+    let want = usize::try_from(len.min(cap).saturating_add(1)).unwrap_or(usize::MAX);
+    let mut bytes = Vec::with_capacity(want.min(MAX_PRESIZE));
+    bytes.extend_from_slice(&head[..n]);
     f.take(cap.saturating_sub(n as u64).saturating_add(1))
         .read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {
@@ -134,6 +139,10 @@ pub fn load(file: &Path, max_input: usize) -> std::io::Result<Loaded> {
     };
     Ok(Loaded { name, bytes, parts })
 }
+
+/// The most memory reserved ahead from a file's declared length (a file can grow or lie;
+/// past this the buffer grows as bytes actually arrive).
+const MAX_PRESIZE: usize = 64 * 1024 * 1024;
 
 fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
