@@ -376,6 +376,30 @@ impl ParsedReport {
         value
     }
 
+    /// [`ParsedReport::to_json`] as compact JSON text, written straight from the report
+    /// instead of through a [`serde_json::Value`] tree (the same text, byte for byte; about
+    /// half the time and allocations when a store keeps every normalised report).
+    pub fn to_json_string(&self, source: &str) -> String {
+        // The tree's `insert` replaces an unknown top-level member named `warnings` or `source`
+        // in place; written straight, it would come out twice. Rare: take the tree then.
+        if self.report.extra.contains_key("warnings") || self.report.extra.contains_key("source") {
+            return self.to_json(source).to_string();
+        }
+        #[derive(Serialize)]
+        struct Normalised<'a> {
+            #[serde(flatten)]
+            report: &'a Report,
+            warnings: &'a [Repair],
+            source: &'a str,
+        }
+        serde_json::to_string(&Normalised {
+            report: &self.report,
+            warnings: &self.warnings,
+            source,
+        })
+        .unwrap_or_else(|_| self.to_json(source).to_string())
+    }
+
     /// True when no repair has [`Severity::Warning`] (only notes, if anything).
     pub fn is_clean(&self) -> bool {
         !self

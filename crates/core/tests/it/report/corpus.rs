@@ -15,6 +15,46 @@ fn every_corpus_file_parses_and_matches_its_snapshot() {
 }
 
 #[test]
+fn the_normalised_text_written_straight_is_the_trees_text() {
+    let mut checked = 0;
+    for (name, bytes) in corpus() {
+        for r in parse_reports(&bytes).unwrap_or_else(|e| panic!("{name}: {e}")) {
+            assert_eq!(
+                r.to_json_string(&name),
+                r.to_json(&name).to_string(),
+                "{name}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "{checked}");
+    // Unknown members everywhere, and top-level ones named like the two added members: the
+    // tree replaces those in place, and so must the text.
+    let doc = br#"{"organization-name":"o","date-range":{"start-datetime":"2024-01-01T00:00:00Z",
+        "end-datetime":"2024-01-01T23:59:59Z","x":1},"contact-info":"a@b","report-id":"r",
+        "z":[1.5,{"k":null}],"warnings":"theirs","source":7,
+        "policies":[{"policy":{"policy-type":"sts","policy-string":["version: STSv1"],
+        "policy-domain":"a.test","mx-host":["mx.a.test"],"p":true},
+        "summary":{"total-successful-session-count":1,"total-failure-session-count":2,"s":"t"},
+        "failure-details":[{"result-type":"certificate-expired","sending-mta-ip":"192.0.2.1",
+        "receiving-mx-hostname":"mx.a.test","failed-session-count":2,"f":"g"}],"q":{}}]}"#;
+    for r in parse_reports(doc).unwrap_or_else(|e| panic!("{e}")) {
+        assert_eq!(r.to_json_string("s"), r.to_json("s").to_string());
+        let mut plain = r.clone();
+        plain
+            .report
+            .extra
+            .retain(|k, _| k != "warnings" && k != "source");
+        assert_eq!(plain.to_json_string("s"), plain.to_json("s").to_string());
+        assert!(
+            plain
+                .to_json_string("s")
+                .contains(r#""z":[1.5,{"k":null}]"#)
+        );
+    }
+}
+
+#[test]
 fn eml_files_agree_with_their_json_twins() {
     for (name, bytes) in corpus() {
         let Some(stem) = name.strip_suffix(".eml") else {
