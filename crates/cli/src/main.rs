@@ -19,6 +19,7 @@ mod readiness_cmd;
 mod record_cmd;
 mod report_cmd;
 mod report_imap_cmd;
+mod report_import_cmd;
 mod report_store_cmd;
 mod resolver_cmd;
 mod runtime;

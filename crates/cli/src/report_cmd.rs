@@ -113,7 +113,7 @@ pub(crate) fn run(cmd: ReportCommand, format: Format, csv: bool) -> Result<u8> {
         }
         ReportCommand::Import { paths, store } => {
             stored::no_csv(csv, "import")?;
-            return stored::import(&paths, &store, format);
+            return crate::report_import_cmd::import(&paths, &store, format);
         }
         ReportCommand::Imap(args) => {
             stored::no_csv(csv, "imap")?;

@@ -1,20 +1,14 @@
-//! `mtasts report import|list|show|summary`: reports in the store.
-//!
-//! `import` stores reports for any domain (the operator chose the files; D27 applies to the
-//! network paths only). Every string from a report is escaped in text output.
+//! `mtasts report list|show|summary`: reports in the store (`import` is
+//! `report_import_cmd`). Every string from a report is escaped in text output.
 
 use crate::output::Format;
 use crate::store_cmd::StoreArgs;
-use crate::{EXIT_FINDINGS, EXIT_OK, EXIT_UNREADABLE, Usage};
+use crate::{EXIT_FINDINGS, EXIT_OK, Usage};
 use anyhow::Result;
-use mtasts_core::report::{Limits, RunBudget};
 use mtasts_core::text::escape;
-use mtasts_intake::files::{files_of, load};
 use mtasts_intake::views::{self, listed, stamp};
-use mtasts_intake::{Accept, Intake, IntakeError, Stored};
-use mtasts_store::{Arrival, ReportFilter, Via};
-use serde_json::{Value, json};
-use std::path::PathBuf;
+use mtasts_store::ReportFilter;
+use serde_json::Value;
 use time::OffsetDateTime;
 
 /// `writeln!` to standard output, its error returned (a closed pipe ends the command quietly,
@@ -39,190 +33,6 @@ pub(crate) fn parse_since(s: &str) -> Result<OffsetDateTime, String> {
 fn print_json(v: &Value) -> Result<()> {
     out!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
-}
-
-/// Reports stored per transaction by `report import` (one commit, one `fsync`, per batch).
-const IMPORT_BATCH: usize = 256;
-/// Raw JSON held in one import batch before it is stored.
-const IMPORT_BATCH_BYTES: usize = 16 * 1024 * 1024;
-
-/// What `report import` has done so far, and the batch not yet stored.
-struct Importer {
-    pending: Vec<(mtasts_core::report::ParsedReport, Arrival)>,
-    pending_bytes: usize,
-    stored: u64,
-    duplicates: u64,
-    unreadable: u64,
-    /// Outcomes written so far (`--format json` writes each as its batch is stored).
-    written: u64,
-    failed: Vec<Value>,
-    code: u8,
-}
-
-impl Importer {
-    /// Stores the pending batch in one transaction and accounts for each report.
-    async fn flush(&mut self, intake: &Intake, format: Format) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let batch: Vec<(&mtasts_core::report::ParsedReport, &Arrival)> =
-            self.pending.iter().map(|(p, a)| (p, a)).collect();
-        let outcomes = intake.store_batch(&batch).await?;
-        for (o, (_, arrival)) in outcomes.into_iter().zip(&self.pending) {
-            let source = arrival.source.clone().unwrap_or_default();
-            let (result, id, copies) = match o.stored {
-                Stored::New(id) => {
-                    self.stored += 1;
-                    ("stored", id, 1)
-                }
-                Stored::Duplicate { id, copies } => {
-                    self.duplicates += 1;
-                    ("duplicate", id, copies)
-                }
-                Stored::Refused(_) => continue,
-            };
-            if format == Format::Text {
-                out!(
-                    "{result:9} #{id} {} from {} ({}) {}",
-                    escape(&o.policy_domain),
-                    escape(&o.organization),
-                    escape(&o.report_id),
-                    escape(&source)
-                );
-            }
-            if format == Format::Json {
-                let v = json!({
-                    "source": source, "result": result, "id": id,
-                    "copies": copies, "report_id": o.report_id,
-                    "organization": o.organization,
-                    "policy_domain": o.policy_domain,
-                });
-                let sep = if self.written == 0 { "" } else { "," };
-                use std::io::Write as _;
-                write!(std::io::stdout().lock(), "{sep}\n  {v}")?;
-                self.written += 1;
-            }
-        }
-        self.pending.clear();
-        self.pending_bytes = 0;
-        Ok(())
-    }
-
-    fn failed(&mut self, source: String, error: String, code: u8) {
-        self.failed.push(json!({"source": source, "error": error}));
-        self.code = self.code.max(code);
-    }
-}
-
-/// `mtasts report import PATH...`: every input parsed, the reports stored in batches of
-/// [`IMPORT_BATCH`] per transaction (a failure of the store stops the import; what was
-/// committed before stays).
-pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Result<u8> {
-    let config = store.serve_config()?;
-    let rt = crate::runtime::with_threads(1)?;
-    rt.block_on(async {
-        let store = store.open(&config).await?;
-        let intake = Intake::new(store.clone(), Accept::Any);
-        let limits: Limits = intake.limits().clone();
-        let mut run = RunBudget::new(limits.max_run_decompressed);
-        let mut im = Importer {
-            pending: Vec::new(),
-            pending_bytes: 0,
-            stored: 0,
-            duplicates: 0,
-            unreadable: 0,
-            written: 0,
-            failed: Vec::new(),
-            code: EXIT_OK,
-        };
-        if format == Format::Json {
-            // The outcomes are written as they are stored: memory stays that of one batch
-            // however many reports an import holds.
-            use std::io::Write as _;
-            write!(std::io::stdout().lock(), "{{\"reports\": [")?;
-        }
-        for path in paths {
-            let files = match files_of(path) {
-                Ok(f) => f,
-                Err(e) => {
-                    im.failed(path.display().to_string(), e.to_string(), EXIT_UNREADABLE);
-                    continue;
-                }
-            };
-            for file in files {
-                let loaded = match load(&file, limits.max_input) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        im.failed(file.display().to_string(), e.to_string(), EXIT_UNREADABLE);
-                        continue;
-                    }
-                };
-                for input in loaded.inputs() {
-                    let bytes = match input.bytes {
-                        Ok(b) => b,
-                        Err(e) => {
-                            im.unreadable += 1;
-                            im.failed(input.name, e, EXIT_FINDINGS);
-                            continue;
-                        }
-                    };
-                    match mtasts_intake::parse(bytes, &limits, &mut run) {
-                        Ok(parsed) => {
-                            for p in parsed {
-                                im.pending_bytes += p.raw_json.len();
-                                let arrival = Arrival {
-                                    via: Via::File,
-                                    source: Some(input.name.clone()),
-                                    at: OffsetDateTime::now_utc(),
-                                    dkim: None,
-                                };
-                                im.pending.push((p, arrival));
-                            }
-                        }
-                        Err(e) => {
-                            im.unreadable += 1;
-                            let why = IntakeError::NotAReport(e).to_string();
-                            im.failed(input.name, why, EXIT_FINDINGS);
-                        }
-                    }
-                    if im.pending.len() >= IMPORT_BATCH || im.pending_bytes >= IMPORT_BATCH_BYTES {
-                        im.flush(&intake, format).await?;
-                    }
-                }
-            }
-        }
-        im.flush(&intake, format).await?;
-        let Importer {
-            stored,
-            duplicates,
-            unreadable,
-            failed,
-            code,
-            ..
-        } = im;
-        store.close().await;
-        match format {
-            Format::Json => {
-                let failed = Value::Array(failed);
-                out!(
-                    "],\n \"failed\": {failed},\n \"stored\": {stored}, \"duplicates\": {duplicates}, \"unreadable\": {unreadable}}}"
-                );
-            }
-            Format::Text => {
-                for f in &failed {
-                    eprintln!(
-                        "mtasts: {}: {}",
-                        escape(f["source"].as_str().unwrap_or("")),
-                        escape(f["error"].as_str().unwrap_or(""))
-                    );
-                }
-                out!(
-                    "{stored} stored, {duplicates} duplicates, {unreadable} inputs without a valid report"
-                );
-            }
-        }
-        Ok(code)
-    })
 }
 
 /// `mtasts report list`.

@@ -26,7 +26,7 @@ pub mod smtp;
 pub mod views;
 
 use mtasts_core::report::{Limits, ParsedReport, ReportError, RunBudget, parse_reports_in};
-use mtasts_store::{Arrival, Inserted, Store};
+use mtasts_store::{Arrival, Inserted, PreparedReport, Store};
 
 /// Which policy domains an intake path accepts reports for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +175,33 @@ fn count_sessions(report: &mtasts_core::report::Report, accepted_for: &str) {
     }
 }
 
+/// Fills in the outcomes of the `accepted` reports from what the store did with them, and
+/// counts them (`mtasts_tlsrpt_reports_total`; the sessions of each new one).
+fn account<'a>(
+    out: &mut [Outcome],
+    accepted: &[usize],
+    inserted: Vec<Inserted>,
+    report: impl Fn(usize) -> &'a mtasts_core::report::Report,
+) {
+    for (&i, ins) in accepted.iter().zip(inserted) {
+        out[i].stored = match ins {
+            Inserted::New(id) => {
+                count_sessions(report(i), &out[i].policy_domain);
+                Stored::New(id)
+            }
+            Inserted::Duplicate { id, copies } => Stored::Duplicate { id, copies },
+        };
+        let result = if matches!(out[i].stored, Stored::New(_)) {
+            "stored"
+        } else {
+            "duplicate"
+        };
+        metrics::counter!("mtasts_tlsrpt_reports_total",
+            "domain" => domain_label(&out[i].policy_domain), "result" => result)
+        .increment(1);
+    }
+}
+
 /// The intake pipeline on one store.
 #[derive(Debug, Clone)]
 pub struct Intake {
@@ -248,9 +275,41 @@ impl Intake {
         &self,
         batch: &[(&ParsedReport, &Arrival)],
     ) -> Result<Vec<Outcome>, IntakeError> {
-        let mut out: Vec<Outcome> = Vec::with_capacity(batch.len());
-        let mut accepted = Vec::with_capacity(batch.len());
-        for (i, (p, arrival)) in batch.iter().enumerate() {
+        let (mut out, accepted) = self.screen(batch.iter().copied()).await?;
+        let pairs: Vec<(&ParsedReport, &Arrival)> = accepted.iter().map(|i| batch[*i]).collect();
+        let inserted = self.store.insert_reports(&pairs).await?;
+        account(&mut out, &accepted, inserted, |i| &batch[i].0.report);
+        Ok(out)
+    }
+
+    /// [`Intake::store_batch`] of reports whose stored values were computed ahead
+    /// ([`PreparedReport::new`], e.g. on the thread that parsed them, while the batch before
+    /// was being stored).
+    ///
+    /// # Errors
+    /// [`IntakeError::Store`]: none of the batch is stored.
+    pub async fn store_prepared(
+        &self,
+        batch: &[PreparedReport],
+    ) -> Result<Vec<Outcome>, IntakeError> {
+        let (mut out, accepted) = self
+            .screen(batch.iter().map(|p| (&p.parsed, &p.arrival)))
+            .await?;
+        let prepared: Vec<&PreparedReport> = accepted.iter().map(|i| &batch[*i]).collect();
+        let inserted = self.store.insert_prepared(&prepared).await?;
+        account(&mut out, &accepted, inserted, |i| &batch[i].parsed.report);
+        Ok(out)
+    }
+
+    /// One outcome per report, refused ones final ([`Intake::refusal`]); the indexes of the
+    /// accepted, whose outcomes [`account`] fills in once they are committed.
+    async fn screen<'a>(
+        &self,
+        batch: impl Iterator<Item = (&'a ParsedReport, &'a Arrival)>,
+    ) -> Result<(Vec<Outcome>, Vec<usize>), IntakeError> {
+        let mut out: Vec<Outcome> = Vec::with_capacity(batch.size_hint().0);
+        let mut accepted = Vec::with_capacity(batch.size_hint().0);
+        for (i, (p, arrival)) in batch.enumerate() {
             let r = &p.report;
             let policy_domain = r
                 .policies
@@ -265,7 +324,7 @@ impl Intake {
                 }
                 None => {
                     accepted.push(i);
-                    // Filled in below, once the batch is committed.
+                    // Filled in by `account`, once the batch is committed.
                     Stored::New(0)
                 }
             };
@@ -276,26 +335,7 @@ impl Intake {
                 stored,
             });
         }
-        let pairs: Vec<(&ParsedReport, &Arrival)> = accepted.iter().map(|i| batch[*i]).collect();
-        let inserted = self.store.insert_reports(&pairs).await?;
-        for (i, ins) in accepted.into_iter().zip(inserted) {
-            out[i].stored = match ins {
-                Inserted::New(id) => {
-                    count_sessions(&batch[i].0.report, &out[i].policy_domain);
-                    Stored::New(id)
-                }
-                Inserted::Duplicate { id, copies } => Stored::Duplicate { id, copies },
-            };
-            let result = if matches!(out[i].stored, Stored::New(_)) {
-                "stored"
-            } else {
-                "duplicate"
-            };
-            metrics::counter!("mtasts_tlsrpt_reports_total",
-                "domain" => domain_label(&out[i].policy_domain), "result" => result)
-            .increment(1);
-        }
-        Ok(out)
+        Ok((out, accepted))
     }
 
     /// The same intake, accepting any domain: for a writer whose callers checked each report

@@ -53,6 +53,7 @@ mod domains;
 mod error;
 mod history;
 mod hosts;
+mod report_insert;
 mod reports;
 mod tokens;
 mod watch;
@@ -74,6 +75,7 @@ pub use domains::{
 pub use error::Error;
 pub use history::{AuditEntry, DriftEvent, DriftObservation};
 pub use hosts::HostCertificate;
+pub use report_insert::PreparedReport;
 pub use reports::{
     Arrival, DayTotal, Dkim, DkimVerdict, FailureTotal, Inserted, MAX_FAILURE_ROWS, MAX_LIST,
     MAX_REPORT_TEXT, ReportDetail, ReportFilter, ReporterTotal, StoredReport, Via,

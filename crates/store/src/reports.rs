@@ -11,6 +11,7 @@ use mtasts_core::report::ParsedReport;
 use time::OffsetDateTime;
 
 use crate::db::{WriteTx, on_backend};
+use crate::report_insert::{PreparedReport, ReportValues, insert_batch};
 use crate::{Error, Store, from_unix};
 
 /// Sessions per policy domain and day ([`Store::report_days`]).
@@ -228,7 +229,7 @@ pub struct ReportFilter {
 
 /// Text from a report made fit to keep: NUL replaced, cut to [`MAX_REPORT_TEXT`] bytes on a
 /// character boundary.
-fn keepable(s: &str) -> String {
+pub(crate) fn keepable(s: &str) -> String {
     let mut out = String::with_capacity(s.len().min(MAX_REPORT_TEXT));
     for c in s.chars() {
         let c = if c == '\0' { '\u{fffd}' } else { c };
@@ -241,7 +242,7 @@ fn keepable(s: &str) -> String {
 }
 
 /// The UTC day number (days since 1970-01-01) of `t`.
-fn day_of(t: OffsetDateTime) -> i64 {
+pub(crate) fn day_of(t: OffsetDateTime) -> i64 {
     t.unix_timestamp().div_euclid(86_400)
 }
 
@@ -249,11 +250,11 @@ fn date_of_day(day: i64) -> Result<time::Date, Error> {
     from_unix("report day", day.saturating_mul(86_400)).map(OffsetDateTime::date)
 }
 
-fn to_i64(n: u64) -> i64 {
+pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn to_u64(what: &str, n: i64) -> Result<u64, Error> {
+pub(crate) fn to_u64(what: &str, n: i64) -> Result<u64, Error> {
     u64::try_from(n).map_err(|_| Error::Corrupt {
         what: format!("{what} {n} is negative"),
     })
@@ -345,12 +346,38 @@ impl Store {
         &self,
         reports: &[(&ParsedReport, &Arrival)],
     ) -> Result<Vec<Inserted>, Error> {
-        let rows: Vec<ReportInsert<'_>> = reports
+        let values: Vec<ReportValues> = reports
             .iter()
-            .map(|(p, a)| ReportInsert::new(p, a))
+            .map(|(p, a)| ReportValues::new(p, a))
             .collect();
+        let rows: Vec<(&ParsedReport, &ReportValues)> = reports
+            .iter()
+            .zip(&values)
+            .map(|((p, _), v)| (*p, v))
+            .collect();
+        self.insert_rows(&rows).await
+    }
+
+    /// [`Store::insert_reports`] of reports whose values were computed ahead
+    /// ([`PreparedReport::new`], on another thread while the batch before was stored).
+    ///
+    /// # Errors
+    /// [`Error::Database`]: nothing of the batch is stored.
+    pub async fn insert_prepared(
+        &self,
+        reports: &[&PreparedReport],
+    ) -> Result<Vec<Inserted>, Error> {
+        let rows: Vec<(&ParsedReport, &ReportValues)> =
+            reports.iter().map(|r| (&r.parsed, &r.values)).collect();
+        self.insert_rows(&rows).await
+    }
+
+    async fn insert_rows(
+        &self,
+        rows: &[(&ParsedReport, &ReportValues)],
+    ) -> Result<Vec<Inserted>, Error> {
         let mut tx = WriteTx::begin(&self.pools).await?;
-        let out = insert_batch(&mut tx, &rows).await?;
+        let out = insert_batch(&mut tx, rows).await?;
         tx.commit_quiet().await?;
         Ok(out)
     }
@@ -563,219 +590,6 @@ impl Store {
             })
             .collect()
     }
-}
-
-/// Rows per multi-row `INSERT` (within SQLite's 32,766 bound parameters: 16 per report, 9 per
-/// failure detail).
-const INSERT_CHUNK: usize = 1000;
-
-/// One report's values as stored.
-struct ReportInsert<'a> {
-    parsed: &'a ParsedReport,
-    organization: String,
-    report_id: String,
-    policy_domain: String,
-    contact: Option<String>,
-    success: i64,
-    failure: i64,
-    at: i64,
-    via: &'static str,
-    source: Option<String>,
-    dkim: Option<&'static str>,
-    dkim_detail: Option<String>,
-    normalised: String,
-    day: i64,
-}
-
-impl<'a> ReportInsert<'a> {
-    fn new(parsed: &'a ParsedReport, arrival: &Arrival) -> Self {
-        let r = &parsed.report;
-        let (mut success, mut failure) = (0u64, 0u64);
-        for p in &r.policies {
-            success = success.saturating_add(p.summary.total_successful_session_count);
-            failure = failure.saturating_add(p.summary.total_failure_session_count);
-        }
-        Self {
-            parsed,
-            organization: keepable(&r.organization_name),
-            report_id: keepable(&r.report_id),
-            policy_domain: keepable(
-                r.policies
-                    .iter()
-                    .find_map(|p| p.policy.policy_domain.as_deref())
-                    .unwrap_or(""),
-            ),
-            contact: r.contact_info.as_deref().map(keepable),
-            success: to_i64(success),
-            failure: to_i64(failure),
-            at: arrival.at.unix_timestamp(),
-            via: arrival.via.as_str(),
-            source: arrival.source.as_deref().map(keepable),
-            dkim: arrival.dkim.as_ref().map(|d| d.verdict.as_str()),
-            dkim_detail: arrival.dkim.as_ref().map(|d| keepable(&d.detail)),
-            normalised: parsed.to_json("").to_string(),
-            day: day_of(r.date_range.start),
-        }
-    }
-}
-
-/// A `report_policies` or `report_failures` row.
-struct PolicyRow {
-    report: i64,
-    idx: i64,
-    domain: String,
-    policy_type: String,
-    day: i64,
-    success: i64,
-    failure: i64,
-}
-
-struct FailureRow {
-    report: i64,
-    idx: i64,
-    domain: String,
-    day: i64,
-    result_type: String,
-    receiving_mx: String,
-    sending_ip: String,
-    receiving_ip: String,
-    sessions: i64,
-}
-
-/// Stores `rows` inside `tx` with multi-row `INSERT`s: the reports (a copy of one stored, or
-/// of one earlier in the batch, is not inserted), then the policy and failure rows of the new
-/// ones; each copy counted with one `UPDATE`. Statements per batch, not per report: what the
-/// time of an import or a busy intake goes to otherwise (a round trip to sqlx's SQLite thread
-/// per statement).
-async fn insert_batch(tx: &mut WriteTx, rows: &[ReportInsert<'_>]) -> Result<Vec<Inserted>, Error> {
-    use std::collections::HashMap;
-    let mut new_ids: HashMap<(String, String), i64> = HashMap::new();
-    for chunk in rows.chunks(INSERT_CHUNK / 4) {
-        let returned: Vec<(i64, String, String)> = on_backend!(&mut tx.tx, c => {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO reports (organization, report_id, policy_domain, contact, begin_at, \
-                 end_at, success, failure, received_at, via, source, raw_json, raw_size, \
-                 normalised, dkim, dkim_detail) ",
-            );
-            qb.push_values(chunk, |mut b, r| {
-                let report = &r.parsed.report;
-                b.push_bind(&r.organization)
-                    .push_bind(&r.report_id)
-                    .push_bind(&r.policy_domain)
-                    .push_bind(r.contact.as_deref())
-                    .push_bind(report.date_range.start.unix_timestamp())
-                    .push_bind(report.date_range.end.unix_timestamp())
-                    .push_bind(r.success)
-                    .push_bind(r.failure)
-                    .push_bind(r.at)
-                    .push_bind(r.via)
-                    .push_bind(r.source.as_deref())
-                    .push_bind(&r.parsed.raw_json)
-                    .push_bind(to_i64(r.parsed.raw_json_size))
-                    .push_bind(&r.normalised)
-                    .push_bind(r.dkim)
-                    .push_bind(r.dkim_detail.as_deref());
-            });
-            qb.push(
-                " ON CONFLICT (organization, report_id) DO NOTHING \
-                 RETURNING id, organization, report_id",
-            );
-            qb.build_query_as().fetch_all(&mut **c).await?
-        });
-        for (id, org, rid) in returned {
-            new_ids.insert((org, rid), id);
-        }
-    }
-    let mut out = Vec::with_capacity(rows.len());
-    let (mut policies, mut failures) = (Vec::new(), Vec::new());
-    for r in rows {
-        // The first of the batch with this key is the one inserted; the others are copies.
-        if let Some(id) = new_ids.remove(&(r.organization.clone(), r.report_id.clone())) {
-            for (idx, p) in r.parsed.report.policies.iter().enumerate() {
-                let domain = keepable(p.policy.policy_domain.as_deref().unwrap_or(""));
-                let idx = i64::try_from(idx).unwrap_or(i64::MAX);
-                let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-                for f in &p.failure_details {
-                    failures.push(FailureRow {
-                        report: id,
-                        idx,
-                        domain: domain.clone(),
-                        day: r.day,
-                        result_type: keepable(f.result_type.as_str()),
-                        receiving_mx: keepable(f.receiving_mx_hostname.as_deref().unwrap_or("")),
-                        sending_ip: ip(f.sending_mta_ip),
-                        receiving_ip: ip(f.receiving_ip),
-                        sessions: to_i64(f.failed_session_count),
-                    });
-                }
-                policies.push(PolicyRow {
-                    report: id,
-                    idx,
-                    domain,
-                    policy_type: keepable(p.policy.policy_type.as_str()),
-                    day: r.day,
-                    success: to_i64(p.summary.total_successful_session_count),
-                    failure: to_i64(p.summary.total_failure_session_count),
-                });
-            }
-            out.push(Inserted::New(id));
-        } else {
-            let (id, copies): (i64, i64) = on_backend!(&mut tx.tx, c =>
-                sqlx::query_as(
-                    "UPDATE reports SET copies = copies + 1, last_copy_at = $3 \
-                     WHERE organization = $1 AND report_id = $2 RETURNING id, copies",
-                )
-                .bind(&r.organization)
-                .bind(&r.report_id)
-                .bind(r.at)
-                .fetch_one(&mut **c)
-                .await?
-            );
-            out.push(Inserted::Duplicate {
-                id,
-                copies: to_u64("copies", copies)?,
-            });
-        }
-    }
-    for chunk in policies.chunks(INSERT_CHUNK) {
-        on_backend!(&mut tx.tx, c => {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO report_policies (report, idx, policy_domain, policy_type, day, \
-                 success, failure) ",
-            );
-            qb.push_values(chunk, |mut b, p| {
-                b.push_bind(p.report)
-                    .push_bind(p.idx)
-                    .push_bind(&p.domain)
-                    .push_bind(&p.policy_type)
-                    .push_bind(p.day)
-                    .push_bind(p.success)
-                    .push_bind(p.failure);
-            });
-            qb.build().execute(&mut **c).await?;
-        });
-    }
-    for chunk in failures.chunks(INSERT_CHUNK) {
-        on_backend!(&mut tx.tx, c => {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO report_failures (report, idx, policy_domain, day, result_type, \
-                 receiving_mx, sending_ip, receiving_ip, sessions) ",
-            );
-            qb.push_values(chunk, |mut b, f| {
-                b.push_bind(f.report)
-                    .push_bind(f.idx)
-                    .push_bind(&f.domain)
-                    .push_bind(f.day)
-                    .push_bind(&f.result_type)
-                    .push_bind(&f.receiving_mx)
-                    .push_bind(&f.sending_ip)
-                    .push_bind(&f.receiving_ip)
-                    .push_bind(f.sessions);
-            });
-            qb.build().execute(&mut **c).await?;
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

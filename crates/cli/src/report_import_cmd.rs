@@ -1,0 +1,276 @@
+//! `mtasts report import PATH...`: files read and parsed, and each report's stored values
+//! computed, on one thread while the batch before is being stored on another (a pipeline two
+//! batches deep), each batch one transaction. The operator chose the files, so reports for any domain are stored (D27 applies
+//! to the network paths only). Every string from a report is escaped in text output.
+
+use crate::output::Format;
+use crate::store_cmd::StoreArgs;
+use crate::{EXIT_FINDINGS, EXIT_OK, EXIT_UNREADABLE};
+use anyhow::{Context as _, Result};
+use mtasts_core::report::{Limits, RunBudget};
+use mtasts_core::text::escape;
+use mtasts_intake::files::{files_of, load};
+use mtasts_intake::{Accept, Intake, IntakeError, Stored};
+use mtasts_store::{Arrival, PreparedReport, Via};
+use serde::Serialize;
+use std::io::Write as _;
+use std::path::PathBuf;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+/// Reports stored per transaction (one commit, one `fsync`, per batch).
+const IMPORT_BATCH: usize = 256;
+/// Raw JSON held in one batch before it is stored. At most three batches are in memory at once:
+/// the one being read, the one waiting, and the one being stored.
+const IMPORT_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// An input that gave no report, and why.
+struct Failed {
+    source: String,
+    error: String,
+    code: u8,
+    /// The input was read but held no valid report (counted as `unreadable`); otherwise a path
+    /// or file could not be read at all.
+    unreadable: bool,
+}
+
+/// What the reading thread hands to the storing side: parsed reports and failed inputs, in the
+/// order the inputs were read.
+#[derive(Default)]
+struct Batch {
+    /// Each with the values it is stored with computed (on the reading thread).
+    reports: Vec<PreparedReport>,
+    failed: Vec<Failed>,
+    bytes: usize,
+}
+
+/// Reads and parses every input under `paths` (on its own thread), sending a [`Batch`] whenever
+/// one is full, and the rest at the end. Stops early when the storing side has gone (it failed).
+fn read_all(paths: &[PathBuf], limits: &Limits, tx: &mpsc::Sender<Batch>) {
+    let mut run = RunBudget::new(limits.max_run_decompressed);
+    let mut batch = Batch::default();
+    let failed = |batch: &mut Batch, source: String, error: String, code, unreadable| {
+        batch.failed.push(Failed {
+            source,
+            error,
+            code,
+            unreadable,
+        });
+    };
+    for path in paths {
+        let files = match files_of(path) {
+            Ok(f) => f,
+            Err(e) => {
+                let source = path.display().to_string();
+                failed(&mut batch, source, e.to_string(), EXIT_UNREADABLE, false);
+                continue;
+            }
+        };
+        for file in files {
+            let loaded = match load(&file, limits.max_input) {
+                Ok(l) => l,
+                Err(e) => {
+                    let source = file.display().to_string();
+                    failed(&mut batch, source, e.to_string(), EXIT_UNREADABLE, false);
+                    continue;
+                }
+            };
+            for input in loaded.inputs() {
+                let bytes = match input.bytes {
+                    Ok(b) => b,
+                    Err(e) => {
+                        failed(&mut batch, input.name, e, EXIT_FINDINGS, true);
+                        continue;
+                    }
+                };
+                match mtasts_intake::parse(bytes, limits, &mut run) {
+                    Ok(parsed) => {
+                        let at = OffsetDateTime::now_utc();
+                        for p in parsed {
+                            batch.bytes += p.raw_json.len();
+                            let arrival = Arrival {
+                                via: Via::File,
+                                source: Some(input.name.clone()),
+                                at,
+                                dkim: None,
+                            };
+                            batch.reports.push(PreparedReport::new(p, arrival));
+                        }
+                    }
+                    Err(e) => {
+                        let why = IntakeError::NotAReport(e).to_string();
+                        failed(&mut batch, input.name, why, EXIT_FINDINGS, true);
+                    }
+                }
+                if batch.reports.len() >= IMPORT_BATCH || batch.bytes >= IMPORT_BATCH_BYTES {
+                    if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    let _ = tx.blocking_send(batch);
+}
+
+/// One stored report as `--format json` lists it.
+#[derive(Serialize)]
+struct Listed<'a> {
+    source: &'a str,
+    result: &'a str,
+    id: i64,
+    copies: u64,
+    report_id: &'a str,
+    organization: &'a str,
+    policy_domain: &'a str,
+}
+
+/// What the import has done so far.
+struct Totals {
+    stored: u64,
+    duplicates: u64,
+    unreadable: u64,
+    /// Outcomes written so far (`--format json` writes each as its batch is stored).
+    written: u64,
+    failed: Vec<serde_json::Value>,
+    code: u8,
+}
+
+impl Totals {
+    /// Stores `batch` in one transaction and writes what became of each report.
+    async fn store(&mut self, intake: &Intake, batch: Batch, format: Format) -> Result<()> {
+        for f in batch.failed {
+            self.unreadable += u64::from(f.unreadable);
+            self.failed
+                .push(serde_json::json!({"source": f.source, "error": f.error}));
+            self.code = self.code.max(f.code);
+        }
+        if batch.reports.is_empty() {
+            return Ok(());
+        }
+        let outcomes = intake.store_prepared(&batch.reports).await?;
+        let mut out = std::io::stdout().lock();
+        for (o, r) in outcomes.into_iter().zip(&batch.reports) {
+            let source = r.arrival.source.as_deref().unwrap_or_default();
+            let (result, id, copies) = match o.stored {
+                Stored::New(id) => {
+                    self.stored += 1;
+                    ("stored", id, 1)
+                }
+                Stored::Duplicate { id, copies } => {
+                    self.duplicates += 1;
+                    ("duplicate", id, copies)
+                }
+                Stored::Refused(_) => continue,
+            };
+            match format {
+                Format::Text => writeln!(
+                    out,
+                    "{result:9} #{id} {} from {} ({}) {}",
+                    escape(&o.policy_domain),
+                    escape(&o.organization),
+                    escape(&o.report_id),
+                    escape(source)
+                )?,
+                Format::Json => {
+                    let sep = if self.written == 0 { "" } else { "," };
+                    write!(out, "{sep}\n  ")?;
+                    serde_json::to_writer(
+                        &mut out,
+                        &Listed {
+                            source,
+                            result,
+                            id,
+                            copies,
+                            report_id: &o.report_id,
+                            organization: &o.organization,
+                            policy_domain: &o.policy_domain,
+                        },
+                    )?;
+                    self.written += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `mtasts report import PATH...`: every input parsed, the reports stored in batches of
+/// [`IMPORT_BATCH`] per transaction (a failure of the store stops the import; what was
+/// committed before stays).
+pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Result<u8> {
+    let config = store.serve_config()?;
+    let rt = crate::runtime::with_threads(1)?;
+    let (store, intake) = rt.block_on(async {
+        let store = store.open(&config).await?;
+        let intake = Intake::new(store.clone(), Accept::Any);
+        anyhow::Ok((store, intake))
+    })?;
+    let limits: Limits = intake.limits().clone();
+    // One batch waits while another is stored: reading and storing overlap, memory stays
+    // that of three batches however many reports an import holds.
+    let (tx, mut rx) = mpsc::channel::<Batch>(1);
+    let mut totals = Totals {
+        stored: 0,
+        duplicates: 0,
+        unreadable: 0,
+        written: 0,
+        failed: Vec::new(),
+        code: EXIT_OK,
+    };
+    let stored = std::thread::scope(|s| {
+        let reader = std::thread::Builder::new()
+            .name("report-import-read".into())
+            .spawn_scoped(s, move || read_all(paths, &limits, &tx))
+            .context("cannot start the thread that reads the reports")?;
+        let result = rt.block_on(async {
+            if format == Format::Json {
+                write!(std::io::stdout().lock(), "{{\"reports\": [")?;
+            }
+            while let Some(batch) = rx.recv().await {
+                totals.store(&intake, batch, format).await?;
+            }
+            anyhow::Ok(())
+        });
+        // On a failure the reader sees the channel closed at its next batch and stops.
+        drop(rx);
+        if reader.join().is_err() {
+            anyhow::bail!("the thread reading the reports failed");
+        }
+        result
+    });
+    rt.block_on(store.close());
+    stored?;
+    let Totals {
+        stored,
+        duplicates,
+        unreadable,
+        failed,
+        code,
+        ..
+    } = totals;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let failed = serde_json::Value::Array(failed);
+            writeln!(
+                out,
+                "],\n \"failed\": {failed},\n \"stored\": {stored}, \"duplicates\": {duplicates}, \"unreadable\": {unreadable}}}"
+            )?;
+        }
+        Format::Text => {
+            for f in &failed {
+                eprintln!(
+                    "mtasts: {}: {}",
+                    escape(f["source"].as_str().unwrap_or("")),
+                    escape(f["error"].as_str().unwrap_or(""))
+                );
+            }
+            writeln!(
+                out,
+                "{stored} stored, {duplicates} duplicates, {unreadable} inputs without a valid report"
+            )?;
+        }
+    }
+    Ok(code)
+}

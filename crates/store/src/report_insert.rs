@@ -1,0 +1,271 @@
+//! Storing reports: each report's values computed ahead of its transaction (pure CPU, on any
+//! thread), then a batch of them written with a few multi-row `INSERT`s in one transaction.
+//!
+//! Splitting the two lets a bulk import compute the next batch (the normalised JSON text, the
+//! policy and failure rows) while the batch before is being written: on SQLite the writing
+//! happens on sqlx's worker thread, so the two overlap on two cores.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use mtasts_core::report::ParsedReport;
+
+use crate::Error;
+use crate::db::{WriteTx, on_backend};
+use crate::reports::{Arrival, Inserted, day_of, keepable, to_i64, to_u64};
+
+/// Rows per multi-row `INSERT` (within SQLite's 32,766 bound parameters: 16 per report, 9 per
+/// failure detail).
+const INSERT_CHUNK: usize = 1000;
+
+/// A report with its stored values computed ([`PreparedReport::new`]): what
+/// [`Store::insert_prepared`](crate::Store::insert_prepared) writes.
+#[derive(Debug, Clone)]
+pub struct PreparedReport {
+    /// The report.
+    pub parsed: ParsedReport,
+    /// Where and when it arrived.
+    pub arrival: Arrival,
+    pub(crate) values: ReportValues,
+}
+
+impl PreparedReport {
+    /// Computes the values `parsed` is stored with (cut and cleaned text, the normalised JSON,
+    /// the policy and failure rows): CPU only, no store needed.
+    #[must_use]
+    pub fn new(parsed: ParsedReport, arrival: Arrival) -> Self {
+        let values = ReportValues::new(&parsed, &arrival);
+        Self {
+            parsed,
+            arrival,
+            values,
+        }
+    }
+}
+
+/// One report's values as stored, but for its id (known once it is inserted).
+#[derive(Debug, Clone)]
+pub(crate) struct ReportValues {
+    organization: String,
+    report_id: String,
+    policy_domain: String,
+    contact: Option<String>,
+    success: i64,
+    failure: i64,
+    at: i64,
+    via: &'static str,
+    source: Option<String>,
+    dkim: Option<&'static str>,
+    dkim_detail: Option<String>,
+    normalised: String,
+    policies: Vec<PolicyRow>,
+    failures: Vec<FailureRow>,
+}
+
+/// A `report_policies` row, but for its report's id.
+#[derive(Debug, Clone)]
+struct PolicyRow {
+    idx: i64,
+    domain: String,
+    policy_type: String,
+    day: i64,
+    success: i64,
+    failure: i64,
+}
+
+/// A `report_failures` row, but for its report's id.
+#[derive(Debug, Clone)]
+struct FailureRow {
+    idx: i64,
+    domain: String,
+    day: i64,
+    result_type: String,
+    receiving_mx: String,
+    sending_ip: String,
+    receiving_ip: String,
+    sessions: i64,
+}
+
+impl ReportValues {
+    pub(crate) fn new(parsed: &ParsedReport, arrival: &Arrival) -> Self {
+        let r = &parsed.report;
+        let day = day_of(r.date_range.start);
+        let (mut success, mut failure) = (0u64, 0u64);
+        let (mut policies, mut failures) = (Vec::new(), Vec::new());
+        let ip = |a: Option<IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        for (idx, p) in r.policies.iter().enumerate() {
+            success = success.saturating_add(p.summary.total_successful_session_count);
+            failure = failure.saturating_add(p.summary.total_failure_session_count);
+            let domain = keepable(p.policy.policy_domain.as_deref().unwrap_or(""));
+            let idx = i64::try_from(idx).unwrap_or(i64::MAX);
+            for f in &p.failure_details {
+                failures.push(FailureRow {
+                    idx,
+                    domain: domain.clone(),
+                    day,
+                    result_type: keepable(f.result_type.as_str()),
+                    receiving_mx: keepable(f.receiving_mx_hostname.as_deref().unwrap_or("")),
+                    sending_ip: ip(f.sending_mta_ip),
+                    receiving_ip: ip(f.receiving_ip),
+                    sessions: to_i64(f.failed_session_count),
+                });
+            }
+            policies.push(PolicyRow {
+                idx,
+                domain,
+                policy_type: keepable(p.policy.policy_type.as_str()),
+                day,
+                success: to_i64(p.summary.total_successful_session_count),
+                failure: to_i64(p.summary.total_failure_session_count),
+            });
+        }
+        Self {
+            organization: keepable(&r.organization_name),
+            report_id: keepable(&r.report_id),
+            policy_domain: keepable(
+                r.policies
+                    .iter()
+                    .find_map(|p| p.policy.policy_domain.as_deref())
+                    .unwrap_or(""),
+            ),
+            contact: r.contact_info.as_deref().map(keepable),
+            success: to_i64(success),
+            failure: to_i64(failure),
+            at: arrival.at.unix_timestamp(),
+            via: arrival.via.as_str(),
+            source: arrival.source.as_deref().map(keepable),
+            dkim: arrival.dkim.as_ref().map(|d| d.verdict.as_str()),
+            dkim_detail: arrival.dkim.as_ref().map(|d| keepable(&d.detail)),
+            normalised: parsed.to_json_string(""),
+            policies,
+            failures,
+        }
+    }
+}
+
+/// Stores `rows` inside `tx` with multi-row `INSERT`s: the reports (a copy of one stored, or
+/// of one earlier in the batch, is not inserted), then the policy and failure rows of the new
+/// ones; each copy counted with one `UPDATE`. Statements per batch, not per report: what the
+/// time of an import or a busy intake goes to otherwise (a round trip to sqlx's SQLite thread
+/// per statement).
+pub(crate) async fn insert_batch(
+    tx: &mut WriteTx,
+    rows: &[(&ParsedReport, &ReportValues)],
+) -> Result<Vec<Inserted>, Error> {
+    let mut new_ids: HashMap<(&str, &str), i64> = HashMap::new();
+    for chunk in rows.chunks(INSERT_CHUNK / 4) {
+        let returned: Vec<(i64, String, String)> = on_backend!(&mut tx.tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO reports (organization, report_id, policy_domain, contact, begin_at, \
+                 end_at, success, failure, received_at, via, source, raw_json, raw_size, \
+                 normalised, dkim, dkim_detail) ",
+            );
+            qb.push_values(chunk, |mut b, (p, r)| {
+                let report = &p.report;
+                b.push_bind(&r.organization)
+                    .push_bind(&r.report_id)
+                    .push_bind(&r.policy_domain)
+                    .push_bind(r.contact.as_deref())
+                    .push_bind(report.date_range.start.unix_timestamp())
+                    .push_bind(report.date_range.end.unix_timestamp())
+                    .push_bind(r.success)
+                    .push_bind(r.failure)
+                    .push_bind(r.at)
+                    .push_bind(r.via)
+                    .push_bind(r.source.as_deref())
+                    .push_bind(&p.raw_json)
+                    .push_bind(to_i64(p.raw_json_size))
+                    .push_bind(&r.normalised)
+                    .push_bind(r.dkim)
+                    .push_bind(r.dkim_detail.as_deref());
+            });
+            qb.push(
+                " ON CONFLICT (organization, report_id) DO NOTHING \
+                 RETURNING id, organization, report_id",
+            );
+            qb.build_query_as().fetch_all(&mut **c).await?
+        });
+        // The keys as this batch holds them, so that the map borrows instead of owning.
+        let keys: HashMap<(&str, &str), &ReportValues> = chunk
+            .iter()
+            .map(|(_, r)| ((r.organization.as_str(), r.report_id.as_str()), *r))
+            .collect();
+        for (id, org, rid) in returned {
+            if let Some(r) = keys.get(&(org.as_str(), rid.as_str())) {
+                new_ids.insert((&r.organization, &r.report_id), id);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    let mut new: Vec<(i64, &ReportValues)> = Vec::with_capacity(rows.len());
+    for (_, r) in rows {
+        // The first of the batch with this key is the one inserted; the others are copies.
+        if let Some(id) = new_ids.remove(&(r.organization.as_str(), r.report_id.as_str())) {
+            new.push((id, r));
+            out.push(Inserted::New(id));
+        } else {
+            let (id, copies): (i64, i64) = on_backend!(&mut tx.tx, c =>
+                sqlx::query_as(
+                    "UPDATE reports SET copies = copies + 1, last_copy_at = $3 \
+                     WHERE organization = $1 AND report_id = $2 RETURNING id, copies",
+                )
+                .bind(&r.organization)
+                .bind(&r.report_id)
+                .bind(r.at)
+                .fetch_one(&mut **c)
+                .await?
+            );
+            out.push(Inserted::Duplicate {
+                id,
+                copies: to_u64("copies", copies)?,
+            });
+        }
+    }
+    let policies: Vec<(i64, &PolicyRow)> = new
+        .iter()
+        .flat_map(|(id, r)| r.policies.iter().map(move |p| (*id, p)))
+        .collect();
+    for chunk in policies.chunks(INSERT_CHUNK) {
+        on_backend!(&mut tx.tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO report_policies (report, idx, policy_domain, policy_type, day, \
+                 success, failure) ",
+            );
+            qb.push_values(chunk, |mut b, (id, p)| {
+                b.push_bind(*id)
+                    .push_bind(p.idx)
+                    .push_bind(&p.domain)
+                    .push_bind(&p.policy_type)
+                    .push_bind(p.day)
+                    .push_bind(p.success)
+                    .push_bind(p.failure);
+            });
+            qb.build().execute(&mut **c).await?;
+        });
+    }
+    let failures: Vec<(i64, &FailureRow)> = new
+        .iter()
+        .flat_map(|(id, r)| r.failures.iter().map(move |f| (*id, f)))
+        .collect();
+    for chunk in failures.chunks(INSERT_CHUNK) {
+        on_backend!(&mut tx.tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO report_failures (report, idx, policy_domain, day, result_type, \
+                 receiving_mx, sending_ip, receiving_ip, sessions) ",
+            );
+            qb.push_values(chunk, |mut b, (id, f)| {
+                b.push_bind(*id)
+                    .push_bind(f.idx)
+                    .push_bind(&f.domain)
+                    .push_bind(f.day)
+                    .push_bind(&f.result_type)
+                    .push_bind(&f.receiving_mx)
+                    .push_bind(&f.sending_ip)
+                    .push_bind(&f.receiving_ip)
+                    .push_bind(f.sessions);
+            });
+            qb.build().execute(&mut **c).await?;
+        });
+    }
+    Ok(out)
+}
