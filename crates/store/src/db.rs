@@ -110,6 +110,10 @@ impl Pools {
             Target::Sqlite(path) => {
                 let base = SqliteConnectOptions::new()
                     .filename(path)
+                    // 16 KiB pages for a new file (an existing one keeps its own): a stored
+                    // report with its raw and normalised JSON is 2 to 3 KiB, and larger pages
+                    // write it with a fifth less work (BENCHMARKS.md, "parse and store").
+                    .page_size(16 * 1024)
                     .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(options.busy_timeout)
                     // Writes are rare (admin actions) and hold keys: survive power loss too.
