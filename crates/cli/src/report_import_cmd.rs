@@ -46,7 +46,14 @@ struct Batch {
 
 /// Reads and parses every input under `paths` (on its own thread), sending a [`Batch`] whenever
 /// one is full, and the rest at the end. Stops early when the storing side has gone (it failed).
-fn read_all(paths: &[PathBuf], limits: &Limits, tx: &mpsc::Sender<Batch>) {
+/// Stored batches come back on `done` to be freed here, where they were allocated (freeing them
+/// on the storing thread made it wait on the allocator's locks, and it is the slower side).
+fn read_all(
+    paths: &[PathBuf],
+    limits: &Limits,
+    tx: &mpsc::Sender<Batch>,
+    done: &std::sync::mpsc::Receiver<Batch>,
+) {
     let mut run = RunBudget::new(limits.max_run_decompressed);
     let mut batch = Batch::default();
     let failed = |batch: &mut Batch, source: String, error: String, code, unreadable| {
@@ -103,6 +110,9 @@ fn read_all(paths: &[PathBuf], limits: &Limits, tx: &mpsc::Sender<Batch>) {
                     }
                 }
                 if batch.reports.len() >= IMPORT_BATCH || batch.bytes >= IMPORT_BATCH_BYTES {
+                    while let Ok(stored) = done.try_recv() {
+                        drop(stored);
+                    }
                     if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
                         return;
                     }
@@ -138,8 +148,8 @@ struct Totals {
 
 impl Totals {
     /// Stores `batch` in one transaction and writes what became of each report.
-    async fn store(&mut self, intake: &Intake, batch: Batch, format: Format) -> Result<()> {
-        for f in batch.failed {
+    async fn store(&mut self, intake: &Intake, batch: &mut Batch, format: Format) -> Result<()> {
+        for f in batch.failed.drain(..) {
             self.unreadable += u64::from(f.unreadable);
             self.failed
                 .push(serde_json::json!({"source": f.source, "error": f.error}));
@@ -210,6 +220,7 @@ pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Re
     // One batch waits while another is stored: reading and storing overlap, memory stays
     // that of three batches however many reports an import holds.
     let (tx, mut rx) = mpsc::channel::<Batch>(1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Batch>();
     let mut totals = Totals {
         stored: 0,
         duplicates: 0,
@@ -221,14 +232,16 @@ pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Re
     let stored = std::thread::scope(|s| {
         let reader = std::thread::Builder::new()
             .name("report-import-read".into())
-            .spawn_scoped(s, move || read_all(paths, &limits, &tx))
+            .spawn_scoped(s, move || read_all(paths, &limits, &tx, &done_rx))
             .context("cannot start the thread that reads the reports")?;
         let result = rt.block_on(async {
             if format == Format::Json {
                 write!(std::io::stdout().lock(), "{{\"reports\": [")?;
             }
-            while let Some(batch) = rx.recv().await {
-                totals.store(&intake, batch, format).await?;
+            while let Some(mut batch) = rx.recv().await {
+                totals.store(&intake, &mut batch, format).await?;
+                // Once the reader has finished, the last batches are freed here.
+                let _ = done_tx.send(batch);
             }
             anyhow::Ok(())
         });

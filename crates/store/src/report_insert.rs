@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use mtasts_core::report::ParsedReport;
 
@@ -44,20 +45,25 @@ impl PreparedReport {
 }
 
 /// One report's values as stored, but for its id (known once it is inserted).
+///
+/// Text and bytes are shared (`Arc`): binding one to a statement is then a reference count,
+/// where binding a `&String` makes sqlx copy it (the raw and normalised JSON are most of the
+/// bytes a batch writes).
 #[derive(Debug, Clone)]
 pub(crate) struct ReportValues {
-    organization: String,
-    report_id: String,
-    policy_domain: String,
-    contact: Option<String>,
+    organization: Arc<str>,
+    report_id: Arc<str>,
+    policy_domain: Arc<str>,
+    contact: Option<Arc<str>>,
     success: i64,
     failure: i64,
     at: i64,
     via: &'static str,
-    source: Option<String>,
+    source: Option<Arc<str>>,
     dkim: Option<&'static str>,
-    dkim_detail: Option<String>,
-    normalised: String,
+    dkim_detail: Option<Arc<str>>,
+    raw_json: Arc<[u8]>,
+    normalised: Arc<str>,
     policies: Vec<PolicyRow>,
     failures: Vec<FailureRow>,
 }
@@ -66,8 +72,8 @@ pub(crate) struct ReportValues {
 #[derive(Debug, Clone)]
 struct PolicyRow {
     idx: i64,
-    domain: String,
-    policy_type: String,
+    domain: Arc<str>,
+    policy_type: Arc<str>,
     day: i64,
     success: i64,
     failure: i64,
@@ -77,12 +83,12 @@ struct PolicyRow {
 #[derive(Debug, Clone)]
 struct FailureRow {
     idx: i64,
-    domain: String,
+    domain: Arc<str>,
     day: i64,
-    result_type: String,
-    receiving_mx: String,
-    sending_ip: String,
-    receiving_ip: String,
+    result_type: Arc<str>,
+    receiving_mx: Arc<str>,
+    sending_ip: Arc<str>,
+    receiving_ip: Arc<str>,
     sessions: i64,
 }
 
@@ -92,19 +98,20 @@ impl ReportValues {
         let day = day_of(r.date_range.start);
         let (mut success, mut failure) = (0u64, 0u64);
         let (mut policies, mut failures) = (Vec::new(), Vec::new());
-        let ip = |a: Option<IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        let ip = |a: Option<IpAddr>| Arc::from(a.map(|a| a.to_string()).unwrap_or_default());
+        let keep = |s: &str| Arc::<str>::from(keepable(s));
         for (idx, p) in r.policies.iter().enumerate() {
             success = success.saturating_add(p.summary.total_successful_session_count);
             failure = failure.saturating_add(p.summary.total_failure_session_count);
-            let domain = keepable(p.policy.policy_domain.as_deref().unwrap_or(""));
+            let domain = keep(p.policy.policy_domain.as_deref().unwrap_or(""));
             let idx = i64::try_from(idx).unwrap_or(i64::MAX);
             for f in &p.failure_details {
                 failures.push(FailureRow {
                     idx,
                     domain: domain.clone(),
                     day,
-                    result_type: keepable(f.result_type.as_str()),
-                    receiving_mx: keepable(f.receiving_mx_hostname.as_deref().unwrap_or("")),
+                    result_type: keep(f.result_type.as_str()),
+                    receiving_mx: keep(f.receiving_mx_hostname.as_deref().unwrap_or("")),
                     sending_ip: ip(f.sending_mta_ip),
                     receiving_ip: ip(f.receiving_ip),
                     sessions: to_i64(f.failed_session_count),
@@ -113,30 +120,31 @@ impl ReportValues {
             policies.push(PolicyRow {
                 idx,
                 domain,
-                policy_type: keepable(p.policy.policy_type.as_str()),
+                policy_type: keep(p.policy.policy_type.as_str()),
                 day,
                 success: to_i64(p.summary.total_successful_session_count),
                 failure: to_i64(p.summary.total_failure_session_count),
             });
         }
         Self {
-            organization: keepable(&r.organization_name),
-            report_id: keepable(&r.report_id),
-            policy_domain: keepable(
+            organization: keep(&r.organization_name),
+            report_id: keep(&r.report_id),
+            policy_domain: keep(
                 r.policies
                     .iter()
                     .find_map(|p| p.policy.policy_domain.as_deref())
                     .unwrap_or(""),
             ),
-            contact: r.contact_info.as_deref().map(keepable),
+            contact: r.contact_info.as_deref().map(keep),
             success: to_i64(success),
             failure: to_i64(failure),
             at: arrival.at.unix_timestamp(),
             via: arrival.via.as_str(),
-            source: arrival.source.as_deref().map(keepable),
+            source: arrival.source.as_deref().map(keep),
             dkim: arrival.dkim.as_ref().map(|d| d.verdict.as_str()),
-            dkim_detail: arrival.dkim.as_ref().map(|d| keepable(&d.detail)),
-            normalised: parsed.to_json_string(""),
+            dkim_detail: arrival.dkim.as_ref().map(|d| keep(&d.detail)),
+            raw_json: Arc::from(parsed.raw_json.as_slice()),
+            normalised: Arc::from(parsed.to_json_string("")),
             policies,
             failures,
         }
@@ -162,22 +170,22 @@ pub(crate) async fn insert_batch(
             );
             qb.push_values(chunk, |mut b, (p, r)| {
                 let report = &p.report;
-                b.push_bind(&r.organization)
-                    .push_bind(&r.report_id)
-                    .push_bind(&r.policy_domain)
-                    .push_bind(r.contact.as_deref())
+                b.push_bind(Arc::clone(&r.organization))
+                    .push_bind(Arc::clone(&r.report_id))
+                    .push_bind(Arc::clone(&r.policy_domain))
+                    .push_bind(r.contact.clone())
                     .push_bind(report.date_range.start.unix_timestamp())
                     .push_bind(report.date_range.end.unix_timestamp())
                     .push_bind(r.success)
                     .push_bind(r.failure)
                     .push_bind(r.at)
                     .push_bind(r.via)
-                    .push_bind(r.source.as_deref())
-                    .push_bind(&p.raw_json)
+                    .push_bind(r.source.clone())
+                    .push_bind(Arc::clone(&r.raw_json))
                     .push_bind(to_i64(p.raw_json_size))
-                    .push_bind(&r.normalised)
+                    .push_bind(Arc::clone(&r.normalised))
                     .push_bind(r.dkim)
-                    .push_bind(r.dkim_detail.as_deref());
+                    .push_bind(r.dkim_detail.clone());
             });
             qb.push(
                 " ON CONFLICT (organization, report_id) DO NOTHING \
@@ -188,7 +196,7 @@ pub(crate) async fn insert_batch(
         // The keys as this batch holds them, so that the map borrows instead of owning.
         let keys: HashMap<(&str, &str), &ReportValues> = chunk
             .iter()
-            .map(|(_, r)| ((r.organization.as_str(), r.report_id.as_str()), *r))
+            .map(|(_, r)| ((&*r.organization, &*r.report_id), *r))
             .collect();
         for (id, org, rid) in returned {
             if let Some(r) = keys.get(&(org.as_str(), rid.as_str())) {
@@ -200,7 +208,7 @@ pub(crate) async fn insert_batch(
     let mut new: Vec<(i64, &ReportValues)> = Vec::with_capacity(rows.len());
     for (_, r) in rows {
         // The first of the batch with this key is the one inserted; the others are copies.
-        if let Some(id) = new_ids.remove(&(r.organization.as_str(), r.report_id.as_str())) {
+        if let Some(id) = new_ids.remove(&(&*r.organization, &*r.report_id)) {
             new.push((id, r));
             out.push(Inserted::New(id));
         } else {
@@ -209,8 +217,8 @@ pub(crate) async fn insert_batch(
                     "UPDATE reports SET copies = copies + 1, last_copy_at = $3 \
                      WHERE organization = $1 AND report_id = $2 RETURNING id, copies",
                 )
-                .bind(&r.organization)
-                .bind(&r.report_id)
+                .bind(&*r.organization)
+                .bind(&*r.report_id)
                 .bind(r.at)
                 .fetch_one(&mut **c)
                 .await?
@@ -234,8 +242,8 @@ pub(crate) async fn insert_batch(
             qb.push_values(chunk, |mut b, (id, p)| {
                 b.push_bind(*id)
                     .push_bind(p.idx)
-                    .push_bind(&p.domain)
-                    .push_bind(&p.policy_type)
+                    .push_bind(Arc::clone(&p.domain))
+                    .push_bind(Arc::clone(&p.policy_type))
                     .push_bind(p.day)
                     .push_bind(p.success)
                     .push_bind(p.failure);
@@ -256,12 +264,12 @@ pub(crate) async fn insert_batch(
             qb.push_values(chunk, |mut b, (id, f)| {
                 b.push_bind(*id)
                     .push_bind(f.idx)
-                    .push_bind(&f.domain)
+                    .push_bind(Arc::clone(&f.domain))
                     .push_bind(f.day)
-                    .push_bind(&f.result_type)
-                    .push_bind(&f.receiving_mx)
-                    .push_bind(&f.sending_ip)
-                    .push_bind(&f.receiving_ip)
+                    .push_bind(Arc::clone(&f.result_type))
+                    .push_bind(Arc::clone(&f.receiving_mx))
+                    .push_bind(Arc::clone(&f.sending_ip))
+                    .push_bind(Arc::clone(&f.receiving_ip))
                     .push_bind(f.sessions);
             });
             qb.build().execute(&mut **c).await?;
