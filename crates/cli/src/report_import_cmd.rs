@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use mtasts_core::report::{Limits, RunBudget};
 use mtasts_core::text::escape;
 use mtasts_intake::files::{files_of, load};
-use mtasts_intake::{Accept, Intake, IntakeError, Stored};
+use mtasts_intake::{Accept, Intake, IntakeError, Outcome, Stored};
 use mtasts_store::{Arrival, PreparedReport, Via};
 use serde::Serialize;
 use std::io::Write as _;
@@ -147,19 +147,21 @@ struct Totals {
 }
 
 impl Totals {
-    /// Stores `batch` in one transaction and writes what became of each report.
-    async fn store(&mut self, intake: &Intake, batch: &mut Batch, format: Format) -> Result<()> {
+    /// Counts `batch`'s failed inputs and writes what became of each of its reports
+    /// (`outcomes`, in order; empty when it had none).
+    fn write(
+        &mut self,
+        out: &mut impl std::io::Write,
+        batch: &mut Batch,
+        outcomes: Vec<Outcome>,
+        format: Format,
+    ) -> Result<()> {
         for f in batch.failed.drain(..) {
             self.unreadable += u64::from(f.unreadable);
             self.failed
                 .push(serde_json::json!({"source": f.source, "error": f.error}));
             self.code = self.code.max(f.code);
         }
-        if batch.reports.is_empty() {
-            return Ok(());
-        }
-        let outcomes = intake.store_prepared(&batch.reports).await?;
-        let mut out = std::io::stdout().lock();
         for (o, r) in outcomes.into_iter().zip(&batch.reports) {
             let source = r.arrival.source.as_deref().unwrap_or_default();
             let (result, id, copies) = match o.stored {
@@ -186,7 +188,7 @@ impl Totals {
                     let sep = if self.written == 0 { "" } else { "," };
                     write!(out, "{sep}\n  ")?;
                     serde_json::to_writer(
-                        &mut out,
+                        &mut *out,
                         &Listed {
                             source,
                             result,
@@ -201,8 +203,37 @@ impl Totals {
                 }
             }
         }
+        out.flush()?;
         Ok(())
     }
+}
+
+/// Writes what became of each stored batch as it arrives (on its own thread, so that the
+/// storing thread only stores), then hands the batch back to the reader on `done` to be freed.
+fn write_all(
+    stored: &std::sync::mpsc::Receiver<(Batch, Vec<Outcome>)>,
+    done: &std::sync::mpsc::Sender<Batch>,
+    format: Format,
+) -> Result<Totals> {
+    let mut totals = Totals {
+        stored: 0,
+        duplicates: 0,
+        unreadable: 0,
+        written: 0,
+        failed: Vec::new(),
+        code: EXIT_OK,
+    };
+    // One write per batch, not per line.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if format == Format::Json {
+        write!(out, "{{\"reports\": [")?;
+    }
+    while let Ok((mut batch, outcomes)) = stored.recv() {
+        totals.write(&mut out, &mut batch, outcomes, format)?;
+        // Once the reader has finished, the last batches are freed here.
+        let _ = done.send(batch);
+    }
+    Ok(totals)
 }
 
 /// `mtasts report import PATH...`: every input parsed, the reports stored in batches of
@@ -217,43 +248,50 @@ pub(crate) fn import(paths: &[PathBuf], store: &StoreArgs, format: Format) -> Re
         anyhow::Ok((store, intake))
     })?;
     let limits: Limits = intake.limits().clone();
-    // One batch waits while another is stored: reading and storing overlap, memory stays
-    // that of three batches however many reports an import holds.
-    let (tx, mut rx) = mpsc::channel::<Batch>(1);
+    // Three threads in a pipeline: one reads and parses, this one stores, one writes what
+    // was stored. One batch waits between each: memory stays that of a few batches however
+    // many reports an import holds.
+    let (to_store, mut reports) = mpsc::channel::<Batch>(1);
+    let (to_write, written) = std::sync::mpsc::sync_channel::<(Batch, Vec<Outcome>)>(1);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Batch>();
-    let mut totals = Totals {
-        stored: 0,
-        duplicates: 0,
-        unreadable: 0,
-        written: 0,
-        failed: Vec::new(),
-        code: EXIT_OK,
-    };
-    let stored = std::thread::scope(|s| {
+    let (stored, totals) = std::thread::scope(|s| {
         let reader = std::thread::Builder::new()
             .name("report-import-read".into())
-            .spawn_scoped(s, move || read_all(paths, &limits, &tx, &done_rx))
+            .spawn_scoped(s, move || read_all(paths, &limits, &to_store, &done_rx))
             .context("cannot start the thread that reads the reports")?;
-        let result = rt.block_on(async {
-            if format == Format::Json {
-                write!(std::io::stdout().lock(), "{{\"reports\": [")?;
-            }
-            while let Some(mut batch) = rx.recv().await {
-                totals.store(&intake, &mut batch, format).await?;
-                // Once the reader has finished, the last batches are freed here.
-                let _ = done_tx.send(batch);
+        let writer = std::thread::Builder::new()
+            .name("report-import-write".into())
+            .spawn_scoped(s, move || write_all(&written, &done_tx, format))
+            .context("cannot start the thread that writes the outcomes")?;
+        let stored = rt.block_on(async {
+            while let Some(batch) = reports.recv().await {
+                let outcomes = if batch.reports.is_empty() {
+                    Vec::new()
+                } else {
+                    intake.store_prepared(&batch.reports).await?
+                };
+                // Blocks this thread while the writer is a batch behind: nothing else runs on
+                // this runtime (sqlx's SQLite worker is a thread of its own).
+                if to_write.send((batch, outcomes)).is_err() {
+                    break; // The writer failed: its error is the one to report.
+                }
             }
             anyhow::Ok(())
         });
         // On a failure the reader sees the channel closed at its next batch and stops.
-        drop(rx);
+        drop(reports);
+        drop(to_write);
+        let totals = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread writing the outcomes failed"))?;
         if reader.join().is_err() {
             anyhow::bail!("the thread reading the reports failed");
         }
-        result
-    });
+        anyhow::Ok((stored, totals))
+    })?;
     rt.block_on(store.close());
     stored?;
+    let totals = totals?;
     let Totals {
         stored,
         duplicates,
