@@ -15,9 +15,14 @@ use crate::Error;
 use crate::db::{WriteTx, on_backend};
 use crate::reports::{Arrival, Inserted, day_of, keepable, to_i64, to_u64};
 
-/// Rows per multi-row `INSERT` (within SQLite's 32,766 bound parameters: 16 per report, 9 per
-/// failure detail).
-const INSERT_CHUNK: usize = 1000;
+/// The most parameters one statement binds: SQLite's limit (PostgreSQL's is 65,535). A batch's
+/// rows of one table go in as few multi-row `INSERT`s as this allows (one, for an import's
+/// batch of 256 reports): each statement is a round trip to sqlx's SQLite thread.
+const MAX_PARAMS: usize = 32_766;
+/// Columns of each multi-row `INSERT`.
+const REPORT_COLUMNS: usize = 16;
+const POLICY_COLUMNS: usize = 7;
+const FAILURE_COLUMNS: usize = 9;
 
 /// A report with its stored values computed ([`PreparedReport::new`]): what
 /// [`Store::insert_prepared`](crate::Store::insert_prepared) writes.
@@ -161,7 +166,7 @@ pub(crate) async fn insert_batch(
     rows: &[(&ParsedReport, &ReportValues)],
 ) -> Result<Vec<Inserted>, Error> {
     let mut new_ids: HashMap<(&str, &str), i64> = HashMap::new();
-    for chunk in rows.chunks(INSERT_CHUNK / 4) {
+    for chunk in rows.chunks(MAX_PARAMS / REPORT_COLUMNS) {
         let returned: Vec<(i64, String, String)> = on_backend!(&mut tx.tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO reports (organization, report_id, policy_domain, contact, begin_at, \
@@ -233,7 +238,7 @@ pub(crate) async fn insert_batch(
         .iter()
         .flat_map(|(id, r)| r.policies.iter().map(move |p| (*id, p)))
         .collect();
-    for chunk in policies.chunks(INSERT_CHUNK) {
+    for chunk in policies.chunks(MAX_PARAMS / POLICY_COLUMNS) {
         on_backend!(&mut tx.tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO report_policies (report, idx, policy_domain, policy_type, day, \
@@ -255,7 +260,7 @@ pub(crate) async fn insert_batch(
         .iter()
         .flat_map(|(id, r)| r.failures.iter().map(move |f| (*id, f)))
         .collect();
-    for chunk in failures.chunks(INSERT_CHUNK) {
+    for chunk in failures.chunks(MAX_PARAMS / FAILURE_COLUMNS) {
         on_backend!(&mut tx.tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO report_failures (report, idx, policy_domain, day, result_type, \
