@@ -93,7 +93,12 @@ both! {
                 if path.extension().is_some_and(|e| e == "key") {
                     continue;
                 }
-                let bytes = std::fs::read(&path).unwrap();
+                // As below: the `-wal`/`-shm` files may go between the listing and the read.
+                let bytes = match std::fs::read(&path) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => panic!("{}: {e}", path.display()),
+                };
                 assert!(!contains(&bytes, b"PRIVATE KEY"), "{}", path.display());
                 assert!(!contains(&bytes, &body.as_bytes()[..32]), "{}", path.display());
                 dumped += bytes.len();
