@@ -46,13 +46,26 @@ isolate=()
 echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) load: $(cut -d' ' -f1-3 /proc/loadavg); $total reports; isolation: ${isolate[*]:-none}"
 for r in $(seq "$rounds"); do
   rm -f "$work"/s.db*
-  /usr/bin/time -f "%e %M" -o "$work/t" "${isolate[@]}" "$ours" report import "$work/corpus" \
+  /usr/bin/time -f "%e %M %U %S" -o "$work/t" "${isolate[@]}" "$ours" report import "$work/corpus" \
     --store "sqlite:$work/s.db" --format json > "$work/ours.json"
   stored=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['stored'])" "$work/ours.json")
-  echo "mtasts $(cat "$work/t") stored=$stored"
+  echo "mtasts $(cat "$work/t") stored=$stored" | tee -a "$work/log"
   rm -rf "$work/out"
-  /usr/bin/time -f "%e %M" -o "$work/t" "${isolate[@]}" "$venv/bin/parsedmarc" --offline -s \
+  /usr/bin/time -f "%e %M %U %S" -o "$work/t" "${isolate[@]}" "$venv/bin/parsedmarc" --offline -s \
     -o "$work/out" "$work/corpus" > /dev/null 2>&1 || true
   got=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" "$work/out/smtp_tls.json" 2>/dev/null || echo 0)
-  echo "parsedmarc $(cat "$work/t") reports=$got"
+  echo "parsedmarc $(cat "$work/t") reports=$got" | tee -a "$work/log"
 done
+# Medians: wall seconds, CPU seconds (user + system, all threads), peak RSS; and the ratios.
+python3 - "$work/log" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    tool, wall, rss, user, system = line.split()[:5]
+    runs.setdefault(tool, []).append((float(wall), float(user) + float(system), int(rss)))
+med = {t: [statistics.median(r[i] for r in rs) for i in range(3)] for t, rs in runs.items()}
+for t, (wall, cpu, rss) in med.items():
+    print(f"median {t}: wall {wall:.2f} s, cpu {cpu:.2f} s, peak {rss / 1024:.0f} MiB")
+(w1, c1, _), (w2, c2, _) = med["mtasts"], med["parsedmarc"]
+print(f"ratio (parsedmarc / mtasts): wall {w2 / w1:.1f}x, cpu {c2 / c1:.1f}x")
+PY
