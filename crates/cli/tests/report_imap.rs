@@ -38,23 +38,10 @@ fn as_mail(path: &Path, n: usize) -> Vec<u8> {
     report_mail(n, "application/tlsrpt+gzip", &gz.finish().unwrap())
 }
 
+/// Report mail number `n` to the test mailbox, `part` attached as `content_type`.
 fn report_mail(n: usize, content_type: &str, part: &[u8]) -> Vec<u8> {
-    let b64 = data_encoding::BASE64.encode(part);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(76)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "From: tlsrpt@reporter.example\r\nTo: {USER}\r\nSubject: Report {n}\r\n\
-         Message-ID: <r{n}@reporter.example>\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=tlsrpt; boundary=\"b{n}\"\r\n\r\n\
-         --b{n}\r\nContent-Type: text/plain\r\n\r\nThis is a TLS report.\r\n\
-         --b{n}\r\nContent-Type: {content_type}\r\nContent-Transfer-Encoding: base64\r\n\
-         Content-Disposition: attachment; filename=\"report{n}.json.gz\"\r\n\r\n{}\r\n--b{n}--\r\n",
-        lines.join("\r\n")
-    )
-    .into_bytes()
+    let filename = format!("report{n}.json.gz");
+    support::corpus::report_mail(USER, n, (content_type, &filename), part)
 }
 
 async fn mtasts(args: &[&str]) -> (i32, String, String) {
@@ -65,10 +52,15 @@ async fn mtasts(args: &[&str]) -> (i32, String, String) {
     .await
 }
 
+/// `domain` hosted in `store` (MX `mx.<domain>`): the network paths accept its reports.
+async fn host(store: &str, domain: &str) {
+    let mx = format!("mx.{domain}");
+    let (code, out, err) = mtasts(&["domain", "add", domain, "--mx", &mx, "--store", store]).await;
+    assert_eq!(code, 0, "{domain}: {out}{err}");
+}
+
 async fn json(args: &[&str]) -> Value {
-    let (code, out, err) = mtasts(args).await;
-    assert_eq!(code, 0, "{args:?}: {out}{err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    support::corpus::json(KEY, args).await
 }
 
 /// What a store holds ([`support::corpus::contents`]) without the copy counts, raw JSON with
@@ -303,9 +295,7 @@ async fn every_report_lands_through_imap_as_through_files_on_both_backends() {
     domains.sort();
     domains.dedup();
     for d in &domains {
-        let mx = format!("mx.{d}");
-        let (code, out, err) = mtasts(&["domain", "add", d, "--mx", &mx, "--store", &hosted]).await;
-        assert_eq!(code, 0, "{d}: {out}{err}");
+        host(&hosted, d).await;
     }
     let first = counts(&dovecot)[1];
     dovecot.append("INBOX", &mails).await.unwrap();
@@ -351,17 +341,7 @@ async fn unreadable_oversized_refused_and_deleted_mail_is_sorted_and_nothing_is_
         };
         let dir = tempfile::tempdir().unwrap();
         let store = format!("sqlite:{}", dir.path().join("s.db").display());
-        let (code, out, err) = mtasts(&[
-            "domain",
-            "add",
-            "example.com",
-            "--mx",
-            "mx.example.com",
-            "--store",
-            &store,
-        ])
-        .await;
-        assert_eq!(code, 0, "{out}{err}");
+        host(&store, "example.com").await;
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tlsrpt");
         let hosted = as_mail(&data.join("mta-sts-exporter/google.json"), 1);
         let stranger = as_mail(&data.join("mta-sts-exporter/rfc.json"), 2);
@@ -581,17 +561,7 @@ async fn serve_runs_the_importer_of_its_imap_table_for_hosted_domains() {
     };
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite:{}", dir.path().join("s.db").display());
-    let (code, out, err) = mtasts(&[
-        "domain",
-        "add",
-        "example.com",
-        "--mx",
-        "mx.example.com",
-        "--store",
-        &store,
-    ])
-    .await;
-    assert_eq!(code, 0, "{out}{err}");
+    host(&store, "example.com").await;
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tlsrpt");
     // A third mail, DKIM-signed by reporter.example (its key in the test DNS): the importer
     // records the verdict as the SMTP receiver does.

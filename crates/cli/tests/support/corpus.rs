@@ -49,19 +49,35 @@ pub(crate) fn as_mail(path: &Path, n: usize) -> Vec<u8> {
     if path.extension().is_some_and(|e| e == "eml") {
         return bytes;
     }
-    let b64 = data_encoding::BASE64.encode(&bytes);
+    report_mail(
+        "tlsrpt@example.test",
+        n,
+        ("application/tlsrpt+json", "report.json"),
+        &bytes,
+    )
+}
+
+/// Report mail number `n` to `to` from reporter.example (RFC 8460 §5.3): multipart/report with
+/// `part` as a base64 attachment of the given content type and file name.
+pub(crate) fn report_mail(
+    to: &str,
+    n: usize,
+    (content_type, filename): (&str, &str),
+    part: &[u8],
+) -> Vec<u8> {
+    let b64 = data_encoding::BASE64.encode(part);
     let lines: Vec<&str> = b64
         .as_bytes()
         .chunks(76)
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect();
     format!(
-        "From: tlsrpt@reporter.example\r\nTo: tlsrpt@example.test\r\nSubject: Report {n}\r\n\
+        "From: tlsrpt@reporter.example\r\nTo: {to}\r\nSubject: Report {n}\r\n\
          Message-ID: <r{n}@reporter.example>\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/report; report-type=tlsrpt; boundary=\"b{n}\"\r\n\r\n\
          --b{n}\r\nContent-Type: text/plain\r\n\r\nThis is a TLS report.\r\n\
-         --b{n}\r\nContent-Type: application/tlsrpt+json\r\nContent-Transfer-Encoding: base64\r\n\
-         Content-Disposition: attachment; filename=\"report.json\"\r\n\r\n{}\r\n--b{n}--\r\n",
+         --b{n}\r\nContent-Type: {content_type}\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=\"{filename}\"\r\n\r\n{}\r\n--b{n}--\r\n",
         lines.join("\r\n")
     )
     .into_bytes()
