@@ -25,6 +25,8 @@ pub mod readiness;
 pub mod smtp;
 pub mod views;
 
+use std::sync::Arc;
+
 use mtasts_core::report::{Limits, ParsedReport, ReportError, RunBudget, parse_reports_in};
 use mtasts_store::{Arrival, Inserted, PreparedReport, Store};
 
@@ -35,6 +37,25 @@ pub enum Accept {
     Any,
     /// Only domains hosted in the store (the network paths, D27).
     Hosted,
+}
+
+/// A fast answer to "is this policy domain hosted here?", kept in memory by the caller (the
+/// server's snapshot of what it serves): `true` is taken as is, without a store read; `false`
+/// only means "ask the store". The name is in lower case, without a trailing dot.
+#[derive(Clone)]
+pub struct KnownDomains(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl KnownDomains {
+    /// A hint answered by `known`.
+    pub fn new(known: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(known))
+    }
+}
+
+impl std::fmt::Debug for KnownDomains {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KnownDomains(..)")
+    }
 }
 
 /// What happened to one report.
@@ -208,6 +229,7 @@ pub struct Intake {
     store: Store,
     accept: Accept,
     limits: Limits,
+    known: Option<KnownDomains>,
 }
 
 impl Intake {
@@ -218,7 +240,17 @@ impl Intake {
             store,
             accept,
             limits: Limits::default(),
+            known: None,
         }
+    }
+
+    /// The same, answering [`Intake::refusal`] for the domains `known` vouches for without
+    /// reading the store (with [`Accept::Hosted`]; the store is still read for the rest, so a
+    /// domain added a moment ago is accepted before the hint knows it).
+    #[must_use]
+    pub fn with_known_domains(mut self, known: KnownDomains) -> Self {
+        self.known = Some(known);
+        self
     }
 
     /// The same with other parser limits.
@@ -346,6 +378,7 @@ impl Intake {
             store: self.store.clone(),
             accept: Accept::Any,
             limits: self.limits.clone(),
+            known: None,
         }
     }
 
@@ -361,6 +394,9 @@ impl Intake {
             return Ok(Some("the report names no policy domain".into()));
         }
         let name = policy_domain.trim_end_matches('.').to_ascii_lowercase();
+        if self.known.as_ref().is_some_and(|k| (k.0)(&name)) {
+            return Ok(None);
+        }
         if self.store.domain(&name).await?.is_some() {
             Ok(None)
         } else {

@@ -180,8 +180,15 @@ impl Daemon {
         } else {
             None
         };
+        let hosted = HostedSet::new(hosted);
         if !config.intake.path.is_empty() {
-            let intake = mtasts_intake::Intake::new(store.clone(), mtasts_intake::Accept::Hosted);
+            // A report for a domain in the snapshot served is accepted without a store read;
+            // the store is asked about the rest (a domain added since the snapshot was built).
+            let known = hosted.clone();
+            let intake = mtasts_intake::Intake::new(store.clone(), mtasts_intake::Accept::Hosted)
+                .with_known_domains(mtasts_intake::KnownDomains::new(move |d| {
+                    known.guard().hosts_domain(d)
+                }));
             server_config.report_sink = Some(Arc::new(crate::report_sink::HttpsIntake::new(
                 intake,
                 config.intake.clone(),
@@ -197,7 +204,7 @@ impl Daemon {
         admin_config.limits = config.admin_limits.clone();
         admin_config.metrics = config.metrics.clone();
         let serving = Serving::default();
-        serving.loaded(generation, hosted.len());
+        serving.loaded(generation, hosted.current().len());
         admin_config.serving = Some(serving.clone());
         let admin = AdminServer::bind(admin_config)
             .await
@@ -213,7 +220,6 @@ impl Daemon {
                 budget: config.check.timeout * 4,
             })
         };
-        let hosted = HostedSet::new(hosted);
         let alerter = if config.alerts.enabled() {
             Some(
                 crate::alerts::Alerter::new(store.clone(), config.alerts.clone())

@@ -145,6 +145,14 @@ impl Hosted {
         }
     }
 
+    /// Whether `domain` (a policy domain in lower case, without a trailing dot) is hosted in
+    /// this snapshot (a service host of the same name does not count).
+    pub fn hosts_domain(&self, domain: &str) -> bool {
+        self.by_host
+            .get(format!("{POLICY_HOST_PREFIX}{domain}").as_str())
+            .is_some_and(|e| e.body.is_some())
+    }
+
     /// How many domains are hosted (service hosts not counted).
     pub fn len(&self) -> usize {
         self.domains

@@ -29,7 +29,7 @@ use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTE
 use hyper::{Method, Request, Response, StatusCode};
 use mtasts_core::report::{Limits, RunBudget};
 use mtasts_intake::{Intake, Tally};
-use mtasts_store::{Arrival, Via};
+use mtasts_store::{Arrival, PreparedReport, Via};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -141,50 +141,66 @@ struct Inner {
     direct: Option<Intake>,
 }
 
-/// The reports of one `POST`, waiting for the commit that holds them.
+/// The reports of one `POST`, with their stored values computed, waiting for the commit that
+/// holds them.
 struct Job {
-    parsed: Vec<mtasts_core::report::ParsedReport>,
-    arrival: Arrival,
+    prepared: Vec<PreparedReport>,
     reply: tokio::sync::oneshot::Sender<Result<Vec<mtasts_intake::Outcome>, String>>,
 }
 
 /// The most reports one group commit holds.
 pub const GROUP_COMMIT: usize = 256;
 
+/// A body of plain JSON (not gzip'd) up to this size is parsed on the task that read it: tens
+/// of microseconds, less than handing it to a blocking thread and back costs. Anything larger,
+/// and anything compressed (which may grow to `max_decompressed`), is parsed on a blocking
+/// thread.
+pub const INLINE_PARSE: usize = 16 * 1024;
+
+/// Parses `bytes` and computes each report's stored values (CPU only).
+fn parse_and_prepare(
+    bytes: &[u8],
+    limits: &Limits,
+    arrival: &Arrival,
+) -> Result<Vec<PreparedReport>, mtasts_core::report::ReportError> {
+    let mut run = RunBudget::new(limits.max_run_decompressed);
+    let parsed = mtasts_intake::parse(bytes, limits, &mut run)?;
+    Ok(parsed
+        .into_iter()
+        .map(|p| PreparedReport::new(p, arrival.clone()))
+        .collect())
+}
+
 /// Commits the reports of every `POST` waiting, together, then answers each (group commit: one
 /// transaction, one `fsync`, for what arrived while the previous commit ran). A `POST` is
 /// answered only after the commit that holds its reports.
 async fn writer(intake: Intake, mut jobs: tokio::sync::mpsc::Receiver<Job>) {
     while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        let mut reports = batch[0].parsed.len();
-        while reports < GROUP_COMMIT {
-            match jobs.try_recv() {
-                Ok(j) => {
-                    reports += j.parsed.len();
-                    batch.push(j);
-                }
-                Err(_) => break,
+        // Each job's reports are moved into one batch; the job keeps its count and reply.
+        let mut replies = Vec::new();
+        let mut prepared = Vec::new();
+        let mut next = Some(first);
+        while let Some(j) = next.take() {
+            replies.push((j.prepared.len(), j.reply));
+            prepared.extend(j.prepared);
+            if prepared.len() < GROUP_COMMIT {
+                next = jobs.try_recv().ok();
             }
         }
-        let pairs: Vec<(&mtasts_core::report::ParsedReport, &Arrival)> = batch
-            .iter()
-            .flat_map(|j| j.parsed.iter().map(move |p| (p, &j.arrival)))
-            .collect();
-        let result = intake.store_batch(&pairs).await;
-        drop(pairs);
+        let result = intake.store_prepared(&prepared).await;
+        drop(prepared);
         match result {
             Ok(mut outcomes) => {
-                for j in batch {
-                    let rest = outcomes.split_off(j.parsed.len().min(outcomes.len()));
-                    let _ = j.reply.send(Ok(outcomes));
+                for (n, reply) in replies {
+                    let rest = outcomes.split_off(n.min(outcomes.len()));
+                    let _ = reply.send(Ok(outcomes));
                     outcomes = rest;
                 }
             }
             Err(e) => {
                 let why = e.to_string();
-                for j in batch {
-                    let _ = j.reply.send(Err(why.clone()));
+                for (_, reply) in replies {
+                    let _ = reply.send(Err(why.clone()));
                 }
             }
         }
@@ -308,12 +324,21 @@ impl HttpsIntake {
             }
             Ok(Ok(c)) => c.to_bytes(),
         };
-        let limits = self.0.limits.clone();
-        let parsed = tokio::task::spawn_blocking(move || {
-            let mut run = RunBudget::new(limits.max_run_decompressed);
-            mtasts_intake::parse(&bytes, &limits, &mut run)
-        })
-        .await;
+        let arrival = Arrival {
+            via: Via::Https,
+            source: Some(format!("https://{host}{}", cfg.path)),
+            at: OffsetDateTime::now_utc(),
+            dkim: None,
+        };
+        let plain_json = bytes.len() <= INLINE_PARSE
+            && bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let parsed = if plain_json {
+            Ok(parse_and_prepare(&bytes, &self.0.limits, &arrival))
+        } else {
+            let limits = self.0.limits.clone();
+            tokio::task::spawn_blocking(move || parse_and_prepare(&bytes, &limits, &arrival))
+                .await
+        };
         let parsed = match parsed {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
@@ -326,18 +351,13 @@ impl HttpsIntake {
             }
             Err(_) => return self.busy("the report could not be read; retry later"),
         };
-        let arrival = Arrival {
-            via: Via::Https,
-            source: Some(format!("https://{host}{}", cfg.path)),
-            at: OffsetDateTime::now_utc(),
-            dkim: None,
-        };
         // The domain check (a store read per report) here, where POSTs run concurrently; the
         // writer only writes.
         let mut refused = Vec::new();
         let mut accepted = Vec::with_capacity(parsed.len());
         for p in parsed {
             let domain = p
+                .parsed
                 .report
                 .policies
                 .iter()
@@ -345,7 +365,7 @@ impl HttpsIntake {
                 .unwrap_or_default();
             match self.0.check.refusal(&domain).await {
                 Ok(Some(why)) => {
-                    tracing::info!(%domain, organization = %p.report.organization_name,
+                    tracing::info!(%domain, organization = %p.parsed.report.organization_name,
                         "TLS-RPT report refused: {why}");
                     refused.push(why);
                 }
@@ -358,15 +378,14 @@ impl HttpsIntake {
         }
         let (reply, committed) = tokio::sync::oneshot::channel();
         let job = Job {
-            parsed: accepted,
-            arrival,
+            prepared: accepted,
             reply,
         };
-        let stored = if job.parsed.is_empty() {
+        let stored = if job.prepared.is_empty() {
             Ok(Ok(Vec::new()))
         } else if let Some(direct) = &self.0.direct {
             Ok(direct
-                .store(&job.parsed, &job.arrival)
+                .store_prepared(&job.prepared)
                 .await
                 .map_err(|e| e.to_string()))
         } else {
