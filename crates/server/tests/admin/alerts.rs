@@ -211,11 +211,9 @@ both! {
         let (ra, rb) = tokio::join!(a.round(at), b.round(at));
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
         let d = ("failures".to_owned(), "d.test".to_owned());
-        assert_eq!(
-            usize::from(ra.sent.contains(&d)) + usize::from(rb.sent.contains(&d)),
-            1,
-            "{ra:?} {rb:?}"
-        );
+        // Each channel is claimed on its own, so the two may share the channels out (one
+        // posts, the other mails): what counts is one notification per channel.
+        assert!(ra.sent.contains(&d) || rb.sent.contains(&d), "{ra:?} {rb:?}");
         let posts = hook.take();
         assert_eq!(posts.iter().filter(|v| v["domain"] == "d.test").count(), 1, "{posts:?}");
         assert_eq!(mails.lock().unwrap().len(), 3, "one mail for d.test");
