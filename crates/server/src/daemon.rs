@@ -182,13 +182,7 @@ impl Daemon {
         };
         let hosted = HostedSet::new(hosted);
         if !config.intake.path.is_empty() {
-            // A report for a domain in the snapshot served is accepted without a store read;
-            // the store is asked about the rest (a domain added since the snapshot was built).
-            let known = hosted.clone();
-            let intake = mtasts_intake::Intake::new(store.clone(), mtasts_intake::Accept::Hosted)
-                .with_known_domains(mtasts_intake::KnownDomains::new(move |d| {
-                    known.guard().hosts_domain(d)
-                }));
+            let intake = hosted_intake(&store, &hosted);
             server_config.report_sink = Some(Arc::new(crate::report_sink::HttpsIntake::new(
                 intake,
                 config.intake.clone(),
@@ -249,7 +243,7 @@ impl Daemon {
                 };
                 let tls = crate::smtp_intake::tls_config(hosted.clone(), &config.smtp.hostname);
                 let receiver = mtasts_intake::smtp::SmtpReceiver::new(
-                    mtasts_intake::Intake::new(store.clone(), mtasts_intake::Accept::Hosted),
+                    hosted_intake(&store, &hosted),
                     dkim,
                     Some(tls),
                     config.smtp.limits(),
@@ -587,6 +581,16 @@ async fn load_apart(store: &Store, hosts: &[String]) -> Result<(u64, Hosted), mt
 }
 
 /// One store row and its certificate as a [`HostedDomain`].
+/// An intake for the network paths: reports only for domains hosted here (D27). A domain in
+/// the snapshot served is taken as hosted without a store read; the store is asked about the
+/// rest (a domain added since the snapshot was built).
+fn hosted_intake(store: &Store, hosted: &HostedSet) -> mtasts_intake::Intake {
+    let known = hosted.clone();
+    mtasts_intake::Intake::new(store.clone(), mtasts_intake::Accept::Hosted).with_known_domains(
+        mtasts_intake::KnownDomains::new(move |d| known.guard().hosts_domain(d)),
+    )
+}
+
 fn hosted_domain(
     d: &mtasts_store::HostedDomain,
     cert: &mtasts_store::Certificate,

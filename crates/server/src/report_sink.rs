@@ -12,7 +12,10 @@
 //! - the bytes are sniffed and parsed by core (gzip or JSON, whatever the `Content-Type` says)
 //!   within its limits (decompressed size per report, D25), off the async threads: 400 with the
 //!   reason when they hold no valid report;
-//! - each report is accepted only for a policy domain hosted here (D27): 403 when none is.
+//! - each report is accepted only for a policy domain hosted here (D27): 403 when none is. A
+//!   domain in the snapshot being served is taken as hosted without a store read; the store is
+//!   asked about any other (one added since the snapshot was built is accepted at once; one
+//!   removed is refused once the snapshot is rebuilt).
 //!
 //! A 2xx is sent only after every accepted report is committed to the store (201 when one was
 //! new, 200 when all were copies of stored ones); the reports of concurrent `POST`s are
@@ -351,8 +354,8 @@ impl HttpsIntake {
             }
             Err(_) => return self.busy("the report could not be read; retry later"),
         };
-        // The domain check (a store read per report) here, where POSTs run concurrently; the
-        // writer only writes.
+        // The domain check (the snapshot served, else a store read) here, where POSTs run
+        // concurrently; the writer only writes.
         let mut refused = Vec::new();
         let mut accepted = Vec::with_capacity(parsed.len());
         for p in parsed {
