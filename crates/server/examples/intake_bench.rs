@@ -1,7 +1,7 @@
 //! The HTTPS intake benchmark of BENCHMARKS.md ("TLS-RPT reports by HTTPS"):
 //!
 //! ```text
-//! intake_bench [--reports N] [--concurrency C] [--store URL]
+//! intake_bench [--reports N] [--concurrency C] [--store URL] [--path P] [--client full|lean]
 //! ```
 //!
 //! Starts the `serve` daemon in this process on loopback with one hosted domain (a testnet
@@ -11,6 +11,14 @@
 //! acknowledged. Prints one JSON line: reports/s, p50/p99 latency, stored, lost. With
 //! `--path /.well-known/mta-sts.txt` the same requests are answered 405 unread: the floor of
 //! new TLS connections and requests on this machine.
+//!
+//! The load generator shares the machine with the server. `--client full` (the default) is a
+//! sender as rustls makes one: a new configuration per report and the certificate chain
+//! verified up to the root (three ECDSA verifications per connection). `--client lean` shares
+//! one configuration and accepts exactly the server's end-entity certificate, so the client
+//! spends less of the CPU; it still checks the handshake signature and never resumes a session,
+//! so the server does the same work per report (a full handshake: its signature, its key
+//! exchange) either way.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -23,7 +31,7 @@ use mtasts_server::config::ServeConfig;
 use mtasts_server::daemon::Daemon;
 use mtasts_server::domains::{AddDomain, Domains, MxSource};
 use mtasts_store::{ReportFilter, Store, StoreKey, StoreOptions};
-use mtasts_testnet::https::post;
+use mtasts_testnet::https::post_with;
 use mtasts_testnet::pki::{Defect, Pki};
 use time::OffsetDateTime;
 
@@ -34,6 +42,72 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
         .map_or(default, |v| {
             v.parse().unwrap_or_else(|_| panic!("bad {name}: {v}"))
         })
+}
+
+/// Accepts exactly one end-entity certificate (the server's) and checks the handshake
+/// signatures with it: the `--client lean` load generator.
+#[derive(Debug)]
+struct Pinned {
+    leaf: rustls_pki_types::CertificateDer<'static>,
+    algs: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.leaf.as_ref() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "not the server's certificate".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// The client configuration of one `POST` (see the module docs).
+fn client_config(
+    lean: Option<&Arc<rustls::ClientConfig>>,
+    roots: &rustls::RootCertStore,
+) -> Arc<rustls::ClientConfig> {
+    if let Some(shared) = lean {
+        return Arc::clone(shared);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 fn report(i: usize) -> Vec<u8> {
@@ -62,6 +136,11 @@ async fn main() {
     // `--path /.well-known/mta-sts.txt`: the floor, the same connections and requests answered
     // 405 before any body is read or stored.
     let path: String = arg(&args, "--path", "/tlsrpt".to_owned());
+    let client: String = arg(&args, "--client", "full".to_owned());
+    assert!(
+        client == "full" || client == "lean",
+        "--client full or lean, not {client}"
+    );
     let tmp = tempfile::tempdir().unwrap();
     let url: String = arg(
         &args,
@@ -86,6 +165,21 @@ async fn main() {
     };
     domains.add(&add, "bench", now).await.unwrap();
     let cert = pki.issue("mta-sts.a.test", Defect::Valid).unwrap();
+    let lean = (client == "lean").then(|| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let pinned = Pinned {
+            leaf: cert.leaf().clone(),
+            algs: provider.signature_verification_algorithms,
+        };
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(pinned))
+            .with_no_client_auth();
+        config.resumption = rustls::client::Resumption::disabled();
+        Arc::new(config)
+    });
     domains
         .import_certificate(
             "a.test",
@@ -115,6 +209,7 @@ async fn main() {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..c {
         let (next, roots, path) = (Arc::clone(&next), pki.root_store(), path.clone());
+        let lean = lean.clone();
         tasks.spawn(async move {
             let (mut ok, mut other, mut lat) = (0usize, 0usize, Vec::new());
             loop {
@@ -123,10 +218,10 @@ async fn main() {
                     return (ok, other, lat);
                 }
                 let t = Instant::now();
-                let got = post(
+                let got = post_with(
                     addr,
                     "mta-sts.a.test",
-                    roots.clone(),
+                    client_config(lean.as_ref(), &roots),
                     &path,
                     "application/tlsrpt+json",
                     report(i),
@@ -170,6 +265,7 @@ async fn main() {
             "seconds": (secs * 100.0).round() / 100.0,
             "reports_per_second": (ok as f64 / secs).round(),
             "requests_per_second": ((ok + other) as f64 / secs).round(), "path": path,
+            "client": client,
             "p50_ms": (pct(0.5) * 10.0).round() / 10.0, "p99_ms": (pct(0.99) * 10.0).round() / 10.0,
         })
     );

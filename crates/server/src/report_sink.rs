@@ -339,8 +339,7 @@ impl HttpsIntake {
             Ok(parse_and_prepare(&bytes, &self.0.limits, &arrival))
         } else {
             let limits = self.0.limits.clone();
-            tokio::task::spawn_blocking(move || parse_and_prepare(&bytes, &limits, &arrival))
-                .await
+            tokio::task::spawn_blocking(move || parse_and_prepare(&bytes, &limits, &arrival)).await
         };
         let parsed = match parsed {
             Ok(Ok(p)) => p,

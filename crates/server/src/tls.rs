@@ -10,9 +10,9 @@
 //! `acme-tls/1` handshakes (TLS-ALPN-01) with a configuration of its own.
 
 use crate::hosted::HostedSet;
-use rustls::{CipherSuite, ServerConfig};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{CipherSuite, ServerConfig};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -136,7 +136,10 @@ mod tests {
             "the client here prefers AES-256 with SHA-384, as rustls's does by default"
         );
         for (version, expected) in [
-            (&rustls::version::TLS13, CipherSuite::TLS13_AES_128_GCM_SHA256),
+            (
+                &rustls::version::TLS13,
+                CipherSuite::TLS13_AES_128_GCM_SHA256,
+            ),
             (
                 &rustls::version::TLS12,
                 CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,

@@ -344,20 +344,45 @@ pub async fn post(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Posted, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    post_with(
+        addr,
+        host,
+        Arc::new(config),
+        path,
+        content_type,
+        body,
+        timeout,
+    )
+    .await
+}
+
+/// [`post`] with a client configuration of the caller's (a load generator shares one).
+///
+/// # Errors
+/// The connection, handshake or exchange failed, or took longer than `timeout`.
+pub async fn post_with(
+    addr: SocketAddr,
+    host: &str,
+    config: Arc<rustls::ClientConfig>,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Posted, String> {
     let exchange = async {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
         let name =
             rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS: {e}"))?;
