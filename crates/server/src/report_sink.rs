@@ -138,10 +138,8 @@ struct Inner {
     cfg: IntakeConfig,
     in_flight: Arc<Semaphore>,
     limits: Limits,
-    /// To the writer that commits the reports of concurrent `POST`s together (SQLite).
+    /// To the writer that commits the reports of concurrent `POST`s together.
     commits: tokio::sync::mpsc::Sender<Job>,
-    /// PostgreSQL: each `POST` commits on its own, in parallel over the pool (see `new`).
-    direct: Option<Intake>,
 }
 
 /// The reports of one `POST`, with their stored values computed, waiting for the commit that
@@ -255,14 +253,11 @@ impl HttpsIntake {
             .min(cfg.max_decompressed.saturating_mul(2));
         limits.max_mail_memory = limits.max_report_memory;
         let (commits, jobs) = tokio::sync::mpsc::channel(cfg.max_in_flight.max(1));
-        // SQLite has one writer: group commit takes it from 1,060 to 2,600 reports/s. On
-        // PostgreSQL the commits of concurrent POSTs already run in parallel (1,230/s), and the
-        // grouped multi-row writes measured slower there (about 340/s, not yet understood):
-        // each POST commits on its own (BENCHMARKS.md, "TLS-RPT reports by HTTPS").
-        let direct = (intake.backend() == "postgres").then(|| intake.accepting_any());
+        // Group commit: on SQLite (one writer, an fsync a commit) it takes the intake from
+        // 1,060 to 2,600 reports/s; on PostgreSQL from 1,300/s (each POST committing on its own,
+        // in parallel over the pool) to 2,900/s (BENCHMARKS.md, "TLS-RPT reports by HTTPS").
         tokio::spawn(writer(intake.accepting_any(), jobs));
         Self(Arc::new(Inner {
-            direct,
             check: intake,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
             cfg,
@@ -385,11 +380,6 @@ impl HttpsIntake {
         };
         let stored = if job.prepared.is_empty() {
             Ok(Ok(Vec::new()))
-        } else if let Some(direct) = &self.0.direct {
-            Ok(direct
-                .store_prepared(&job.prepared)
-                .await
-                .map_err(|e| e.to_string()))
         } else {
             match self.0.commits.send(job).await {
                 Ok(()) => committed.await.map_err(|_| "the writer stopped".to_owned()),
