@@ -12,14 +12,14 @@ use std::sync::Arc;
 use mtasts_core::report::ParsedReport;
 
 use crate::Error;
-use crate::db::{WriteTx, on_backend};
+use crate::db::{Backend, WriteTx, on_backend};
 use crate::reports::{Arrival, Inserted, day_of, keepable, to_i64, to_u64};
 
 /// The most parameters one statement binds: SQLite's limit (PostgreSQL's is 65,535). A batch's
 /// rows of one table go in as few multi-row `INSERT`s as this allows (one, for an import's
 /// batch of 256 reports): each statement is a round trip to sqlx's SQLite thread.
 const MAX_PARAMS: usize = 32_766;
-/// Columns of each multi-row `INSERT`.
+/// Columns of each multi-row `INSERT` (`reports` takes one more on SQLite: the id).
 const REPORT_COLUMNS: usize = 16;
 const POLICY_COLUMNS: usize = 7;
 const FAILURE_COLUMNS: usize = 9;
@@ -156,6 +156,38 @@ impl ReportValues {
     }
 }
 
+/// The columns of `reports` a stored report fills, in [`bind_report`]'s order.
+macro_rules! report_columns {
+    () => {
+        "organization, report_id, policy_domain, contact, begin_at, end_at, success, failure, \
+         received_at, via, source, raw_json, raw_size, normalised, dkim, dkim_detail"
+    };
+}
+
+/// Binds the values of [`report_columns`] for report `p` with values `r` (a macro: the
+/// builder's type differs per backend).
+macro_rules! bind_report {
+    ($b:ident, $p:ident, $r:ident) => {
+        let report = &$p.report;
+        $b.push_bind(Arc::clone(&$r.organization))
+            .push_bind(Arc::clone(&$r.report_id))
+            .push_bind(Arc::clone(&$r.policy_domain))
+            .push_bind($r.contact.clone())
+            .push_bind(report.date_range.start.unix_timestamp())
+            .push_bind(report.date_range.end.unix_timestamp())
+            .push_bind($r.success)
+            .push_bind($r.failure)
+            .push_bind($r.at)
+            .push_bind($r.via)
+            .push_bind($r.source.clone())
+            .push_bind(Arc::clone(&$r.raw_json))
+            .push_bind(to_i64($p.raw_json_size))
+            .push_bind(Arc::clone(&$r.normalised))
+            .push_bind($r.dkim)
+            .push_bind($r.dkim_detail.clone());
+    };
+}
+
 /// Stores `rows` inside `tx` with multi-row `INSERT`s: the reports (a copy of one stored, or
 /// of one earlier in the batch, is not inserted), then the policy and failure rows of the new
 /// ones; each copy counted with one `UPDATE`. Statements per batch, not per report: what the
@@ -165,39 +197,64 @@ pub(crate) async fn insert_batch(
     tx: &mut WriteTx,
     rows: &[(&ParsedReport, &ReportValues)],
 ) -> Result<Vec<Inserted>, Error> {
-    let mut new_ids: HashMap<(&str, &str), i64> = HashMap::new();
-    for chunk in rows.chunks(MAX_PARAMS / REPORT_COLUMNS) {
-        let returned: Vec<(i64, String, String)> = on_backend!(&mut tx.tx, c => {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO reports (organization, report_id, policy_domain, contact, begin_at, \
-                 end_at, success, failure, received_at, via, source, raw_json, raw_size, \
-                 normalised, dkim, dkim_detail) ",
-            );
-            qb.push_values(chunk, |mut b, (p, r)| {
-                let report = &p.report;
-                b.push_bind(Arc::clone(&r.organization))
-                    .push_bind(Arc::clone(&r.report_id))
-                    .push_bind(Arc::clone(&r.policy_domain))
-                    .push_bind(r.contact.clone())
-                    .push_bind(report.date_range.start.unix_timestamp())
-                    .push_bind(report.date_range.end.unix_timestamp())
-                    .push_bind(r.success)
-                    .push_bind(r.failure)
-                    .push_bind(r.at)
-                    .push_bind(r.via)
-                    .push_bind(r.source.clone())
-                    .push_bind(Arc::clone(&r.raw_json))
-                    .push_bind(to_i64(p.raw_json_size))
-                    .push_bind(Arc::clone(&r.normalised))
-                    .push_bind(r.dkim)
-                    .push_bind(r.dkim_detail.clone());
-            });
-            qb.push(
-                " ON CONFLICT (organization, report_id) DO NOTHING \
-                 RETURNING id, organization, report_id",
-            );
-            qb.build_query_as().fetch_all(&mut **c).await?
-        });
+    let mut new_ids: HashMap<(&str, &str), i64> = HashMap::with_capacity(rows.len());
+    for chunk in rows.chunks(MAX_PARAMS / (REPORT_COLUMNS + 1)) {
+        // The inserted rows' ids and keys, when they must be read back.
+        let returned: Option<Vec<(i64, String, String)>> = match &mut tx.tx {
+            // SQLite: the ids are given here (the write lock is held since `BEGIN IMMEDIATE`),
+            // so the `INSERT` returns no rows. sqlx's SQLite driver hands each row it returns
+            // from its thread to ours, one by one: 20,000 hand-offs for an import of 20,000.
+            // They are read back only when some of the batch were copies.
+            Backend::Sqlite(c) => {
+                let (last,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM reports")
+                    .fetch_one(&mut **c)
+                    .await?;
+                let mut qb = sqlx::QueryBuilder::new(concat!(
+                    "INSERT INTO reports (id, ",
+                    report_columns!(),
+                    ") "
+                ));
+                qb.push_values(chunk.iter().zip(last + 1..), |mut b, ((p, r), id)| {
+                    b.push_bind(id);
+                    bind_report!(b, p, r);
+                });
+                qb.push(" ON CONFLICT (organization, report_id) DO NOTHING");
+                let inserted = qb.build().execute(&mut **c).await?.rows_affected();
+                if usize::try_from(inserted).is_ok_and(|n| n == chunk.len()) {
+                    for ((_, r), id) in chunk.iter().zip(last + 1..) {
+                        new_ids.insert((&r.organization, &r.report_id), id);
+                    }
+                    None
+                } else {
+                    Some(
+                        sqlx::query_as(
+                            "SELECT id, organization, report_id FROM reports \
+                             WHERE id > $1 AND id <= $2",
+                        )
+                        .bind(last)
+                        .bind(last + to_i64(chunk.len() as u64))
+                        .fetch_all(&mut **c)
+                        .await?,
+                    )
+                }
+            }
+            Backend::Postgres(c) => {
+                let mut qb = sqlx::QueryBuilder::new(concat!(
+                    "INSERT INTO reports (",
+                    report_columns!(),
+                    ") "
+                ));
+                qb.push_values(chunk, |mut b, (p, r)| {
+                    bind_report!(b, p, r);
+                });
+                qb.push(
+                    " ON CONFLICT (organization, report_id) DO NOTHING \
+                     RETURNING id, organization, report_id",
+                );
+                Some(qb.build_query_as().fetch_all(&mut **c).await?)
+            }
+        };
+        let Some(returned) = returned else { continue };
         // The keys as this batch holds them, so that the map borrows instead of owning.
         let keys: HashMap<(&str, &str), &ReportValues> = chunk
             .iter()
