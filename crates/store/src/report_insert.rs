@@ -197,8 +197,17 @@ pub(crate) async fn insert_batch(
     tx: &mut WriteTx,
     rows: &[(&ParsedReport, &ReportValues)],
 ) -> Result<Vec<Inserted>, Error> {
+    // PostgreSQL: rows are written in key order, so that two transactions holding some of the
+    // same reports (two instances, or an import beside the intake) take their locks in the same
+    // order and cannot deadlock. SQLite has one writer at a time: arrival order, ids with it.
+    let mut order: Vec<&(&ParsedReport, &ReportValues)> = rows.iter().collect();
+    if matches!(tx.tx, Backend::Postgres(_)) {
+        order.sort_by(|(_, a), (_, b)| {
+            (&*a.organization, &*a.report_id).cmp(&(&*b.organization, &*b.report_id))
+        });
+    }
     let mut new_ids: HashMap<(&str, &str), i64> = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(MAX_PARAMS / (REPORT_COLUMNS + 1)) {
+    for chunk in order.chunks(MAX_PARAMS / (REPORT_COLUMNS + 1)) {
         // The inserted rows' ids and keys, when they must be read back.
         let returned: Option<Vec<(i64, String, String)>> = match &mut tx.tx {
             // SQLite: the ids are given here (the write lock is held since `BEGIN IMMEDIATE`),
@@ -214,14 +223,14 @@ pub(crate) async fn insert_batch(
                     report_columns!(),
                     ") "
                 ));
-                qb.push_values(chunk.iter().zip(last + 1..), |mut b, ((p, r), id)| {
+                qb.push_values(chunk.iter().zip(last + 1..), |mut b, (&(p, r), id)| {
                     b.push_bind(id);
                     bind_report!(b, p, r);
                 });
                 qb.push(" ON CONFLICT (organization, report_id) DO NOTHING");
                 let inserted = qb.build().execute(&mut **c).await?.rows_affected();
                 if usize::try_from(inserted).is_ok_and(|n| n == chunk.len()) {
-                    for ((_, r), id) in chunk.iter().zip(last + 1..) {
+                    for (&(_, r), id) in chunk.iter().zip(last + 1..) {
                         new_ids.insert((&r.organization, &r.report_id), id);
                     }
                     None
@@ -244,7 +253,7 @@ pub(crate) async fn insert_batch(
                     report_columns!(),
                     ") "
                 ));
-                qb.push_values(chunk, |mut b, (p, r)| {
+                qb.push_values(chunk, |mut b, &(p, r)| {
                     bind_report!(b, p, r);
                 });
                 qb.push(
@@ -258,7 +267,7 @@ pub(crate) async fn insert_batch(
         // The keys as this batch holds them, so that the map borrows instead of owning.
         let keys: HashMap<(&str, &str), &ReportValues> = chunk
             .iter()
-            .map(|(_, r)| ((&*r.organization, &*r.report_id), *r))
+            .map(|&(_, r)| ((&*r.organization, &*r.report_id), *r))
             .collect();
         for (id, org, rid) in returned {
             if let Some(r) = keys.get(&(org.as_str(), rid.as_str())) {
@@ -268,28 +277,37 @@ pub(crate) async fn insert_batch(
     }
     let mut out = Vec::with_capacity(rows.len());
     let mut new: Vec<(i64, &ReportValues)> = Vec::with_capacity(rows.len());
-    for (_, r) in rows {
+    let mut copied: Vec<(usize, &ReportValues)> = Vec::new();
+    for (i, (_, r)) in rows.iter().enumerate() {
         // The first of the batch with this key is the one inserted; the others are copies.
         if let Some(id) = new_ids.remove(&(&*r.organization, &*r.report_id)) {
             new.push((id, r));
             out.push(Inserted::New(id));
         } else {
-            let (id, copies): (i64, i64) = on_backend!(&mut tx.tx, c =>
-                sqlx::query_as(
-                    "UPDATE reports SET copies = copies + 1, last_copy_at = $3 \
-                     WHERE organization = $1 AND report_id = $2 RETURNING id, copies",
-                )
-                .bind(&*r.organization)
-                .bind(&*r.report_id)
-                .bind(r.at)
-                .fetch_one(&mut **c)
-                .await?
-            );
-            out.push(Inserted::Duplicate {
-                id,
-                copies: to_u64("copies", copies)?,
-            });
+            copied.push((i, r));
+            out.push(Inserted::New(0)); // Replaced below.
         }
+    }
+    // Each copy counted, in key order (the locks, as above).
+    copied.sort_by(|(_, a), (_, b)| {
+        (&*a.organization, &*a.report_id).cmp(&(&*b.organization, &*b.report_id))
+    });
+    for (i, r) in copied {
+        let (id, copies): (i64, i64) = on_backend!(&mut tx.tx, c =>
+            sqlx::query_as(
+                "UPDATE reports SET copies = copies + 1, last_copy_at = $3 \
+                 WHERE organization = $1 AND report_id = $2 RETURNING id, copies",
+            )
+            .bind(&*r.organization)
+            .bind(&*r.report_id)
+            .bind(r.at)
+            .fetch_one(&mut **c)
+            .await?
+        );
+        out[i] = Inserted::Duplicate {
+            id,
+            copies: to_u64("copies", copies)?,
+        };
     }
     let policies: Vec<(i64, &PolicyRow)> = new
         .iter()
