@@ -580,7 +580,6 @@ async fn load_apart(store: &Store, hosts: &[String]) -> Result<(u64, Hosted), mt
     }
 }
 
-/// One store row and its certificate as a [`HostedDomain`].
 /// An intake for the network paths: reports only for domains hosted here (D27). A domain in
 /// the snapshot served is taken as hosted without a store read; the store is asked about the
 /// rest (a domain added since the snapshot was built).
@@ -591,6 +590,7 @@ fn hosted_intake(store: &Store, hosted: &HostedSet) -> mtasts_intake::Intake {
     )
 }
 
+/// One store row and its certificate as a [`HostedDomain`].
 fn hosted_domain(
     d: &mtasts_store::HostedDomain,
     cert: &mtasts_store::Certificate,

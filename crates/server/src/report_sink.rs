@@ -174,7 +174,9 @@ fn parse_and_prepare(
 
 /// Commits the reports of every `POST` waiting, together, then answers each (group commit: one
 /// transaction, one `fsync`, for what arrived while the previous commit ran). A `POST` is
-/// answered only after the commit that holds its reports.
+/// answered only after the commit that holds its reports. When a group's commit fails, each
+/// `POST` of it is committed on its own before anyone is answered: one report the store refuses
+/// (or a deadlock another writer caused on PostgreSQL) fails only its own `POST`.
 async fn writer(intake: Intake, mut jobs: tokio::sync::mpsc::Receiver<Job>) {
     while let Some(first) = jobs.recv().await {
         // Each job's reports are moved into one batch; the job keeps its count and reply.
@@ -188,9 +190,7 @@ async fn writer(intake: Intake, mut jobs: tokio::sync::mpsc::Receiver<Job>) {
                 next = jobs.try_recv().ok();
             }
         }
-        let result = intake.store_prepared(&prepared).await;
-        drop(prepared);
-        match result {
+        match intake.store_prepared(&prepared).await {
             Ok(mut outcomes) => {
                 for (n, reply) in replies {
                     let rest = outcomes.split_off(n.min(outcomes.len()));
@@ -198,13 +198,23 @@ async fn writer(intake: Intake, mut jobs: tokio::sync::mpsc::Receiver<Job>) {
                     outcomes = rest;
                 }
             }
-            Err(e) => {
-                let why = e.to_string();
+            Err(e) if replies.len() == 1 => {
                 for (_, reply) in replies {
-                    let _ = reply.send(Err(why.clone()));
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, posts = replies.len(),
+                    "a group commit of TLS-RPT reports failed; committing each POST on its own");
+                let mut start = 0;
+                for (n, reply) in replies {
+                    let one = &prepared[start..start + n];
+                    start += n;
+                    let _ = reply.send(intake.store_prepared(one).await.map_err(|e| e.to_string()));
                 }
             }
         }
+        drop(prepared);
     }
 }
 

@@ -553,3 +553,64 @@ async fn a_100_mb_body_is_cut_off_at_max_body_within_bounded_memory() {
     control.stop();
     task.await.unwrap();
 }
+
+/// A report the store refuses (here: a trigger) fails only its own `POST`, even when the writer
+/// took it into one group commit with others: the group is retried `POST` by `POST`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_the_store_refuses_fails_only_its_own_post() {
+    use sqlx::Connection;
+    let (db, store, pki, _) = hosting_a_test().await;
+    {
+        let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER poison BEFORE INSERT ON reports WHEN NEW.report_id = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        c.close().await.unwrap();
+    }
+    let (port, control, task) = serve(&db, |c| c.intake.max_in_flight = 64).await;
+    let host = "mta-sts.a.test";
+    let pki = Arc::new(pki);
+    // 40 POSTs at once, the poisoned one among them, 3 times over: some share its commit.
+    for round in 0..3 {
+        let mut posts = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let pki = Arc::clone(&pki);
+            let id = if i == 20 {
+                "poison".to_owned()
+            } else {
+                format!("g-{round}-{i}")
+            };
+            posts.spawn(async move {
+                let (s, _, v) = post(
+                    &pki,
+                    port,
+                    host,
+                    host,
+                    Method::POST,
+                    "application/tlsrpt+json",
+                    report(&id, "a.test"),
+                )
+                .await;
+                (id, s, v)
+            });
+        }
+        while let Some(r) = posts.join_next().await {
+            let (id, s, v) = r.unwrap();
+            if id == "poison" {
+                assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+            } else {
+                assert_eq!(s, StatusCode::CREATED, "{id}: {v}");
+            }
+        }
+    }
+    assert_eq!(
+        store.reports(&ReportFilter::default()).await.unwrap().len(),
+        3 * 39
+    );
+    control.stop();
+    task.await.unwrap();
+}
