@@ -31,7 +31,7 @@ use mtasts_server::config::ServeConfig;
 use mtasts_server::daemon::Daemon;
 use mtasts_server::domains::{AddDomain, Domains, MxSource};
 use mtasts_store::{ReportFilter, Store, StoreKey, StoreOptions};
-use mtasts_testnet::https::post_with;
+use mtasts_testnet::https::{client_config, post_with};
 use mtasts_testnet::pki::{Defect, Pki};
 use time::OffsetDateTime;
 
@@ -91,23 +91,6 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.algs.supported_schemes()
     }
-}
-
-/// The client configuration of one `POST` (see the module docs).
-fn client_config(
-    lean: Option<&Arc<rustls::ClientConfig>>,
-    roots: &rustls::RootCertStore,
-) -> Arc<rustls::ClientConfig> {
-    if let Some(shared) = lean {
-        return Arc::clone(shared);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
-    Arc::new(config)
 }
 
 fn report(i: usize) -> Vec<u8> {
@@ -221,7 +204,8 @@ async fn main() {
                 let got = post_with(
                     addr,
                     "mta-sts.a.test",
-                    client_config(lean.as_ref(), &roots),
+                    // A new configuration a report (as senders do), or the lean one.
+                    lean.clone().unwrap_or_else(|| client_config(roots.clone())),
                     &path,
                     "application/tlsrpt+json",
                     report(i),

@@ -88,35 +88,8 @@ pub trait TlsHook: Send + Sync + 'static {
 mod tests {
     use super::*;
     use crate::hosted::{Hosted, HostedDomain};
-    use mtasts_testnet::pki::{Defect, Pki};
-    use rustls::{ClientConfig, ClientConnection, ServerConnection};
-
-    /// Runs a handshake in memory; the suite the two sides agreed on.
-    fn negotiate(client: ClientConfig, server: Arc<ServerConfig>) -> CipherSuite {
-        let name = "mta-sts.a.test".try_into().unwrap();
-        let mut c = ClientConnection::new(Arc::new(client), name).unwrap();
-        let mut s = ServerConnection::new(server).unwrap();
-        let mut buf = Vec::new();
-        for _ in 0..10 {
-            buf.clear();
-            c.write_tls(&mut buf).unwrap();
-            if !buf.is_empty() {
-                s.read_tls(&mut &buf[..]).unwrap();
-                s.process_new_packets().unwrap();
-            }
-            buf.clear();
-            s.write_tls(&mut buf).unwrap();
-            if !buf.is_empty() {
-                c.read_tls(&mut &buf[..]).unwrap();
-                c.process_new_packets().unwrap();
-            }
-            if !c.is_handshaking() && !s.is_handshaking() {
-                break;
-            }
-        }
-        assert!(!c.is_handshaking(), "the handshake did not complete");
-        s.negotiated_cipher_suite().unwrap().suite()
-    }
+    use mtasts_testnet::pki::{Defect, Pki, handshake_in_memory};
+    use rustls::ClientConfig;
 
     #[test]
     fn aes_128_gcm_with_sha_256_is_chosen_over_a_client_preferring_aes_256() {
@@ -150,7 +123,9 @@ mod tests {
                 .unwrap()
                 .with_root_certificates(pki.root_store())
                 .with_no_client_auth();
-            assert_eq!(negotiate(client, Arc::clone(&server)), expected);
+            let (_, s) =
+                handshake_in_memory(Arc::new(client), Arc::clone(&server), "mta-sts.a.test");
+            assert_eq!(s.negotiated_cipher_suite().unwrap().suite(), expected);
         }
     }
 }

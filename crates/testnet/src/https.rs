@@ -329,6 +329,20 @@ pub struct Posted {
     pub body: Vec<u8>,
 }
 
+/// A sender's client configuration: the ring provider, TLS 1.3 and 1.2, trusting `roots`.
+///
+/// # Panics
+/// Never: ring supports both versions.
+pub fn client_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports TLS 1.3 and 1.2")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
 /// `POST path` over TLS to `addr`, with SNI and `Host` `host`, trusting `roots`, the body
 /// `body` with `Content-Type: content_type`, all within `timeout`: a sender delivering a
 /// TLS-RPT report (`rua=https:`). `Err` says what failed (refused, reset, timed out).
@@ -344,16 +358,10 @@ pub async fn post(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Posted, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     post_with(
         addr,
         host,
-        Arc::new(config),
+        client_config(roots),
         path,
         content_type,
         body,

@@ -428,6 +428,44 @@ pub fn on_demand_server_config(pki: &Arc<Pki>) -> Arc<ServerConfig> {
     Arc::new(config)
 }
 
+/// Runs a TLS handshake between `client` and `server` in memory, for the server name `name`:
+/// both ends, once it completed.
+///
+/// # Panics
+/// When either side fails the handshake or it does not complete in ten flights.
+pub fn handshake_in_memory(
+    client: Arc<rustls::ClientConfig>,
+    server: Arc<ServerConfig>,
+    name: &str,
+) -> (rustls::ClientConnection, rustls::ServerConnection) {
+    let sni = rustls_pki_types::ServerName::try_from(name.to_owned()).expect("a server name");
+    let mut c = rustls::ClientConnection::new(client, sni).expect("a client connection");
+    let mut s = rustls::ServerConnection::new(server).expect("a server connection");
+    let mut buf = Vec::new();
+    for _ in 0..10 {
+        if !c.is_handshaking() && !s.is_handshaking() {
+            break;
+        }
+        buf.clear();
+        c.write_tls(&mut buf).expect("client flight");
+        if !buf.is_empty() {
+            s.read_tls(&mut buf.as_slice()).expect("server read");
+            s.process_new_packets().expect("server handshake");
+        }
+        buf.clear();
+        s.write_tls(&mut buf).expect("server flight");
+        if !buf.is_empty() {
+            c.read_tls(&mut buf.as_slice()).expect("client read");
+            c.process_new_packets().expect("client handshake");
+        }
+    }
+    assert!(
+        !c.is_handshaking() && !s.is_handshaking(),
+        "the handshake did not finish"
+    );
+    (c, s)
+}
+
 /// `der` as PEM with the given label (64-column base64).
 pub fn pem_encode(label: &str, der: &[u8]) -> String {
     const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -473,28 +511,8 @@ mod tests {
 
     /// A full TLS handshake in memory against `server` for `name`; the leaf the server sent.
     fn leaf_served(pki: &Pki, server: &Arc<ServerConfig>, name: &str) -> CertificateDer<'static> {
-        let client = rustls::ClientConfig::builder_with_provider(Arc::clone(&pki.provider))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(pki.root_store())
-            .with_no_client_auth();
-        let sni = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
-        let mut c = rustls::ClientConnection::new(Arc::new(client), sni).unwrap();
-        let mut s = rustls::ServerConnection::new(Arc::clone(server)).unwrap();
-        for _ in 0..10 {
-            if !c.is_handshaking() && !s.is_handshaking() {
-                break;
-            }
-            let mut buf = Vec::new();
-            c.write_tls(&mut buf).unwrap();
-            s.read_tls(&mut buf.as_slice()).unwrap();
-            s.process_new_packets().unwrap();
-            let mut buf = Vec::new();
-            s.write_tls(&mut buf).unwrap();
-            c.read_tls(&mut buf.as_slice()).unwrap();
-            c.process_new_packets().unwrap();
-        }
-        assert!(!c.is_handshaking(), "handshake did not finish");
+        let client = crate::https::client_config(pki.root_store());
+        let (c, _) = handshake_in_memory(client, Arc::clone(server), name);
         c.peer_certificates().unwrap()[0].clone()
     }
 

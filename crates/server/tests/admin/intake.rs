@@ -95,17 +95,12 @@ async fn post(
     content_type: &str,
     body: Vec<u8>,
 ) -> (StatusCode, hyper::HeaderMap, Value) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(pki.root_store())
-        .with_no_client_auth();
+    let config = mtasts_testnet::https::client_config(pki.root_store());
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
     let name = rustls_pki_types::ServerName::try_from(sni.to_owned()).unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .unwrap();
@@ -289,17 +284,12 @@ async fn reports_posted_to_a_policy_host_are_stored_once_and_everything_else_ref
 /// status line and headers.
 async fn slow_sender(pki: &Pki, port: u16, host: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(pki.root_store())
-        .with_no_client_auth();
+    let config = mtasts_testnet::https::client_config(pki.root_store());
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
     let name = rustls_pki_types::ServerName::try_from(host.to_owned()).unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let mut tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .unwrap();
@@ -457,15 +447,10 @@ async fn tls_connect(
     port: u16,
     sni: &str,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(pki.root_store())
-        .with_no_client_auth();
+    let config = mtasts_testnet::https::client_config(pki.root_store());
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let name = rustls_pki_types::ServerName::try_from(sni.to_owned()).unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
 }
