@@ -28,7 +28,8 @@ const FAILURE_COLUMNS: usize = 9;
 /// [`Store::insert_prepared`](crate::Store::insert_prepared) writes.
 #[derive(Debug, Clone)]
 pub struct PreparedReport {
-    /// The report.
+    /// The report. Its `raw_json` is empty: the bytes moved into the stored values, so that a
+    /// prepared report holds its raw JSON once.
     pub parsed: ParsedReport,
     /// Where and when it arrived.
     pub arrival: Arrival,
@@ -39,8 +40,9 @@ impl PreparedReport {
     /// Computes the values `parsed` is stored with (cut and cleaned text, the normalised JSON,
     /// the policy and failure rows): CPU only, no store needed.
     #[must_use]
-    pub fn new(parsed: ParsedReport, arrival: Arrival) -> Self {
-        let values = ReportValues::new(&parsed, &arrival);
+    pub fn new(mut parsed: ParsedReport, arrival: Arrival) -> Self {
+        let raw_json = Arc::from(std::mem::take(&mut parsed.raw_json));
+        let values = ReportValues::new(&parsed, &arrival, raw_json);
         Self {
             parsed,
             arrival,
@@ -98,7 +100,9 @@ struct FailureRow {
 }
 
 impl ReportValues {
-    pub(crate) fn new(parsed: &ParsedReport, arrival: &Arrival) -> Self {
+    /// The values of `parsed` as it arrived by `arrival`, with its raw JSON `raw_json` (taken
+    /// apart so that a caller who owns the report can move the bytes instead of copying them).
+    pub(crate) fn new(parsed: &ParsedReport, arrival: &Arrival, raw_json: Arc<[u8]>) -> Self {
         let r = &parsed.report;
         let day = day_of(r.date_range.start);
         let (mut success, mut failure) = (0u64, 0u64);
@@ -148,7 +152,7 @@ impl ReportValues {
             source: arrival.source.as_deref().map(keep),
             dkim: arrival.dkim.as_ref().map(|d| d.verdict.as_str()),
             dkim_detail: arrival.dkim.as_ref().map(|d| keep(&d.detail)),
-            raw_json: Arc::from(parsed.raw_json.as_slice()),
+            raw_json,
             normalised: Arc::from(parsed.to_json_string("")),
             policies,
             failures,

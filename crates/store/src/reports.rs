@@ -348,7 +348,7 @@ impl Store {
     ) -> Result<Vec<Inserted>, Error> {
         let values: Vec<ReportValues> = reports
             .iter()
-            .map(|(p, a)| ReportValues::new(p, a))
+            .map(|(p, a)| ReportValues::new(p, a, std::sync::Arc::from(p.raw_json.as_slice())))
             .collect();
         let rows: Vec<(&ParsedReport, &ReportValues)> = reports
             .iter()
