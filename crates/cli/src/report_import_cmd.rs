@@ -1,7 +1,8 @@
 //! `mtasts report import PATH...`: files read and parsed, and each report's stored values
 //! computed, on one thread while the batch before is being stored on another (a pipeline two
-//! batches deep), each batch one transaction. The operator chose the files, so reports for any domain are stored (D27 applies
-//! to the network paths only). Every string from a report is escaped in text output.
+//! batches deep), each batch one transaction. The operator chose the files, so reports for any
+//! domain are stored (D27 applies to the network paths only). Every string from a report is
+//! escaped in text output.
 
 use crate::output::Format;
 use crate::store_cmd::StoreArgs;
