@@ -59,7 +59,7 @@ for c in cases:
     med[c] = statistics.median(rate)
     lost = "—" if c.startswith("floor") else f"{sum(r['lost'] for r in rs)} of {sum(r['acknowledged'] for r in rs)}"
     print(f"| {c} | {' / '.join(f'{x:,.0f}' for x in rate)} | **{med[c]:,.0f}** | "
-          f"{statistics.median(r['p50_ms'] for r in rs)} ms | {lost} |")
+          f"{statistics.median(r['p50_ms'] for r in rs):.1f} ms | {lost} |")
 for c in cases:
     if not c.startswith("floor"):
         f = med["floor " + c.split()[1]]
